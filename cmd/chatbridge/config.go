@@ -1,0 +1,147 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// envPrefix starts the environment variable that stands in for each flag:
+// --max-line is CHATBRIDGE_MAX_LINE.
+const envPrefix = "CHATBRIDGE_"
+
+// config is everything the command line sets.
+type config struct {
+	tcpAddr   string
+	httpAddr  string
+	echoAddr  string
+	logFormat string
+	logLevel  slog.Level
+
+	defaultRoom   string
+	history       int
+	maxLine       int
+	rate          float64
+	burst         int
+	queue         int
+	writeTimeout  time.Duration
+	maxClients    int
+	maxPerIP      int
+	maxRooms      int
+	announceLimit int
+
+	shutdownTimeout time.Duration
+}
+
+// parseConfig reads flags from args and, for each flag not given there,
+// its environment variable through getenv. Usage and errors go to out.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
+	fs.SetOutput(out)
+
+	fs.StringVar(&c.tcpAddr, "tcp", ":5000", "`address` of the telnet/nc chat")
+	fs.StringVar(&c.httpAddr, "http", ":8080", "`address` of the web page and WebSocket bridge (empty: off)")
+	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+
+	fs.StringVar(&c.defaultRoom, "room", "lobby", "the `room` members start in")
+	fs.IntVar(&c.history, "history", 20, "`lines` of history each room replays on join")
+	fs.IntVar(&c.maxLine, "max-line", 4096, "longest line accepted, in `bytes`")
+	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send (0: no limit)")
+	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
+	fs.IntVar(&c.queue, "queue", 256, "`messages` queued for a member before it is cut off as too slow")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off")
+	fs.IntVar(&c.maxClients, "max-clients", 20000, "members at once, all transports (0: no limit)")
+	fs.IntVar(&c.maxPerIP, "max-per-ip", 100, "members at once from one IP address (0: no limit)")
+	fs.IntVar(&c.maxRooms, "max-rooms", 1000, "rooms kept at once; the longest-idle empty room is forgotten first")
+	fs.IntVar(&c.announceLimit, "announce-limit", 200, "rooms with more `members` than this stop announcing joins and leaves")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
+
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: chatbridge [flags]\n\n")
+		fmt.Fprintf(out, "A chat server for telnet and browser users in the same rooms.\n")
+		fmt.Fprintf(out, "Each flag can also be set by its environment variable, shown in brackets.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			name, usage := flag.UnquoteUsage(f)
+			fmt.Fprintf(out, "  --%s", f.Name)
+			if name != "" {
+				fmt.Fprintf(out, " %s", name)
+			}
+			fmt.Fprintf(out, "  [%s]\n    \t%s (default %q)\n", envName(f.Name), usage, f.DefValue)
+		})
+	}
+
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := envName(f.Name)
+		if v, ok := lookup(getenv, env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.check()
+}
+
+// lookup treats an unset variable and an empty one alike, except for the
+// address flags, where empty means "off".
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != "" || name == envName("http") || name == envName("echo")
+}
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (c config) check() error {
+	var errs []error
+	if c.tcpAddr == "" {
+		errs = append(errs, errors.New("--tcp must not be empty"))
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
+	}
+	positive := map[string]int{"--max-line": c.maxLine, "--burst": c.burst, "--queue": c.queue, "--max-rooms": c.maxRooms, "--announce-limit": c.announceLimit}
+	for _, name := range []string{"--max-line", "--burst", "--queue", "--max-rooms", "--announce-limit"} {
+		if positive[name] <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
+		}
+	}
+	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 {
+		errs = append(errs, errors.New("--history, --rate, --max-clients and --max-per-ip must not be negative"))
+	}
+	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// noLimit turns the command line's "0: no limit" into the hub's -1.
+func noLimit[T int | float64](v T) T {
+	if v == 0 {
+		return -1
+	}
+	return v
+}

@@ -1,0 +1,133 @@
+// Command chatbridge runs the chat: telnet and nc users on --tcp, browser
+// users on --http, all in the same rooms, and optionally the seed's echo
+// service on --echo. Run it with --help for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+
+	"chatbridge/tcpserver"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// A service is one listening server of the binary.
+type service struct {
+	name     string // what it serves, for logs and errors
+	addr     string
+	serve    func(context.Context, net.Listener) error
+	shutdown func(context.Context) error
+}
+
+// run starts every configured server, waits for ctx to end (a signal) or
+// for a server to fail, shuts them all down and returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	cfg, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "chatbridge: %v\n", err)
+		return 2
+	}
+	log := newLogger(cfg, stderr)
+
+	hub := tcpserver.NewHub(tcpserver.HubConfig{
+		DefaultRoom:   cfg.defaultRoom,
+		History:       noLimit(cfg.history),
+		MaxLine:       cfg.maxLine,
+		Rate:          noLimit(cfg.rate),
+		Burst:         cfg.burst,
+		MaxClients:    noLimit(cfg.maxClients),
+		MaxPerIP:      noLimit(cfg.maxPerIP),
+		MaxRooms:      cfg.maxRooms,
+		AnnounceLimit: cfg.announceLimit,
+	}, log)
+	if _, err := tcpserver.RoomName(cfg.defaultRoom); err != nil {
+		fmt.Fprintf(stderr, "chatbridge: --room: %v\n", err)
+		return 2
+	}
+
+	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout}, log)
+	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown}}
+	if cfg.echoAddr != "" {
+		echo := tcpserver.NewEcho(cfg.maxLine, cfg.writeTimeout, log)
+		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown})
+	}
+	if cfg.httpAddr != "" {
+		log.Warn("the web bridge is not built yet; --http is ignored", "addr", cfg.httpAddr)
+	}
+
+	// Bind everything before serving anything, so that a taken port fails
+	// the start cleanly.
+	listeners := make([]net.Listener, 0, len(services))
+	for _, s := range services {
+		l, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			fmt.Fprintf(stderr, "chatbridge: cannot listen for %s on %q: %v\n", s.name, s.addr, err)
+			return 1
+		}
+		listeners = append(listeners, l)
+	}
+
+	var wg sync.WaitGroup
+	failed := make(chan error, len(services))
+	for i, s := range services {
+		l := listeners[i]
+		log.Info("listening", "service", s.name, "addr", l.Addr().String())
+		wg.Go(func() {
+			if err := s.serve(context.Background(), l); !errors.Is(err, tcpserver.ErrServerClosed) {
+				failed <- fmt.Errorf("%s: %w", s.name, err)
+			}
+		})
+	}
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.shutdownTimeout)
+	case err := <-failed:
+		log.Error("server failed", "err", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	var down sync.WaitGroup
+	for _, s := range services {
+		down.Go(func() {
+			if err := s.shutdown(sctx); err != nil {
+				log.Warn("shutdown cut short", "service", s.name, "err", err)
+			}
+		})
+	}
+	down.Wait()
+	wg.Wait()
+	log.Info("stopped")
+	return code
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	if cfg.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

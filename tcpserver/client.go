@@ -1,0 +1,288 @@
+package tcpserver
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// A Client is one member's session in the hub: its name, its room, its
+// flood control, and the commands it may use. A transport makes one with
+// [Hub.Connect] and feeds it every line the member sends.
+//
+// Handle, TooLong and Leave must be called from one goroutine, the one
+// that reads the member's connection; the fields below marked "owned by
+// the reader" are touched by no other.
+type Client struct {
+	hub       *Hub
+	member    Member
+	id        uint64
+	addr      string
+	ip        string
+	transport string
+	echo      bool
+
+	name atomic.Pointer[string] // read by anyone, written under hub.mu
+
+	idx int // index in room.members; guarded by room.mu
+
+	// Owned by the reader.
+	room     *Room
+	joined   bool        // has had its first welcome
+	left     bool        // Leave has run
+	reason   string      // why the server ended the session, for the leave notice
+	bucket   tokenBucket // lines it may send now
+	strikes  float64     // refused lines, leaking away over time
+	strikeAt time.Time
+	limited  bool // told it is sending too fast, and not yet let through again
+}
+
+// Name returns the member's current name.
+func (c *Client) Name() string {
+	if p := c.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (c *Client) setName(s string) { c.name.Store(&s) }
+
+// ID returns a number that no other client of this hub has.
+func (c *Client) ID() uint64 { return c.id }
+
+// Room returns the name of the member's room. Reader only.
+func (c *Client) Room() string { return c.room.name }
+
+// Handle acts on one line the member sent: a command or a line to say to
+// the room. The line is cleaned (see [CleanLine]) first; blank lines are
+// ignored. Handle may be given the reader's own buffer: it keeps nothing
+// of it.
+func (c *Client) Handle(line []byte) {
+	if c.left || c.reason != "" {
+		return
+	}
+	if len(line) > c.hub.cfg.MaxLine {
+		c.TooLong()
+		return
+	}
+	text := CleanLine(line)
+	if strings.TrimSpace(text) == "" {
+		return
+	}
+	if !c.allow(time.Now()) {
+		return
+	}
+	c.hub.linesIn.Add(1)
+	if name, arg, ok := ParseCommand(text); ok {
+		c.command(name, arg)
+		return
+	}
+	if strings.HasPrefix(text, "//") {
+		text = text[1:]
+	}
+	c.say(KindMessage, text)
+}
+
+// TooLong tells the member its line was over the limit and not sent.
+func (c *Client) TooLong() {
+	if c.left {
+		return
+	}
+	c.hub.refused.Add(1)
+	c.errorf("line too long (more than %d bytes); it was not sent", c.hub.cfg.MaxLine)
+}
+
+// Leave takes the member out of its room and frees its name. reason, if
+// not empty, is shown in the leave notice ("too slow", "flooding"); a
+// reason the hub itself gave, such as a flood kick, wins over it. Leave
+// runs once; later calls do nothing.
+func (c *Client) Leave(reason string) {
+	if c.left {
+		return
+	}
+	c.left = true
+	if c.reason != "" {
+		reason = c.reason
+	}
+	if reason == "quit" {
+		reason = ""
+	}
+	c.room.leave(c, reason)
+	c.hub.release(c)
+	c.hub.dropIfEmpty(c.room)
+	c.hub.log.Debug("member left", "name", c.Name(), "addr", c.addr, "reason", reason)
+}
+
+func (c *Client) say(k Kind, text string) {
+	r := c.room
+	r.say(c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text}), c)
+}
+
+func (c *Client) send(k Kind, text string) { c.member.Send(c.hub.notice(k, text)) }
+
+func (c *Client) errorf(format string, args ...any) {
+	c.send(KindError, fmt.Sprintf(format, args...))
+}
+
+func (c *Client) command(name, arg string) {
+	switch name {
+	case "nick":
+		c.nick(arg)
+	case "who", "names":
+		c.member.Send(c.room.presence())
+	case "me":
+		if arg == "" {
+			c.errorf("usage: /me ACTION")
+			return
+		}
+		c.say(KindAction, arg)
+	case "join":
+		c.join(arg)
+	case "rooms":
+		c.rooms()
+	case "msg":
+		c.private(arg)
+	case "help":
+		for line := range strings.Lines(helpText) {
+			c.send(KindSystem, strings.TrimRight(line, "\n"))
+		}
+	case "quit":
+		c.reason = "quit"
+		c.member.Close("bye")
+	default:
+		c.errorf("unknown command /%s; type /help for the list", name)
+	}
+}
+
+func (c *Client) nick(to string) {
+	if to == "" {
+		c.errorf("usage: /nick NAME")
+		return
+	}
+	from := c.Name()
+	if to == from {
+		c.errorf("you are already %s", to)
+		return
+	}
+	if err := c.hub.rename(c, to); err != nil {
+		c.errorf("%v", err)
+		return
+	}
+	r := c.room
+	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
+	r.mu.Lock()
+	r.publishLocked(ev, nil, true)
+	r.mu.Unlock()
+}
+
+func (c *Client) join(arg string) {
+	if arg == "" {
+		c.errorf("usage: /join ROOM")
+		return
+	}
+	name, err := RoomName(arg)
+	if err != nil {
+		c.errorf("%v", err)
+		return
+	}
+	if name == c.room.name {
+		c.errorf("you are already in %s", name)
+		return
+	}
+	if err := c.hub.move(c, name); err != nil {
+		c.errorf("%v", err)
+	}
+}
+
+// maxRoomsListed is the most rooms /rooms names; the rest are counted.
+const maxRoomsListed = 50
+
+func (c *Client) rooms() {
+	list := c.hub.Rooms()
+	var b strings.Builder
+	b.WriteString("rooms: ")
+	for i, r := range list {
+		if i == maxRoomsListed {
+			fmt.Fprintf(&b, " and %d more", len(list)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(r.Name)
+		b.WriteString(" (")
+		b.WriteString(strconv.Itoa(r.Members))
+		b.WriteString(")")
+	}
+	c.send(KindSystem, b.String())
+}
+
+func (c *Client) private(arg string) {
+	to, text, _ := strings.Cut(arg, " ")
+	text = strings.TrimSpace(text)
+	if to == "" || text == "" {
+		c.errorf("usage: /msg NAME TEXT")
+		return
+	}
+	target := c.hub.lookup(to)
+	if target == nil {
+		c.errorf("no one called %s is here", to)
+		return
+	}
+	h := c.hub
+	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text}))
+	c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text, Echo: true}))
+	h.deliveries.Add(2)
+}
+
+// allow applies flood control to one line. A member may send Burst lines
+// at once and Rate a second after that. Lines over the limit are refused,
+// with one notice per spell of flooding; a member that goes on flooding is
+// cut off.
+func (c *Client) allow(now time.Time) bool {
+	cfg := &c.hub.cfg
+	if cfg.Rate < 0 || c.bucket.take(now, cfg.Rate, float64(cfg.Burst)) {
+		c.limited = false
+		return true
+	}
+	c.hub.refused.Add(1)
+	if !c.limited {
+		c.limited = true
+		c.errorf("slow down: at most %g lines a second; that line was not sent", cfg.Rate)
+	}
+	// Strikes leak away at half the allowed rate, so a member that keeps
+	// sending at twice the rate or more fills up and is cut off, while one
+	// paste of a few dozen lines is only trimmed.
+	if !c.strikeAt.IsZero() {
+		c.strikes = max(0, c.strikes-now.Sub(c.strikeAt).Seconds()*cfg.Rate/2)
+	}
+	c.strikeAt = now
+	c.strikes++
+	if c.strikes > float64(3*cfg.Burst) {
+		c.hub.floodKicks.Add(1)
+		c.reason = "flooding"
+		c.member.Close(fmt.Sprintf("disconnected: flooding (more than %g lines a second)", cfg.Rate))
+		return false
+	}
+	return false
+}
+
+// tokenBucket is a plain token bucket, owned by one goroutine.
+type tokenBucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {
+	if !b.last.IsZero() {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
+}

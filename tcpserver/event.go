@@ -1,0 +1,223 @@
+package tcpserver
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind says what an [Event] is.
+type Kind uint8
+
+// The kinds of event. Their names (see [Kind.String]) are the "type" of the
+// JSON encoding.
+const (
+	KindMessage  Kind = iota + 1 // a line said in a room: <from> text
+	KindAction                   // /me: * from text
+	KindPrivate                  // /msg: *from* text, to one member
+	KindJoin                     // from joined the room
+	KindLeave                    // from left the room
+	KindNick                     // from is now known as To
+	KindSystem                   // a notice from the server
+	KindError                    // a refusal or an error, to one member
+	KindHello                    // the welcome: your name (To) and room
+	KindHistory                  // recent lines of a room (Events)
+	KindPresence                 // who is in a room (Names, Count)
+)
+
+var kindNames = [...]string{
+	KindMessage:  "message",
+	KindAction:   "action",
+	KindPrivate:  "private",
+	KindJoin:     "join",
+	KindLeave:    "leave",
+	KindNick:     "nick",
+	KindSystem:   "system",
+	KindError:    "error",
+	KindHello:    "hello",
+	KindHistory:  "history",
+	KindPresence: "presence",
+}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) && kindNames[k] != "" {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// An Event is one thing that happened, on its way to members.
+//
+// An Event is built once by the hub and then shared, read-only, by every
+// member it is delivered to: its text line is encoded when it is built and
+// its JSON the first time a member asks for it, and neither is ever copied
+// per member. Nobody may change an Event after it has been sent.
+type Event struct {
+	ID   uint64
+	Kind Kind
+	Time time.Time
+	Room string
+	From string // who said or did it; for KindNick the old name
+	To   string // KindPrivate: the recipient; KindNick: the new name; KindHello: your name
+	Text string
+	Addr string // KindJoin and KindLeave: the member's remote address
+
+	// Echo marks a copy sent back to its own author (a private message's
+	// "-> *bob* text" receipt).
+	Echo bool
+
+	Names  []string // KindPresence: the members, at most presenceNames of them
+	Count  int      // KindPresence: how many members in all
+	Events []*Event // KindHistory: the room's recent lines, oldest first
+
+	line []byte // the text-protocol encoding, CRLF-terminated; set by finish
+
+	jsonOnce sync.Once
+	json     []byte
+}
+
+// Line returns the event as the text protocol sends it: one or more lines,
+// each ending in CRLF. The bytes are shared; callers must not modify them.
+func (e *Event) Line() []byte { return e.line }
+
+// JSON returns the event's JSON encoding (see the README for the schema),
+// computed once and then shared; callers must not modify it.
+func (e *Event) JSON() []byte {
+	e.jsonOnce.Do(func() { e.json = e.encodeJSON() })
+	return e.json
+}
+
+// wireEvent is the JSON form of an Event.
+type wireEvent struct {
+	Type   string            `json:"type"`
+	ID     string            `json:"id,omitempty"`
+	Time   string            `json:"time,omitempty"`
+	Room   string            `json:"room,omitempty"`
+	From   string            `json:"from,omitempty"`
+	To     string            `json:"to,omitempty"`
+	Text   string            `json:"text,omitempty"`
+	Addr   string            `json:"addr,omitempty"`
+	Echo   bool              `json:"echo,omitempty"`
+	Names  []string          `json:"names,omitempty"`
+	Count  int               `json:"count,omitempty"`
+	Events []json.RawMessage `json:"events,omitempty"`
+}
+
+func (e *Event) encodeJSON() []byte {
+	w := wireEvent{
+		Type: e.Kind.String(),
+		Room: e.Room,
+		From: e.From,
+		To:   e.To,
+		Text: e.Text,
+		Addr: e.Addr,
+		Echo: e.Echo,
+	}
+	if e.ID != 0 {
+		w.ID = strconv.FormatUint(e.ID, 10)
+	}
+	if !e.Time.IsZero() {
+		w.Time = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	if e.Kind == KindPresence {
+		w.Names = e.Names
+		if w.Names == nil {
+			w.Names = []string{}
+		}
+		w.Count = e.Count
+	}
+	if e.Kind == KindHistory {
+		w.Events = make([]json.RawMessage, len(e.Events))
+		for i, h := range e.Events {
+			w.Events[i] = h.JSON()
+		}
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		// Only strings, ints and already valid JSON go in, so this cannot
+		// happen; fall back to an error event rather than an empty frame.
+		return []byte(`{"type":"error","text":"cannot encode event"}`)
+	}
+	return b
+}
+
+// finish encodes the event's text line. It is called once, by the
+// constructor, before the event is shared.
+func (e *Event) finish() *Event {
+	var b strings.Builder
+	switch e.Kind {
+	case KindMessage:
+		b.Grow(len(e.From) + len(e.Text) + 5)
+		b.WriteString("<")
+		b.WriteString(e.From)
+		b.WriteString("> ")
+		b.WriteString(e.Text)
+	case KindAction:
+		b.WriteString("* ")
+		b.WriteString(e.From)
+		b.WriteString(" ")
+		b.WriteString(e.Text)
+	case KindPrivate:
+		if e.Echo {
+			b.WriteString("-> *")
+			b.WriteString(e.To)
+		} else {
+			b.WriteString("*")
+			b.WriteString(e.From)
+		}
+		b.WriteString("* ")
+		b.WriteString(e.Text)
+	case KindJoin, KindLeave:
+		b.WriteString("* ")
+		b.WriteString(e.From)
+		if e.Addr != "" {
+			b.WriteString(" (")
+			b.WriteString(e.Addr)
+			b.WriteString(")")
+		}
+		if e.Kind == KindJoin {
+			b.WriteString(" joined")
+		} else {
+			b.WriteString(" left")
+		}
+		if e.Text != "" {
+			b.WriteString(" (")
+			b.WriteString(e.Text)
+			b.WriteString(")")
+		}
+	case KindNick:
+		b.WriteString("* ")
+		b.WriteString(e.From)
+		b.WriteString(" is now known as ")
+		b.WriteString(e.To)
+	case KindError:
+		b.WriteString("! ")
+		b.WriteString(e.Text)
+	case KindHistory:
+		for _, h := range e.Events {
+			b.Write(h.line)
+		}
+		e.line = []byte(b.String())
+		return e
+	case KindPresence:
+		b.WriteString("* ")
+		b.WriteString(strconv.Itoa(e.Count))
+		b.WriteString(" in ")
+		b.WriteString(e.Room)
+		b.WriteString(": ")
+		b.WriteString(strings.Join(e.Names, ", "))
+		if more := e.Count - len(e.Names); more > 0 {
+			b.WriteString(" and ")
+			b.WriteString(strconv.Itoa(more))
+			b.WriteString(" more")
+		}
+	default: // KindSystem, KindHello
+		b.WriteString("* ")
+		b.WriteString(e.Text)
+	}
+	b.WriteString("\r\n")
+	e.line = []byte(b.String())
+	return e
+}

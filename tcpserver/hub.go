@@ -1,0 +1,417 @@
+package tcpserver
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Errors from [Hub.Connect]. Their text is fit to show the refused user.
+var (
+	ErrServerFull    = errors.New("server full, try again later")
+	ErrTooManyFromIP = errors.New("too many connections from your address")
+	ErrHubClosed     = errors.New("server shutting down")
+)
+
+// HubConfig holds the hub's limits. The zero value of a field means its
+// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients or
+// MaxPerIP means no limit.
+type HubConfig struct {
+	DefaultRoom   string  // where members start; "lobby"
+	History       int     // lines of history a room keeps and replays on join; 20
+	MaxLine       int     // longest line accepted, in bytes; 4096
+	Rate          float64 // lines per second a member may send; 10
+	Burst         int     // lines a member may send at once; 20
+	MaxClients    int     // members at once, all transports together; 20000
+	MaxPerIP      int     // members at once from one IP address; 100
+	MaxRooms      int     // rooms kept at once, empty or not; 1000
+	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
+
+	// Relay, if set, carries room events to other nodes (see [Relay]).
+	Relay Relay
+}
+
+func (c HubConfig) withDefaults() HubConfig {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.DefaultRoom == "" {
+		c.DefaultRoom = "lobby"
+	}
+	def(&c.History, 20)
+	def(&c.MaxLine, 4096)
+	if c.Rate == 0 {
+		c.Rate = 10
+	}
+	def(&c.Burst, 20)
+	def(&c.MaxClients, 20000)
+	def(&c.MaxPerIP, 100)
+	def(&c.MaxRooms, 1000)
+	def(&c.AnnounceLimit, 200)
+	return c
+}
+
+// A Relay carries room events between this hub and the hubs of other
+// nodes. The hub calls Publish, in order, for every room event a local
+// member causes (message, action, join, leave, nick); Publish must not
+// block. Events from other nodes come in through [Hub.Deliver].
+type Relay interface {
+	Publish(ev *Event)
+}
+
+// Stats is a snapshot of the hub's counters.
+type Stats struct {
+	Clients     map[string]int // members now, by transport
+	Rooms       int            // rooms kept now
+	LinesIn     uint64         // lines accepted from members
+	Deliveries  uint64         // events handed to members' queues
+	Refused     uint64         // lines refused: flood control or too long
+	Rejected    uint64         // connections refused by the limits
+	SlowKicks   uint64         // members cut off for not keeping up
+	FloodKicks  uint64         // members cut off for flooding
+	Connections uint64         // members admitted since start
+}
+
+// A Hub holds the rooms and the members of one chatbridge node. Members of
+// every transport meet in its rooms. It has no goroutine of its own.
+type Hub struct {
+	cfg HubConfig
+	log *slog.Logger
+
+	mu        sync.Mutex
+	names     map[string]*Client // by folded name
+	rooms     map[string]*Room   // by name
+	perIP     map[string]int
+	clients   int
+	transport map[string]int
+
+	nextID atomic.Uint64 // event and client IDs
+
+	linesIn, deliveries, refused, rejected atomic.Uint64
+	slowKicks, floodKicks, connections     atomic.Uint64
+}
+
+// NewHub returns a hub with the given limits.
+func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{
+		cfg:       cfg.withDefaults(),
+		log:       log,
+		names:     make(map[string]*Client),
+		rooms:     make(map[string]*Room),
+		perIP:     make(map[string]int),
+		transport: make(map[string]int),
+	}
+}
+
+// Config returns the hub's limits, defaults filled in.
+func (h *Hub) Config() HubConfig { return h.cfg }
+
+// ConnectInfo describes a new member to [Hub.Connect].
+type ConnectInfo struct {
+	Addr      string // remote address, shown in join and leave notices
+	Transport string // "tcp", "ws", ...: for stats
+	Nick      string // the name asked for; "" for a guest name
+	Room      string // the room asked for; "" for the default room
+	Echo      bool   // deliver the member's own room lines back to it
+}
+
+// Connect admits a new member: it checks the limits, gives it a name,
+// sends it the welcome, the room's history and who is there, and
+// announces it to the room. The returned Client must get every line the
+// member sends (Handle) and, at the end, Leave.
+//
+// A name or room that cannot be had is not an error: the member gets a
+// guest name or the default room and a notice saying why.
+func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
+	c := &Client{
+		hub:       h,
+		member:    m,
+		id:        h.nextID.Add(1),
+		addr:      info.Addr,
+		ip:        hostOf(info.Addr),
+		transport: info.Transport,
+		echo:      info.Echo,
+	}
+	c.bucket.tokens = float64(h.cfg.Burst)
+	var notices []string
+
+	h.mu.Lock()
+	if err := h.admitLocked(c); err != nil {
+		h.mu.Unlock()
+		h.rejected.Add(1)
+		return nil, err
+	}
+	name := info.Nick
+	if name != "" {
+		if err := ValidNick(name); err != nil {
+			notices = append(notices, err.Error()+"; you are a guest for now")
+			name = ""
+		} else if _, taken := h.names[strings.ToLower(name)]; taken {
+			notices = append(notices, fmt.Sprintf("nick %q is taken; you are a guest for now", name))
+			name = ""
+		}
+	}
+	if name == "" {
+		name = h.guestNameLocked()
+	}
+	c.setName(name)
+	h.names[strings.ToLower(name)] = c
+
+	roomName := h.cfg.DefaultRoom
+	if info.Room != "" {
+		if rn, err := RoomName(info.Room); err != nil {
+			notices = append(notices, err.Error()+"; you are in "+roomName)
+		} else {
+			roomName = rn
+		}
+	}
+	r, err := h.roomLocked(roomName)
+	if err != nil {
+		notices = append(notices, err.Error()+"; you are in "+h.cfg.DefaultRoom)
+		r, _ = h.roomLocked(h.cfg.DefaultRoom)
+	}
+	c.room = r
+	r.join(c, notices)
+	h.mu.Unlock()
+
+	h.connections.Add(1)
+	h.log.Debug("member joined", "name", name, "addr", info.Addr, "transport", info.Transport, "room", r.name)
+	return c, nil
+}
+
+// admitLocked applies the connection limits and counts c in.
+func (h *Hub) admitLocked(c *Client) error {
+	if h.cfg.MaxClients > 0 && h.clients >= h.cfg.MaxClients {
+		return ErrServerFull
+	}
+	if h.cfg.MaxPerIP > 0 && c.ip != "" && h.perIP[c.ip] >= h.cfg.MaxPerIP {
+		return ErrTooManyFromIP
+	}
+	h.clients++
+	h.perIP[c.ip]++
+	h.transport[c.transport]++
+	return nil
+}
+
+// release forgets c's name and counts it out. It runs once per client.
+func (h *Hub) release(c *Client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.names[strings.ToLower(c.Name())] == c {
+		delete(h.names, strings.ToLower(c.Name()))
+	}
+	h.clients--
+	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
+		delete(h.perIP, c.ip)
+	}
+	h.transport[c.transport]--
+}
+
+// guestNameLocked picks a free name such as guest-4821.
+func (h *Hub) guestNameLocked() string {
+	for digits := 4; ; digits++ {
+		limit := 1
+		for range digits {
+			limit *= 10
+		}
+		for range 20 {
+			n := limit/10 + rand.IntN(limit-limit/10)
+			name := "guest-" + strconv.Itoa(n)
+			if _, taken := h.names[name]; !taken {
+				return name
+			}
+		}
+	}
+}
+
+// roomLocked returns the room called name, making it if need be. To make
+// room for a new room it forgets the empty room idle longest.
+func (h *Hub) roomLocked(name string) (*Room, error) {
+	if r, ok := h.rooms[name]; ok {
+		return r, nil
+	}
+	if len(h.rooms) >= h.cfg.MaxRooms && !h.evictLocked() {
+		return nil, fmt.Errorf("room %q cannot be made: the server has %d rooms, all in use", name, len(h.rooms))
+	}
+	r := newRoom(h, name)
+	h.rooms[name] = r
+	return r, nil
+}
+
+// evictLocked forgets the empty room that has been idle longest, never the
+// default room. It reports whether it found one.
+func (h *Hub) evictLocked() bool {
+	var oldest *Room
+	var oldestAt time.Time
+	for _, r := range h.rooms {
+		if r.name == h.cfg.DefaultRoom {
+			continue
+		}
+		n, at := r.usage()
+		if n == 0 && (oldest == nil || at.Before(oldestAt)) {
+			oldest, oldestAt = r, at
+		}
+	}
+	if oldest == nil {
+		return false
+	}
+	delete(h.rooms, oldest.name)
+	return true
+}
+
+// dropIfEmpty forgets r if nobody is in it and it has nothing to replay.
+func (h *Hub) dropIfEmpty(r *Room) {
+	if r.name == h.cfg.DefaultRoom {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.rooms[r.name] == r && r.idle() {
+		delete(h.rooms, r.name)
+	}
+}
+
+// lookup returns the member called name, on this node.
+func (h *Hub) lookup(name string) *Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.names[strings.ToLower(name)]
+}
+
+// rename gives c the name to, if it is free.
+func (h *Hub) rename(c *Client, to string) error {
+	if err := ValidNick(to); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	key := strings.ToLower(to)
+	if other, taken := h.names[key]; taken && other != c {
+		return fmt.Errorf("nick %q is taken", to)
+	}
+	delete(h.names, strings.ToLower(c.Name()))
+	h.names[key] = c
+	c.setName(to)
+	return nil
+}
+
+// move takes c from its room to the room called name.
+func (h *Hub) move(c *Client, name string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r, err := h.roomLocked(name)
+	if err != nil {
+		return err
+	}
+	old := c.room
+	old.leave(c, "")
+	if old.name != h.cfg.DefaultRoom && old.idle() {
+		delete(h.rooms, old.name)
+	}
+	c.room = r
+	r.join(c, nil)
+	return nil
+}
+
+// RoomInfo is a room's name and how many are in it.
+type RoomInfo struct {
+	Name    string
+	Members int
+}
+
+// Rooms lists the rooms, the fullest first.
+func (h *Hub) Rooms() []RoomInfo {
+	h.mu.Lock()
+	list := make([]RoomInfo, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		n, _ := r.usage()
+		list = append(list, RoomInfo{Name: r.name, Members: n})
+	}
+	h.mu.Unlock()
+	slices.SortFunc(list, func(a, b RoomInfo) int {
+		if c := cmp.Compare(b.Members, a.Members); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	return list
+}
+
+// Deliver hands an event from another node (through the [Relay]) to the
+// local members of its room, and keeps it in the room's history.
+func (h *Hub) Deliver(ev *Event) {
+	if ev.line == nil {
+		ev.finish()
+	}
+	h.mu.Lock()
+	r, err := h.roomLocked(ev.Room)
+	h.mu.Unlock()
+	if err != nil {
+		h.log.Warn("relayed event dropped", "room", ev.Room, "err", err)
+		return
+	}
+	r.broadcast(ev, nil)
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	byTransport := make(map[string]int, len(h.transport))
+	for t, n := range h.transport {
+		if n > 0 {
+			byTransport[t] = n
+		}
+	}
+	rooms := len(h.rooms)
+	h.mu.Unlock()
+	return Stats{
+		Clients:     byTransport,
+		Rooms:       rooms,
+		LinesIn:     h.linesIn.Load(),
+		Deliveries:  h.deliveries.Load(),
+		Refused:     h.refused.Load(),
+		Rejected:    h.rejected.Load(),
+		SlowKicks:   h.slowKicks.Load(),
+		FloodKicks:  h.floodKicks.Load(),
+		Connections: h.connections.Load(),
+	}
+}
+
+// CountSlowKick counts a member cut off for not keeping up. Transports
+// call it when a member's queue overflows or a write times out.
+func (h *Hub) CountSlowKick() { h.slowKicks.Add(1) }
+
+// stamp gives ev its ID and time and encodes it, ready to share.
+func (h *Hub) stamp(ev *Event) *Event {
+	ev.ID = h.nextID.Add(1)
+	ev.Time = time.Now()
+	return ev.finish()
+}
+
+// notice builds a one-member event of kind KindSystem or KindError.
+func (h *Hub) notice(k Kind, text string) *Event {
+	return (&Event{Kind: k, Time: time.Now(), Text: text}).finish()
+}
+
+// hostOf returns the host part of a "host:port" address.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}

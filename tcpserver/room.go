@@ -1,0 +1,192 @@
+package tcpserver
+
+import (
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// presenceNames is the most names a presence event lists; the rest are
+// counted. A room of ten thousand should not cost a 200 KB line per join.
+const presenceNames = 100
+
+// A Room is a set of members who hear each other, with the recent lines
+// said in it.
+//
+// Fan-out happens under the room's lock, in the sender's goroutine: every
+// member gets the same events in the same order, and history and live
+// lines never cross. Sending to a member only queues (see [Member]), so the
+// lock is held for a few tens of nanoseconds per member.
+type Room struct {
+	hub  *Hub
+	name string
+
+	mu         sync.Mutex
+	members    []*Client // Client.idx is the index here
+	history    []*Event  // a ring of the last hub.cfg.History lines, oldest at histStart
+	histStart  int
+	lastActive time.Time
+}
+
+func newRoom(h *Hub, name string) *Room {
+	return &Room{hub: h, name: name, lastActive: time.Now()}
+}
+
+// Name returns the room's name.
+func (r *Room) Name() string { return r.name }
+
+// join adds c and tells it where it is (hello, any notices, history, who
+// is here), then announces it to the others.
+func (r *Room) join(c *Client, notices []string) {
+	h := r.hub
+	hello := &Event{Kind: KindHello, Room: r.name, To: c.Name()}
+	if c.joined {
+		hello.Text = "You are now in " + r.name + " as " + c.Name() + "."
+	} else {
+		hello.Text = "Welcome to chatbridge, " + c.Name() + "! You are in " + r.name + ". Type /help for commands."
+		c.joined = true
+	}
+	h.stamp(hello)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := c.member
+	m.Send(hello)
+	for _, n := range notices {
+		m.Send(h.notice(KindSystem, n))
+	}
+	if len(r.history) > 0 {
+		m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: r.historyLocked()}))
+	}
+	c.idx = len(r.members)
+	r.members = append(r.members, c)
+	m.Send(r.presenceLocked())
+	r.lastActive = time.Now()
+	join := h.stamp(&Event{Kind: KindJoin, Room: r.name, From: c.Name(), Addr: c.addr})
+	r.publishLocked(join, c, len(r.members) <= h.cfg.AnnounceLimit)
+}
+
+// leave removes c and announces it, with reason if there is one.
+func (r *Room) leave(c *Client, reason string) {
+	h := r.hub
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := c.idx
+	if i >= len(r.members) || r.members[i] != c {
+		return
+	}
+	last := len(r.members) - 1
+	r.members[i] = r.members[last]
+	r.members[i].idx = i
+	r.members[last] = nil
+	r.members = r.members[:last]
+	if len(r.members) == 0 {
+		r.members = nil // give back a big room's array
+	}
+	r.lastActive = time.Now()
+	ev := h.stamp(&Event{Kind: KindLeave, Room: r.name, From: c.Name(), Addr: c.addr, Text: reason})
+	r.publishLocked(ev, nil, len(r.members)+1 <= h.cfg.AnnounceLimit)
+}
+
+// say sends ev, a line c said or did, to the room. Lines are kept in the
+// history.
+func (r *Room) say(ev *Event, from *Client) {
+	r.mu.Lock()
+	r.rememberLocked(ev)
+	r.publishLocked(ev, from, true)
+	r.mu.Unlock()
+}
+
+// broadcast sends ev to every member (but except, if not nil), keeping it
+// in the history if it is a line. It is how relayed events arrive.
+func (r *Room) broadcast(ev *Event, except *Client) {
+	r.mu.Lock()
+	r.rememberLocked(ev)
+	r.sendLocked(ev, except)
+	r.mu.Unlock()
+}
+
+// publishLocked sends a local event to the room's members (when local is
+// true) and to the relay, in the room's order.
+func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
+	if local {
+		r.sendLocked(ev, except)
+	}
+	if relay := r.hub.cfg.Relay; relay != nil {
+		relay.Publish(ev)
+	}
+}
+
+// sendLocked queues ev for every member but except; a member that asked
+// for echo gets its own lines too.
+func (r *Room) sendLocked(ev *Event, except *Client) {
+	n := 0
+	for _, m := range r.members {
+		if m == except && !m.echo {
+			continue
+		}
+		m.member.Send(ev)
+		n++
+	}
+	r.hub.deliveries.Add(uint64(n))
+}
+
+func (r *Room) rememberLocked(ev *Event) {
+	if ev.Kind != KindMessage && ev.Kind != KindAction {
+		return
+	}
+	r.lastActive = ev.Time
+	max := r.hub.cfg.History
+	if max <= 0 {
+		return
+	}
+	if len(r.history) < max {
+		r.history = append(r.history, ev)
+		return
+	}
+	r.history[r.histStart] = ev
+	r.histStart = (r.histStart + 1) % max
+}
+
+// historyLocked returns the kept lines, oldest first, in a new slice.
+func (r *Room) historyLocked() []*Event {
+	out := make([]*Event, 0, len(r.history))
+	out = append(out, r.history[r.histStart:]...)
+	return append(out, r.history[:r.histStart]...)
+}
+
+// presence returns who is in the room, as an event for one member.
+func (r *Room) presence() *Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.presenceLocked()
+}
+
+func (r *Room) presenceLocked() *Event {
+	names := make([]string, 0, min(len(r.members), presenceNames))
+	for _, m := range r.members {
+		if len(names) == presenceNames {
+			break
+		}
+		names = append(names, m.Name())
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		return strings.Compare(strings.ToLower(a), strings.ToLower(b))
+	})
+	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: len(r.members)}).finish()
+}
+
+// usage returns how many are in the room and when it was last used.
+func (r *Room) usage() (int, time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.members), r.lastActive
+}
+
+// idle reports whether the room has nobody in it and nothing to replay.
+func (r *Room) idle() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.members) == 0 && len(r.history) == 0
+}

@@ -1,0 +1,326 @@
+package tcpserver
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// Config holds the TCP chat server's per-connection settings. Zero fields
+// take the defaults in brackets.
+type Config struct {
+	Queue        int           // events queued for a member before it is cut off as too slow [256]
+	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
+	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queue <= 0 {
+		c.Queue = 256
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Linger <= 0 {
+		c.Linger = 2 * time.Second
+	}
+	return c
+}
+
+// readBufSize is the size of the buffers lent to readers, only for the
+// length of one read. A whole read is split into lines at once.
+const readBufSize = 4096
+
+// spareKeep is the largest queue array a member keeps while idle.
+const spareKeep = 8
+
+// Server is the TCP chat server: telnet and nc users, one line per message.
+type Server struct {
+	hub   *Hub
+	cfg   Config
+	log   *slog.Logger
+	bufs  sync.Pool // *[]byte of readBufSize
+	group group
+}
+
+// New returns a TCP chat server whose members join hub.
+func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{hub: hub, cfg: cfg.withDefaults(), log: log}
+	s.bufs.New = func() any {
+		b := make([]byte, readBufSize)
+		return &b
+	}
+	return s
+}
+
+// Serve accepts connections on l until Shutdown is called, when it returns
+// ErrServerClosed, or ctx is done, when it closes every connection at once
+// and returns ctx.Err(). It waits for every connection it accepted to be
+// finished before it returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.group.serve(ctx, l, s.handle)
+}
+
+// Shutdown stops accepting, tells every member "* server shutting down",
+// flushes what is queued for them and closes their connections. It
+// returns when all are closed, or, when ctx ends first, closes the rest at
+// once and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.group.shutdown(ctx, "server shutting down")
+}
+
+func (s *Server) handle(nc net.Conn) {
+	c := &tcpConn{srv: s, conn: nc}
+	if !s.group.track(c) {
+		nc.Close()
+		return
+	}
+	defer s.group.untrack(c)
+
+	addr := nc.RemoteAddr().String()
+	client, err := s.hub.Connect(c, ConnectInfo{Addr: addr, Transport: "tcp"})
+	if err != nil {
+		s.log.Info("connection refused", "addr", addr, "reason", err)
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write([]byte("* " + err.Error() + "\r\n"))
+		nc.Close()
+		return
+	}
+	c.readLoop(client)
+	client.Leave(c.leaveReason())
+	c.finish()
+}
+
+// tcpConn is one telnet or nc user: a [Member] whose writer goroutine runs
+// only while there is something to write, and whose reader holds no buffer
+// while it waits.
+type tcpConn struct {
+	srv  *Server
+	conn net.Conn
+
+	wg sync.WaitGroup // the writer
+
+	mu      sync.Mutex
+	queue   []*Event // waiting for the writer
+	spare   []*Event // the writer's last batch array, for reuse
+	writing bool     // a writer goroutine is running (or closing up)
+	closing bool     // no more events are taken
+	abort   bool     // stop writing: the member is being cut off
+	reason  string   // why the server is closing the connection
+}
+
+// Send queues ev. It never blocks: if the queue is full the member is too
+// slow, and is cut off.
+func (c *tcpConn) Send(ev *Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if len(c.queue) >= c.srv.cfg.Queue {
+		c.cutLocked("too slow")
+		return
+	}
+	c.queue = append(c.queue, ev)
+	c.startWriterLocked()
+}
+
+// Close sends what is queued, then "* reason", then hangs up.
+func (c *tcpConn) Close(reason string) { c.closeGracefully(reason) }
+
+func (c *tcpConn) closeGracefully(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.reason = reason
+	c.queue = append(c.queue, (&Event{Kind: KindSystem, Text: reason}).finish())
+	c.startWriterLocked()
+}
+
+func (c *tcpConn) closeNow() { c.conn.Close() }
+
+// cutLocked drops a member that cannot keep up: its queue is thrown away,
+// its write in progress is interrupted, and the writer closes the
+// connection after one short try at telling it why.
+func (c *tcpConn) cutLocked(reason string) {
+	c.closing, c.abort = true, true
+	c.reason = reason
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.srv.hub.CountSlowKick()
+	c.conn.SetWriteDeadline(time.Now())
+	c.startWriterLocked()
+}
+
+func (c *tcpConn) startWriterLocked() {
+	if c.writing {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop writes queued events, every event queued by then in one
+// writev, until the queue is empty; then it exits. When the connection is
+// closing it finishes it off instead.
+func (c *tcpConn) writeLoop() {
+	defer c.wg.Done()
+	var batch []*Event
+	for {
+		c.mu.Lock()
+		if batch != nil && cap(batch) <= spareKeep {
+			c.spare = batch[:0]
+		}
+		if c.abort {
+			c.mu.Unlock()
+			c.abortWrite()
+			return
+		}
+		batch = c.queue
+		if len(batch) == 0 {
+			if c.closing {
+				c.mu.Unlock()
+				c.hangUp()
+				return
+			}
+			if cap(c.queue) > spareKeep {
+				c.queue = nil
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare, nil
+		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
+		c.mu.Unlock()
+
+		err := writeEvents(c.conn, batch)
+		clear(batch)
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+	}
+}
+
+func writeEvents(w net.Conn, batch []*Event) error {
+	if len(batch) == 1 {
+		_, err := w.Write(batch[0].line)
+		return err
+	}
+	bufs := make(net.Buffers, len(batch))
+	for i, ev := range batch {
+		bufs[i] = ev.line
+	}
+	_, err := bufs.WriteTo(w)
+	return err
+}
+
+// writeFailed ends a connection whose write failed. A timeout means the
+// member stopped reading: it is cut off as too slow.
+func (c *tcpConn) writeFailed(err error) {
+	c.mu.Lock()
+	cut := c.abort
+	if !cut && errors.Is(err, os.ErrDeadlineExceeded) {
+		cut = true
+		c.closing = true
+		c.reason = "too slow"
+		c.srv.hub.CountSlowKick()
+	}
+	c.mu.Unlock()
+	if cut {
+		c.abortWrite()
+		return
+	}
+	c.conn.Close()
+}
+
+// abortWrite tries once, briefly, to tell a member that is being cut off
+// why, then closes the connection.
+func (c *tcpConn) abortWrite() {
+	c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	c.conn.Write([]byte("* disconnected: " + c.leaveReason() + "\r\n"))
+	c.conn.Close()
+}
+
+// hangUp ends a connection once its last notice is written: it sends FIN
+// and leaves the reader a little while to see the client hang up, so that
+// whatever the client still sends does not turn our close into a reset
+// that would throw away the notice.
+func (c *tcpConn) hangUp() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+		return
+	}
+	c.conn.Close()
+}
+
+func (c *tcpConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func (c *tcpConn) leaveReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reason == "server shutting down" {
+		return ""
+	}
+	return c.reason
+}
+
+// finish closes the connection and waits for the writer; after it the
+// member takes no more events.
+func (c *tcpConn) finish() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
+	c.conn.Close()
+	c.wg.Wait()
+}
+
+// readLoop reads lines and hands them to client until the connection
+// ends. Between reads it waits for data without holding a buffer; the
+// buffer for one read is borrowed from a pool.
+func (c *tcpConn) readLoop(client *Client) {
+	lr := LineReader{Max: c.srv.hub.cfg.MaxLine}
+	emit := func(line []byte, tooLong bool) {
+		if c.isClosing() {
+			return
+		}
+		if tooLong {
+			client.TooLong()
+			return
+		}
+		client.Handle(line)
+	}
+	wait := newReadWaiter(c.conn)
+	for {
+		if wait != nil {
+			if err := wait.wait(); err != nil {
+				return
+			}
+		}
+		bp := c.srv.bufs.Get().(*[]byte)
+		n, err := c.conn.Read(*bp)
+		if n > 0 {
+			lr.Feed((*bp)[:n], emit)
+		}
+		c.srv.bufs.Put(bp)
+		if err != nil {
+			return
+		}
+	}
+}
