@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -319,6 +320,13 @@ func (c *tcpConn) readLoop(client *Client) {
 			lr.Feed((*bp)[:n], emit)
 		}
 		c.srv.bufs.Put(bp)
+		if n > 0 {
+			// A sender whose socket is full of lines would otherwise fan
+			// out read after read while the writers it woke wait for a
+			// CPU, and their queues, not their readers, would overflow.
+			// Let them run between reads.
+			runtime.Gosched()
+		}
 		if err != nil {
 			return
 		}

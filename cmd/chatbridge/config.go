@@ -38,8 +38,10 @@ type config struct {
 }
 
 // parseConfig reads flags from args and, for each flag not given there,
-// its environment variable through getenv. Usage and errors go to out.
-func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+// its environment variable through lookupEnv (os.LookupEnv). An empty
+// variable counts: CHATBRIDGE_HTTP= turns the web bridge off. Usage and
+// errors go to out.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
@@ -92,7 +94,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 			return
 		}
 		env := envName(f.Name)
-		if v, ok := lookup(getenv, env); ok {
+		if v, ok := lookupEnv(env); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("%s=%q: %w", env, v, err))
 			}
@@ -102,13 +104,6 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		return c, err
 	}
 	return c, c.check()
-}
-
-// lookup treats an unset variable and an empty one alike, except for the
-// address flags, where empty means "off".
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != "" || name == envName("http") || name == envName("echo")
 }
 
 func envName(flagName string) string {

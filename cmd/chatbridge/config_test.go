@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := parseConfig(nil, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 256 {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
+	c, err := parseConfig(
+		[]string{"--tcp", "127.0.0.1:6000", "--rate=0", "--write-timeout", "3s"},
+		env(map[string]string{"CHATBRIDGE_TCP": ":7000", "CHATBRIDGE_MAX_LINE": "100", "CHATBRIDGE_HTTP": "", "CHATBRIDGE_ECHO": ":8888"}),
+		&bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.tcpAddr != "127.0.0.1:6000" || c.httpAddr != "" || c.maxLine != 100 || c.rate != 0 || c.writeTimeout != 3*time.Second || c.echoAddr != ":8888" {
+		t.Fatalf("config = %+v", c)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--max-line", "0"}, nil, "--max-line must be at least 1"},
+		{[]string{"--log-format", "xml"}, nil, `--log-format "xml": want text or json`},
+		{nil, map[string]string{"CHATBRIDGE_RATE": "fast"}, `CHATBRIDGE_RATE="fast"`},
+		{[]string{"--nope"}, nil, "flag provided but not defined: -nope"},
+		{[]string{"extra"}, nil, `unexpected argument "extra"`},
+		{[]string{"--tcp", ""}, nil, "--tcp must not be empty"},
+	}
+	for _, tt := range tests {
+		_, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parseConfig(%q, %v) = %v, want %q", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
+	var out bytes.Buffer
+	_, err := parseConfig([]string{"--help"}, env(nil), &out)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a bytes.Buffer safe for the logger and the test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestBindFailureIsOneLineAndExitsNonZero(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var stderr syncBuffer
+	code := run(context.Background(), []string{"--tcp", l.Addr().String(), "--http", ""}, env(nil), &stderr)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1", code)
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 || !strings.Contains(out, l.Addr().String()) || !strings.Contains(out, "address already in use") {
+		t.Fatalf("stderr = %q", out)
+	}
+}
+
+func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
+	tcpAddr, echoAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	exited := make(chan int)
+	go func() {
+		exited <- run(ctx, []string{"--tcp", tcpAddr, "--echo", echoAddr, "--http", "", "--log-format", "json"}, env(nil), &stderr)
+	}()
+
+	conn := dialRetry(t, tcpAddr)
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "* Welcome to chatbridge, guest-") {
+		t.Fatalf("welcome = %q", line)
+	}
+	echo := dialRetry(t, echoAddr)
+	defer echo.Close()
+	er := bufio.NewReader(echo)
+	er.ReadString('\n')
+	echo.Write([]byte("ping\n"))
+	if line, _ := er.ReadString('\n'); line != "OK...ping\n" {
+		t.Fatalf("echo = %q", line)
+	}
+
+	cancel() // as SIGINT would
+	var last string
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		last = line
+	}
+	if last != "* server shutting down\r\n" {
+		t.Fatalf("last line before close = %q", last)
+	}
+	conn.Close()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("exit code %d; log:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return")
+	}
+	for _, want := range []string{`"msg":"listening","service":"telnet chat","addr":"` + tcpAddr, `"service":"echo"`, `"msg":"stopped"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func dialRetry(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			return c
+		}
+		if i == 100 {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,256 @@
+package tcpserver
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeMember records what the hub sends it.
+type fakeMember struct {
+	mu     sync.Mutex
+	events []*Event
+	closed string
+}
+
+func (m *fakeMember) Send(ev *Event) {
+	m.mu.Lock()
+	m.events = append(m.events, ev)
+	m.mu.Unlock()
+}
+
+func (m *fakeMember) Close(reason string) {
+	m.mu.Lock()
+	m.closed = reason
+	m.mu.Unlock()
+}
+
+// lines returns the text lines sent so far, without CRLF, and forgets them.
+func (m *fakeMember) lines() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, ev := range m.events {
+		out = append(out, strings.Split(strings.TrimSuffix(string(ev.Line()), "\r\n"), "\r\n")...)
+	}
+	m.events = nil
+	return out
+}
+
+func connect(t *testing.T, h *Hub, nick string) (*Client, *fakeMember) {
+	t.Helper()
+	m := &fakeMember{}
+	c, err := h.Connect(m, ConnectInfo{Addr: "192.0.2.1:1000", Transport: "fake", Nick: nick})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, m
+}
+
+func TestConnectWithNickAndRoom(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1}, nil)
+	_, _ = connect(t, h, "alice")
+	m := &fakeMember{}
+	c, err := h.Connect(m, ConnectInfo{Addr: "192.0.2.2:1", Nick: "ALICE", Room: "#Docs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.lines()
+	if !strings.HasPrefix(got[0], "* Welcome to chatbridge, guest-") || !strings.Contains(got[0], "You are in docs.") {
+		t.Fatalf("welcome = %q", got[0])
+	}
+	if got[1] != `* nick "ALICE" is taken; you are a guest for now` {
+		t.Fatalf("notice = %q", got[1])
+	}
+	if c.Room() != "docs" {
+		t.Fatalf("room = %q", c.Room())
+	}
+	c.Leave("")
+}
+
+// linkedRelay hands every event published on one hub to the others, as
+// the NATS relay will between nodes.
+type linkedRelay struct{ peers []*Hub }
+
+func (r *linkedRelay) Publish(ev *Event) {
+	for _, h := range r.peers {
+		h.Deliver(ev)
+	}
+}
+
+func TestRelaySeamJoinsTwoHubs(t *testing.T) {
+	ra, rb := &linkedRelay{}, &linkedRelay{}
+	a := NewHub(HubConfig{Relay: ra}, nil)
+	b := NewHub(HubConfig{Relay: rb}, nil)
+	ra.peers, rb.peers = []*Hub{b}, []*Hub{a}
+
+	alice, am := connect(t, a, "alice")
+	_, bm := connect(t, b, "bob")
+	am.lines()
+	bm.lines()
+
+	alice.Handle([]byte("hello from node a"))
+	alice.Handle([]byte("/me waves"))
+	if got := bm.lines(); len(got) != 2 || got[0] != "<alice> hello from node a" || got[1] != "* alice waves" {
+		t.Fatalf("bob on node b got %q", got)
+	}
+	// History on b holds node a's lines.
+	_, cm := connect(t, b, "carol")
+	got := cm.lines()
+	if len(got) < 3 || got[1] != "<alice> hello from node a" || got[2] != "* alice waves" {
+		t.Fatalf("carol's welcome on node b = %q", got)
+	}
+	alice.Leave("")
+	if got := bm.lines(); len(got) != 2 || got[1] != "* alice (192.0.2.1:1000) left" {
+		t.Fatalf("bob saw %q", got)
+	}
+}
+
+func TestBigRoomsDoNotAnnounceJoinsAndLeaves(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, AnnounceLimit: 3}, nil)
+	_, first := connect(t, h, "")
+	for range 2 {
+		connect(t, h, "")
+	}
+	if got := first.lines(); len(got) != 4 { // welcome, presence, two joins
+		t.Fatalf("first saw %q", got)
+	}
+	c4, _ := connect(t, h, "")
+	c4.Leave("")
+	if got := first.lines(); len(got) != 0 {
+		t.Fatalf("in a room of 4 with limit 3, first saw %q", got)
+	}
+}
+
+func TestMaxRoomsForgetsIdleEmptyRooms(t *testing.T) {
+	h := NewHub(HubConfig{MaxRooms: 3, MaxPerIP: -1}, nil)
+	c, m := connect(t, h, "")
+	for _, r := range []string{"a", "b"} {
+		c.Handle([]byte("/join " + r))
+		c.Handle([]byte("said in " + r)) // history keeps the room
+	}
+	m.lines()
+	// lobby, a, b exist; c is in b. Room c must evict a, the idle one.
+	c.Handle([]byte("/join c"))
+	var names []string
+	for _, r := range h.Rooms() {
+		names = append(names, fmt.Sprintf("%s(%d)", r.Name, r.Members))
+	}
+	if got := strings.Join(names, " "); got != "c(1) b(0) lobby(0)" {
+		t.Fatalf("rooms = %s", got)
+	}
+	// Now every room but the lobby is in use or... b is empty and can go.
+	d, _ := connect(t, h, "")
+	d.Handle([]byte("/join d"))
+	if got := len(h.Rooms()); got != 3 {
+		t.Fatalf("%d rooms, want 3", got)
+	}
+}
+
+func TestEventJSON(t *testing.T) {
+	h := NewHub(HubConfig{}, nil)
+	msg := h.stamp(&Event{Kind: KindMessage, Room: "lobby", From: "alice", Text: "<b>hi</b> & \"quotes\""})
+	var got map[string]any
+	if err := json.Unmarshal(msg.JSON(), &got); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]any{"type": "message", "room": "lobby", "from": "alice", "text": "<b>hi</b> & \"quotes\""} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	if got["id"] == "" || got["time"] == "" {
+		t.Errorf("id or time missing: %s", msg.JSON())
+	}
+	hist := h.stamp(&Event{Kind: KindHistory, Room: "lobby", Events: []*Event{msg}})
+	var hv struct {
+		Type   string
+		Events []struct{ Type, Text string }
+	}
+	if err := json.Unmarshal(hist.JSON(), &hv); err != nil || hv.Type != "history" || len(hv.Events) != 1 || hv.Events[0].Text != msg.Text {
+		t.Fatalf("history JSON %s: %v", hist.JSON(), err)
+	}
+	if &msg.JSON()[0] != &msg.JSON()[0] {
+		t.Fatal("JSON is encoded again on each call")
+	}
+}
+
+// TestBroadcastAllocationsDoNotGrowWithMembers proves that fan-out costs
+// no allocation per delivery: a line to 1,000 members allocates as much
+// as a line to 10.
+func TestBroadcastAllocationsDoNotGrowWithMembers(t *testing.T) {
+	allocs := func(n int) float64 {
+		h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 20}, nil)
+		var sender *Client
+		for i := range n {
+			c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sender = c
+		}
+		line := []byte("hello, everybody")
+		return testing.AllocsPerRun(200, func() { sender.Handle(line) })
+	}
+	small, big := allocs(10), allocs(1000)
+	if big > small {
+		t.Fatalf("allocations per line: %v with 10 members, %v with 1000", small, big)
+	}
+}
+
+type discardMember struct{}
+
+func (discardMember) Send(*Event)  {}
+func (discardMember) Close(string) {}
+
+func BenchmarkBroadcast(b *testing.B) {
+	for _, n := range []int{10, 100, 1000, 10000} {
+		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
+			h := NewHub(HubConfig{MaxPerIP: -1, MaxClients: -1, Rate: -1}, nil)
+			var sender *Client
+			for i := range n {
+				c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				sender = c
+			}
+			line := []byte("hello, everybody: a line of typical length")
+			b.ReportAllocs()
+			for b.Loop() {
+				sender.Handle(line)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*(n-1)), "ns/delivery")
+		})
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	h := NewHub(HubConfig{}, nil)
+	b.Run("line", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			h.stamp(&Event{Kind: KindMessage, Room: "lobby", From: "alice", Text: "hello, everybody: a line of typical length"})
+		}
+	})
+	b.Run("json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			h.stamp(&Event{Kind: KindMessage, Room: "lobby", From: "alice", Text: "hello, everybody: a line of typical length"}).JSON()
+		}
+	})
+}
+
+func BenchmarkLineReader(b *testing.B) {
+	chunk := []byte(strings.Repeat("a typical chat line of some length\r\n", 100))
+	buf := make([]byte, len(chunk))
+	r := &LineReader{Max: 4096}
+	b.SetBytes(int64(len(chunk)))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(buf, chunk)
+		r.Feed(buf, func([]byte, bool) {})
+	}
+}

@@ -1,0 +1,248 @@
+package tcpserver
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// feedAll runs the reader over chunks and returns the lines it emits, with
+// "!TOOLONG" standing for a too-long line.
+func feedAll(r *LineReader, chunks ...[]byte) []string {
+	var out []string
+	for _, c := range chunks {
+		r.Feed(bytes.Clone(c), func(line []byte, tooLong bool) {
+			if tooLong {
+				out = append(out, "!TOOLONG")
+				return
+			}
+			out = append(out, string(line))
+		})
+	}
+	return out
+}
+
+func TestLineReader(t *testing.T) {
+	tests := []struct {
+		name   string
+		max    int
+		chunks []string
+		want   []string
+	}{
+		{"lf", 10, []string{"a\nb\n"}, []string{"a", "b"}},
+		{"crlf", 10, []string{"a\r\nb\r\n"}, []string{"a", "b"}},
+		{"lone cr", 10, []string{"a\rb\r"}, []string{"a", "b"}},
+		{"crlf split across reads", 10, []string{"a\r", "\nb\n"}, []string{"a", "b"}},
+		{"cr then cr is an empty line", 10, []string{"a\r\rb\n"}, []string{"a", "", "b"}},
+		{"line split across reads", 10, []string{"he", "ll", "o\n"}, []string{"hello"}},
+		{"no end yet", 10, []string{"partial"}, nil},
+		{"exactly max", 5, []string{"12345\n"}, []string{"12345"}},
+		{"over max in one read", 5, []string{"123456\nok\n"}, []string{"!TOOLONG", "ok"}},
+		{"over max across reads", 5, []string{"123", "456", "789\nok\n"}, []string{"!TOOLONG", "ok"}},
+		{"over max reported once", 5, []string{"123456", "7890", "abc", "def\r\nok\r\n"}, []string{"!TOOLONG", "ok"}},
+		{"max reached by partial plus end", 5, []string{"123", "456\n"}, []string{"!TOOLONG"}},
+		{"telnet stripped before length", 5, []string{"\xff\xfb\x01\xff\xfd\x03abcde\n"}, []string{"abcde"}},
+		{"telnet split across reads", 10, []string{"a\xff", "\xfb", "\x01b\xff\xfa", "xx\xff", "\xf0c\n"}, []string{"abc"}},
+		{"escaped iac", 10, []string{"\xff\xff\n"}, []string{"\xff"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &LineReader{Max: tt.max}
+			var chunks [][]byte
+			for _, c := range tt.chunks {
+				chunks = append(chunks, []byte(c))
+			}
+			if got := feedAll(r, chunks...); !slices.Equal(got, tt.want) {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLineReaderHoldsAtMostMax(t *testing.T) {
+	r := &LineReader{Max: 4096}
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	tooLong := 0
+	for range 1600 { // 100 MiB, no newline
+		r.Feed(chunk, func(line []byte, tl bool) {
+			if tl {
+				tooLong++
+			}
+		})
+		if cap(r.partial) > 4096 {
+			t.Fatalf("partial grew to %d bytes", cap(r.partial))
+		}
+	}
+	if tooLong != 1 {
+		t.Fatalf("too long reported %d times, want 1", tooLong)
+	}
+	if got := feedAll(r, []byte("tail\nnext\n")); !slices.Equal(got, []string{"next"}) {
+		t.Fatalf("after the long line got %q", got)
+	}
+}
+
+func TestCleanLine(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"plain text", "plain text"},
+		{"trailing space  \t", "trailing space"},
+		{"  leading kept", "  leading kept"},
+		{"\x1b[31mred\x1b[0m", "[31mred[0m"},
+		{"bell\x07", "bell"},
+		{"nul\x00", "nul"},
+		{"del\x7f", "del"},
+		{"c1\u0085\u009b", "c1"},
+		{"tab\there", "tab\there"},
+		{"bad\xffutf8", "bad\uFFFDutf8"},
+		{"truncated \xe2\x9c", "truncated \uFFFD\uFFFD"},
+		{"rtl \u202eevil\u202c \u2066iso\u2069", "rtl evil iso"},
+		{"emoji 🎉 ok", "emoji 🎉 ok"},
+	}
+	for _, tt := range tests {
+		if got := CleanLine([]byte(tt.in)); got != tt.want {
+			t.Errorf("CleanLine(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseCommand(t *testing.T) {
+	tests := []struct {
+		in        string
+		name, arg string
+		ok        bool
+	}{
+		{"/nick bob", "nick", "bob", true},
+		{"/NICK  bob  ", "nick", "bob", true},
+		{"/who", "who", "", true},
+		{"/msg bob hi there", "msg", "bob hi there", true},
+		{"//not a command", "", "", false},
+		{"/", "", "", false},
+		{"/ spaced", "", "", false},
+		{"plain", "", "", false},
+	}
+	for _, tt := range tests {
+		name, arg, ok := ParseCommand(tt.in)
+		if name != tt.name || arg != tt.arg || ok != tt.ok {
+			t.Errorf("ParseCommand(%q) = %q, %q, %v; want %q, %q, %v", tt.in, name, arg, ok, tt.name, tt.arg, tt.ok)
+		}
+	}
+}
+
+func TestValidNickAndRoom(t *testing.T) {
+	for _, ok := range []string{"a", "Bob", "guest-1234", "x_y", strings.Repeat("n", 24)} {
+		if err := ValidNick(ok); err != nil {
+			t.Errorf("ValidNick(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "a b", "émile", "a.b", "<b>", strings.Repeat("n", 25)} {
+		if err := ValidNick(bad); err == nil {
+			t.Errorf("ValidNick(%q) = nil", bad)
+		}
+	}
+	if got, err := RoomName("#Dev"); err != nil || got != "dev" {
+		t.Errorf("RoomName(#Dev) = %q, %v", got, err)
+	}
+	if _, err := RoomName("a/b"); err == nil {
+		t.Error("RoomName(a/b) = nil error")
+	}
+}
+
+// FuzzLineReader checks that however the input is cut into reads, the
+// reader emits the same lines, none longer than Max and none with a line
+// end or a telnet command in it.
+func FuzzLineReader(f *testing.F) {
+	f.Add([]byte("hello\r\nworld\n"), uint8(3))
+	f.Add([]byte("\xff\xfd\x03\xff\xfb\x18a\xff\xff\r\x00b\r"), uint8(1))
+	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0ok\n"), uint8(5))
+	f.Add(bytes.Repeat([]byte("x"), 100), uint8(7))
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		const max = 16
+		whole := feedAll(&LineReader{Max: max}, in)
+		var chunks [][]byte
+		step := int(cut%17) + 1
+		for i := 0; i < len(in); i += step {
+			chunks = append(chunks, in[i:min(i+step, len(in))])
+		}
+		split := feedAll(&LineReader{Max: max}, chunks...)
+		if !slices.Equal(whole, split) {
+			t.Fatalf("whole %q != split by %d %q", whole, step, split)
+		}
+		for _, l := range whole {
+			if l == "!TOOLONG" {
+				continue
+			}
+			if len(l) > max {
+				t.Fatalf("line %q longer than %d", l, max)
+			}
+			if strings.ContainsAny(l, "\r\n") {
+				t.Fatalf("line %q has a line end", l)
+			}
+		}
+	})
+}
+
+// FuzzTelnetDecode checks the decoder is the same whole or split, never
+// grows its input, and leaves no IAC that was not escaped.
+func FuzzTelnetDecode(f *testing.F) {
+	f.Add([]byte("\xff\xfd\x03plain\xff\xff"), uint8(2))
+	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0\xff\xf1"), uint8(1))
+	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
+		var d telnetDecoder
+		whole := bytes.Clone(d.decode(bytes.Clone(in)))
+		if len(whole) > len(in) {
+			t.Fatalf("decode grew %d bytes to %d", len(in), len(whole))
+		}
+		var e telnetDecoder
+		var split []byte
+		step := int(cut%7) + 1
+		for i := 0; i < len(in); i += step {
+			split = append(split, e.decode(bytes.Clone(in[i:min(i+step, len(in))]))...)
+		}
+		if !bytes.Equal(whole, split) {
+			t.Fatalf("whole %q != split %q", whole, split)
+		}
+		if n, m := bytes.Count(whole, []byte{0xff}), bytes.Count(in, []byte{0xff, 0xff}); n > m {
+			t.Fatalf("%d IAC bytes out, only %d escaped in", n, m)
+		}
+	})
+}
+
+// FuzzCleanLine checks the cleaned text is valid UTF-8 with no control
+// character but tab, and that cleaning twice changes nothing.
+func FuzzCleanLine(f *testing.F) {
+	f.Add([]byte("\x1b[2Jhi\x07\xff"))
+	f.Add([]byte("\u202eabc\t "))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out := CleanLine(in)
+		if !utf8.ValidString(out) {
+			t.Fatalf("CleanLine(%q) = %q, not UTF-8", in, out)
+		}
+		for _, r := range out {
+			if (r < 0x20 && r != '\t') || (r >= 0x7f && r < 0xa0) || (r >= 0x202a && r <= 0x202e) {
+				t.Fatalf("CleanLine(%q) kept %U", in, r)
+			}
+		}
+		if again := CleanLine([]byte(out)); again != out {
+			t.Fatalf("not idempotent: %q -> %q", out, again)
+		}
+	})
+}
+
+// FuzzParseCommand checks commands are lower case and have no outer space.
+func FuzzParseCommand(f *testing.F) {
+	f.Add("/nick bob")
+	f.Add("//x")
+	f.Fuzz(func(t *testing.T, in string) {
+		name, arg, ok := ParseCommand(in)
+		if !ok {
+			return
+		}
+		if name == "" || name != strings.ToLower(name) || strings.Contains(name, " ") {
+			t.Fatalf("ParseCommand(%q) name %q", in, name)
+		}
+		if arg != strings.TrimSpace(arg) {
+			t.Fatalf("ParseCommand(%q) arg %q", in, arg)
+		}
+	})
+}
