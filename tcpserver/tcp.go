@@ -83,20 +83,29 @@ func (s *Server) handle(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	defer s.group.untrack(c)
-
 	addr := nc.RemoteAddr().String()
 	client, err := s.hub.Connect(c, ConnectInfo{Addr: addr, Transport: "tcp"})
 	if err != nil {
+		s.group.untrack(c)
 		s.log.Info("connection refused", "addr", addr, "reason", err)
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write([]byte("* " + err.Error() + "\r\n"))
 		nc.Close()
 		return
 	}
-	c.readLoop(client)
-	client.Leave(c.leaveReason())
-	c.finish()
+	c.client = client
+	c.lines.Max = s.hub.cfg.MaxLine
+	c.wait = newReadWaiter(nc)
+	c.emit = func(line []byte, tooLong bool) {
+		switch {
+		case c.isClosing():
+		case tooLong:
+			client.TooLong()
+		default:
+			client.Handle(line)
+		}
+	}
+	c.hop()
 }
 
 // tcpConn is one telnet or nc user: a [Member] whose writer goroutine runs
@@ -105,6 +114,12 @@ func (s *Server) handle(nc net.Conn) {
 type tcpConn struct {
 	srv  *Server
 	conn net.Conn
+
+	// Owned by the reader.
+	client *Client
+	lines  LineReader
+	wait   *readWaiter // nil where there is no poller
+	emit   func(line []byte, tooLong bool)
 
 	wg sync.WaitGroup // the writer
 
@@ -292,43 +307,53 @@ func (c *tcpConn) finish() {
 	c.wg.Wait()
 }
 
-// readLoop reads lines and hands them to client until the connection
-// ends. Between reads it waits for data without holding a buffer; the
-// buffer for one read is borrowed from a pool.
-func (c *tcpConn) readLoop(client *Client) {
-	lr := LineReader{Max: c.srv.hub.cfg.MaxLine}
-	emit := func(line []byte, tooLong bool) {
-		if c.isClosing() {
-			return
-		}
-		if tooLong {
-			client.TooLong()
-			return
-		}
-		client.Handle(line)
-	}
-	wait := newReadWaiter(c.conn)
-	for {
-		if wait != nil {
-			if err := wait.wait(); err != nil {
-				return
-			}
-		}
-		bp := c.srv.bufs.Get().(*[]byte)
-		n, err := c.conn.Read(*bp)
-		if n > 0 {
-			lr.Feed((*bp)[:n], emit)
-		}
-		c.srv.bufs.Put(bp)
-		if n > 0 {
-			// A sender whose socket is full of lines would otherwise fan
-			// out read after read while the writers it woke wait for a
-			// CPU, and their queues, not their readers, would overflow.
-			// Let them run between reads.
-			runtime.Gosched()
-		}
-		if err != nil {
+// hop goes on reading in a new goroutine, and the caller must return.
+//
+// Handling a line (a broadcast, a command) grows the reader's stack, and
+// the runtime will not shrink a stack below 4 KiB for a goroutine parked
+// in a read, so an idle member would keep twice the stack it needs. A new
+// goroutine starts with the smallest stack. The reader is thus a chain of
+// goroutines, one at a time, each counted by the server's group.
+func (c *tcpConn) hop() {
+	c.srv.group.handlers.Add(1)
+	go func() {
+		defer c.srv.group.handlers.Done()
+		c.read()
+	}()
+}
+
+// read reads lines and hands them to the client until the connection
+// ends, when it has the client leave. Between reads it waits for data
+// without holding a buffer; the buffer for one read is borrowed from a
+// pool. After a read with data in it, it yields to the writers that read
+// may have woken and hops (see hop).
+func (c *tcpConn) read() {
+	if c.wait != nil {
+		if err := c.wait.wait(); err != nil {
+			c.end()
 			return
 		}
 	}
+	bp := c.srv.bufs.Get().(*[]byte)
+	n, err := c.conn.Read(*bp)
+	if n > 0 {
+		c.lines.Feed((*bp)[:n], c.emit)
+	}
+	c.srv.bufs.Put(bp)
+	if err != nil {
+		c.end()
+		return
+	}
+	// A sender whose socket is full of lines would otherwise fan out read
+	// after read while the writers it woke wait for a CPU, and their
+	// queues, not their readers, would overflow. Let them run first.
+	runtime.Gosched()
+	c.hop()
+}
+
+// end finishes the session once the connection is done with.
+func (c *tcpConn) end() {
+	c.client.Leave(c.leaveReason())
+	c.finish()
+	c.srv.group.untrack(c)
 }
