@@ -345,6 +345,30 @@ func TestSlowConsumerIsCutAndOthersKeepReceiving(t *testing.T) {
 	}
 }
 
+func TestWriteTimeoutCutsAStuckReader(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: -1}, Config{Queue: 1 << 20, WriteTimeout: 300 * time.Millisecond})
+	stuck := ts.dialRaw(t) // never reads
+	sender := ts.dial(t)
+	payload := strings.Repeat("x", 1000)
+	for i := 0; i < 20000; i++ {
+		sender.send(payload)
+		if st := ts.hub.Stats(); st.SlowKicks > 0 {
+			break
+		}
+		if i%100 == 99 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	sender.expect(") left (too slow)")
+	if st := ts.hub.Stats(); st.SlowKicks != 1 {
+		t.Fatalf("SlowKicks = %d, want 1", st.SlowKicks)
+	}
+	stuck.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck.conn); err != nil {
+		t.Fatalf("stuck client: %v, want EOF", err)
+	}
+}
+
 func TestConnectionLimits(t *testing.T) {
 	t.Run("max clients", func(t *testing.T) {
 		ts := startServer(t, HubConfig{MaxClients: 2}, Config{})
