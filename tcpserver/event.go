@@ -3,7 +3,6 @@ package tcpserver
 import (
 	"encoding/json"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -146,78 +145,64 @@ func (e *Event) encodeJSON() []byte {
 // finish encodes the event's text line. It is called once, by the
 // constructor, before the event is shared.
 func (e *Event) finish() *Event {
-	var b strings.Builder
+	size := len(e.From) + len(e.To) + len(e.Text) + len(e.Addr) + len(e.Room) + 32
+	for _, h := range e.Events {
+		size += len(h.line)
+	}
+	for _, n := range e.Names {
+		size += len(n) + 2
+	}
+	b := make([]byte, 0, size)
 	switch e.Kind {
 	case KindMessage:
-		b.Grow(len(e.From) + len(e.Text) + 5)
-		b.WriteString("<")
-		b.WriteString(e.From)
-		b.WriteString("> ")
-		b.WriteString(e.Text)
+		b = append(append(append(append(b, '<'), e.From...), "> "...), e.Text...)
 	case KindAction:
-		b.WriteString("* ")
-		b.WriteString(e.From)
-		b.WriteString(" ")
-		b.WriteString(e.Text)
+		b = append(append(append(append(b, "* "...), e.From...), ' '), e.Text...)
 	case KindPrivate:
 		if e.Echo {
-			b.WriteString("-> *")
-			b.WriteString(e.To)
+			b = append(append(b, "-> *"...), e.To...)
 		} else {
-			b.WriteString("*")
-			b.WriteString(e.From)
+			b = append(append(b, '*'), e.From...)
 		}
-		b.WriteString("* ")
-		b.WriteString(e.Text)
+		b = append(append(b, "* "...), e.Text...)
 	case KindJoin, KindLeave:
-		b.WriteString("* ")
-		b.WriteString(e.From)
+		b = append(append(b, "* "...), e.From...)
 		if e.Addr != "" {
-			b.WriteString(" (")
-			b.WriteString(e.Addr)
-			b.WriteString(")")
+			b = append(append(append(b, " ("...), e.Addr...), ')')
 		}
 		if e.Kind == KindJoin {
-			b.WriteString(" joined")
+			b = append(b, " joined"...)
 		} else {
-			b.WriteString(" left")
+			b = append(b, " left"...)
 		}
 		if e.Text != "" {
-			b.WriteString(" (")
-			b.WriteString(e.Text)
-			b.WriteString(")")
+			b = append(append(append(b, " ("...), e.Text...), ')')
 		}
 	case KindNick:
-		b.WriteString("* ")
-		b.WriteString(e.From)
-		b.WriteString(" is now known as ")
-		b.WriteString(e.To)
+		b = append(append(append(append(b, "* "...), e.From...), " is now known as "...), e.To...)
 	case KindError:
-		b.WriteString("! ")
-		b.WriteString(e.Text)
+		b = append(append(b, "! "...), e.Text...)
 	case KindHistory:
 		for _, h := range e.Events {
-			b.Write(h.line)
+			b = append(b, h.line...)
 		}
-		e.line = []byte(b.String())
+		e.line = b
 		return e
 	case KindPresence:
-		b.WriteString("* ")
-		b.WriteString(strconv.Itoa(e.Count))
-		b.WriteString(" in ")
-		b.WriteString(e.Room)
-		b.WriteString(": ")
-		b.WriteString(strings.Join(e.Names, ", "))
+		b = append(append(append(append(b, "* "...), strconv.Itoa(e.Count)...), " in "...), e.Room...)
+		b = append(b, ": "...)
+		for i, n := range e.Names {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, n...)
+		}
 		if more := e.Count - len(e.Names); more > 0 {
-			b.WriteString(" and ")
-			b.WriteString(strconv.Itoa(more))
-			b.WriteString(" more")
+			b = append(append(append(b, " and "...), strconv.Itoa(more)...), " more"...)
 		}
 	default: // KindSystem, KindHello
-		b.WriteString("* ")
-		b.WriteString(e.Text)
+		b = append(append(b, "* "...), e.Text...)
 	}
-	b.WriteString("\r\n")
-	e.line = []byte(b.String())
+	e.line = append(b, "\r\n"...)
 	return e
 }
