@@ -2,4 +2,7 @@ module chatbridge
 
 go 1.26.8
 
-require go.uber.org/goleak v1.3.0
+require (
+	github.com/coder/websocket v1.8.15
+	go.uber.org/goleak v1.3.0
+)

@@ -1,0 +1,559 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fanoutConfig is one fanout run.
+type fanoutConfig struct {
+	clientConfig
+	receivers int
+	senders   int
+	rate      float64       // lines per second per sender; 0 = flat out
+	duration  time.Duration // sending stops after this...
+	messages  int64         // ...or after this many lines per sender (0 = no count limit)
+	drain     time.Duration // how long to wait for stragglers after sending
+	settle    time.Duration // quiet time after connecting, before sending
+	window    int64         // lines per sender that may be in flight to the slowest receiver
+}
+
+// fanoutRun is the state of one fanout run. The run's own goroutine owns it
+// and starts and waits for every other goroutine: one read loop per
+// connection, one send loop per sender, and the progress reporter.
+type fanoutRun struct {
+	cfg       fanoutConfig
+	log       *slog.Logger
+	startNs   int64 // tags sent before the run began are someone else's
+	receivers []*receiver
+	senders   []*sender
+	// next[r*senders+s] is one past the highest sequence number receiver r
+	// has seen from sender s. Written by r's read loop, read by the senders
+	// (for the window) and the run (for the drain).
+	next       []atomic.Int64
+	shards     []latencyShard
+	deliveries atomic.Int64 // running total, for progress lines
+	stopping   atomic.Bool  // set before the run closes connections itself
+	cuts       atomic.Int64 // connections the server ended, for logCut
+	readers    sync.WaitGroup
+}
+
+// receiver is a dedicated receiving client.
+type receiver struct {
+	id    int
+	conn  benchConn // set before its read loop starts, nil if it never connected
+	alive atomic.Bool
+
+	// Owned by the read loop until the run has waited for it.
+	scan       tagScanner
+	trackers   []seqTracker // one per sender
+	lat        []int64      // latencies found in the current read
+	deliveries int64
+	foreign    int64 // tags that are not from this run
+	lastNs     int64 // receive time of the latest new delivery
+	cutOff     bool  // the connection ended before the run closed it
+}
+
+// latencyShard is one of a few histograms the receivers share, so that a
+// thousand receivers do not each need one.
+type latencyShard struct {
+	mu sync.Mutex
+	h  *histogram // guarded by mu
+}
+
+// sender is a client that sends tagged lines (and drains what it receives).
+type sender struct {
+	id     int
+	conn   benchConn
+	issued atomic.Int64 // sequence numbers below this are written or being written
+	sent   atomic.Int64 // sequence numbers below this were written
+	ring   []completionSlot
+
+	completion *histogram // owned by the send loop, then by the run
+}
+
+// completionSlot follows one line until its last receiver has it. The ring
+// of slots is indexed by seq modulo its size, which is at least twice the
+// in-flight window, so a slot is reused only when every live receiver has
+// gone well past its line.
+type completionSlot struct {
+	seq    atomic.Int64 // -1 while unused or being reset
+	sentNs atomic.Int64
+	count  atomic.Int64
+	lastNs atomic.Int64
+}
+
+// completed records that one more receiver has (seq, received at now).
+func (s *sender) completed(seq, now int64) {
+	slot := &s.ring[seq&int64(len(s.ring)-1)]
+	if slot.seq.Load() != seq {
+		return // far behind the window: the slot has moved on
+	}
+	slot.count.Add(1)
+	for {
+		old := slot.lastNs.Load()
+		if now <= old || slot.lastNs.CompareAndSwap(old, now) {
+			return
+		}
+	}
+}
+
+// closeSlot adds the slot's completion time, if any receiver got its line.
+func (s *sender) closeSlot(slot *completionSlot) {
+	if slot.seq.Load() < 0 || slot.count.Load() == 0 {
+		return
+	}
+	s.completion.add(slot.lastNs.Load() - slot.sentNs.Load())
+}
+
+func ringSize(window int64) int {
+	n := 1024
+	for int64(n) < 2*window+2 {
+		n *= 2
+	}
+	return n
+}
+
+func newFanoutRun(cfg fanoutConfig, log *slog.Logger) *fanoutRun {
+	f := &fanoutRun{
+		cfg:       cfg,
+		log:       log,
+		startNs:   time.Now().UnixNano(),
+		receivers: make([]*receiver, cfg.receivers),
+		senders:   make([]*sender, cfg.senders),
+		next:      make([]atomic.Int64, cfg.receivers*cfg.senders),
+		shards:    make([]latencyShard, min(max(cfg.receivers, 1), 4*runtime.GOMAXPROCS(0))),
+	}
+	for i := range f.shards {
+		f.shards[i].h = newHistogram()
+	}
+	for i := range f.receivers {
+		f.receivers[i] = &receiver{id: i, trackers: make([]seqTracker, cfg.senders)}
+	}
+	for i := range f.senders {
+		s := &sender{id: i, ring: make([]completionSlot, ringSize(cfg.window)), completion: newHistogram()}
+		for j := range s.ring {
+			s.ring[j].seq.Store(-1)
+		}
+		f.senders[i] = s
+	}
+	return f
+}
+
+// runFanout connects, settles, sends, drains, and reports.
+func runFanout(ctx context.Context, cfg fanoutConfig, log *slog.Logger) (*result, error) {
+	f := newFanoutRun(cfg, log)
+	// However the run ends, close every connection and wait for its reader.
+	defer f.closeAll()
+
+	var before procSample
+	if cfg.proc.enabled() {
+		var err error
+		if before, err = cfg.proc.sample(); err != nil {
+			return nil, fmt.Errorf("sample server before: %w", err)
+		}
+	}
+	conn := f.connect(ctx)
+	nrecv, nsend := f.connectedCounts()
+	if nrecv == 0 || nsend == 0 {
+		return nil, fmt.Errorf("connect: %d of %d receivers and %d of %d senders connected: %w",
+			nrecv, cfg.receivers, nsend, cfg.senders, errOrNone(conn.firstErr))
+	}
+	log.Info("connected", "receivers", nrecv, "senders", nsend, "errors", conn.errors, "elapsed", conn.elapsed.Round(time.Millisecond))
+
+	if err := sleepCtx(ctx, cfg.settle); err != nil {
+		return nil, fmt.Errorf("settle: %w", err)
+	}
+	if cfg.proc.enabled() {
+		// The CPU window starts now; the RSS "before" stays the pre-connect one.
+		s, err := cfg.proc.sample()
+		if err != nil {
+			return nil, fmt.Errorf("sample server at start: %w", err)
+		}
+		before.cpuTicks = s.cpuTicks
+	}
+
+	t0 := time.Now()
+	stopProgress := f.startProgress(ctx, t0)
+	f.sendAll(ctx, t0)
+	sendEnd := time.Now()
+	drained := f.drain(ctx)
+	stopProgress()
+	if !drained {
+		log.Info("drain ended with lines outstanding", "drain", cfg.drain)
+	}
+
+	var after procSample
+	if cfg.proc.enabled() {
+		var err error
+		if after, err = cfg.proc.sample(); err != nil {
+			return nil, fmt.Errorf("sample server after: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("fanout: %w", err)
+	}
+	f.closeAll()
+
+	r := f.report(t0, sendEnd, conn.errors)
+	if cfg.proc.enabled() {
+		r.setServer(before, after)
+	}
+	return r, nil
+}
+
+func errOrNone(err error) error {
+	if err == nil {
+		return errors.New("no error reported")
+	}
+	return err
+}
+
+// connect opens all receivers first, then all senders, starting each one's
+// read loop as soon as it is up (servers greet new clients, and a client
+// that does not read can stall a server).
+func (f *fanoutRun) connect(ctx context.Context) connectResult {
+	d := f.cfg.newDialer()
+	defer d.closeIdle()
+	n := f.cfg.receivers
+	return connectAll(ctx, n+f.cfg.senders, f.cfg.connect, func(ctx context.Context, slot int) error {
+		if slot < n {
+			rc := f.receivers[slot]
+			c, err := d.dial(ctx, d.endpointFor(slot), slot)
+			if err != nil {
+				return fmt.Errorf("receiver %d: %w", slot, err)
+			}
+			rc.conn = c
+			rc.alive.Store(true)
+			f.readers.Go(func() { f.readReceiver(ctx, rc) })
+			return nil
+		}
+		s := f.senders[slot-n]
+		c, err := d.dial(ctx, d.endpointFor(s.id), slot)
+		if err != nil {
+			return fmt.Errorf("sender %d: %w", s.id, err)
+		}
+		s.conn = c
+		f.readers.Go(func() { f.drainSender(ctx, s) })
+		return nil
+	})
+}
+
+func (f *fanoutRun) connectedCounts() (receivers, senders int) {
+	for _, rc := range f.receivers {
+		if rc.conn != nil {
+			receivers++
+		}
+	}
+	for _, s := range f.senders {
+		if s.conn != nil {
+			senders++
+		}
+	}
+	return receivers, senders
+}
+
+// readReceiver is a receiver's read loop: it scans everything for tags and
+// accounts for each one.
+func (f *fanoutRun) readReceiver(ctx context.Context, rc *receiver) {
+	var now int64
+	emit := func(t tag) { f.observe(rc, t, now) }
+	shard := &f.shards[rc.id%len(f.shards)]
+	err := rc.conn.readLoop(ctx, make([]byte, 8192), func(p []byte, msgEnd bool) {
+		now = time.Now().UnixNano()
+		before := rc.deliveries
+		rc.scan.feed(p, emit)
+		if msgEnd {
+			rc.scan.endMessage(emit)
+		}
+		if len(rc.lat) > 0 {
+			shard.mu.Lock()
+			for _, v := range rc.lat {
+				shard.h.add(v)
+			}
+			shard.mu.Unlock()
+			rc.lat = rc.lat[:0]
+		}
+		if d := rc.deliveries - before; d > 0 {
+			f.deliveries.Add(d)
+		}
+	})
+	if !f.stopping.Load() {
+		rc.cutOff = true
+		rc.alive.Store(false)
+		f.logCut("receiver disconnected", "receiver", rc.id, err)
+	}
+}
+
+// observe accounts for one tag received by rc at now.
+func (f *fanoutRun) observe(rc *receiver, t tag, now int64) {
+	if t.sender < 0 || t.sender >= int64(len(f.senders)) || t.seq < 0 || t.sentNs < f.startNs {
+		rc.foreign++
+		return
+	}
+	s := f.senders[t.sender]
+	if t.seq >= s.issued.Load() {
+		rc.foreign++ // not sent (yet) by this run
+		return
+	}
+	tr := &rc.trackers[t.sender]
+	if !tr.observe(t.seq) {
+		return
+	}
+	f.next[rc.id*len(f.senders)+int(t.sender)].Store(tr.next)
+	rc.deliveries++
+	rc.lastNs = now
+	rc.lat = append(rc.lat, now-t.sentNs)
+	s.completed(t.seq, now)
+}
+
+// drainSender reads and discards what a sender receives: senders are room
+// members too, and the server must be able to write to them.
+func (f *fanoutRun) drainSender(ctx context.Context, s *sender) {
+	err := s.conn.readLoop(ctx, make([]byte, 8192), func([]byte, bool) {})
+	if !f.stopping.Load() {
+		f.logCut("sender disconnected", "sender", s.id, err)
+	}
+}
+
+// logCut warns about the first few connections the server ends, and only
+// counts the rest: a server going away would otherwise print one line per
+// client.
+func (f *fanoutRun) logCut(msg, role string, id int, err error) {
+	const loud = 5
+	level := slog.LevelWarn
+	if n := f.cuts.Add(1); n > loud {
+		level = slog.LevelDebug
+	} else if n == loud {
+		msg += " (further ones at debug level)"
+	}
+	f.log.Log(context.Background(), level, msg, role, id, "err", err)
+}
+
+// sendAll runs every connected sender's loop and waits for them.
+func (f *fanoutRun) sendAll(ctx context.Context, t0 time.Time) {
+	var wg sync.WaitGroup
+	for _, s := range f.senders {
+		if s.conn == nil {
+			continue
+		}
+		wg.Go(func() { f.sendLoop(ctx, s, t0) })
+	}
+	wg.Wait()
+}
+
+// sendLoop sends one sender's lines: paced at --rate (staggered across
+// senders so they do not fire together), or flat out, never more than
+// --window lines ahead of the slowest live receiver.
+func (f *fanoutRun) sendLoop(ctx context.Context, s *sender, t0 time.Time) {
+	end := t0.Add(f.cfg.duration)
+	var interval, offset time.Duration
+	if f.cfg.rate > 0 {
+		interval = time.Duration(float64(time.Second) / f.cfg.rate)
+		offset = interval * time.Duration(s.id) / time.Duration(len(f.senders))
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var low int64 // cached floor of the window
+	for seq := int64(0); f.cfg.messages == 0 || seq < f.cfg.messages; seq++ {
+		if interval > 0 {
+			due := t0.Add(offset + time.Duration(seq)*interval)
+			if !due.Before(end) {
+				return
+			}
+			if wait := time.Until(due); wait > 0 {
+				timer.Reset(wait)
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+		} else if !time.Now().Before(end) {
+			return
+		}
+		for seq-low >= f.cfg.window {
+			if low = f.windowFloor(s.id, seq); seq-low < f.cfg.window {
+				break
+			}
+			if !time.Now().Before(end) || ctx.Err() != nil {
+				return
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+
+		slot := &s.ring[seq&int64(len(s.ring)-1)]
+		s.closeSlot(slot)
+		slot.seq.Store(-1)
+		slot.count.Store(0)
+		slot.lastNs.Store(0)
+		now := time.Now().UnixNano()
+		slot.sentNs.Store(now)
+		slot.seq.Store(seq)
+		s.issued.Store(seq + 1)
+		if err := s.conn.sendTag(ctx, tag{sender: int64(s.id), seq: seq, sentNs: now}); err != nil {
+			if !f.stopping.Load() {
+				f.log.Warn("sender stopped", "sender", s.id, "err", err)
+			}
+			return
+		}
+		s.sent.Store(seq + 1)
+	}
+}
+
+// windowFloor is the lowest next-expected sequence number of sender s over
+// the live receivers (seq itself when none is left).
+func (f *fanoutRun) windowFloor(s int, seq int64) int64 {
+	low := seq
+	for _, rc := range f.receivers {
+		if rc.alive.Load() {
+			low = min(low, f.next[rc.id*len(f.senders)+s].Load())
+		}
+	}
+	return low
+}
+
+// drain waits up to --drain until every live receiver has every sender's
+// last line, and reports whether they all did.
+func (f *fanoutRun) drain(ctx context.Context) bool {
+	deadline := time.Now().Add(f.cfg.drain)
+	for {
+		if f.caughtUp() {
+			return true
+		}
+		if !time.Now().Before(deadline) || sleepCtx(ctx, 5*time.Millisecond) != nil {
+			return false
+		}
+	}
+}
+
+func (f *fanoutRun) caughtUp() bool {
+	for _, rc := range f.receivers {
+		if !rc.alive.Load() {
+			continue
+		}
+		for _, s := range f.senders {
+			if f.next[rc.id*len(f.senders)+s.id].Load() < s.sent.Load() {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// closeAll closes every connection and waits for every read loop. It may
+// run twice (the second time finds nothing to do).
+func (f *fanoutRun) closeAll() {
+	f.stopping.Store(true)
+	for _, rc := range f.receivers {
+		if rc.conn != nil {
+			rc.conn.close()
+		}
+	}
+	for _, s := range f.senders {
+		if s.conn != nil {
+			s.conn.close()
+		}
+	}
+	f.readers.Wait()
+}
+
+// startProgress logs a line every cfg.progress until the returned stop is
+// called; stop waits for the reporter to end.
+func (f *fanoutRun) startProgress(ctx context.Context, t0 time.Time) (stop func()) {
+	if f.cfg.progress <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(f.cfg.progress)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+			var sent int64
+			for _, s := range f.senders {
+				sent += s.sent.Load()
+			}
+			alive := 0
+			for _, rc := range f.receivers {
+				if rc.alive.Load() {
+					alive++
+				}
+			}
+			f.log.Info("progress", "elapsed", time.Since(t0).Round(time.Second), "sent", sent,
+				"deliveries", f.deliveries.Load(), "receivers_alive", alive)
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// report sums up the run. Call it only after closeAll: it reads state the
+// read loops owned.
+func (f *fanoutRun) report(t0, sendEnd time.Time, connectErrors int) *result {
+	r := &result{Mode: "fanout", Clients: f.cfg.receivers + f.cfg.senders, ConnectErrors: connectErrors}
+	lat := newHistogram()
+	for i := range f.shards {
+		lat.merge(f.shards[i].h)
+	}
+	compl := newHistogram()
+	for _, s := range f.senders {
+		if s.conn == nil {
+			continue
+		}
+		r.Senders++
+		r.Sent += s.sent.Load()
+		for i := range s.ring {
+			s.closeSlot(&s.ring[i])
+		}
+		compl.merge(s.completion)
+	}
+	end := sendEnd.UnixNano()
+	var foreign int64
+	for _, rc := range f.receivers {
+		if rc.conn == nil {
+			continue
+		}
+		r.Receivers++
+		if rc.cutOff {
+			r.Disconnected++
+		}
+		r.Deliveries += rc.deliveries
+		foreign += rc.foreign
+		end = max(end, rc.lastNs)
+		for si, s := range f.senders {
+			tr := &rc.trackers[si]
+			r.Lost += tr.lost(s.sent.Load(), !rc.cutOff)
+			r.Duplicated += tr.duplicated
+			r.Reordered += tr.reordered
+		}
+	}
+	if foreign > 0 {
+		f.log.Info("ignored tags not sent by this run", "count", foreign)
+	}
+	r.DurationS = float64(end-t0.UnixNano()) / 1e9
+	if r.DurationS > 0 {
+		r.DeliveriesPerSec = float64(r.Deliveries) / r.DurationS
+	}
+	r.LatP50us = microseconds(lat.quantile(0.50))
+	r.LatP90us = microseconds(lat.quantile(0.90))
+	r.LatP99us = microseconds(lat.quantile(0.99))
+	r.LatP999us = microseconds(lat.quantile(0.999))
+	r.LatMaxus = microseconds(lat.quantile(1))
+	r.ComplP50us = microseconds(compl.quantile(0.50))
+	r.ComplP99us = microseconds(compl.quantile(0.99))
+	r.ComplMaxus = microseconds(compl.quantile(1))
+	return r
+}
