@@ -80,6 +80,17 @@ func (ts *testServer) dial(t *testing.T) *testClient {
 	return c
 }
 
+// dialAll connects three clients and waits until each has seen the joins
+// of those after it, so that no join notice is still on its way.
+func (ts *testServer) dialAll(t *testing.T) (a, b, c *testClient) {
+	t.Helper()
+	a, b, c = ts.dial(t), ts.dial(t), ts.dial(t)
+	a.expect(b.name + " (127.0.0.1:")
+	a.expect(c.name + " (127.0.0.1:")
+	b.expect(c.name + " (127.0.0.1:")
+	return a, b, c
+}
+
 func (ts *testServer) dialRaw(t *testing.T) *testClient {
 	t.Helper()
 	conn, err := net.Dial("tcp", ts.addr)

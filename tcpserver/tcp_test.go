@@ -24,10 +24,7 @@ func TestWelcomeNamesGuestAndPointsAtHelp(t *testing.T) {
 
 func TestBroadcastReachesOthersNotSender(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
-	a, b, c := ts.dial(t), ts.dial(t), ts.dial(t)
-	a.expect(b.name + " (127.0.0.1:")
-	a.expect(c.name + " (127.0.0.1:")
-	b.expect(c.name + " (127.0.0.1:")
+	a, b, c := ts.dialAll(t)
 
 	a.send("hello, world")
 	b.expectExact("<" + a.name + "> hello, world")
@@ -145,10 +142,7 @@ func TestNickChange(t *testing.T) {
 
 func TestRoomsAreIsolated(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
-	a, b, c := ts.dial(t), ts.dial(t), ts.dial(t)
-	a.expect(b.name + " (")
-	a.expect(c.name + " (")
-	b.expect(c.name + " (")
+	a, b, c := ts.dialAll(t)
 
 	a.send("/join Dev")
 	a.expectExact("* You are now in dev as " + a.name + ".")
@@ -173,10 +167,7 @@ func TestRoomsAreIsolated(t *testing.T) {
 
 func TestPrivateMessage(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
-	a, b, c := ts.dial(t), ts.dial(t), ts.dial(t)
-	a.expect(b.name + " (")
-	a.expect(c.name + " (")
-	b.expect(c.name + " (")
+	a, b, c := ts.dialAll(t)
 	b.send("/join elsewhere")
 	b.expect("You are now in elsewhere")
 	b.sync()
