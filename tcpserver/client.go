@@ -37,6 +37,8 @@ type Client struct {
 	strikes  float64     // refused lines, leaking away over time
 	strikeAt time.Time
 	limited  bool // told it is sending too fast, and not yet let through again
+	holding  bool     // Hold is in force: room lines wait in held for Flush
+	held     []*Event // lines said while holding
 }
 
 // Name returns the member's current name.
@@ -76,6 +78,7 @@ func (c *Client) Handle(line []byte) {
 	}
 	c.hub.linesIn.Add(1)
 	if name, arg, ok := ParseCommand(text); ok {
+		c.flushHeld() // what was said before the command comes before it
 		c.command(name, arg)
 		return
 	}
@@ -83,6 +86,32 @@ func (c *Client) Handle(line []byte) {
 		text = text[1:]
 	}
 	c.say(KindMessage, text)
+}
+
+// Hold makes Handle keep the lines the member says to its room (messages
+// and /me actions) until Flush, which says them as one [KindBatch] event.
+// A transport holds while it handles one read, so that a read that
+// carried a hundred lines costs each member one queue entry and one write
+// instead of a hundred; commands still act in order. Reader only.
+func (c *Client) Hold() { c.holding = true }
+
+// Flush says the lines held since Hold and ends holding.
+func (c *Client) Flush() {
+	c.holding = false
+	c.flushHeld()
+}
+
+func (c *Client) flushHeld() {
+	held := c.held
+	c.held = nil
+	switch {
+	case len(held) == 0 || c.left:
+	case len(held) == 1:
+		c.room.say(held[0], c)
+	default:
+		r := c.room
+		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held}), c)
+	}
 }
 
 // TooLong tells the member its line was over the limit and not sent.
@@ -102,6 +131,7 @@ func (c *Client) Leave(reason string) {
 	if c.left {
 		return
 	}
+	c.flushHeld()
 	c.left = true
 	if c.reason != "" {
 		reason = c.reason
@@ -117,7 +147,12 @@ func (c *Client) Leave(reason string) {
 
 func (c *Client) say(k Kind, text string) {
 	r := c.room
-	r.say(c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text}), c)
+	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text})
+	if c.holding {
+		c.held = append(c.held, ev)
+		return
+	}
+	r.say(ev, c)
 }
 
 func (c *Client) send(k Kind, text string) { c.member.Send(c.hub.notice(k, text)) }

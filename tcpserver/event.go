@@ -24,6 +24,7 @@ const (
 	KindHello                    // the welcome: your name (To) and room
 	KindHistory                  // recent lines of a room (Events)
 	KindPresence                 // who is in a room (Names, Count)
+	KindBatch                    // several lines one member said at once (Events)
 )
 
 var kindNames = [...]string{
@@ -38,6 +39,7 @@ var kindNames = [...]string{
 	KindHello:    "hello",
 	KindHistory:  "history",
 	KindPresence: "presence",
+	KindBatch:    "batch",
 }
 
 func (k Kind) String() string {
@@ -69,7 +71,7 @@ type Event struct {
 
 	Names  []string // KindPresence: the members, at most presenceNames of them
 	Count  int      // KindPresence: how many members in all
-	Events []*Event // KindHistory: the room's recent lines, oldest first
+	Events []*Event // KindHistory, KindBatch: the lines, oldest first
 
 	line []byte // the text-protocol encoding, CRLF-terminated; set by finish
 
@@ -127,7 +129,7 @@ func (e *Event) encodeJSON() []byte {
 		}
 		w.Count = e.Count
 	}
-	if e.Kind == KindHistory {
+	if e.Kind == KindHistory || e.Kind == KindBatch {
 		w.Events = make([]json.RawMessage, len(e.Events))
 		for i, h := range e.Events {
 			w.Events[i] = h.JSON()
@@ -182,7 +184,7 @@ func (e *Event) finish() *Event {
 		b = append(append(append(append(b, "* "...), e.From...), " is now known as "...), e.To...)
 	case KindError:
 		b = append(append(b, "! "...), e.Text...)
-	case KindHistory:
+	case KindHistory, KindBatch:
 		for _, h := range e.Events {
 			b = append(b, h.line...)
 		}

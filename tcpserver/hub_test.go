@@ -254,3 +254,58 @@ func BenchmarkLineReader(b *testing.B) {
 		r.Feed(buf, func([]byte, bool) {})
 	}
 }
+
+type recordingRelay struct {
+	mu     sync.Mutex
+	events []*Event
+}
+
+func (r *recordingRelay) Publish(ev *Event) {
+	r.mu.Lock()
+	r.events = append(r.events, ev)
+	r.mu.Unlock()
+}
+
+func TestHeldLinesGoAsOneBatchInOrder(t *testing.T) {
+	relay := &recordingRelay{}
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, Relay: relay}, nil)
+	alice, _ := connect(t, h, "alice")
+	_, bm := connect(t, h, "bob")
+	bm.lines()
+	relay.events = nil
+
+	alice.Hold()
+	for _, l := range []string{"one", "two", "/me three", "/nick ally", "four", "five"} {
+		alice.Handle([]byte(l))
+	}
+	alice.Flush()
+
+	bm.mu.Lock()
+	var kinds []string
+	for _, ev := range bm.events {
+		kinds = append(kinds, ev.Kind.String())
+	}
+	bm.mu.Unlock()
+	// A command says what was held before it acts: one and two go as a
+	// batch, the action alone (the /nick flushes it), the nick, then four
+	// and five as another batch.
+	if got := strings.Join(kinds, " "); got != "batch action nick batch" {
+		t.Fatalf("bob got events %s", got)
+	}
+	want := []string{"<alice> one", "<alice> two", "* alice three", "* alice is now known as ally", "<ally> four", "<ally> five"}
+	if got := bm.lines(); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("bob got %q, want %q", got, want)
+	}
+	// The relay and the history see lines one by one.
+	var relayed []string
+	for _, ev := range relay.events {
+		relayed = append(relayed, ev.Kind.String())
+	}
+	if got := strings.Join(relayed, " "); got != "message message action nick message message" {
+		t.Fatalf("relay got %s", got)
+	}
+	_, cm := connect(t, h, "carol")
+	if got := cm.lines(); len(got) < 6 || got[1] != "<alice> one" || got[5] != "<ally> five" {
+		t.Fatalf("carol's history = %q", got)
+	}
+}

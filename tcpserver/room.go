@@ -89,13 +89,28 @@ func (r *Room) leave(c *Client, reason string) {
 	r.publishLocked(ev, nil, len(r.members)+1 <= h.cfg.AnnounceLimit)
 }
 
-// say sends ev, a line c said or did, to the room. Lines are kept in the
-// history.
+// say sends ev, a line c said or did, or a KindBatch of them, to the
+// room. Lines are kept in the history one by one, and go to the relay one
+// by one; local members get a batch as one event, so a member's queue
+// holds one entry however many lines a read carried.
 func (r *Room) say(ev *Event, from *Client) {
 	r.mu.Lock()
-	r.rememberLocked(ev)
-	r.publishLocked(ev, from, true)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if ev.Kind != KindBatch {
+		r.rememberLocked(ev)
+		r.publishLocked(ev, from, true)
+		return
+	}
+	for _, line := range ev.Events {
+		r.rememberLocked(line)
+	}
+	n := r.sendLocked(ev, from)
+	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
+	if relay := r.hub.cfg.Relay; relay != nil {
+		for _, line := range ev.Events {
+			relay.Publish(line)
+		}
+	}
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
@@ -120,7 +135,7 @@ func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
 
 // sendLocked queues ev for every member but except; a member that asked
 // for echo gets its own lines too.
-func (r *Room) sendLocked(ev *Event, except *Client) {
+func (r *Room) sendLocked(ev *Event, except *Client) int {
 	n := 0
 	for _, m := range r.members {
 		if m == except && !m.echo {
@@ -130,6 +145,7 @@ func (r *Room) sendLocked(ev *Event, except *Client) {
 		n++
 	}
 	r.hub.deliveries.Add(uint64(n))
+	return n
 }
 
 func (r *Room) rememberLocked(ev *Event) {

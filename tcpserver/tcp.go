@@ -337,7 +337,9 @@ func (c *tcpConn) read() {
 	bp := c.srv.bufs.Get().(*[]byte)
 	n, err := c.conn.Read(*bp)
 	if n > 0 {
+		c.client.Hold()
 		c.lines.Feed((*bp)[:n], c.emit)
+		c.client.Flush()
 	}
 	c.srv.bufs.Put(bp)
 	if err != nil {
