@@ -36,7 +36,7 @@ type Client struct {
 	bucket   tokenBucket // lines it may send now
 	strikes  float64     // refused lines, leaking away over time
 	strikeAt time.Time
-	limited  bool // told it is sending too fast, and not yet let through again
+	limited  bool     // told it is sending too fast, and not yet let through again
 	holding  bool     // Hold is in force: room lines wait in held for Flush
 	held     []*Event // lines said while holding
 }
