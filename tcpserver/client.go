@@ -123,6 +123,21 @@ func (c *Client) TooLong() {
 	c.errorf("line too long (more than %d bytes); it was not sent", c.hub.cfg.MaxLine)
 }
 
+// Garbled tells the member that what it sent was not a line at all (a
+// WebSocket client's malformed JSON, say), with why as the error. It
+// counts against flood control like a line, so that garbage cannot be sent
+// faster than lines can.
+func (c *Client) Garbled(why string) {
+	if c.left || c.reason != "" {
+		return
+	}
+	if !c.allow(time.Now()) {
+		return
+	}
+	c.hub.refused.Add(1)
+	c.errorf("%s", why)
+}
+
 // Leave takes the member out of its room and frees its name. reason, if
 // not empty, is shown in the leave notice ("too slow", "flooding"); a
 // reason the hub itself gave, such as a flood kick, wins over it. Leave

@@ -94,17 +94,21 @@ func (r *Room) leave(c *Client, reason string) {
 // by one; local members get a batch as one event, so a member's queue
 // holds one entry however many lines a read carried.
 func (r *Room) say(ev *Event, from *Client) {
+	except := from
+	if from != nil && from.echo {
+		except = nil // it asked for its own lines back
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
-		r.publishLocked(ev, from, true)
+		r.publishLocked(ev, except, true)
 		return
 	}
 	for _, line := range ev.Events {
 		r.rememberLocked(line)
 	}
-	n := r.sendLocked(ev, from)
+	n := r.sendLocked(ev, except)
 	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
 	if relay := r.hub.cfg.Relay; relay != nil {
 		for _, line := range ev.Events {
@@ -133,12 +137,11 @@ func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
 	}
 }
 
-// sendLocked queues ev for every member but except; a member that asked
-// for echo gets its own lines too.
+// sendLocked queues ev for every member but except.
 func (r *Room) sendLocked(ev *Event, except *Client) int {
 	n := 0
 	for _, m := range r.members {
-		if m == except && !m.echo {
+		if m == except {
 			continue
 		}
 		m.member.Send(ev)

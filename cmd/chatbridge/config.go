@@ -35,6 +35,16 @@ type config struct {
 	announceLimit int
 
 	shutdownTimeout time.Duration
+
+	allowOrigins string // comma-separated
+	embedOrigins string // comma-separated
+	tlsCert      string
+	tlsKey       string
+}
+
+// list splits a comma- or space-separated flag value.
+func list(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' })
 }
 
 // parseConfig reads flags from args and, for each flag not given there,
@@ -63,6 +73,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.IntVar(&c.maxPerIP, "max-per-ip", 100, "members at once from one IP address (0: no limit)")
 	fs.IntVar(&c.maxRooms, "max-rooms", 1000, "rooms kept at once; the longest-idle empty room is forgotten first")
 	fs.IntVar(&c.announceLimit, "announce-limit", 200, "rooms with more `members` than this stop announcing joins and leaves")
+	fs.StringVar(&c.allowOrigins, "allow-origin", "", "other `origins` whose pages may open /ws, comma-separated host patterns such as docs.example.com or *.example.com (the page's own origin is always allowed)")
+	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 
 	fs.Usage = func() {
@@ -126,6 +140,9 @@ func (c config) check() error {
 	}
 	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 {
 		errs = append(errs, errors.New("--history, --rate, --max-clients and --max-per-ip must not be negative"))
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))

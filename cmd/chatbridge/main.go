@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +17,9 @@ import (
 	"sync"
 	"syscall"
 
+	"chatbridge/bridge"
 	"chatbridge/tcpserver"
+	"chatbridge/web"
 )
 
 func main() {
@@ -70,7 +73,26 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown})
 	}
 	if cfg.httpAddr != "" {
-		log.Warn("the web bridge is not built yet; --http is ignored", "addr", cfg.httpAddr)
+		if cfg.tlsCert != "" {
+			if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
+				fmt.Fprintf(stderr, "chatbridge: --tls-cert/--tls-key: %v\n", err)
+				return 2
+			}
+		}
+		site := bridge.New(hub, bridge.Config{
+			Queue:        cfg.queue,
+			WriteTimeout: cfg.writeTimeout,
+			AllowOrigins: list(cfg.allowOrigins),
+			EmbedOrigins: list(cfg.embedOrigins),
+			TLSCertFile:  cfg.tlsCert,
+			TLSKeyFile:   cfg.tlsKey,
+			Web:          web.Handler(),
+		}, log)
+		name := "web (http)"
+		if cfg.tlsCert != "" {
+			name = "web (https)"
+		}
+		services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown})
 	}
 
 	// Bind everything before serving anything, so that a taken port fails

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -61,12 +62,12 @@ func TestBindFailureIsOneLineAndExitsNonZero(t *testing.T) {
 }
 
 func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
-	tcpAddr, echoAddr := freeAddr(t), freeAddr(t)
+	tcpAddr, echoAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var stderr syncBuffer
 	exited := make(chan int)
 	go func() {
-		exited <- run(ctx, []string{"--tcp", tcpAddr, "--echo", echoAddr, "--http", "", "--log-format", "json"}, env(nil), &stderr)
+		exited <- run(ctx, []string{"--tcp", tcpAddr, "--echo", echoAddr, "--http", httpAddr, "--log-format", "json"}, env(nil), &stderr)
 	}()
 
 	conn := dialRetry(t, tcpAddr)
@@ -83,6 +84,17 @@ func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
 	if line, _ := er.ReadString('\n'); line != "OK...ping\n" {
 		t.Fatalf("echo = %q", line)
 	}
+
+	dialRetry(t, httpAddr).Close()
+	resp, err := http.Get("http://" + httpAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/healthz = %d", resp.StatusCode)
+	}
+	http.DefaultClient.CloseIdleConnections()
 
 	cancel() // as SIGINT would
 	var last string
@@ -106,7 +118,7 @@ func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return")
 	}
-	for _, want := range []string{`"msg":"listening","service":"telnet chat","addr":"` + tcpAddr, `"service":"echo"`, `"msg":"stopped"`} {
+	for _, want := range []string{`"msg":"listening","service":"telnet chat","addr":"` + tcpAddr, `"service":"echo"`, `"service":"web (http)"`, `"msg":"stopped"`} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, stderr.String())
 		}

@@ -1,0 +1,456 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"chatbridge/tcpserver"
+)
+
+// Timing of the ends of a connection.
+const (
+	// abortGrace is how long a member being cut off gets to take its close
+	// frame, and to answer it, before the connection is dropped.
+	abortGrace = 250 * time.Millisecond
+	// refuseGrace is the same for a connection the hub refused.
+	refuseGrace = time.Second
+	// closeFlush is how long the frames still gathered when the connection
+	// closes may take to go out.
+	closeFlush = time.Second
+)
+
+// spareKeep is the largest queue array a member keeps while idle.
+const spareKeep = 8
+
+// Reasons the server gives in close frames, besides the hub's own.
+const (
+	reasonShutdown = "server shutting down"
+	reasonTooSlow  = "too slow"
+)
+
+// wsConn is one WebSocket user: a [tcpserver.Member] whose writer
+// goroutine runs only while there is something to write, like the TCP
+// server's. Its reader is the goroutine the server starts for it (see
+// Server.serveWS), which also owns the hub's Client.
+type wsConn struct {
+	srv  *Server
+	ws   *websocket.Conn
+	wire *wireConn
+	br   *bufio.Reader // the library's reader, to see whether it holds data
+	json bool          // speaks JSONProtocol rather than plain lines
+	addr string
+
+	wg sync.WaitGroup // the writer and the keepalive
+
+	mu      sync.Mutex
+	queue   []*tcpserver.Event // waiting for the writer
+	spare   []*tcpserver.Event // the writer's last batch array, for reuse
+	writing bool               // a writer goroutine is running (or closing up)
+	closing bool               // no more events are taken
+	abort   bool               // stop writing: the member is being cut off
+	done    bool               // the reader has finished; nothing more starts
+	code    websocket.StatusCode
+	reason  string      // the close frame's reason
+	leave   string      // why the member left, for the room's leave notice
+	ping    *time.Timer // the next keepalive
+}
+
+// Send queues ev. It never blocks: if the queue is full the member is too
+// slow, and is cut off.
+func (c *wsConn) Send(ev *tcpserver.Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if len(c.queue) >= c.srv.cfg.Queue {
+		c.cutLocked(reasonTooSlow)
+		return
+	}
+	c.queue = append(c.queue, ev)
+	c.startWriterLocked()
+}
+
+// Close sends what is queued, then a close frame with reason, and closes.
+func (c *wsConn) Close(reason string) {
+	c.closeGracefully(closeCode(reason), reason)
+}
+
+// closeCode picks the close status for a reason the hub gives: it ends
+// the session of a member who floods with "disconnected: ..." and of one
+// who typed /quit with "bye".
+func closeCode(reason string) websocket.StatusCode {
+	switch {
+	case reason == reasonShutdown:
+		return websocket.StatusGoingAway
+	case strings.HasPrefix(reason, "disconnected:"):
+		return websocket.StatusPolicyViolation
+	default:
+		return websocket.StatusNormalClosure
+	}
+}
+
+func (c *wsConn) closeGracefully(code websocket.StatusCode, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.code, c.reason = code, reason
+	c.stopPingLocked()
+	c.startWriterLocked()
+}
+
+// cutLocked drops a member that cannot keep up: its queue is thrown away,
+// its write in progress is interrupted, and the writer closes the
+// connection after one short try at telling it why.
+func (c *wsConn) cutLocked(reason string) {
+	c.closing, c.abort = true, true
+	c.code, c.reason, c.leave = websocket.StatusPolicyViolation, reason, reason
+	clear(c.queue)
+	c.queue = c.queue[:0]
+	c.stopPingLocked()
+	c.srv.hub.CountSlowKick()
+	c.wire.setEndBy(time.Now())
+	c.startWriterLocked()
+}
+
+func (c *wsConn) startWriterLocked() {
+	if c.writing || c.done {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop writes queued events, corked so that every frame queued by
+// then goes out in one write, until the queue is empty; then it exits.
+// When the connection is closing it finishes it off instead.
+func (c *wsConn) writeLoop() {
+	defer c.wg.Done()
+	var batch []*tcpserver.Event
+	for {
+		c.mu.Lock()
+		if batch != nil && cap(batch) <= spareKeep {
+			c.spare = batch[:0]
+		}
+		if c.abort {
+			c.mu.Unlock()
+			c.abortWrite()
+			return
+		}
+		batch = c.queue
+		if len(batch) == 0 {
+			if c.closing {
+				code, reason := c.code, c.reason
+				c.mu.Unlock()
+				if code != 0 {
+					c.ws.Close(code, closeReason(reason))
+				}
+				return
+			}
+			if cap(c.queue) > spareKeep {
+				c.queue = nil
+			}
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		c.queue, c.spare = c.spare, nil
+		c.mu.Unlock()
+
+		err := c.writeBatch(batch)
+		clear(batch)
+		if err != nil {
+			c.writeFailed(err)
+			return
+		}
+	}
+}
+
+// writeBatch writes batch, one frame per event (plain mode: one frame per
+// line), in one write to the network.
+func (c *wsConn) writeBatch(batch []*tcpserver.Event) error {
+	ctx := context.Background() // the cork makes frame writes memory copies; the network write has its deadline
+	c.wire.cork()
+	var err error
+	for _, ev := range batch {
+		if err = c.writeEvent(ctx, ev); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		c.wire.discard()
+		return err
+	}
+	return c.wire.uncork()
+}
+
+func (c *wsConn) writeEvent(ctx context.Context, ev *tcpserver.Event) error {
+	if c.json {
+		return c.ws.Write(ctx, websocket.MessageText, ev.JSON())
+	}
+	if ev.Kind == tcpserver.KindHistory || ev.Kind == tcpserver.KindBatch {
+		for _, h := range ev.Events {
+			if err := c.ws.Write(ctx, websocket.MessageText, trimLineEnd(h.Line())); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return c.ws.Write(ctx, websocket.MessageText, trimLineEnd(ev.Line()))
+}
+
+// trimLineEnd drops the CRLF the text protocol ends each line with: in
+// plain mode a frame is a line.
+func trimLineEnd(b []byte) []byte {
+	return bytes.TrimSuffix(b, []byte("\r\n"))
+}
+
+// writeFailed ends a connection whose write failed. A timeout means the
+// member stopped reading: it is cut off as too slow.
+func (c *wsConn) writeFailed(err error) {
+	c.mu.Lock()
+	cut := c.abort
+	if !cut && errors.Is(err, os.ErrDeadlineExceeded) {
+		cut = true
+		c.closing, c.abort = true, true
+		c.code, c.reason, c.leave = websocket.StatusPolicyViolation, reasonTooSlow, reasonTooSlow
+		c.stopPingLocked()
+		c.srv.hub.CountSlowKick()
+	}
+	c.mu.Unlock()
+	if cut {
+		c.abortWrite()
+		return
+	}
+	c.wire.closeNow()
+}
+
+// abortWrite tries once, briefly, to send a member that is being cut off a
+// close frame saying why, then drops the connection.
+func (c *wsConn) abortWrite() {
+	c.mu.Lock()
+	code, reason := c.code, c.reason
+	c.mu.Unlock()
+	c.wire.discard()
+	c.closeBriefly(code, reason, abortGrace)
+}
+
+// closeBriefly sends a close frame and waits at most grace, in all, for
+// it to go out and for the client's answer; then it drops the connection.
+func (c *wsConn) closeBriefly(code websocket.StatusCode, reason string, grace time.Duration) {
+	end := time.Now().Add(grace)
+	c.wire.setEndBy(end)
+	c.wire.SetReadDeadline(end)
+	c.ws.Close(code, closeReason(reason))
+	c.wire.closeNow()
+}
+
+// closeReason fits reason into a close frame (at most 123 bytes).
+func closeReason(reason string) string {
+	const max = 123
+	if len(reason) <= max {
+		return reason
+	}
+	reason = reason[:max]
+	for len(reason) > 0 && !utf8.ValidString(reason) {
+		reason = reason[:len(reason)-1]
+	}
+	return reason
+}
+
+// startKeepalive pings the client every PingInterval from now on.
+func (c *wsConn) startKeepalive() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.done {
+		return
+	}
+	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
+}
+
+func (c *wsConn) stopPingLocked() {
+	if c.ping != nil {
+		c.ping.Stop()
+	}
+}
+
+// keepalive sends one ping and waits PongTimeout for the pong (which the
+// reader takes in). A client that does not answer is dropped.
+func (c *wsConn) keepalive() {
+	c.mu.Lock()
+	if c.closing || c.done {
+		c.mu.Unlock()
+		return
+	}
+	c.wg.Add(1)
+	c.mu.Unlock()
+	defer c.wg.Done()
+
+	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PongTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.done {
+		return
+	}
+	if err != nil {
+		c.leave = "ping timeout"
+		c.closing = true
+		c.wire.closeNow()
+		return
+	}
+	c.ping.Reset(c.srv.cfg.PingInterval)
+}
+
+func (c *wsConn) isClosing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing
+}
+
+func (c *wsConn) leaveReason() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leave
+}
+
+// finish ends the connection once the reader is done: it sends whatever
+// is already gathered for the network (a close frame among it, perhaps),
+// closes, and waits for the writer and the keepalive.
+func (c *wsConn) finish() {
+	c.mu.Lock()
+	c.closing, c.done = true, true
+	clear(c.queue)
+	c.queue = nil
+	c.stopPingLocked()
+	c.mu.Unlock()
+	c.wire.Close()
+	c.ws.CloseNow()
+	c.wg.Wait()
+}
+
+// readLoop reads messages and hands them to client until the connection
+// ends. The buffer a message is read into is borrowed from a pool once the
+// message has started to arrive, and given back at once.
+func (c *wsConn) readLoop(client *tcpserver.Client) {
+	ctx := context.Background() // ending a read is done by closing the connection
+	for {
+		typ, r, err := c.ws.Reader(ctx)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		bp := c.srv.readBufs.Get().(*[]byte)
+		n, err := readMessage(r, *bp)
+		if err == nil && !c.isClosing() {
+			c.handle(client, typ, (*bp)[:n])
+		}
+		c.srv.readBufs.Put(bp)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+	}
+}
+
+// readMessage reads all of a message into buf, which is bigger than the
+// connection's read limit: the library stops a longer one.
+func readMessage(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for {
+		if n == len(buf) {
+			return n, websocket.ErrMessageTooBig
+		}
+		k, err := r.Read(buf[n:])
+		n += k
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func (c *wsConn) readFailed(err error) {
+	if errors.Is(err, websocket.ErrMessageTooBig) {
+		c.mu.Lock()
+		if c.leave == "" {
+			c.leave = "message too big"
+		}
+		c.mu.Unlock()
+	}
+	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
+}
+
+// handle acts on one message from the client.
+func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg []byte) {
+	if !c.json {
+		// Plain mode: every line of the frame is a line typed at a
+		// terminal; text and binary frames alike, for websockify-style
+		// clients.
+		for len(msg) > 0 {
+			line := msg
+			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+				line, msg = msg[:i], msg[i+1:]
+			} else {
+				msg = nil
+			}
+			client.Handle(bytes.TrimSuffix(line, []byte("\r")))
+		}
+		return
+	}
+	if typ != websocket.MessageText {
+		client.Garbled("send JSON in text frames")
+		return
+	}
+	var in struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(msg, &in); err != nil {
+		client.Garbled("malformed JSON: " + err.Error())
+		return
+	}
+	switch in.Type {
+	case "message":
+		// Said as it is, even if it starts with "/"; a message of several
+		// lines is several lines.
+		for line := range strings.Lines(in.Text) {
+			line = strings.TrimRight(line, "\r\n")
+			if strings.HasPrefix(line, "/") {
+				line = "/" + line
+			}
+			client.Handle([]byte(line))
+		}
+	case "command":
+		text := strings.TrimSpace(in.Text)
+		if strings.ContainsAny(text, "\r\n") {
+			client.Garbled("a command is one line")
+			return
+		}
+		if text != "" && !strings.HasPrefix(text, "/") {
+			text = "/" + text
+		}
+		client.Handle([]byte(text))
+	default:
+		client.Garbled(`unknown message type; send {"type":"message","text":...} or {"type":"command","text":"/nick bob"}`)
+	}
+}

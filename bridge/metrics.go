@@ -1,0 +1,103 @@
+package bridge
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsHandler serves /metrics from a registry of the server's own (the
+// default registry is a global): the hub's counters, read at scrape time,
+// and the Go runtime's and the process's.
+func (s *Server) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		newHubCollector(s),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slogPrinter{s},
+	})
+}
+
+// hubCollector turns [tcpserver.Hub.Stats] into metrics when scraped, so
+// that the hub keeps plain atomic counters and knows nothing of
+// Prometheus.
+type hubCollector struct {
+	srv *Server
+
+	clients, rooms                         *prometheus.Desc
+	linesIn, deliveries, refused, rejected *prometheus.Desc
+	slowKicks, floodKicks, connections     *prometheus.Desc
+	handshakeFailures                      *prometheus.Desc
+}
+
+func newHubCollector(s *Server) *hubCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("chatbridge_"+name, help, labels, nil)
+	}
+	return &hubCollector{
+		srv:               s,
+		clients:           d("clients", "Members connected now, by transport (tcp, ws).", "transport"),
+		rooms:             d("rooms", "Rooms kept now, empty ones included."),
+		linesIn:           d("lines_in_total", "Lines accepted from members (messages in)."),
+		deliveries:        d("deliveries_total", "Events handed to members' outbound queues (messages out)."),
+		refused:           d("lines_refused_total", "Lines dropped: over the flood limit, too long, or not understood."),
+		rejected:          d("connections_rejected_total", "Connections refused by --max-clients or --max-per-ip."),
+		slowKicks:         d("slow_consumer_disconnects_total", "Members cut off for not reading fast enough."),
+		floodKicks:        d("flood_disconnects_total", "Members cut off for flooding."),
+		connections:       d("connections_total", "Members admitted since start."),
+		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
+	}
+}
+
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
+		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures,
+	} {
+		ch <- d
+	}
+}
+
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.hub.Stats()
+	clients := map[string]int{"tcp": 0, "ws": 0}
+	for t, n := range st.Clients {
+		clients[t] = n
+	}
+	transports := make([]string, 0, len(clients))
+	for t := range clients {
+		transports = append(transports, t)
+	}
+	sort.Strings(transports)
+	for _, t := range transports {
+		ch <- prometheus.MustNewConstMetric(c.clients, prometheus.GaugeValue, float64(clients[t]), t)
+	}
+	gauge := func(d *prometheus.Desc, v int) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v))
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(c.rooms, st.Rooms)
+	counter(c.linesIn, st.LinesIn)
+	counter(c.deliveries, st.Deliveries)
+	counter(c.refused, st.Refused)
+	counter(c.rejected, st.Rejected)
+	counter(c.slowKicks, st.SlowKicks)
+	counter(c.floodKicks, st.FloodKicks)
+	counter(c.connections, st.Connections)
+	counter(c.handshakeFailures, c.srv.handshakeFailures.Load())
+}
+
+// slogPrinter adapts the server's logger to promhttp's error log.
+type slogPrinter struct{ srv *Server }
+
+func (p slogPrinter) Println(v ...any) {
+	p.srv.log.Warn("metrics", "err", v)
+}

@@ -1,0 +1,409 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+
+	"chatbridge/tcpserver"
+)
+
+// JSONProtocol is the WebSocket subprotocol of the JSON events. A client
+// that does not ask for it speaks plain lines.
+const JSONProtocol = "chatbridge.v1.json"
+
+// ErrServerClosed is returned by Serve after Shutdown. It is the TCP
+// server's, so that one check covers every server of the binary.
+var ErrServerClosed = tcpserver.ErrServerClosed
+
+// Config holds the bridge's settings. Zero fields take the defaults in
+// brackets.
+type Config struct {
+	Queue        int           // events queued for a member before it is cut off as too slow [256]
+	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
+	PingInterval time.Duration // how often each WebSocket is pinged [30s]
+	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
+
+	// AllowOrigins lists the other origins whose pages may open /ws, as
+	// patterns of host (or of scheme://host) in path.Match syntax:
+	// "docs.example.com", "*.example.com". The server's own origin is
+	// always allowed; any other is refused with 403 before the upgrade.
+	AllowOrigins []string
+
+	// EmbedOrigins are the CSP frame-ancestors sources of /embed, the
+	// sites that may frame it [*]. The full page may only be framed by
+	// its own origin.
+	EmbedOrigins []string
+
+	// TLSCertFile and TLSKeyFile, if set, make Serve speak HTTPS (and so
+	// WSS) with that certificate and key.
+	TLSCertFile, TLSKeyFile string
+
+	// Web serves the page: /, /embed and the files they load (package
+	// web). Nil serves no page.
+	Web http.Handler
+}
+
+func (c Config) withDefaults() Config {
+	if c.Queue <= 0 {
+		c.Queue = 256
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	if len(c.EmbedOrigins) == 0 {
+		c.EmbedOrigins = []string{"*"}
+	}
+	return c
+}
+
+// Server is the web side of chatbridge: the page, the WebSocket bridge to
+// the hub, /healthz and /metrics, on one HTTP server.
+//
+// Each WebSocket connection costs one goroutine, its reader, while idle;
+// its writer runs only while there is something to send (see wsConn).
+// The HTTP handler returns as soon as the connection is upgraded.
+type Server struct {
+	hub    *tcpserver.Hub
+	cfg    Config
+	log    *slog.Logger
+	router http.Handler
+	http   *http.Server
+
+	readLimitPlain, readLimitJSON int64
+	readBufs                      sync.Pool // *[]byte, for one message at a time
+	corkBufs                      sync.Pool // *[]byte, see wireConn
+
+	handshakeFailures atomic.Uint64
+
+	mu       sync.Mutex
+	conns    map[*wsConn]struct{}
+	closed   bool           // no new WebSocket is taken
+	shutdown bool           // Shutdown was called
+	wg       sync.WaitGroup // a reader goroutine per WebSocket
+}
+
+// New returns a bridge whose WebSocket users join hub.
+func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		hub:   hub,
+		cfg:   cfg.withDefaults(),
+		log:   log,
+		conns: make(map[*wsConn]struct{}),
+	}
+	// A plain frame is a line, perhaps with its line end; a JSON frame
+	// has room for the envelope and for escapes in the text. The hub
+	// still applies its own limit to the text.
+	maxLine := int64(hub.Config().MaxLine)
+	s.readLimitPlain = maxLine + 2
+	s.readLimitJSON = 2*maxLine + 256
+	bufSize := int(max(s.readLimitPlain, s.readLimitJSON)) + 2
+	s.readBufs.New = func() any {
+		b := make([]byte, bufSize)
+		return &b
+	}
+	s.corkBufs.New = func() any {
+		b := make([]byte, 0, 4096)
+		return &b
+	}
+
+	s.router = s.routes()
+	var protocols http.Protocols
+	protocols.SetHTTP1(true) // WebSocket needs HTTP/1.1's Upgrade; no HTTP/2
+	s.http = &http.Server{
+		Handler:           s.router,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// Handler returns the server's routes, for tests and for mounting
+// elsewhere. WebSocket connections it accepts are still the Server's:
+// Shutdown closes them.
+func (s *Server) Handler() http.Handler { return s.router }
+
+// Serve serves HTTP (HTTPS if the Config has a certificate) on l until
+// Shutdown is called, when it returns ErrServerClosed, or ctx is done,
+// when it closes every connection at once and returns ctx.Err(). It
+// waits for every WebSocket it accepted to be finished before it returns.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, s.closeAllNow)
+	defer stop()
+
+	var err error
+	if s.cfg.TLSCertFile != "" || s.cfg.TLSKeyFile != "" {
+		err = s.http.ServeTLS(l, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	} else {
+		err = s.http.Serve(l)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		s.closeAllNow()
+		s.wg.Wait()
+		return fmt.Errorf("serve http on %s: %w", l.Addr(), err)
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	shutdown := s.shutdown
+	s.mu.Unlock()
+	if !shutdown && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ErrServerClosed
+}
+
+// Shutdown stops accepting, sends every WebSocket what is queued for it
+// and then a close frame (1001, "server shutting down"), waits for the
+// page requests in progress and for every WebSocket to be closed. If ctx
+// ends first, it closes the rest at once and returns ctx.Err().
+//
+// http.Server.Shutdown alone would not do: it does not know the hijacked
+// WebSocket connections.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed, s.shutdown = true, true
+	conns := s.snapshotLocked()
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closeGracefully(websocket.StatusGoingAway, reasonShutdown)
+	}
+
+	herr := s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		if herr != nil {
+			return fmt.Errorf("shut down http: %w", herr)
+		}
+		return nil
+	case <-ctx.Done():
+		s.closeAllNow()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// closeAllNow drops every connection, page requests and WebSockets alike.
+func (s *Server) closeAllNow() {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.snapshotLocked()
+	s.mu.Unlock()
+	s.http.Close()
+	for _, c := range conns {
+		c.wire.closeNow()
+	}
+}
+
+func (s *Server) snapshotLocked() []*wsConn {
+	list := make([]*wsConn, 0, len(s.conns))
+	for c := range s.conns {
+		list = append(list, c)
+	}
+	return list
+}
+
+// add counts in a WebSocket handshake; it reports false once the server
+// is shutting down.
+func (s *Server) add() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
+}
+
+// track makes c reachable by Shutdown; it reports false once the server is
+// shutting down.
+func (s *Server) track(c *wsConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *wsConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) routes() http.Handler {
+	r := chi.NewRouter()
+	// None of these wrap the ResponseWriter or the request's context:
+	// /ws must see the real connection, and outlives the request.
+	r.Use(nosniff)
+	r.Use(middleware.Heartbeat("/healthz"))
+
+	r.Get("/ws", s.serveWS)
+	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+
+	web := s.cfg.Web
+	if web == nil {
+		web = http.NotFoundHandler()
+	}
+	pageCSP := cspBase + "'self'"
+	embedCSP := cspBase + strings.Join(cspSources(s.cfg.EmbedOrigins), " ")
+	r.Group(func(r chi.Router) {
+		r.Use(func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := w.Header()
+				h.Set("Referrer-Policy", "same-origin")
+				if r.URL.Path == "/embed" {
+					h.Set("Content-Security-Policy", embedCSP)
+				} else {
+					h.Set("Content-Security-Policy", pageCSP)
+					h.Set("X-Frame-Options", "SAMEORIGIN")
+				}
+				next.ServeHTTP(w, r)
+			})
+		})
+		r.Handle("/*", web)
+	})
+	return r
+}
+
+// cspBase is the page's Content-Security-Policy up to its frame-ancestors
+// sources: its scripts, styles and WebSocket come from the server itself,
+// and nothing else is loaded.
+const cspBase = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors "
+
+// cspSources keeps the sources that cannot break out of the directive.
+func cspSources(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if s != "" && !strings.ContainsAny(s, ";, \t\r\n") {
+			out = append(out, s)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"'none'"}
+	}
+	return out
+}
+
+func nosniff(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// serveWS upgrades GET /ws?room=NAME&nick=NAME and hands the connection to
+// a reader goroutine of its own, so that the handler's goroutine, with the
+// stack net/http grew for it, ends at once.
+func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
+	if !s.add() {
+		http.Error(w, reasonShutdown, http.StatusServiceUnavailable)
+		return
+	}
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			s.wg.Done()
+		}
+	}()
+
+	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, pool: &s.corkBufs}
+	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
+		Subprotocols:   []string{JSONProtocol},
+		OriginPatterns: s.cfg.AllowOrigins,
+	})
+	if err != nil {
+		// Accept has answered: 403 for a foreign origin, 4xx for a bad
+		// handshake.
+		s.handshakeFailures.Add(1)
+		s.log.Info("websocket handshake refused", "addr", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		return
+	}
+	c := &wsConn{
+		srv:  s,
+		ws:   ws,
+		wire: hw.wire,
+		br:   hw.br,
+		json: ws.Subprotocol() == JSONProtocol,
+		addr: r.RemoteAddr,
+	}
+	if c.json {
+		ws.SetReadLimit(s.readLimitJSON)
+	} else {
+		ws.SetReadLimit(s.readLimitPlain)
+	}
+	q := r.URL.Query()
+	info := tcpserver.ConnectInfo{
+		Addr:      r.RemoteAddr,
+		Transport: "ws",
+		Nick:      q.Get("nick"),
+		Room:      q.Get("room"),
+		Echo:      c.json, // the page shows its own lines as the server confirms them
+	}
+	handedOff = true
+	go s.run(c, info)
+}
+
+// run is a WebSocket's reader goroutine: it joins the member to the hub,
+// reads until the connection ends, and takes the member out.
+func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
+	defer s.wg.Done()
+	if !s.track(c) {
+		c.closeBriefly(websocket.StatusGoingAway, reasonShutdown, refuseGrace)
+		return
+	}
+	defer s.untrack(c)
+
+	client, err := s.hub.Connect(c, info)
+	if err != nil {
+		s.log.Info("connection refused", "addr", info.Addr, "transport", "ws", "reason", err)
+		code := websocket.StatusTryAgainLater
+		if errors.Is(err, tcpserver.ErrHubClosed) {
+			code = websocket.StatusGoingAway
+		}
+		c.closeBriefly(code, err.Error(), refuseGrace)
+		return
+	}
+	c.startKeepalive()
+	c.readLoop(client)
+	client.Leave(c.leaveReason())
+	c.finish()
+}

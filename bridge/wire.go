@@ -1,0 +1,199 @@
+package bridge
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Buffer sizes for the bufio.Reader and bufio.Writer that coder/websocket
+// keeps for the life of a connection. net/http would hand over 4 KiB of
+// each through Hijack; these are held by every idle connection, so they
+// are kept just big enough for a frame header and a typical chat line (the
+// reader) and for a control frame (the writer). Larger payloads bypass
+// bufio altogether, and data frames are gathered by wireConn's cork.
+const (
+	connReadBuf  = 256
+	connWriteBuf = 256
+)
+
+// corkKeep is the largest cork buffer returned to the pool; a burst that
+// needed more is left to the garbage collector.
+const corkKeep = 64 << 10
+
+// A wireConn is the hijacked connection as coder/websocket sees it. It adds
+// two things to the net.Conn:
+//
+//   - A cork. The library flushes every frame with its own write system
+//     call; while the member's writer is corked, frames (and any control
+//     frame another goroutine writes meanwhile) are gathered in a pooled
+//     buffer and go out in one write when it uncorks. The buffer is only
+//     borrowed while corked, so an idle connection holds none.
+//   - Deadlines. Every write to the network gets one (the server's
+//     --write-timeout), and the member can hurry writes in progress and to
+//     come (see setEndBy) when it cuts a slow client off or ends.
+type wireConn struct {
+	net.Conn
+	timeout time.Duration
+	pool    *sync.Pool // *[]byte
+
+	// early holds bytes the client sent before the upgrade finished and
+	// net/http had already read; Read returns them first. Only the
+	// goroutine that holds the library's read lock reads.
+	early []byte
+
+	dl    sync.Mutex
+	endBy time.Time // if set, no write may last past it
+
+	mu     sync.Mutex // held while writing to the network
+	corked bool
+	buf    *[]byte // borrowed from pool while corked
+}
+
+func (w *wireConn) Read(p []byte) (int, error) {
+	if len(w.early) > 0 {
+		n := copy(p, w.early)
+		w.early = w.early[n:]
+		if len(w.early) == 0 {
+			w.early = nil
+		}
+		return n, nil
+	}
+	return w.Conn.Read(p)
+}
+
+// Write gathers p while corked, and writes it through otherwise.
+func (w *wireConn) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.corked {
+		*w.buf = append(*w.buf, p...)
+		return len(p), nil
+	}
+	if err := w.setDeadline(); err != nil {
+		return 0, err
+	}
+	return w.Conn.Write(p)
+}
+
+// cork starts gathering writes.
+func (w *wireConn) cork() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.corked {
+		return
+	}
+	w.corked = true
+	w.buf = w.pool.Get().(*[]byte)
+}
+
+// uncork writes what was gathered, in one write, and stops gathering.
+func (w *wireConn) uncork() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+func (w *wireConn) flushLocked() error {
+	if !w.corked {
+		return nil
+	}
+	w.corked = false
+	bp := w.buf
+	w.buf = nil
+	defer w.release(bp)
+	if len(*bp) == 0 {
+		return nil
+	}
+	if err := w.setDeadline(); err != nil {
+		return err
+	}
+	_, err := w.Conn.Write(*bp)
+	return err
+}
+
+// discard drops what was gathered and stops gathering.
+func (w *wireConn) discard() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.corked {
+		w.corked = false
+		w.release(w.buf)
+		w.buf = nil
+	}
+}
+
+func (w *wireConn) release(bp *[]byte) {
+	if cap(*bp) > corkKeep {
+		return
+	}
+	*bp = (*bp)[:0]
+	w.pool.Put(bp)
+}
+
+// Close sends what was gathered, if anything, then closes the connection.
+// The library calls it right after it answers a client's close frame,
+// which may still be in the cork; this way the answer is not lost.
+func (w *wireConn) Close() error {
+	w.setEndBy(time.Now().Add(closeFlush))
+	w.mu.Lock()
+	w.flushLocked()
+	w.mu.Unlock()
+	return w.Conn.Close()
+}
+
+// closeNow closes the connection at once, dropping anything gathered.
+func (w *wireConn) closeNow() { w.Conn.Close() }
+
+// setDeadline gives the next write to the network its deadline.
+func (w *wireConn) setDeadline() error {
+	w.dl.Lock()
+	defer w.dl.Unlock()
+	d := time.Now().Add(w.timeout)
+	if !w.endBy.IsZero() && w.endBy.Before(d) {
+		d = w.endBy
+	}
+	return w.Conn.SetWriteDeadline(d)
+}
+
+// setEndBy makes every write, the one in progress included, give up at t.
+func (w *wireConn) setEndBy(t time.Time) {
+	w.dl.Lock()
+	defer w.dl.Unlock()
+	w.endBy = t
+	w.Conn.SetWriteDeadline(t)
+}
+
+// hijackWriter hands coder/websocket a wireConn and small buffers instead
+// of net/http's 4 KiB ones (see connReadBuf). websocket.Accept finds its
+// Hijack method before the ResponseWriter's own.
+type hijackWriter struct {
+	http.ResponseWriter
+	timeout time.Duration
+	pool    *sync.Pool
+
+	wire *wireConn     // set by Hijack
+	br   *bufio.Reader // set by Hijack
+}
+
+func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool}
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		w.early = bytes.Clone(b)
+	}
+	h.wire = w
+	h.br = bufio.NewReaderSize(w, connReadBuf)
+	return w, bufio.NewReadWriter(h.br, bufio.NewWriterSize(w, connWriteBuf)), nil
+}
+
+// Unwrap lets http.ResponseController reach the real ResponseWriter.
+func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
