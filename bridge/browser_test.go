@@ -1,0 +1,186 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/chromedp"
+
+	"chatbridge/tcpserver"
+)
+
+// browser starts a headless Chromium for the test. It skips the test when
+// there is no Chromium, unless CI is set: under CI it must run.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI is set and no Chromium was found: the browser tests must run")
+		}
+		t.Skip("no Chromium here (install Debian's chromium); set CI to make this a failure")
+	}
+	// Chromium's helpers may still write to their profile as it exits,
+	// so the profile is removed by hand, after it, and not by t.TempDir.
+	profile, err := os.MkdirTemp("", "chatbridge-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(profile),
+		chromedp.WindowSize(1000, 700),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 60*time.Second)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc()
+		for range 20 {
+			if os.RemoveAll(profile) == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	if err := chromedp.Run(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	var png []byte
+	if err := chromedp.Run(ctx, chromedp.CaptureScreenshot(&png)); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+const xss = `<img src=x onerror="document.title='pwned'"> from telnet`
+
+func TestBrowserPageAndTelnetChatTogether(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	ctx := browser(t)
+	tel := st.telnet(t)
+
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`#status[data-state="online"]`),
+		chromedp.SendKeys(`input[name="message"]`, "hello from the page\r"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tel.expect("hello from the page"); !strings.HasPrefix(got, "<guest-") {
+		t.Fatalf("telnet got %q", got)
+	}
+	tel.send(xss)
+	var imgs int
+	var title string
+	err = chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "from telnet")]`, chromedp.BySearch),
+		chromedp.Evaluate(`document.querySelectorAll('[role=log] img').length`, &imgs),
+		chromedp.Title(&title),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imgs != 0 || title == "pwned" {
+		t.Fatalf("user text became HTML: %d img elements, title %q", imgs, title)
+	}
+	var text string
+	if err := chromedp.Run(ctx, chromedp.Text(`[role="log"]`, &text, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, xss) {
+		t.Fatalf("the transcript does not show the line as text: %q", text)
+	}
+	screenshot(t, ctx, "page.png")
+}
+
+func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	docs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!doctype html><title>Docs</title><h1>Some docs</h1>
+<script src="%s/embed.js" data-room="docs" data-height="420"></script><p>after the chat</p>`, st.httpURL)
+	}))
+	defer docs.Close()
+	ctx := browser(t)
+	tel := st.telnet(t)
+	tel.send("/join docs")
+	tel.expect("You are now in docs")
+
+	var frames []*cdp.Node
+	err := chromedp.Run(ctx,
+		chromedp.Navigate(docs.URL),
+		chromedp.WaitVisible(`iframe.chatbridge-embed`, chromedp.ByQuery),
+		chromedp.Nodes(`iframe.chatbridge-embed`, &frames, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src string
+	var ok bool
+	if err := chromedp.Run(ctx, chromedp.AttributeValue(`iframe.chatbridge-embed`, "src", &src, &ok, chromedp.ByQuery)); err != nil || src != st.httpURL+"/embed?room=docs" {
+		t.Fatalf("iframe src %q (%v)", src, err)
+	}
+	in := chromedp.FromNode(frames[0])
+	err = chromedp.Run(ctx,
+		chromedp.WaitVisible(`#status[data-state="online"]`, chromedp.ByQuery, in),
+		chromedp.SendKeys(`input[name="message"]`, "hello from the embed\r", chromedp.ByQuery, in),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel.expect("hello from the embed")
+	tel.send(xss)
+	var imgs int
+	err = chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "from telnet")]`, chromedp.BySearch, in),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*cdp.Node
+	if err := chromedp.Run(ctx, chromedp.Nodes(`[role="log"] img`, &nodes, chromedp.ByQueryAll, chromedp.AtLeast(0), in)); err != nil {
+		t.Fatal(err)
+	}
+	imgs = len(nodes)
+	if imgs != 0 {
+		t.Fatalf("user text became HTML in the embed: %d img elements", imgs)
+	}
+	screenshot(t, ctx, "embed.png")
+}
