@@ -297,6 +297,9 @@ func TestPlainWebSocketAndTelnetShareARoom(t *testing.T) {
 	tel.send("/nick telly")
 	tel.expect("is now known as telly")
 	tel.send("said before the browser came")
+	// The reply to a later command proves the hub has taken the line.
+	tel.send("/who")
+	tel.expect("in lobby: telly")
 
 	w := st.plain(t, "nick=webby")
 	if w.name != "webby" {
@@ -335,6 +338,8 @@ func TestJSONProtocol(t *testing.T) {
 	tel.send("/nick telly")
 	tel.expect("is now known as telly")
 	tel.send("<script>alert(1)</script>")
+	tel.send("/who")
+	tel.expect("in lobby: telly")
 
 	w := st.jsonClient(t, "room=lobby&nick=ada")
 	if w.name != "ada" {
@@ -415,6 +420,11 @@ func TestForeignOriginIsRefusedBeforeUpgrade(t *testing.T) {
 	if _, _, err := st.dialWS(t, "", &websocket.DialOptions{HTTPHeader: h}); err != nil {
 		t.Fatalf("same origin refused: %v", err)
 	}
+	// The hub admits a member just after the upgrade; give it a moment.
+	deadline := time.Now().Add(3 * time.Second)
+	for st.hub.Stats().Clients["ws"] != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := st.hub.Stats().Clients["ws"]; n != 2 {
 		t.Fatalf("%d ws clients, want 2", n)
 	}
@@ -435,7 +445,10 @@ func TestLimitsCloseWithTryAgainLater(t *testing.T) {
 func TestOversizeFrameClosesWith1009(t *testing.T) {
 	st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
 	w := st.plain(t, "")
-	w.send(strings.Repeat("x", 5000))
+	// Small enough that the server has the whole frame in hand when it
+	// refuses it, so its close is an orderly FIN and not a reset that
+	// could beat the close frame to the client.
+	w.send(strings.Repeat("x", 200))
 	if code, _ := w.closeStatus(); code != websocket.StatusMessageTooBig {
 		t.Fatalf("close %v, want 1009", code)
 	}
@@ -497,10 +510,10 @@ func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 	if c := <-got; c != n {
 		t.Fatalf("fast got %d of %d", c, n)
 	}
+	tel.expect(") left (too slow)")
 	if st.hub.Stats().SlowKicks != 1 {
 		t.Fatalf("stats = %+v", st.hub.Stats())
 	}
-	tel.expect(") left (too slow)")
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {
