@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -346,11 +347,22 @@ func (c *wsConn) finish() {
 	c.wg.Wait()
 }
 
+// maxHeld is the most messages said to the room as one batch.
+const maxHeld = 256
+
 // readLoop reads messages and hands them to client until the connection
 // ends. The buffer a message is read into is borrowed from a pool once the
 // message has started to arrive, and given back at once.
+//
+// Messages that arrived together are said together, as the TCP server
+// does with the lines of one read: while more is already buffered the
+// client holds what its member says, and the room gets one batch event
+// (one queue entry and one write per member) for the lot. After each
+// batch the reader yields to the writers it woke.
 func (c *wsConn) readLoop(client *tcpserver.Client) {
 	ctx := context.Background() // ending a read is done by closing the connection
+	held := 0
+	defer client.Flush()
 	for {
 		typ, r, err := c.ws.Reader(ctx)
 		if err != nil {
@@ -359,10 +371,20 @@ func (c *wsConn) readLoop(client *tcpserver.Client) {
 		}
 		bp := c.srv.readBufs.Get().(*[]byte)
 		n, err := readMessage(r, *bp)
+		more := err == nil && held < maxHeld && (c.br.Buffered() > 0 || c.wire.buffered())
+		if more {
+			client.Hold()
+			held++
+		}
 		if err == nil && !c.isClosing() {
 			c.handle(client, typ, (*bp)[:n])
 		}
 		c.srv.readBufs.Put(bp)
+		if !more && held > 0 {
+			client.Flush()
+			held = 0
+			runtime.Gosched()
+		}
 		if err != nil {
 			c.readFailed(err)
 			return

@@ -30,7 +30,7 @@ var ErrServerClosed = tcpserver.ErrServerClosed
 // Config holds the bridge's settings. Zero fields take the defaults in
 // brackets.
 type Config struct {
-	Queue        int           // events queued for a member before it is cut off as too slow [256]
+	Queue        int           // events queued for a member before it is cut off as too slow [1024]
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
 	PingInterval time.Duration // how often each WebSocket is pinged [30s]
 	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
@@ -57,7 +57,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
-		c.Queue = 256
+		c.Queue = 1024
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -90,6 +90,7 @@ type Server struct {
 	readLimitPlain, readLimitJSON int64
 	readBufs                      sync.Pool // *[]byte, for one message at a time
 	corkBufs                      sync.Pool // *[]byte, see wireConn
+	aheadBufs                     sync.Pool // *[]byte, see wireConn
 
 	handshakeFailures atomic.Uint64
 
@@ -124,6 +125,10 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 	}
 	s.corkBufs.New = func() any {
 		b := make([]byte, 0, 4096)
+		return &b
+	}
+	s.aheadBufs.New = func() any {
+		b := make([]byte, aheadSize)
 		return &b
 	}
 
@@ -345,7 +350,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, pool: &s.corkBufs}
+	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{JSONProtocol},
 		OriginPatterns: s.cfg.AllowOrigins,

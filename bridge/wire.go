@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -24,6 +25,11 @@ const (
 // corkKeep is the largest cork buffer returned to the pool; a burst that
 // needed more is left to the garbage collector.
 const corkKeep = 64 << 10
+
+// aheadSize is the read-ahead buffer a connection borrows when a read
+// fills the library's small bufio.Reader: a client sending fast gets its
+// frames read from the network in big gulps, not 256 bytes at a time.
+const aheadSize = 16 << 10
 
 // A wireConn is the hijacked connection as coder/websocket sees it. It adds
 // two things to the net.Conn:
@@ -46,6 +52,17 @@ type wireConn struct {
 	// goroutine that holds the library's read lock reads.
 	early []byte
 
+	// ahead holds bytes read beyond what the library asked for (see
+	// aheadSize), borrowed from aheadPool only while it holds some;
+	// aheadAt is how much of it Read has handed out, and aheadErr the
+	// error the network read that filled it ended with. raw reads without
+	// waiting; nil where the connection has no descriptor (TLS).
+	ahead     *[]byte
+	aheadAt   int
+	aheadErr  error
+	aheadPool *sync.Pool
+	raw       syscall.RawConn
+
 	dl    sync.Mutex
 	endBy time.Time // if set, no write may last past it
 
@@ -63,8 +80,47 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
-	return w.Conn.Read(p)
+	if w.ahead != nil {
+		n := copy(p, (*w.ahead)[w.aheadAt:])
+		w.aheadAt += n
+		if w.aheadAt == len(*w.ahead) {
+			w.aheadPool.Put(w.ahead)
+			w.ahead = nil
+		}
+		return n, nil
+	}
+	if err := w.aheadErr; err != nil {
+		w.aheadErr = nil
+		return 0, err
+	}
+	// Wait for data in a plain read of what the library asked for, so an
+	// idle connection holds no buffer; if that read comes back full, there
+	// is likely more, and it is taken at once, without waiting.
+	n, err := w.Conn.Read(p)
+	if n == len(p) && err == nil && w.raw != nil {
+		w.readAhead()
+	}
+	return n, err
 }
+
+// readAhead reads what the network has now into a borrowed buffer, and
+// gives the buffer back if there was nothing.
+func (w *wireConn) readAhead() {
+	bp := w.aheadPool.Get().(*[]byte)
+	b := (*bp)[:cap(*bp)]
+	n, err := readNow(w.raw, b)
+	if n > 0 {
+		*bp = b[:n]
+		w.ahead, w.aheadAt = bp, 0
+		return
+	}
+	w.aheadErr = err
+	w.aheadPool.Put(bp)
+}
+
+// buffered reports whether bytes read from the network are waiting.
+// Reader only.
+func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
 
 // Write gathers p while corked, and writes it through otherwise.
 func (w *wireConn) Write(p []byte) (int, error) {
@@ -173,8 +229,9 @@ func (w *wireConn) setEndBy(t time.Time) {
 // Hijack method before the ResponseWriter's own.
 type hijackWriter struct {
 	http.ResponseWriter
-	timeout time.Duration
-	pool    *sync.Pool
+	timeout   time.Duration
+	pool      *sync.Pool // cork buffers
+	aheadPool *sync.Pool // read-ahead buffers
 
 	wire *wireConn     // set by Hijack
 	br   *bufio.Reader // set by Hijack
@@ -185,7 +242,10 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
-	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool}
+	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool, aheadPool: h.aheadPool}
+	if h.aheadPool != nil {
+		w.raw = rawConnOf(nc)
+	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		w.early = bytes.Clone(b)

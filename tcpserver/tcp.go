@@ -14,14 +14,14 @@ import (
 // Config holds the TCP chat server's per-connection settings. Zero fields
 // take the defaults in brackets.
 type Config struct {
-	Queue        int           // events queued for a member before it is cut off as too slow [256]
+	Queue        int           // events queued for a member before it is cut off as too slow [1024]
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
 	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
 }
 
 func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
-		c.Queue = 256
+		c.Queue = 1024
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second

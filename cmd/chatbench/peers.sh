@@ -24,9 +24,9 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ -n "${QUICK:-}" ]]; then
-	N1=50 N2=100 HOLD_TCP=500 HOLD_WS=200 DUR=2s WSN=20
+	N1=50 N2=100 HOLD_TCP=500 HOLD_WS=200 DUR=2s WSN=20 N5=200 MIXED=600
 else
-	N1=500 N2=1000 HOLD_TCP=10000 HOLD_WS=5000 DUR=5s WSN=100
+	N1=500 N2=1000 HOLD_TCP=10000 HOLD_WS=5000 DUR=5s WSN=100 N5=5000 MIXED=19900
 fi
 
 say() { echo "peers: $*" >&2; }
@@ -149,6 +149,10 @@ for p in "${ws_peers[@]}"; do
 	run "WS paced, N=$n1, 200 lines/s" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$n1" --rate 200 --duration "$DUR" --pid "${pid_of[$p]}"
 	# shellcheck disable=SC2086
 	run "WS flat out, N=$n1" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$n1" --rate 0 --duration "$DUR" --pid "${pid_of[$p]}"
+	if [[ $p != websockify ]]; then
+		# shellcheck disable=SC2086
+		run "WS chat pace, N=$N5, 20 lines/s" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$N5" --rate 20 --duration "$DUR" --pid "${pid_of[$p]}"
+	fi
 	stop_ws "$p"
 	if [[ $p != websockify ]] && start_ws "$p"; then
 		# shellcheck disable=SC2086
@@ -156,6 +160,13 @@ for p in "${ws_peers[@]}"; do
 		stop_ws "$p"
 	fi
 done
+
+# --- Many connections at once, TCP and WebSocket mixed -----------------------
+# One process holding MIXED clients, half on each transport, from several
+# client processes and 127.0.0.x source addresses.
+start chatbridge 127.0.0.1:7104 "$work/chatbridge" --tcp 127.0.0.1:7103 --http 127.0.0.1:7104 $ours
+run "TCP+WS mixed hold" chatbridge hold --tcp 127.0.0.1:7103 --ws ws://127.0.0.1:7104/ws -n "$MIXED" --procs 4 --per-source 5000 --hold 3s --pid "${pid_of[chatbridge]}"
+stop chatbridge
 
 # --- The tables ------------------------------------------------------------
 echo "Measured $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -sr), Go $(go env GOVERSION)."

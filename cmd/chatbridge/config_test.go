@@ -21,7 +21,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 256 {
+	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 1024 {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
