@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,16 +37,26 @@ func (c Config) withDefaults() Config {
 // length of one read. A whole read is split into lines at once.
 const readBufSize = 4096
 
+// outBufSize is the size of the buffers lent to writers, only for the
+// length of one batch (see writeEvents).
+const outBufSize = 32 << 10
+
 // spareKeep is the largest queue array a member keeps while idle.
 const spareKeep = 8
 
 // Server is the TCP chat server: telnet and nc users, one line per message.
 type Server struct {
-	hub   *Hub
-	cfg   Config
-	log   *slog.Logger
-	bufs  sync.Pool // *[]byte of readBufSize
-	group group
+	hub     *Hub
+	cfg     Config
+	log     *slog.Logger
+	bufs    sync.Pool // *[]byte of readBufSize
+	outBufs sync.Pool // *[]byte of outBufSize capacity
+	group   group
+
+	// The idle poller runs while any Serve does (see idlePoller).
+	pollMu  sync.Mutex
+	serving int
+	poller  *idlePoller // nil when none could be had
 }
 
 // New returns a TCP chat server whose members join hub.
@@ -58,6 +69,10 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 		b := make([]byte, readBufSize)
 		return &b
 	}
+	s.outBufs.New = func() any {
+		b := make([]byte, 0, outBufSize)
+		return &b
+	}
 	return s
 }
 
@@ -66,7 +81,33 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 // and returns ctx.Err(). It waits for every connection it accepted to be
 // finished before it returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.pollMu.Lock()
+	if s.serving == 0 {
+		p, err := newIdlePoller()
+		if err != nil {
+			s.log.Debug("idle connections keep a goroutine each", "why", err)
+		}
+		s.poller = p
+	}
+	s.serving++
+	s.pollMu.Unlock()
+	defer func() {
+		s.pollMu.Lock()
+		defer s.pollMu.Unlock()
+		// group.serve has waited for every reader, parked ones included.
+		if s.serving--; s.serving == 0 && s.poller != nil {
+			s.poller.stop()
+			s.poller = nil
+		}
+	}()
 	return s.group.serve(ctx, l, s.handle)
+}
+
+// idlePoller returns the running poller, or nil.
+func (s *Server) idlePoller() *idlePoller {
+	s.pollMu.Lock()
+	defer s.pollMu.Unlock()
+	return s.poller
 }
 
 // Shutdown stops accepting, tells every member "* server shutting down",
@@ -96,6 +137,9 @@ func (s *Server) handle(nc net.Conn) {
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
 	c.wait = newReadWaiter(nc)
+	if c.wait != nil {
+		c.poller = s.idlePoller()
+	}
 	c.emit = func(line []byte, tooLong bool) {
 		switch {
 		case c.isClosing():
@@ -105,7 +149,7 @@ func (s *Server) handle(nc net.Conn) {
 			client.Handle(line)
 		}
 	}
-	c.hop()
+	c.next()
 }
 
 // tcpConn is one telnet or nc user: a [Member] whose writer goroutine runs
@@ -120,6 +164,14 @@ type tcpConn struct {
 	lines  LineReader
 	wait   *readWaiter // nil where there is no poller
 	emit   func(line []byte, tooLong bool)
+
+	// Parking between reads (see idlePoller). poller is nil where
+	// connections are not parked; token and registered are the reader's.
+	poller     *idlePoller
+	token      uint64
+	registered bool
+	parked     atomic.Bool // parked, with no reader goroutine
+	awake      atomic.Bool // woken to end: never parked again
 
 	wg sync.WaitGroup // the writer
 
@@ -163,7 +215,10 @@ func (c *tcpConn) closeGracefully(reason string) {
 	c.startWriterLocked()
 }
 
-func (c *tcpConn) closeNow() { c.conn.Close() }
+func (c *tcpConn) closeNow() {
+	c.wake()
+	c.conn.Close()
+}
 
 // cutLocked drops a member that cannot keep up: its queue is thrown away,
 // its write in progress is interrupted, and the writer closes the
@@ -188,7 +243,7 @@ func (c *tcpConn) startWriterLocked() {
 }
 
 // writeLoop writes queued events, every event queued by then in one
-// writev, until the queue is empty; then it exits. When the connection is
+// write, until the queue is empty; then it exits. When the connection is
 // closing it finishes it off instead.
 func (c *tcpConn) writeLoop() {
 	defer c.wg.Done()
@@ -221,7 +276,7 @@ func (c *tcpConn) writeLoop() {
 		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 		c.mu.Unlock()
 
-		err := writeEvents(c.conn, batch)
+		err := c.writeEvents(batch)
 		clear(batch)
 		if err != nil {
 			c.writeFailed(err)
@@ -230,16 +285,37 @@ func (c *tcpConn) writeLoop() {
 	}
 }
 
-func writeEvents(w net.Conn, batch []*Event) error {
+// writeEvents writes batch in as few writes as the out buffer allows: the
+// lines are copied into a pooled buffer, borrowed for the call. (writev
+// would save the copy but leaves every connection's descriptor holding an
+// iovec array as long as its biggest batch, up to 16 KiB, for good.)
+func (c *tcpConn) writeEvents(batch []*Event) error {
 	if len(batch) == 1 {
-		_, err := w.Write(batch[0].line)
+		_, err := c.conn.Write(batch[0].line)
 		return err
 	}
-	bufs := make(net.Buffers, len(batch))
-	for i, ev := range batch {
-		bufs[i] = ev.line
+	bp := c.srv.outBufs.Get().(*[]byte)
+	defer c.srv.outBufs.Put(bp)
+	b := (*bp)[:0]
+	for _, ev := range batch {
+		if len(b)+len(ev.line) > cap(b) && len(b) > 0 {
+			if _, err := c.conn.Write(b); err != nil {
+				return err
+			}
+			b = b[:0]
+		}
+		if len(ev.line) > cap(b) {
+			if _, err := c.conn.Write(ev.line); err != nil {
+				return err
+			}
+			continue
+		}
+		b = append(b, ev.line...)
 	}
-	_, err := bufs.WriteTo(w)
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := c.conn.Write(b)
 	return err
 }
 
@@ -259,6 +335,7 @@ func (c *tcpConn) writeFailed(err error) {
 		c.abortWrite()
 		return
 	}
+	c.wake()
 	c.conn.Close()
 }
 
@@ -267,6 +344,7 @@ func (c *tcpConn) writeFailed(err error) {
 func (c *tcpConn) abortWrite() {
 	c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	c.conn.Write([]byte("* disconnected: " + c.leaveReason() + "\r\n"))
+	c.wake()
 	c.conn.Close()
 }
 
@@ -277,8 +355,10 @@ func (c *tcpConn) abortWrite() {
 func (c *tcpConn) hangUp() {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
+		c.wake() // a parked reader would never see the deadline
 		return
 	}
+	c.wake()
 	c.conn.Close()
 }
 
@@ -316,6 +396,11 @@ func (c *tcpConn) finish() {
 // goroutines, one at a time, each counted by the server's group.
 func (c *tcpConn) hop() {
 	c.srv.group.handlers.Add(1)
+	c.spawn()
+}
+
+// spawn starts a reader that takes over one count in the group's handlers.
+func (c *tcpConn) spawn() {
 	go func() {
 		defer c.srv.group.handlers.Done()
 		c.read()
@@ -350,11 +435,51 @@ func (c *tcpConn) read() {
 	// after read while the writers it woke wait for a CPU, and their
 	// queues, not their readers, would overflow. Let them run first.
 	runtime.Gosched()
-	c.hop()
+	c.next()
+}
+
+// next waits for the next read without a goroutine if it can (park), or
+// in a new one (hop). Either way the caller must return. A parked
+// connection holds one count in the group's handlers, as a reader would,
+// so that Serve and Shutdown wait for it.
+func (c *tcpConn) next() {
+	if c.poller == nil || c.awake.Load() {
+		c.hop()
+		return
+	}
+	op := c.poller.prepare(c)
+	token := c.token
+	c.srv.group.handlers.Add(1)
+	c.parked.Store(true)
+	// From here on another reader may be running: hands off c's fields.
+	if c.poller.arm(c, token, op) {
+		return // the poller, or wake, spawns the next reader
+	}
+	if c.parked.CompareAndSwap(true, false) {
+		c.spawn()
+	}
+}
+
+// wake makes sure a reader runs for c from now on: the server is ending
+// the connection, and a parked one would never see it end. It must be
+// called before the connection is closed, while the descriptor is still
+// c's.
+func (c *tcpConn) wake() {
+	if c.poller == nil {
+		return
+	}
+	c.awake.Store(true)
+	if c.parked.CompareAndSwap(true, false) {
+		c.poller.unpark(c)
+		c.spawn()
+	}
 }
 
 // end finishes the session once the connection is done with.
 func (c *tcpConn) end() {
+	if c.poller != nil {
+		c.poller.forget(c)
+	}
 	c.client.Leave(c.leaveReason())
 	c.finish()
 	c.srv.group.untrack(c)
