@@ -35,6 +35,8 @@ type config struct {
 	announceLimit int
 
 	shutdownTimeout time.Duration
+	gcPercent       int
+	gcPercentSet    bool // given by flag or environment, not the default
 
 	allowOrigins string // comma-separated
 	embedOrigins string // comma-separated
@@ -78,6 +80,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
+	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: chatbridge [flags]\n\n")
@@ -117,6 +120,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	if err := errors.Join(errs...); err != nil {
 		return c, err
 	}
+	_, fromEnv := lookupEnv(envName("gc-percent"))
+	c.gcPercentSet = set["gc-percent"] || fromEnv
 	return c, c.check()
 }
 

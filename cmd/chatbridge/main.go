@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 
@@ -49,6 +50,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(cfg, stderr)
+	if _, gogc := lookupEnv("GOGC"); cfg.gcPercentSet || !gogc {
+		// Idle connections are most of what the heap holds, and the
+		// runtime keeps about the heap's growth allowance resident: 50
+		// instead of Go's 100 takes about a third off an idle member's
+		// RSS, for a collector that has little to do (a delivery
+		// allocates nothing).
+		debug.SetGCPercent(cfg.gcPercent)
+	}
 
 	hub := tcpserver.NewHub(tcpserver.HubConfig{
 		DefaultRoom:   cfg.defaultRoom,
