@@ -8,8 +8,9 @@ import (
 	"os"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"chatbridge/tcpserver/idlepoll"
 )
 
 // Config holds the TCP chat server's per-connection settings. Zero fields
@@ -53,10 +54,10 @@ type Server struct {
 	outBufs sync.Pool // *[]byte of outBufSize capacity
 	group   group
 
-	// The idle poller runs while any Serve does (see idlePoller).
+	// The idle poller runs while any Serve does (see package idlepoll).
 	pollMu  sync.Mutex
 	serving int
-	poller  *idlePoller // nil when none could be had
+	poller  *idlepoll.Poller // nil when none could be had
 }
 
 // New returns a TCP chat server whose members join hub.
@@ -83,7 +84,7 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.pollMu.Lock()
 	if s.serving == 0 {
-		p, err := newIdlePoller()
+		p, err := idlepoll.New()
 		if err != nil {
 			s.log.Debug("idle connections keep a goroutine each", "why", err)
 		}
@@ -96,7 +97,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		defer s.pollMu.Unlock()
 		// group.serve has waited for every reader, parked ones included.
 		if s.serving--; s.serving == 0 && s.poller != nil {
-			s.poller.stop()
+			s.poller.Close()
 			s.poller = nil
 		}
 	}()
@@ -104,7 +105,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 // idlePoller returns the running poller, or nil.
-func (s *Server) idlePoller() *idlePoller {
+func (s *Server) idlePoller() *idlepoll.Poller {
 	s.pollMu.Lock()
 	defer s.pollMu.Unlock()
 	return s.poller
@@ -137,8 +138,8 @@ func (s *Server) handle(nc net.Conn) {
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
 	c.wait = newReadWaiter(nc)
-	if c.wait != nil {
-		c.poller = s.idlePoller()
+	if p := s.idlePoller(); p != nil && c.wait != nil {
+		c.idle = p.Register(c.wait.rc, c.spawn)
 	}
 	c.emit = func(line []byte, tooLong bool) {
 		switch {
@@ -165,13 +166,9 @@ type tcpConn struct {
 	wait   *readWaiter // nil where there is no poller
 	emit   func(line []byte, tooLong bool)
 
-	// Parking between reads (see idlePoller). poller is nil where
-	// connections are not parked; token and registered are the reader's.
-	poller     *idlePoller
-	token      uint64
-	registered bool
-	parked     atomic.Bool // parked, with no reader goroutine
-	awake      atomic.Bool // woken to end: never parked again
+	// idle parks the connection between reads (see package idlepoll);
+	// nil where connections are not parked.
+	idle *idlepoll.Conn
 
 	wg sync.WaitGroup // the writer
 
@@ -441,44 +438,33 @@ func (c *tcpConn) read() {
 // next waits for the next read without a goroutine if it can (park), or
 // in a new one (hop). Either way the caller must return. A parked
 // connection holds one count in the group's handlers, as a reader would,
-// so that Serve and Shutdown wait for it.
+// so that Serve and Shutdown wait for it; the reader that spawn starts
+// when it is ready takes the count over.
 func (c *tcpConn) next() {
-	if c.poller == nil || c.awake.Load() {
-		c.hop()
+	if c.idle != nil {
+		c.srv.group.handlers.Add(1)
+		if c.idle.Park() {
+			return
+		}
+		c.spawn()
 		return
 	}
-	op := c.poller.prepare(c)
-	token := c.token
-	c.srv.group.handlers.Add(1)
-	c.parked.Store(true)
-	// From here on another reader may be running: hands off c's fields.
-	if c.poller.arm(c, token, op) {
-		return // the poller, or wake, spawns the next reader
-	}
-	if c.parked.CompareAndSwap(true, false) {
-		c.spawn()
-	}
+	c.hop()
 }
 
 // wake makes sure a reader runs for c from now on: the server is ending
 // the connection, and a parked one would never see it end. It must be
-// called before the connection is closed, while the descriptor is still
-// c's.
+// called before the connection is closed.
 func (c *tcpConn) wake() {
-	if c.poller == nil {
-		return
-	}
-	c.awake.Store(true)
-	if c.parked.CompareAndSwap(true, false) {
-		c.poller.unpark(c)
-		c.spawn()
+	if c.idle != nil {
+		c.idle.Wake()
 	}
 }
 
 // end finishes the session once the connection is done with.
 func (c *tcpConn) end() {
-	if c.poller != nil {
-		c.poller.forget(c)
+	if c.idle != nil {
+		c.idle.Forget()
 	}
 	c.client.Leave(c.leaveReason())
 	c.finish()

@@ -2,9 +2,12 @@
 
 package tcpserver
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
-type readWaiter struct{}
+type readWaiter struct{ rc syscall.RawConn }
 
 // newReadWaiter returns nil where there is no poller to wait on: the
 // reader then blocks in Read, holding its buffer.
