@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/idlepoll"
 )
 
 // Timing of the ends of a connection.
@@ -51,6 +52,9 @@ type wsConn struct {
 	br   *bufio.Reader // the library's reader, to see whether it holds data
 	json bool          // speaks JSONProtocol rather than plain lines
 	addr string
+
+	client *tcpserver.Client // set before the first read
+	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
 
 	wg sync.WaitGroup // the writer and the keepalive
 
@@ -350,24 +354,65 @@ func (c *wsConn) finish() {
 // maxHeld is the most messages said to the room as one batch.
 const maxHeld = 256
 
-// readLoop reads messages and hands them to client until the connection
-// ends. The buffer a message is read into is borrowed from a pool once the
-// message has started to arrive, and given back at once.
+// read is a WebSocket's reader. It runs holding one count in the server's
+// group of readers (Server.wg), which it gives back when it returns: it
+// reads messages and hands them to the client until the connection ends,
+// then takes the member out; or, when there is nothing to read, it parks
+// the connection (see package idlepoll) and returns, and the connection
+// keeps the count until the poller starts the next reader.
+func (c *wsConn) read() {
+	defer c.srv.wg.Done()
+	if c.readMessages() {
+		return
+	}
+	c.client.Leave(c.leaveReason())
+	c.finish()
+	c.srv.untrack(c)
+	if c.idle != nil {
+		c.idle.Forget()
+	}
+}
+
+// readMessages reads until the connection ends (false) or is parked
+// (true). The buffer a message is read into is borrowed from a pool once
+// the message has started to arrive, and given back at once.
 //
 // Messages that arrived together are said together, as the TCP server
 // does with the lines of one read: while more is already buffered the
 // client holds what its member says, and the room gets one batch event
 // (one queue entry and one write per member) for the lot. After each
 // batch the reader yields to the writers it woke.
-func (c *wsConn) readLoop(client *tcpserver.Client) {
+//
+// Parking: while it may park, the reader lets the connection answer
+// errIdle when nothing has come in between frames; the library's Reader
+// hands that back with the connection untouched (a ping's pong, read on
+// the way, included), and the reader parks instead of waiting deep in the
+// library with a grown stack.
+func (c *wsConn) readMessages() (parked bool) {
 	ctx := context.Background() // ending a read is done by closing the connection
+	client := c.client
+	mayPark := c.idle != nil
 	held := 0
-	defer client.Flush()
 	for {
+		c.wire.idleOK.Store(mayPark)
 		typ, r, err := c.ws.Reader(ctx)
+		c.wire.idleOK.Store(false)
+		if errors.Is(err, errIdle) {
+			// What was buffered may have ended in a control frame.
+			client.Flush()
+			held = 0
+			c.srv.wg.Add(1) // the parked connection's count
+			if c.idle.Park() {
+				return true // another reader may be running from here on
+			}
+			c.srv.wg.Done()
+			mayPark = false // woken to end, or closed: wait here
+			continue
+		}
 		if err != nil {
+			client.Flush()
 			c.readFailed(err)
-			return
+			return false
 		}
 		bp := c.srv.readBufs.Get().(*[]byte)
 		n, err := readMessage(r, *bp)
@@ -380,14 +425,14 @@ func (c *wsConn) readLoop(client *tcpserver.Client) {
 			c.handle(client, typ, (*bp)[:n])
 		}
 		c.srv.readBufs.Put(bp)
-		if !more && held > 0 {
+		if !more && held > 0 || err != nil {
 			client.Flush()
 			held = 0
 			runtime.Gosched()
 		}
 		if err != nil {
 			c.readFailed(err)
-			return
+			return false
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/idlepoll"
 )
 
 // JSONProtocol is the WebSocket subprotocol of the JSON events. A client
@@ -98,7 +99,8 @@ type Server struct {
 	conns    map[*wsConn]struct{}
 	closed   bool           // no new WebSocket is taken
 	shutdown bool           // Shutdown was called
-	wg       sync.WaitGroup // a reader goroutine per WebSocket
+	wg       sync.WaitGroup // a reader goroutine, or a parked reader, per WebSocket
+	idle     idlepoll.Lazy  // parks idle WebSockets while Serve runs
 }
 
 // New returns a bridge whose WebSocket users join hub.
@@ -163,6 +165,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return ErrServerClosed
 	}
 	s.mu.Unlock()
+	if err := s.idle.Acquire(); err != nil {
+		s.log.Debug("idle WebSockets keep a goroutine each", "why", err)
+	}
+	defer s.idle.Release() // after s.wg.Wait: no reader is parked any more
 
 	stop := context.AfterFunc(ctx, s.closeAllNow)
 	defer stop()
@@ -387,16 +393,18 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	go s.run(c, info)
 }
 
-// run is a WebSocket's reader goroutine: it joins the member to the hub,
-// reads until the connection ends, and takes the member out.
+// run joins a WebSocket's member to the hub and becomes its reader (see
+// wsConn.read), handing it this goroutine's count in s.wg.
 func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
-	defer s.wg.Done()
 	if !s.track(c) {
 		c.closeBriefly(websocket.StatusGoingAway, reasonShutdown, refuseGrace)
+		s.wg.Done()
 		return
 	}
-	defer s.untrack(c)
-
+	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
+		c.idle = p.Register(c.wire.raw, func() { go c.read() })
+		c.wire.beforeClose = c.idle.Wake
+	}
 	client, err := s.hub.Connect(c, info)
 	if err != nil {
 		s.log.Info("connection refused", "addr", info.Addr, "transport", "ws", "reason", err)
@@ -405,10 +413,11 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 			code = websocket.StatusGoingAway
 		}
 		c.closeBriefly(code, err.Error(), refuseGrace)
+		s.untrack(c)
+		s.wg.Done()
 		return
 	}
+	c.client = client
 	c.startKeepalive()
-	c.readLoop(client)
-	client.Leave(c.leaveReason())
-	c.finish()
+	c.read()
 }

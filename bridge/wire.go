@@ -3,10 +3,13 @@ package bridge
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,6 +66,17 @@ type wireConn struct {
 	aheadPool *sync.Pool
 	raw       syscall.RawConn
 
+	// idleOK lets the next Read that finds nothing, between frames, say
+	// errIdle instead of waiting (see wsConn.read). frames follows where
+	// the frames the library reads begin and end; it belongs to whoever
+	// holds the library's read lock.
+	idleOK atomic.Bool
+	frames frameCounter
+
+	// beforeClose, if set, runs before the connection is closed, on every
+	// path: it wakes a parked reader while the descriptor is still ours.
+	beforeClose func()
+
 	dl    sync.Mutex
 	endBy time.Time // if set, no write may last past it
 
@@ -71,7 +85,18 @@ type wireConn struct {
 	buf    *[]byte // borrowed from pool while corked
 }
 
+// errIdle is what Read says, when the reader allows it, if nothing has
+// come in and the library is between frames. The library's Reader hands
+// it back and the connection stays as it was; the reader then parks.
+var errIdle = errors.New("nothing to read yet")
+
 func (w *wireConn) Read(p []byte) (int, error) {
+	n, err := w.read(p)
+	w.frames.feed(p[:n])
+	return n, err
+}
+
+func (w *wireConn) read(p []byte) (int, error) {
 	if len(w.early) > 0 {
 		n := copy(p, w.early)
 		w.early = w.early[n:]
@@ -92,6 +117,17 @@ func (w *wireConn) Read(p []byte) (int, error) {
 	if err := w.aheadErr; err != nil {
 		w.aheadErr = nil
 		return 0, err
+	}
+	if w.raw != nil && w.idleOK.Load() && w.frames.atBoundary() {
+		n, err := readNow(w.raw, p)
+		if n == 0 && err == nil {
+			w.idleOK.Store(false)
+			return 0, errIdle
+		}
+		if n == len(p) && err == nil {
+			w.readAhead()
+		}
+		return n, err
 	}
 	// Wait for data in a plain read of what the library asked for, so an
 	// idle connection holds no buffer; if that read comes back full, there
@@ -195,6 +231,9 @@ func (w *wireConn) release(bp *[]byte) {
 // The library calls it right after it answers a client's close frame,
 // which may still be in the cork; this way the answer is not lost.
 func (w *wireConn) Close() error {
+	if w.beforeClose != nil {
+		w.beforeClose()
+	}
 	w.setEndBy(time.Now().Add(closeFlush))
 	w.mu.Lock()
 	w.flushLocked()
@@ -203,7 +242,12 @@ func (w *wireConn) Close() error {
 }
 
 // closeNow closes the connection at once, dropping anything gathered.
-func (w *wireConn) closeNow() { w.Conn.Close() }
+func (w *wireConn) closeNow() {
+	if w.beforeClose != nil {
+		w.beforeClose()
+	}
+	w.Conn.Close()
+}
 
 // setDeadline gives the next write to the network its deadline.
 func (w *wireConn) setDeadline() error {
@@ -257,3 +301,53 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap lets http.ResponseController reach the real ResponseWriter.
 func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+// frameCounter follows the boundaries of the WebSocket frames in a byte
+// stream fed to it piece by piece (RFC 6455, section 5.2: two header
+// bytes, 0, 2 or 8 bytes of extended length, 4 of mask if masked, then the
+// payload). It only counts: the library checks the frames.
+type frameCounter struct {
+	hdr  [14]byte
+	hn   int    // header bytes seen of the frame being read
+	left uint64 // payload bytes still to come
+}
+
+// atBoundary reports whether everything fed so far is whole frames.
+func (f *frameCounter) atBoundary() bool { return f.hn == 0 && f.left == 0 }
+
+func (f *frameCounter) feed(p []byte) {
+	for len(p) > 0 {
+		if f.left > 0 {
+			k := min(uint64(len(p)), f.left)
+			f.left -= k
+			p = p[k:]
+			continue
+		}
+		f.hdr[f.hn] = p[0]
+		f.hn++
+		p = p[1:]
+		if f.hn < 2 {
+			continue
+		}
+		size, length := 2, uint64(f.hdr[1]&0x7f)
+		switch length {
+		case 126:
+			size += 2
+		case 127:
+			size += 8
+		}
+		if f.hdr[1]&0x80 != 0 {
+			size += 4
+		}
+		if f.hn < size {
+			continue
+		}
+		switch length {
+		case 126:
+			length = uint64(binary.BigEndian.Uint16(f.hdr[2:4]))
+		case 127:
+			length = binary.BigEndian.Uint64(f.hdr[2:10])
+		}
+		f.left, f.hn = length, 0
+	}
+}

@@ -102,3 +102,64 @@ func TestFastWebSocketSenderArrivesWhole(t *testing.T) {
 		}
 	}
 }
+
+// frame builds a WebSocket frame header for a payload of n bytes, then the
+// payload.
+func frame(n int, masked bool) []byte {
+	b := []byte{0x81}
+	m := byte(0)
+	if masked {
+		m = 0x80
+	}
+	switch {
+	case n < 126:
+		b = append(b, m|byte(n))
+	case n < 1<<16:
+		b = append(b, m|126, byte(n>>8), byte(n))
+	default:
+		b = append(b, m|127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	if masked {
+		b = append(b, 1, 2, 3, 4)
+	}
+	return append(b, make([]byte, n)...)
+}
+
+// The counter is at a boundary exactly where a frame ends, whatever the
+// sizes and however the bytes are cut.
+func TestFrameCounterFindsFrameEnds(t *testing.T) {
+	var stream []byte
+	ends := map[int]bool{0: true}
+	for _, f := range [][]byte{frame(0, true), frame(5, true), frame(125, false), frame(126, true), frame(300, true), frame(70000, true), frame(2, false)} {
+		stream = append(stream, f...)
+		ends[len(stream)] = true
+	}
+	var f frameCounter
+	for i := range stream {
+		if f.atBoundary() != ends[i] {
+			t.Fatalf("after %d bytes: boundary %v, want %v", i, f.atBoundary(), ends[i])
+		}
+		f.feed(stream[i : i+1])
+	}
+	if !f.atBoundary() {
+		t.Fatal("not at a boundary after the last frame")
+	}
+}
+
+// Feeding in two pieces ends in the same state as feeding at once, for
+// any bytes at all.
+func FuzzFrameCounter(f *testing.F) {
+	f.Add(frame(5, true), uint16(3))
+	f.Add(frame(200, true), uint16(2))
+	f.Add(append(frame(70000, false)[:20], 0xff, 0xff), uint16(11))
+	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+		k := int(cut) % (len(data) + 1)
+		var whole, split frameCounter
+		whole.feed(data)
+		split.feed(data[:k])
+		split.feed(data[k:])
+		if whole != split {
+			t.Fatalf("whole %+v, split at %d %+v", whole, k, split)
+		}
+	})
+}

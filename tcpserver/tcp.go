@@ -54,10 +54,7 @@ type Server struct {
 	outBufs sync.Pool // *[]byte of outBufSize capacity
 	group   group
 
-	// The idle poller runs while any Serve does (see package idlepoll).
-	pollMu  sync.Mutex
-	serving int
-	poller  *idlepoll.Poller // nil when none could be had
+	idle idlepoll.Lazy // parks idle members while any Serve runs
 }
 
 // New returns a TCP chat server whose members join hub.
@@ -82,33 +79,12 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 // and returns ctx.Err(). It waits for every connection it accepted to be
 // finished before it returns.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	s.pollMu.Lock()
-	if s.serving == 0 {
-		p, err := idlepoll.New()
-		if err != nil {
-			s.log.Debug("idle connections keep a goroutine each", "why", err)
-		}
-		s.poller = p
+	if err := s.idle.Acquire(); err != nil {
+		s.log.Debug("idle connections keep a goroutine each", "why", err)
 	}
-	s.serving++
-	s.pollMu.Unlock()
-	defer func() {
-		s.pollMu.Lock()
-		defer s.pollMu.Unlock()
-		// group.serve has waited for every reader, parked ones included.
-		if s.serving--; s.serving == 0 && s.poller != nil {
-			s.poller.Close()
-			s.poller = nil
-		}
-	}()
+	// group.serve waits for every reader, parked ones included.
+	defer s.idle.Release()
 	return s.group.serve(ctx, l, s.handle)
-}
-
-// idlePoller returns the running poller, or nil.
-func (s *Server) idlePoller() *idlepoll.Poller {
-	s.pollMu.Lock()
-	defer s.pollMu.Unlock()
-	return s.poller
 }
 
 // Shutdown stops accepting, tells every member "* server shutting down",
@@ -138,7 +114,7 @@ func (s *Server) handle(nc net.Conn) {
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
 	c.wait = newReadWaiter(nc)
-	if p := s.idlePoller(); p != nil && c.wait != nil {
+	if p := s.idle.Poller(); p != nil && c.wait != nil {
 		c.idle = p.Register(c.wait.rc, c.spawn)
 	}
 	c.emit = func(line []byte, tooLong bool) {

@@ -19,6 +19,7 @@
 package idlepoll
 
 import (
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -84,4 +85,44 @@ func (c *Conn) fire() {
 	if c.parked.CompareAndSwap(true, false) {
 		c.ready()
 	}
+}
+
+// A Lazy holds a Poller that runs while a server is serving: each Serve
+// calls Acquire when it starts and Release when it has finished with
+// every connection. The zero value is ready to use.
+type Lazy struct {
+	mu    sync.Mutex
+	users int
+	p     *Poller
+	err   error
+}
+
+// Acquire starts the Poller if it is not running, and reports why it
+// could not be had, if so.
+func (l *Lazy) Acquire() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users == 0 {
+		l.p, l.err = New()
+	}
+	l.users++
+	return l.err
+}
+
+// Release stops the Poller after the last user. No connection may be
+// parked in it any more.
+func (l *Lazy) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users--; l.users == 0 && l.p != nil {
+		l.p.Close()
+		l.p = nil
+	}
+}
+
+// Poller returns the running Poller, or nil.
+func (l *Lazy) Poller() *Poller {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.p
 }

@@ -1,0 +1,93 @@
+//go:build linux
+
+package bridge
+
+import (
+	"context"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"chatbridge/tcpserver"
+)
+
+// readers counts the server's WebSocket reader goroutines.
+func readers() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "bridge.(*wsConn).readMessages(")
+}
+
+// Idle WebSockets are parked between messages, pings and pongs included:
+// they keep no reader goroutine, and stay connected and chatting.
+func TestIdleWebSocketsHoldNoReader(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{Rate: -1, AnnounceLimit: 1}, Config{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second})
+	const n = 30
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		clients[i] = st.plain(t, "")
+	}
+	// Each client reads (answering pings) in a goroutine of the test's.
+	var wg sync.WaitGroup
+	got := make(chan string, 10*n)
+	ended := make([]websocket.StatusCode, n)
+	for i, w := range clients {
+		wg.Go(func() {
+			for {
+				_, b, err := w.c.Read(context.Background())
+				if err != nil {
+					ended[i] = websocket.CloseStatus(err)
+					return
+				}
+				got <- string(b)
+			}
+		})
+	}
+	defer func() {
+		for _, w := range clients {
+			w.c.CloseNow()
+		}
+		wg.Wait()
+	}()
+
+	// Several ping rounds, and longer than the pong timeout.
+	time.Sleep(1500 * time.Millisecond)
+	if c := st.hub.Stats().Clients["ws"]; c != n {
+		t.Fatalf("%d WebSockets left of %d: pongs were not seen", c, n)
+	}
+	if r := readers(); r > 2 {
+		t.Fatalf("%d reader goroutines for %d idle WebSockets: they are not parked", r, n)
+	}
+
+	// A parked one still speaks, and is heard.
+	clients[0].send("still here")
+	deadline := time.After(5 * time.Second)
+	for heard := 0; heard < n-1; {
+		select {
+		case line := <-got:
+			if strings.HasSuffix(line, "> still here") {
+				heard++
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d heard the parked member", heard, n-1)
+		}
+	}
+
+	// Shutdown reaches parked ones with 1001.
+	time.Sleep(200 * time.Millisecond) // parked again
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.bridge.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	wg.Wait()
+	for i, code := range ended {
+		if code != websocket.StatusGoingAway {
+			t.Fatalf("client %d closed with %v, want 1001", i, code)
+		}
+	}
+}
