@@ -309,3 +309,24 @@ func TestHeldLinesGoAsOneBatchInOrder(t *testing.T) {
 		t.Fatalf("carol's history = %q", got)
 	}
 }
+
+func TestCompareFoldOrdersAsLowerCase(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want int // sign
+	}{
+		{"alice", "Bob", -1},
+		{"Bob", "alice", 1},
+		{"ADA", "ada", 0},
+		{"ada", "ada-2", -1},
+		{"guest-10", "guest-9", -1},
+		{"Zed", "zeb", 1},
+		{"", "a", -1},
+	}
+	for _, tt := range tests {
+		got := compareFold(tt.a, tt.b)
+		if (got > 0) != (tt.want > 0) || (got < 0) != (tt.want < 0) {
+			t.Errorf("compareFold(%q, %q) = %d, want sign %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package tcpserver
 
 import (
 	"slices"
-	"strings"
 	"sync"
 	"time"
 )
@@ -190,9 +189,7 @@ func (r *Room) presenceLocked() *Event {
 		}
 		names = append(names, m.Name())
 	}
-	slices.SortFunc(names, func(a, b string) int {
-		return strings.Compare(strings.ToLower(a), strings.ToLower(b))
-	})
+	slices.SortFunc(names, compareFold)
 	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: len(r.members)}).finish()
 }
 
@@ -208,4 +205,24 @@ func (r *Room) idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.members) == 0 && len(r.history) == 0
+}
+
+// compareFold orders names as their ASCII lower case would, without
+// building it (names are ASCII, see ValidNick; other bytes compare as
+// they are).
+func compareFold(a, b string) int {
+	for i := range min(len(a), len(b)) {
+		ca, cb := lowerASCII(a[i]), lowerASCII(b[i])
+		if ca != cb {
+			return int(ca) - int(cb)
+		}
+	}
+	return len(a) - len(b)
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
