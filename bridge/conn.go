@@ -488,36 +488,49 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 		client.Garbled("send JSON in text frames")
 		return
 	}
+	lines, garbled := clientLines(msg)
+	if garbled != "" {
+		client.Garbled(garbled)
+		return
+	}
+	for _, line := range lines {
+		client.Handle([]byte(line))
+	}
+}
+
+// clientLines turns one JSON message from the page into the lines a
+// terminal user would have typed for it, or says why it cannot
+// (garbled, a one-line notice for the sender). A "message" is said as it
+// is, even if it starts with "/" (it is escaped as "//"), and a message of
+// several lines is several lines; a "command" is one line, "/" added if
+// it lacks one.
+func clientLines(msg []byte) (lines []string, garbled string) {
 	var in struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(msg, &in); err != nil {
-		client.Garbled("malformed JSON: " + err.Error())
-		return
+		return nil, "malformed JSON: " + err.Error()
 	}
 	switch in.Type {
 	case "message":
-		// Said as it is, even if it starts with "/"; a message of several
-		// lines is several lines.
 		for line := range strings.Lines(in.Text) {
 			line = strings.TrimRight(line, "\r\n")
 			if strings.HasPrefix(line, "/") {
 				line = "/" + line
 			}
-			client.Handle([]byte(line))
+			lines = append(lines, line)
 		}
+		return lines, ""
 	case "command":
 		text := strings.TrimSpace(in.Text)
 		if strings.ContainsAny(text, "\r\n") {
-			client.Garbled("a command is one line")
-			return
+			return nil, "a command is one line"
 		}
 		if text != "" && !strings.HasPrefix(text, "/") {
 			text = "/" + text
 		}
-		client.Handle([]byte(text))
-	default:
-		client.Garbled(`unknown message type; send {"type":"message","text":...} or {"type":"command","text":"/nick bob"}`)
+		return []string{text}, ""
 	}
+	return nil, `unknown message type; send {"type":"message","text":...} or {"type":"command","text":"/nick bob"}`
 }

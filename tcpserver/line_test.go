@@ -246,3 +246,26 @@ func FuzzParseCommand(f *testing.F) {
 		}
 	})
 }
+
+// ValidNick and RoomName accept exactly 1 to 24 (32 for rooms) ASCII
+// letters, digits, '-' and '_', and never panic.
+func FuzzValidNick(f *testing.F) {
+	for _, s := range []string{"alice", "guest-4821", "a_b", "", "x y", "\x1b[31m", "é", strings.Repeat("a", 25), "#dev"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		plain := s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
+		if got := ValidNick(s) == nil; got != (plain && len(s) <= MaxNickLen) {
+			t.Fatalf("ValidNick(%q) ok = %v", s, got)
+		}
+		room, err := RoomName(s)
+		bare := strings.TrimPrefix(s, "#")
+		plainRoom := bare != "" && strings.Trim(bare, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
+		if (err == nil) != (plainRoom && len(bare) <= MaxRoomLen) {
+			t.Fatalf("RoomName(%q) = %q, %v", s, room, err)
+		}
+		if err == nil && room != strings.ToLower(bare) {
+			t.Fatalf("RoomName(%q) = %q, want %q", s, room, strings.ToLower(bare))
+		}
+	})
+}
