@@ -35,6 +35,7 @@ type Config struct {
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
 	PingInterval time.Duration // how often each WebSocket is pinged [30s]
 	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
+	SendBuffer   int           // each connection's kernel send buffer cap, bytes [tcpserver.DefaultSendBuffer; negative: the kernel's]
 
 	// AllowOrigins lists the other origins whose pages may open /ws, as
 	// patterns of host (or of scheme://host) in path.Match syntax:
@@ -356,7 +357,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
-	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
+	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, sendBuffer: s.cfg.SendBuffer, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{JSONProtocol},
 		OriginPatterns: s.cfg.AllowOrigins,

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"chatbridge/tcpserver"
 )
 
 // Buffer sizes for the bufio.Reader and bufio.Writer that coder/websocket
@@ -273,9 +275,10 @@ func (w *wireConn) setEndBy(t time.Time) {
 // Hijack method before the ResponseWriter's own.
 type hijackWriter struct {
 	http.ResponseWriter
-	timeout   time.Duration
-	pool      *sync.Pool // cork buffers
-	aheadPool *sync.Pool // read-ahead buffers
+	timeout    time.Duration
+	sendBuffer int        // see Config.SendBuffer
+	pool       *sync.Pool // cork buffers
+	aheadPool  *sync.Pool // read-ahead buffers
 
 	wire *wireConn     // set by Hijack
 	br   *bufio.Reader // set by Hijack
@@ -286,6 +289,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
+	tcpserver.CapSendBuffer(nc, h.sendBuffer)
 	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool, aheadPool: h.aheadPool}
 	if h.aheadPool != nil {
 		w.raw = rawConnOf(nc)

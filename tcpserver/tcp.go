@@ -19,6 +19,11 @@ type Config struct {
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
 	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
+	// SendBuffer caps each connection's kernel send buffer, in bytes
+	// [128 KiB; negative: the kernel's own, which grows to megabytes]. A
+	// member who stops reading then blocks its writer soon and is cut off
+	// as too slow, and cannot make the kernel hold megabytes for it.
+	SendBuffer int
 }
 
 func (c Config) withDefaults() Config {
@@ -31,7 +36,34 @@ func (c Config) withDefaults() Config {
 	if c.Linger <= 0 {
 		c.Linger = 2 * time.Second
 	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = DefaultSendBuffer
+	}
 	return c
+}
+
+// DefaultSendBuffer is the kernel send buffer a member's socket gets.
+const DefaultSendBuffer = 128 << 10
+
+// capSendBuffer applies a send buffer cap to a connection, if it is TCP
+// (or TLS over TCP).
+func capSendBuffer(nc net.Conn, size int) {
+	if w, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = w.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok && size > 0 {
+		tc.SetWriteBuffer(size)
+	}
+}
+
+// CapSendBuffer is how the TCP server caps each member's kernel send
+// buffer (see Config.SendBuffer), for the hub's other transports: size 0
+// is DefaultSendBuffer, a negative size leaves the kernel's.
+func CapSendBuffer(nc net.Conn, size int) {
+	if size == 0 {
+		size = DefaultSendBuffer
+	}
+	capSendBuffer(nc, size)
 }
 
 // readBufSize is the size of the buffers lent to readers, only for the
@@ -96,6 +128,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) handle(nc net.Conn) {
+	capSendBuffer(nc, s.cfg.SendBuffer)
 	c := &tcpConn{srv: s, conn: nc}
 	if !s.group.track(c) {
 		nc.Close()

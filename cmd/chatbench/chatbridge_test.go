@@ -24,11 +24,7 @@ type chatbridgeProc struct {
 // JSON startup log. The process is stopped with SIGTERM when the test ends.
 func startChatbridge(t *testing.T, args ...string) chatbridgeProc {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "chatbridge")
-	build := exec.Command("go", "build", "-o", bin, "chatbridge/cmd/chatbridge")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build chatbridge: %v\n%s", err, out)
-	}
+	bin := buildChatbridge(t)
 	cmd := exec.Command(bin, append([]string{
 		"--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-format", "json",
 	}, args...)...)
@@ -85,6 +81,17 @@ func startChatbridge(t *testing.T, args ...string) chatbridgeProc {
 		t.Fatal("chatbridge did not say where it listens")
 	}
 	return p
+}
+
+// buildChatbridge builds ./cmd/chatbridge into the test's temp dir.
+func buildChatbridge(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chatbridge")
+	build := exec.Command("go", "build", "-o", bin, "chatbridge/cmd/chatbridge")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build chatbridge: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // benchJSON runs chatbench with args and --json, and decodes its result.

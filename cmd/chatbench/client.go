@@ -42,6 +42,7 @@ type clientConfig struct {
 	proc           procSampler
 	progress       time.Duration // interval of progress lines on stderr
 	perSource      int           // connections per source address; 0 = from the kernel's port range
+	pad            int           // bytes of padding after each sent tag
 }
 
 func (c clientConfig) newDialer() *dialer {
@@ -49,6 +50,7 @@ func (c clientConfig) newDialer() *dialer {
 	if c.perSource > 0 {
 		d.perSource = c.perSource
 	}
+	d.pad = c.pad
 	return d
 }
 
@@ -67,6 +69,7 @@ type dialer struct {
 	wsOpts         wsOptions
 	connectTimeout time.Duration
 	perSource      int // connections per local source address before the next one
+	pad            int // bytes of padding after each sent tag
 
 	mu      sync.Mutex
 	clients map[netip.Addr]*http.Client // one per source address; guarded by mu
@@ -129,7 +132,7 @@ func (d *dialer) dial(ctx context.Context, ep endpoint, slot int) (benchConn, er
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", ep.given, err)
 		}
-		return &tcpConn{c: c}, nil
+		return &tcpConn{c: c, pad: d.pad}, nil
 	}
 	opts := &websocket.DialOptions{
 		HTTPClient:      d.httpClient(ep, src),
@@ -146,7 +149,9 @@ func (d *dialer) dial(ctx context.Context, ep endpoint, slot int) (benchConn, er
 		return nil, fmt.Errorf("dial %s: %w", ep.given, err)
 	}
 	c.SetReadLimit(-1) // reads are streamed through a fixed buffer, never held whole
-	return newWSConn(c, d.wsOpts), nil
+	w := newWSConn(c, d.wsOpts)
+	w.pad = d.pad
+	return w, nil
 }
 
 func (d *dialer) netDialer(src netip.Addr) *net.Dialer {
@@ -229,11 +234,25 @@ func connsPerSource() int {
 // tcpConn is a TCP client. Lines end in "\n".
 type tcpConn struct {
 	c    net.Conn
+	pad  int
 	wbuf []byte // owned by the sending goroutine
 }
 
+// appendPad adds n bytes of padding, after a space, to a line: bigger
+// lines fill a client that does not read sooner.
+func appendPad(b []byte, n int) []byte {
+	if n <= 0 {
+		return b
+	}
+	b = append(b, ' ')
+	for range n {
+		b = append(b, 'x')
+	}
+	return b
+}
+
 func (t *tcpConn) sendTag(_ context.Context, tg tag) error {
-	t.wbuf = append(appendTag(t.wbuf[:0], tg), '\n')
+	t.wbuf = append(appendPad(appendTag(t.wbuf[:0], tg), t.pad), '\n')
 	if _, err := t.c.Write(t.wbuf); err != nil {
 		return fmt.Errorf("write line: %w", err)
 	}
@@ -257,6 +276,7 @@ func (t *tcpConn) close() { t.c.Close() }
 // wsConn is a WebSocket client: one line per message.
 type wsConn struct {
 	c       *websocket.Conn
+	pad     int
 	opts    wsOptions
 	msgType websocket.MessageType
 	wbuf    []byte // owned by the sending goroutine
@@ -274,10 +294,10 @@ func (w *wsConn) sendTag(ctx context.Context, tg tag) error {
 	b := w.wbuf[:0]
 	if w.opts.json {
 		b = append(b, `{"type":"message","text":"`...)
-		b = appendTag(b, tg)
+		b = appendPad(appendTag(b, tg), w.pad)
 		b = append(b, `"}`...)
 	} else {
-		b = appendTag(b, tg)
+		b = appendPad(appendTag(b, tg), w.pad)
 	}
 	if w.opts.binary {
 		b = append(b, '\n')

@@ -22,3 +22,12 @@ func raiseFileLimit() error {
 	}
 	return nil
 }
+
+// setRecvBuffer sets a socket's receive buffer, before it connects, so the
+// window it offers stays small.
+func setRecvBuffer(fd uintptr, n int) error {
+	if err := syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n); err != nil {
+		return fmt.Errorf("SO_RCVBUF: %w", err)
+	}
+	return nil
+}

@@ -45,11 +45,17 @@ Usage:
   chatbench fanout  [flags]   N receivers and S senders in one room: deliveries, latency, loss
   chatbench hold    [flags]   open N idle connections: how many hold, memory per connection
   chatbench ceiling [flags]   a minimal Go TCP broadcaster to compare against
+  chatbench slow    [flags]   healthy clients beside clients that never read
+  chatbench churn   [flags]   thousands of connects and disconnects, half abrupt
+  chatbench abuse   [flags]   every bad input at once, while two probes chat
+  chatbench soak    [flags]   a mixed population chatting for a long time
+  chatbench restart [flags]   SIGTERM mid-traffic, then start again
   chatbench help              this text and every flag
 
 Every line sent is "bench <sender> <seq> <send-time-ns>"; receivers find the
 tag anywhere in what they get. Only 127.0.0.0/8 and ::1 are ever contacted.
-Exit status: 0 ok, 1 failed, 2 bad usage or a non-loopback target, 3 timeout.
+Exit status: 0 ok, 1 failed (a scenario's check did not hold), 2 bad usage or
+a non-loopback target, 3 timeout.
 `
 
 // run parses args and runs one subcommand, returning the exit status.
@@ -67,9 +73,17 @@ func run(ctx context.Context, args []string, std stdio) int {
 			fmt.Fprintln(std.out)
 			fs.Usage()
 		}
+		for _, name := range scenarios {
+			fs, _ := newScenarioFlags(name, std.out)
+			fmt.Fprintln(std.out)
+			fs.Usage()
+		}
 		return exitOK
 	case "fanout", "hold", "ceiling":
 	default:
+		if isScenario(cmd) {
+			return runScenario(ctx, cmd, rest, std)
+		}
 		fmt.Fprintf(std.err, "chatbench: unknown command %q\n\n%s", cmd, overview)
 		return exitUsage
 	}

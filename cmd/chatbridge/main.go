@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 
-	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout}, log)
+	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown}}
 	if cfg.echoAddr != "" {
 		echo := tcpserver.NewEcho(cfg.maxLine, cfg.writeTimeout, log)
@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		site := bridge.New(hub, bridge.Config{
 			Queue:        cfg.queue,
 			WriteTimeout: cfg.writeTimeout,
+			SendBuffer:   cfg.sendBuffer,
 			AllowOrigins: list(cfg.allowOrigins),
 			EmbedOrigins: list(cfg.embedOrigins),
 			TLSCertFile:  cfg.tlsCert,

@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The reliability scenarios: each drives a server (chatbridge or any chat
+// on loopback) through one kind of trouble while healthy clients chat,
+// checks what must hold, and exits non-zero when something does not.
+var scenarios = []string{"slow", "churn", "abuse", "soak", "restart"}
+
+func isScenario(name string) bool {
+	for _, s := range scenarios {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+func scenarioDescription(name string) string {
+	switch name {
+	case "slow":
+		return "slow: healthy clients chat, first alone, then beside --slow clients (TCP and WS)\n" +
+			"that never read: healthy ones lose nothing, their p99 stays within 2x, the slow ones\n" +
+			"are cut off, the server's RSS stays under --max-rss."
+	case "churn":
+		return "churn: --workers clients connect and disconnect for --duration, half of them\n" +
+			"abruptly (TCP reset, WebSocket dropped without a close frame): goroutines and RSS\n" +
+			"(from --metrics) come back to their baseline, and /who shows no stale member."
+	case "abuse":
+		return "abuse: every bad input at once (telnet IAC storms, a --big-line MiB line, invalid\n" +
+			"UTF-8, escapes, NUL, floods, oversize and malformed WebSocket messages, a foreign\n" +
+			"origin, --idle connections from one address) while a TCP and a WS probe exchange a\n" +
+			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them."
+	case "soak":
+		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
+			"or reordered, and goroutines and RSS (from --metrics) end where they began."
+	case "restart":
+		return "restart: start the server (--exec), chat, stop it with SIGTERM mid-traffic: every\n" +
+			"TCP client's last line is the shutdown notice, every WS client gets close 1001,\n" +
+			"the server exits 0; then start it again and time how soon telnet gets in."
+	}
+	return ""
+}
+
+// scenarioFlags are the flags of every scenario; each uses those it needs.
+type scenarioFlags struct {
+	tcp, ws            listFlag
+	metrics            string
+	pids               pidFlag
+	duration           time.Duration
+	receivers, senders int
+	rate               float64
+	pad                int
+	slow               int
+	grace              time.Duration
+	maxRSS             int64 // MiB
+	workers            int
+	idle               int
+	bigLine            int // MiB
+	exec               string
+	json, quiet        bool
+	verbose            bool
+	timeout            time.Duration
+}
+
+func newScenarioFlags(name string, out io.Writer) (*flag.FlagSet, *scenarioFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	v := &scenarioFlags{}
+	fs.Var(&v.tcp, "tcp", "TCP endpoint `host:port` of the server")
+	fs.Var(&v.ws, "ws", "WebSocket endpoint `ws://host:port/ws` of the server")
+	fs.StringVar(&v.metrics, "metrics", "", "the server's Prometheus `url` (go_goroutines, process_resident_memory_bytes)")
+	fs.Var(&v.pids, "pid", "server process `id`, for its RSS (else --metrics gives it)")
+	fs.DurationVar(&v.duration, "duration", 10*time.Second, "how long the trouble (and the chat) lasts")
+	fs.IntVar(&v.receivers, "receivers", 100, "healthy receiving clients")
+	fs.IntVar(&v.senders, "senders", 4, "healthy sending clients")
+	fs.Float64Var(&v.rate, "rate", 5, "lines per second per healthy sender")
+	fs.IntVar(&v.pad, "pad", 0, "bytes of padding on each healthy line")
+	fs.IntVar(&v.slow, "slow", 10, "slow: clients that never read")
+	fs.DurationVar(&v.grace, "grace", 12*time.Second, "slow: how long after the traffic the slow ones must be cut off by (the server's write timeout, and some)")
+	fs.Int64Var(&v.maxRSS, "max-rss", 512, "the server's RSS must stay under this many `MiB`")
+	fs.IntVar(&v.workers, "workers", 50, "churn: clients connecting and disconnecting at once")
+	fs.IntVar(&v.idle, "idle", 1000, "abuse: idle connections opened from one address")
+	fs.IntVar(&v.bigLine, "big-line", 100, "abuse: MiB of one line sent with no newline")
+	fs.StringVar(&v.exec, "exec", "", "restart: the server's command line (split on spaces; it must listen on --tcp and --ws)")
+	fs.BoolVar(&v.json, "json", false, "print one JSON object instead of a summary")
+	fs.BoolVar(&v.quiet, "quiet", false, "no progress lines on stderr")
+	fs.BoolVar(&v.verbose, "verbose", false, "debug logging on stderr")
+	fs.DurationVar(&v.timeout, "timeout", 0, "hard limit for the whole run (0 = 4x --duration + 60s)")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "%s\n\nUsage: chatbench %s [flags]\n\nFlags:\n", scenarioDescription(name), name)
+		fs.PrintDefaults()
+	}
+	return fs, v
+}
+
+// A check is one thing a scenario asserts.
+type check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// scenarioResult is what a scenario measured and checked.
+type scenarioResult struct {
+	Scenario         string  `json:"scenario"`
+	Params           string  `json:"params"`
+	Clients          int     `json:"clients"`
+	Messages         int64   `json:"messages"`
+	Deliveries       int64   `json:"deliveries"`
+	Lost             int64   `json:"lost"`
+	Duplicated       int64   `json:"duplicated"`
+	Reordered        int64   `json:"reordered"`
+	MaxRSSKiB        int64   `json:"max_rss_kib"`
+	GoroutinesBefore int     `json:"goroutines_before"`
+	GoroutinesAfter  int     `json:"goroutines_after"`
+	RSSBeforeKiB     int64   `json:"rss_before_kib"`
+	RSSAfterKiB      int64   `json:"rss_after_kib"`
+	DurationS        float64 `json:"duration_s"`
+	Checks           []check `json:"checks"`
+	OK               bool    `json:"ok"`
+}
+
+func (r *scenarioResult) check(name string, ok bool, format string, args ...any) {
+	r.Checks = append(r.Checks, check{Name: name, OK: ok, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (r *scenarioResult) addFanout(f *result) {
+	r.Clients = max(r.Clients, f.Receivers+f.Senders)
+	r.Messages += f.Sent
+	r.Deliveries += f.Deliveries
+	r.Lost += f.Lost
+	r.Duplicated += f.Duplicated
+	r.Reordered += f.Reordered
+}
+
+func (r *scenarioResult) write(w io.Writer, asJSON bool) error {
+	r.OK = true
+	for _, c := range r.Checks {
+		r.OK = r.OK && c.OK
+	}
+	if asJSON {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	}
+	verdict := "ok"
+	if !r.OK {
+		verdict = "FAILED"
+	}
+	fmt.Fprintf(w, "%s: %s (%s); clients %d, messages %d, deliveries %d, lost %d, dup %d, reordered %d, max RSS %d KiB, goroutines %d -> %d, RSS %d -> %d KiB, %.1fs\n",
+		r.Scenario, verdict, r.Params, r.Clients, r.Messages, r.Deliveries, r.Lost, r.Duplicated, r.Reordered,
+		r.MaxRSSKiB, r.GoroutinesBefore, r.GoroutinesAfter, r.RSSBeforeKiB, r.RSSAfterKiB, r.DurationS)
+	for _, c := range r.Checks {
+		mark := "ok  "
+		if !c.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %s: %s\n", mark, c.Name, c.Detail)
+	}
+	return nil
+}
+
+// scenarioEnv is what every scenario works with.
+type scenarioEnv struct {
+	v       *scenarioFlags
+	cc      clientConfig // healthy clients: both transports, half each
+	metrics *metricsReader
+	log     *slog.Logger
+}
+
+func runScenario(ctx context.Context, name string, args []string, std stdio) int {
+	fs, v := newScenarioFlags(name, std.err)
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(std.err, "chatbench %s: unexpected arguments %q\n", name, fs.Args())
+		return exitUsage
+	}
+	log := newLogger(std.err, &flagValues{quiet: v.quiet, verbose: v.verbose})
+	if err := raiseFileLimit(); err != nil {
+		log.Warn("could not raise the open-file limit", "err", err)
+	}
+	limit := v.timeout
+	if limit <= 0 {
+		limit = 4*v.duration + 60*time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+
+	env, err := newScenarioEnv(ctx, v, log)
+	if err != nil {
+		fmt.Fprintf(std.err, "chatbench %s: %v\n", name, err)
+		return exitUsage
+	}
+	start := time.Now()
+	var r *scenarioResult
+	switch name {
+	case "slow":
+		r, err = runSlow(ctx, env)
+	case "churn":
+		r, err = runChurn(ctx, env)
+	case "abuse":
+		r, err = runAbuse(ctx, env)
+	case "soak":
+		r, err = runSoak(ctx, env)
+	case "restart":
+		r, err = runRestart(ctx, env)
+	}
+	if err != nil {
+		return fail(ctx, std, name, err)
+	}
+	r.Scenario = name
+	r.DurationS = time.Since(start).Seconds()
+	if err := r.write(std.out, v.json); err != nil {
+		return fail(ctx, std, name, err)
+	}
+	if !r.OK {
+		return exitFailed
+	}
+	return exitOK
+}
+
+func newScenarioEnv(ctx context.Context, v *scenarioFlags, log *slog.Logger) (*scenarioEnv, error) {
+	if len(v.tcp) == 0 && len(v.ws) == 0 {
+		return nil, usageErr("give --tcp and/or --ws")
+	}
+	if v.duration <= 0 || v.receivers < 1 || v.senders < 1 || v.rate <= 0 {
+		return nil, usageErr("--duration, --receivers, --senders and --rate must be positive")
+	}
+	tcp, ws, err := resolveEndpoints(ctx, v.tcp, v.ws)
+	if err != nil {
+		return nil, err
+	}
+	env := &scenarioEnv{v: v, log: log}
+	env.cc = clientConfig{
+		tcp: tcp, ws: ws, wsMix: 0.5,
+		connect:        connectPlan{parallel: 32},
+		connectTimeout: 5 * time.Second,
+		proc:           procSampler{pids: v.pids, root: "/proc"},
+		pad:            v.pad,
+		// From 127.0.0.1, 127.0.0.2, ... 50 each, as many users would
+		// come: under a server's usual per-address limit.
+		perSource: 50,
+	}
+	if v.metrics != "" {
+		if env.metrics, err = newMetricsReader(ctx, v.metrics); err != nil {
+			return nil, err
+		}
+	}
+	return env, nil
+}
+
+// fanout runs healthy chat: the scenario's receivers and senders, both
+// transports, for d.
+func (e *scenarioEnv) fanout(ctx context.Context, d time.Duration) (*result, error) {
+	return runFanout(ctx, fanoutConfig{
+		clientConfig: e.cc,
+		receivers:    e.v.receivers, senders: e.v.senders,
+		rate: e.v.rate, duration: d,
+		drain: 2 * time.Second, settle: 300 * time.Millisecond, window: 1000,
+	}, e.log)
+}
+
+// rss returns the server's resident memory in KiB, from --pid or else
+// --metrics; 0 if neither is given.
+func (e *scenarioEnv) rss(ctx context.Context) int64 {
+	if e.cc.proc.enabled() {
+		if s, err := e.cc.proc.sample(); err == nil {
+			return s.rssKiB
+		}
+	}
+	if e.metrics != nil {
+		if m, err := e.metrics.read(ctx); err == nil {
+			return m.rssKiB
+		}
+	}
+	return 0
+}
+
+// watchRSS samples the server's RSS every 100ms until the returned stop
+// is called, which gives the highest sample.
+func (e *scenarioEnv) watchRSS(ctx context.Context) (stop func() int64) {
+	ctx, cancel := context.WithCancel(ctx)
+	var peak int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, e.rss(ctx))
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() int64 {
+		cancel()
+		wg.Wait()
+		return peak
+	}
+}
+
+// checkRSS checks the peak against --max-rss, if anything measured it.
+func (e *scenarioEnv) checkRSS(r *scenarioResult, peak int64) {
+	r.MaxRSSKiB = peak
+	if peak == 0 {
+		r.check("server RSS bounded", true, "not measured (give --pid or --metrics)")
+		return
+	}
+	r.check("server RSS bounded", peak <= e.v.maxRSS<<10, "peak %d KiB, bound %d MiB", peak, e.v.maxRSS)
+}
+
+// baseline reads goroutines and RSS from --metrics into r, before the trouble.
+func (e *scenarioEnv) baseline(ctx context.Context, r *scenarioResult) {
+	r.GoroutinesBefore, r.GoroutinesAfter = -1, -1
+	if e.metrics == nil {
+		return
+	}
+	if m, err := e.metrics.read(ctx); err == nil {
+		r.GoroutinesBefore, r.RSSBeforeKiB = m.goroutines, m.rssKiB
+	}
+}
+
+// settleBack waits (up to 15s) for the server's goroutines to come back
+// to the baseline, then checks them and the RSS against it.
+func (e *scenarioEnv) settleBack(ctx context.Context, r *scenarioResult, rssSlackMiB int64) {
+	if e.metrics == nil || r.GoroutinesBefore < 0 {
+		r.check("goroutines back to baseline", true, "not measured (give --metrics)")
+		return
+	}
+	const slack = 5
+	deadline := time.Now().Add(15 * time.Second)
+	var m metricsSample
+	var err error
+	for {
+		m, err = e.metrics.read(ctx)
+		if err == nil && m.goroutines <= r.GoroutinesBefore+slack || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	if err != nil {
+		r.check("goroutines back to baseline", false, "metrics: %v", err)
+		return
+	}
+	r.GoroutinesAfter, r.RSSAfterKiB = m.goroutines, m.rssKiB
+	r.check("goroutines back to baseline", m.goroutines <= r.GoroutinesBefore+slack,
+		"%d before, %d after (slack %d)", r.GoroutinesBefore, m.goroutines, slack)
+	r.check("RSS back near baseline", m.rssKiB <= r.RSSBeforeKiB+rssSlackMiB<<10,
+		"%d KiB before, %d KiB after (slack %d MiB)", r.RSSBeforeKiB, m.rssKiB, rssSlackMiB)
+}
+
+// metricsReader reads a few gauges from a Prometheus text endpoint.
+type metricsReader struct {
+	url    string
+	client *http.Client
+}
+
+type metricsSample struct {
+	goroutines int
+	rssKiB     int64
+}
+
+func newMetricsReader(ctx context.Context, raw string) (*metricsReader, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, usageErr("--metrics %q: want an http:// URL", raw)
+	}
+	if _, err := resolveLoopback(ctx, u.Host); err != nil {
+		return nil, err
+	}
+	return &metricsReader{url: raw, client: &http.Client{Timeout: 5 * time.Second}}, nil
+}
+
+func (m *metricsReader) read(ctx context.Context) (metricsSample, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
+	if err != nil {
+		return metricsSample{}, err
+	}
+	resp, err := m.client.Do(req)
+	if err != nil {
+		return metricsSample{}, fmt.Errorf("get metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return metricsSample{}, fmt.Errorf("get metrics: %s", resp.Status)
+	}
+	return parseMetrics(resp.Body)
+}
+
+// parseMetrics finds go_goroutines and process_resident_memory_bytes.
+func parseMetrics(r io.Reader) (metricsSample, error) {
+	var s metricsSample
+	found := 0
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "go_goroutines":
+			s.goroutines = int(f)
+			found++
+		case "process_resident_memory_bytes":
+			s.rssKiB = int64(f) / 1024
+			found++
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("read metrics: %w", err)
+	}
+	if found < 2 {
+		return s, fmt.Errorf("metrics lack go_goroutines or process_resident_memory_bytes")
+	}
+	return s, nil
+}
