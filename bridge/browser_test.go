@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"chatbridge/tcpserver"
+	"chatbridge/web"
 )
 
 // browser starts a headless Chromium for the test. It skips the test when
@@ -183,4 +186,50 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 		t.Fatalf("user text became HTML in the embed: %d img elements", imgs)
 	}
 	screenshot(t, ctx, "embed.png")
+}
+
+// When the server restarts, the page says so, reconnects by itself, and
+// chats on with telnet users of the new server.
+func TestBrowserPageReconnectsAfterRestart(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	ctx := browser(t)
+	addr := strings.TrimPrefix(st.httpURL, "http://")
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/"),
+		chromedp.WaitVisible(`#status[data-state="online"]`),
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	// Stop the web server the way SIGTERM does (close 1001), and see the
+	// page notice.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := st.bridge.Shutdown(sctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if err := <-st.done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve = %v", err)
+	}
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="offline"]`)); err != nil {
+		t.Fatalf("page did not go offline: %v", err)
+	}
+
+	// A new server on the same address, same hub.
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen again on %s: %v", addr, err)
+	}
+	st.bridge = New(st.hub, Config{Web: web.Handler()}, nil)
+	go func() { st.done <- st.bridge.Serve(context.Background(), l) }()
+
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="online"]`)); err != nil {
+		t.Fatalf("page did not reconnect: %v", err)
+	}
+	tel := st.telnet(t)
+	tel.send("welcome back, page")
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`//*[@role="log"]//*[contains(., "welcome back, page")]`, chromedp.BySearch)); err != nil {
+		t.Fatalf("page does not show the telnet line after reconnecting: %v", err)
+	}
+	screenshot(t, ctx, "reconnected.png")
 }
