@@ -38,22 +38,27 @@ func runChurn(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	d := e.cc.newDialer()
 	defer d.closeIdle()
 	var connects, abrupt, failures atomic.Int64
+	var firstErr atomic.Value
 	end := time.Now().Add(e.v.duration)
 	var wg sync.WaitGroup
 	for w := range e.v.workers {
 		wg.Go(func() {
 			for i := 0; time.Now().Before(end) && ctx.Err() == nil; i++ {
 				ep := d.endpointFor(w + i)
-				c, err := d.dial(ctx, ep, 0)
+				// Worker w always dials from the same source address (50
+				// workers an address), as one user would.
+				c, err := d.dial(ctx, ep, w)
 				if err != nil {
 					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
 					sleepCtx(ctx, 10*time.Millisecond)
 					continue
 				}
 				connects.Add(1)
 				rude := (w+i)%2 == 0
-				if !takeWelcome(ctx, c) {
+				if why := takeWelcome(ctx, c); why != "" {
 					failures.Add(1)
+					firstErr.CompareAndSwap(nil, why)
 				}
 				if rude {
 					abrupt.Add(1)
@@ -69,7 +74,8 @@ func runChurn(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	secs := e.v.duration.Seconds()
 	r.Clients = int(connects.Load())
 	r.Params += fmt.Sprintf("; %d connects (%.0f/s), %d abrupt", connects.Load(), float64(connects.Load())/secs, abrupt.Load())
-	r.check("connects succeeded", failures.Load() == 0 && connects.Load() > 0, "%d connects, %d failed", connects.Load(), failures.Load())
+	first, _ := firstErr.Load().(string)
+	r.check("connects succeeded", failures.Load() == 0 && connects.Load() > 0, "%d connects, %d failed %s", connects.Load(), failures.Load(), first)
 	e.checkRSS(r, peak)
 	e.settleBack(ctx, r, 32)
 	if watcher != nil {
@@ -79,20 +85,30 @@ func runChurn(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	return r, nil
 }
 
-// takeWelcome reads the first line or message a new client gets.
-func takeWelcome(ctx context.Context, c benchConn) bool {
+// takeWelcome reads the first line or message a new client gets, and
+// says what was wrong with it, if anything.
+func takeWelcome(ctx context.Context, c benchConn) string {
+	var b []byte
+	var err error
 	switch c := c.(type) {
 	case *tcpConn:
 		c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := c.c.Read(make([]byte, 512))
-		return err == nil
+		b = make([]byte, 512)
+		var n int
+		n, err = c.c.Read(b)
+		b = b[:n]
 	case *wsConn:
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, _, err := c.c.Read(ctx)
-		return err == nil
+		_, b, err = c.c.Read(ctx)
 	}
-	return false
+	switch {
+	case err != nil:
+		return err.Error()
+	case !strings.Contains(string(b), "Welcome"):
+		return fmt.Sprintf("no welcome: %q", b)
+	}
+	return ""
 }
 
 // hangUp leaves politely (FIN, or a WebSocket close frame) or rudely (a

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -38,15 +41,19 @@ func runRestart(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 
 	var tcps []*lineClient
 	var wss []*websocket.Conn
-	for range n {
-		c, err := dialLines(ctx, tcpAddr)
+	for i := range n {
+		// 50 users an address, under the server's per-address limit.
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i/50))}, Timeout: 5 * time.Second}
+		tc, err := nd.DialContext(ctx, "tcp", tcpAddr)
 		if err != nil {
 			return nil, fmt.Errorf("tcp client: %w", err)
 		}
+		c := &lineClient{c: tc, r: bufio.NewReaderSize(tc, 64<<10)}
 		defer c.close()
 		tcps = append(tcps, c)
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		w, _, err := websocket.Dial(dctx, wsURL, nil)
+		hc := &http.Client{Transport: &http.Transport{DialContext: nd.DialContext}}
+		w, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: hc})
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("ws client: %w", err)
