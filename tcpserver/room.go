@@ -27,6 +27,7 @@ type Room struct {
 	history    []*Event  // a ring of the last hub.cfg.History lines, oldest at histStart
 	histStart  int
 	lastActive time.Time
+	synced     uint64 // the hub's histEpoch when history last came from the cluster
 }
 
 func newRoom(h *Hub, name string) *Room {
@@ -190,10 +191,16 @@ func (r *Room) presenceLocked() *Event {
 		}
 		names = append(names, m.Name())
 	}
+	count := len(r.members)
+	if cl := r.hub.cluster; cl != nil {
+		remote, n := cl.RemoteMembers(r.name, presenceNames-len(names))
+		names = append(names, remote...)
+		count += n
+	}
 	slices.SortFunc(names, func(a, b string) int {
 		return strings.Compare(strings.ToLower(a), strings.ToLower(b))
 	})
-	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: len(r.members)}).finish()
+	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}).finish()
 }
 
 // usage returns how many are in the room and when it was last used.
