@@ -247,10 +247,16 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 		return fmt.Errorf("write %q: %w", key, err)
 	}
 	n.mu.Lock()
-	if n.owned[key] == o {
+	defer n.mu.Unlock()
+	switch n.owned[key] {
+	case o:
 		o.rev = rev
+	case nil:
+		// Released while we wrote it: the delete must be of what we wrote.
+		n.deletes[key] = rev
+		n.dirty[key] = true
+		n.poke()
 	}
-	n.mu.Unlock()
 	return nil
 }
 

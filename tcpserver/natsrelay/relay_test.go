@@ -313,3 +313,22 @@ func TestDeadNodeLeavesPresence(t *testing.T) {
 	bob.say("/nick alice") // the name is free again
 	bob.expect("* bob is now known as alice")
 }
+
+func TestQuickRenamesLeaveNoGhosts(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 0)
+	b := startNode(t, ns.url(), "b", 0)
+	alice := a.join(t, "alice", "")
+	for i := range 20 {
+		alice.say(fmt.Sprintf("/nick x%d", i))
+	}
+	alice.expect("is now known as x19")
+	waitFor(t, "only x19 in b's view", func() bool {
+		names, n := b.relay.RemoteMembers("lobby", 100)
+		return n == 1 && names[0] == "x19"
+	})
+	time.Sleep(300 * time.Millisecond)
+	if names, n := b.relay.RemoteMembers("lobby", 100); n != 1 {
+		t.Fatalf("b sees %d in lobby: %q", n, names)
+	}
+}
