@@ -270,10 +270,7 @@ func (n *names) startWatch(kv jetstream.KeyValue) error {
 		cancel()
 		return fmt.Errorf("watch bucket %s: %w", n.r.bucketName(), err)
 	}
-	n.mu.Lock()
-	clear(n.remote)
-	clear(n.byRoom)
-	n.mu.Unlock()
+	n.forgetRemote()
 	done := make(chan struct{})
 	n.watchMu.Lock()
 	n.watchCancel, n.watchDone = cancel, done
@@ -296,6 +293,14 @@ func (n *names) startWatch(kv jetstream.KeyValue) error {
 		}
 	}()
 	return nil
+}
+
+// forgetRemote empties the view of other nodes' members.
+func (n *names) forgetRemote() {
+	n.mu.Lock()
+	clear(n.remote)
+	clear(n.byRoom)
+	n.mu.Unlock()
 }
 
 // stopWatch ends the watch, if there is one, and waits for it.

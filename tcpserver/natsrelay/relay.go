@@ -393,6 +393,7 @@ func (r *Relay) linkLost() {
 	r.log.Warn("link to other nodes lost")
 	r.store.Store(nil)
 	r.names.stopWatch()
+	r.names.forgetRemote() // who is out there is unknown until the link is back
 	r.hub.Notice(NoticeLost)
 }
 

@@ -230,6 +230,7 @@ func TestNATSRestartMidChat(t *testing.T) {
 	}
 	alice.say("still here")
 	alan.expect("<alice> still here") // local chat goes on
+	bob.ask("/who", " in lobby: ", "* 1 in lobby: bob")
 	bob.quiet("still here")
 	dave := a.join(t, "dave", "") // names still work, on this node only
 	alan.expect("dave (192.0.2.1:1000) joined")
