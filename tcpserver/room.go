@@ -119,12 +119,21 @@ func (r *Room) say(ev *Event, from *Client) {
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
-// in the history if it is a line. It is how relayed events arrive.
+// in the history if it is a line, or its lines if it is a batch. It is how
+// relayed events arrive.
 func (r *Room) broadcast(ev *Event, except *Client) {
 	r.mu.Lock()
-	r.rememberLocked(ev)
-	r.sendLocked(ev, except)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if ev.Kind != KindBatch {
+		r.rememberLocked(ev)
+		r.sendLocked(ev, except)
+		return
+	}
+	for _, line := range ev.Events {
+		r.rememberLocked(line)
+	}
+	n := r.sendLocked(ev, except)
+	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
 }
 
 // publishLocked sends a local event to the room's members (when local is

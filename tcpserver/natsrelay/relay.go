@@ -202,7 +202,8 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 			return err
 		}
 	}
-	if _, err := nc.Subscribe(r.cfg.Prefix+".room.>", r.onRoomEvent); err != nil {
+	incoming := make(chan *nats.Msg, incomingQueue)
+	if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
 		r.shutdown()
 		return fmt.Errorf("subscribe to %s.room.>: %w", r.cfg.Prefix, err)
 	}
@@ -211,6 +212,7 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 		return fmt.Errorf("subscribe to %s: %w", r.privateSubject(r.cfg.NodeID), err)
 	}
 	poke()
+	r.wg.Go(func() { r.deliverLoop(incoming) })
 	r.wg.Go(r.publishLoop)
 	r.wg.Go(r.linkLoop)
 	r.wg.Go(r.names.writeLoop)
@@ -313,21 +315,76 @@ func (r *Relay) publish(ev *tcpserver.Event) {
 	}
 }
 
-// onRoomEvent hands another node's room event to the hub. It runs in
-// nats.go's goroutine for the subscription, one message at a time, so the
-// events of each sender arrive in the order they were sent.
-func (r *Relay) onRoomEvent(m *nats.Msg) {
+// Room events from NATS wait at most incomingQueue deep for deliverLoop;
+// beyond that nats.go drops them and reports a slow consumer. maxBatch is
+// the most lines of one sender handed to the hub as one batch.
+const (
+	incomingQueue = 65536
+	maxBatch      = 256
+)
+
+// deliverLoop hands other nodes' room events to the hub, in the order
+// NATS delivers them, so the events of each sender arrive in the order
+// they were sent. Lines one sender said in a row that are already waiting
+// go as one batch: a member's queue then holds one entry for them, as it
+// does for lines said on this node, however fast they come.
+func (r *Relay) deliverLoop(incoming <-chan *nats.Msg) {
+	var run []*tcpserver.Event // consecutive lines of one sender in one room
+	flush := func() {
+		switch len(run) {
+		case 0:
+			return
+		case 1:
+			r.hub.Deliver(run[0])
+		default:
+			first := run[0]
+			r.hub.Deliver(&tcpserver.Event{Kind: tcpserver.KindBatch, Time: first.Time, Room: first.Room, From: first.From, Node: first.Node, Events: run})
+		}
+		run = nil
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-incoming:
+		case <-r.ctx.Done():
+			return
+		}
+		for m != nil {
+			if ev := r.decodeRoomEvent(m); ev != nil {
+				line := ev.Kind == tcpserver.KindMessage || ev.Kind == tcpserver.KindAction
+				if len(run) > 0 && (!line || len(run) == maxBatch || ev.Node != run[0].Node || ev.From != run[0].From || ev.Room != run[0].Room) {
+					flush()
+				}
+				if line {
+					run = append(run, ev)
+				} else {
+					r.hub.Deliver(ev)
+				}
+			}
+			select {
+			case m = <-incoming:
+			default:
+				m = nil
+			}
+		}
+		flush()
+	}
+}
+
+// decodeRoomEvent returns another node's room event, or nil for our own
+// echo or garbage.
+func (r *Relay) decodeRoomEvent(m *nats.Msg) *tcpserver.Event {
 	ev, err := decodeEvent(m.Data)
 	if err != nil {
 		if n := r.bad.Add(1); n&(n-1) == 0 {
 			r.log.Warn("unreadable message from NATS ignored", "subject", m.Subject, "err", err, "count", n)
 		}
-		return
+		return nil
 	}
 	if ev.Node == r.cfg.NodeID || ev.Kind == tcpserver.KindPrivate {
-		return // our own, back from NATS
+		return nil // our own, back from NATS
 	}
-	r.hub.Deliver(ev)
+	return ev
 }
 
 // linkLoop follows the link: each time it comes, it sets up the stream,
