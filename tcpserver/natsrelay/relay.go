@@ -78,6 +78,7 @@ type Relay struct {
 
 	queue   chan *tcpserver.Event // for the publisher
 	dropped atomic.Uint64         // events the queue had no room for, or NATS refused
+	offline atomic.Uint64         // events not relayed because the link was down
 	bad     atomic.Uint64         // messages from NATS that were not ours to read
 
 	// Set by Start, then read-only.
@@ -171,6 +172,10 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	opts := []nats.Option{
 		nats.Name("chatbridge " + r.cfg.NodeID),
 		nats.MaxReconnects(-1),
+		// No buffering while the link is down: what is said then stays on
+		// this node, rather than reaching the others at some random
+		// moment after the link is back.
+		nats.ReconnectBufSize(-1),
 		nats.ReconnectWait(r.cfg.ReconnectWait),
 		nats.Timeout(r.cfg.ConnectTimeout),
 		nats.PingInterval(5 * time.Second),
@@ -249,6 +254,7 @@ func (r *Relay) shutdown() {
 	case <-time.After(5 * time.Second):
 		r.log.Warn("NATS connection did not report closed")
 	}
+	r.log.Info("relay stopped", "dropped", r.dropped.Load(), "offline", r.offline.Load(), "unreadable", r.bad.Load())
 }
 
 // Publish queues a local room event for the other nodes. It never blocks:
@@ -308,8 +314,10 @@ func (r *Relay) publish(ev *tcpserver.Event) {
 	if ev.Kind == tcpserver.KindMessage || ev.Kind == tcpserver.KindAction {
 		subject = r.lineSubject(ev.Room)
 	}
-	// While the link is down nats.go buffers this (up to its reconnect
-	// buffer) and sends it when the link is back.
+	if !r.nc.IsConnected() {
+		r.offline.Add(1)
+		return
+	}
 	if err := r.nc.Publish(subject, b); err != nil {
 		r.drop(err.Error())
 	}

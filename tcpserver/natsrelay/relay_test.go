@@ -98,11 +98,19 @@ func TestThreeNodes(t *testing.T) {
 		}
 		u.expectAll(want...)
 	}
-	users[2].ask("/who", " in lobby: ", "3 in lobby: user0, user1, user2")
+	users[1].say("/me waves")
+	users[0].expect("* user1 waves")
+	users[2].expect("* user1 waves")
+	users[2].say("/nick third")
+	users[0].expect("* user2 is now known as third")
+	users[1].expect("* user2 is now known as third")
+	users[2].ask("/who", " in lobby: ", "3 in lobby: third, user0, user1")
 	users[0].say("/join dev")
 	users[1].expect("* user0 (192.0.2.1:1000) left")
 	users[2].expect("* user0 (192.0.2.1:1000) left")
 	users[1].ask("/rooms", "* rooms: ", "rooms: lobby (2), dev (1)")
+	users[1].client.Leave("")
+	users[2].expect("* user1 (192.0.2.1:1000) left")
 }
 
 func TestNamesAreUniqueAcrossNodes(t *testing.T) {
@@ -241,6 +249,9 @@ func TestNATSRestartMidChat(t *testing.T) {
 	}
 	alice.say("back again")
 	bob.expect("<alice> back again")
+	if got := bob.matching("<alice> still here"); len(got) != 0 {
+		t.Fatalf("a line said while the link was down reached node b late: %q", got)
+	}
 	bob.say("welcome back")
 	dave.expect("<bob> welcome back")
 	bob.ask("/who", " in lobby: ", "* 4 in lobby: alan, alice, bob, dave")
@@ -331,5 +342,30 @@ func TestQuickRenamesLeaveNoGhosts(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if names, n := b.relay.RemoteMembers("lobby", 100); n != 1 {
 		t.Fatalf("b sees %d in lobby: %q", n, names)
+	}
+}
+
+func TestPublishDropsWhenTheQueueIsFull(t *testing.T) {
+	r, err := New(Config{URL: "nats://127.0.0.1:1", Queue: 2}, nil) // never started: nothing drains
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ev := &tcpserver.Event{ID: 1, Kind: tcpserver.KindMessage, Room: "lobby", From: "alice", Text: "hi"}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 10 {
+			r.Publish(ev)
+		}
+		r.Publish(&tcpserver.Event{Kind: tcpserver.KindSystem, Text: "not relayed"})
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish blocked")
+	}
+	if got := r.Dropped(); got != 8 {
+		t.Fatalf("Dropped() = %d, want 8", got)
 	}
 }
