@@ -475,7 +475,7 @@ func TestFloodClosesWithPolicyViolation(t *testing.T) {
 }
 
 func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 32, WriteTimeout: time.Second})
+	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 256, WriteTimeout: time.Second})
 	slow, _, err := st.dialWS(t, "", nil) // never reads
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package tcpserver
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -241,6 +243,7 @@ func (c *Client) join(arg string) {
 		c.errorf("you are already in %s", name)
 		return
 	}
+	c.hub.hydrate(name)
 	if err := c.hub.move(c, name); err != nil {
 		c.errorf("%v", err)
 	}
@@ -276,12 +279,26 @@ func (c *Client) private(arg string) {
 		c.errorf("usage: /msg NAME TEXT")
 		return
 	}
-	target := c.hub.lookup(to)
+	h := c.hub
+	target := h.lookup(to)
+	if target == nil && h.cluster != nil && ValidNick(to) == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		name, err := h.cluster.Private(ctx, c.Name(), to, text)
+		cancel()
+		switch {
+		case err == nil:
+			c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: name, Text: text, Echo: true}))
+			h.deliveries.Add(1)
+			return
+		case !errors.Is(err, ErrNoSuchMember):
+			c.errorf("cannot reach %s on another node: %v", to, err)
+			return
+		}
+	}
 	if target == nil {
 		c.errorf("no one called %s is here", to)
 		return
 	}
-	h := c.hub
 	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text}))
 	c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text, Echo: true}))
 	h.deliveries.Add(2)

@@ -13,6 +13,12 @@
 // member's bounded queue. No member can block the room; a member whose
 // queue overflows is cut off with a reason.
 //
+// Several nodes make one chat through a [Relay] (HubConfig.Relay): the hub
+// hands it every local room event, and it hands other nodes' events to
+// [Hub.Deliver]. A relay that is also a [Cluster] makes names, presence,
+// private messages and history span the nodes. Package natsrelay is one,
+// on NATS; this package never imports it.
+//
 // Concurrency: [Hub] and [Server] are safe for concurrent use. A [Client]
 // belongs to the goroutine that reads its connection: Handle, TooLong and
 // Leave must be called from that goroutine only.

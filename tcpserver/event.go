@@ -65,6 +65,10 @@ type Event struct {
 	Text string
 	Addr string // KindJoin and KindLeave: the member's remote address
 
+	// Node is the node an event relayed from another node was made on
+	// (its ID is that node's); "" for this node's own events.
+	Node string
+
 	// Echo marks a copy sent back to its own author (a private message's
 	// "-> *bob* text" receipt).
 	Echo bool

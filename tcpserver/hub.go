@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -66,6 +67,9 @@ func (c HubConfig) withDefaults() HubConfig {
 // nodes. The hub calls Publish, in order, for every room event a local
 // member causes (message, action, join, leave, nick); Publish must not
 // block. Events from other nodes come in through [Hub.Deliver].
+//
+// A relay that also implements [Cluster] makes names, presence, private
+// messages and history span the nodes too.
 type Relay interface {
 	Publish(ev *Event)
 }
@@ -86,8 +90,9 @@ type Stats struct {
 // A Hub holds the rooms and the members of one chatbridge node. Members of
 // every transport meet in its rooms. It has no goroutine of its own.
 type Hub struct {
-	cfg HubConfig
-	log *slog.Logger
+	cfg     HubConfig
+	log     *slog.Logger
+	cluster Cluster // cfg.Relay, if it is one; nil on a single node
 
 	mu        sync.Mutex
 	names     map[string]*Client // by folded name
@@ -96,7 +101,8 @@ type Hub struct {
 	clients   int
 	transport map[string]int
 
-	nextID atomic.Uint64 // event and client IDs
+	nextID    atomic.Uint64 // event and client IDs
+	histEpoch atomic.Uint64 // rooms whose synced is older take history from the cluster again
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
 	slowKicks, floodKicks, connections     atomic.Uint64
@@ -107,7 +113,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{
+	h := &Hub{
 		cfg:       cfg.withDefaults(),
 		log:       log,
 		names:     make(map[string]*Client),
@@ -115,6 +121,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 		perIP:     make(map[string]int),
 		transport: make(map[string]int),
 	}
+	h.cluster, _ = cfg.Relay.(Cluster)
+	h.histEpoch.Store(1)
+	return h
 }
 
 // Config returns the hub's limits, defaults filled in.
@@ -149,18 +158,33 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c.bucket.tokens = float64(h.cfg.Burst)
 	var notices []string
 
+	name := info.Nick
+	if name != "" {
+		if err := ValidNick(name); err != nil {
+			notices = append(notices, err.Error()+"; you are a guest for now")
+			name = ""
+		}
+	}
+
 	h.mu.Lock()
 	if err := h.admitLocked(c); err != nil {
 		h.mu.Unlock()
 		h.rejected.Add(1)
 		return nil, err
 	}
-	name := info.Nick
+	if h.cluster != nil {
+		// Asking the other nodes takes a round trip: not under the lock.
+		h.mu.Unlock()
+		want := h.cfg.DefaultRoom
+		if rn, err := RoomName(info.Room); info.Room != "" && err == nil {
+			want = rn
+		}
+		name, notices = h.claimForConnect(name, want, notices)
+		h.hydrate(want)
+		h.mu.Lock()
+	}
 	if name != "" {
-		if err := ValidNick(name); err != nil {
-			notices = append(notices, err.Error()+"; you are a guest for now")
-			name = ""
-		} else if _, taken := h.names[strings.ToLower(name)]; taken {
+		if _, taken := h.names[strings.ToLower(name)]; taken {
 			notices = append(notices, fmt.Sprintf("nick %q is taken; you are a guest for now", name))
 			name = ""
 		}
@@ -213,6 +237,9 @@ func (h *Hub) release(c *Client) {
 	defer h.mu.Unlock()
 	if h.names[strings.ToLower(c.Name())] == c {
 		delete(h.names, strings.ToLower(c.Name()))
+		if h.cluster != nil {
+			h.cluster.ReleaseName(c.Name())
+		}
 	}
 	h.clients--
 	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
@@ -292,20 +319,39 @@ func (h *Hub) lookup(name string) *Client {
 	return h.names[strings.ToLower(name)]
 }
 
-// rename gives c the name to, if it is free.
+// rename gives c the name to, if it is free (on every node, in a
+// cluster).
 func (h *Hub) rename(c *Client, to string) error {
 	if err := ValidNick(to); err != nil {
 		return err
 	}
+	key := strings.ToLower(to)
+	from := c.Name()
+	if h.cluster != nil && key != strings.ToLower(from) {
+		if other := h.lookup(to); other != nil && other != c {
+			return fmt.Errorf("nick %q is taken", to)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+		err := h.cluster.ClaimName(ctx, to, c.room.name)
+		cancel()
+		switch {
+		case errors.Is(err, ErrNameTaken):
+			return fmt.Errorf("nick %q is taken", to)
+		case err != nil:
+			h.log.Debug("cluster name claim failed; checking this node only", "name", to, "err", err)
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	key := strings.ToLower(to)
 	if other, taken := h.names[key]; taken && other != c {
 		return fmt.Errorf("nick %q is taken", to)
 	}
-	delete(h.names, strings.ToLower(c.Name()))
+	delete(h.names, strings.ToLower(from))
 	h.names[key] = c
 	c.setName(to)
+	if h.cluster != nil && key != strings.ToLower(from) {
+		h.cluster.ReleaseName(from)
+	}
 	return nil
 }
 
@@ -333,15 +379,25 @@ type RoomInfo struct {
 	Members int
 }
 
-// Rooms lists the rooms, the fullest first.
+// Rooms lists the rooms, the fullest first. In a cluster it counts the
+// members of every node.
 func (h *Hub) Rooms() []RoomInfo {
+	var remote map[string]int
+	if h.cluster != nil {
+		remote = h.cluster.RemoteRooms()
+	}
 	h.mu.Lock()
-	list := make([]RoomInfo, 0, len(h.rooms))
+	list := make([]RoomInfo, 0, len(h.rooms)+len(remote))
 	for _, r := range h.rooms {
 		n, _ := r.usage()
+		n += remote[r.name]
+		delete(remote, r.name)
 		list = append(list, RoomInfo{Name: r.name, Members: n})
 	}
 	h.mu.Unlock()
+	for name, n := range remote {
+		list = append(list, RoomInfo{Name: name, Members: n})
+	}
 	slices.SortFunc(list, func(a, b RoomInfo) int {
 		if c := cmp.Compare(b.Members, a.Members); c != 0 {
 			return c
@@ -352,17 +408,44 @@ func (h *Hub) Rooms() []RoomInfo {
 }
 
 // Deliver hands an event from another node (through the [Relay]) to the
-// local members of its room, and keeps it in the room's history.
+// local members of its room, and keeps it in the room's history. A join,
+// leave or name change for a room nobody here is in is dropped, and one
+// for a room bigger than AnnounceLimit is not announced. A [KindBatch] of
+// one sender's lines reaches each member as one queue entry, as a local
+// batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
+	if ev.Kind == KindBatch {
+		for _, line := range ev.Events {
+			if line.line == nil {
+				line.finish()
+			}
+		}
+		if ev.ID == 0 {
+			ev.ID = h.nextID.Add(1)
+		}
+	}
 	if ev.line == nil {
 		ev.finish()
 	}
+	announce := ev.Kind == KindJoin || ev.Kind == KindLeave || ev.Kind == KindNick
 	h.mu.Lock()
-	r, err := h.roomLocked(ev.Room)
+	r, ok := h.rooms[ev.Room]
+	var err error
+	if !ok && !announce {
+		r, err = h.roomLocked(ev.Room)
+	}
 	h.mu.Unlock()
 	if err != nil {
 		h.log.Warn("relayed event dropped", "room", ev.Room, "err", err)
 		return
+	}
+	if r == nil {
+		return
+	}
+	if announce && ev.Kind != KindNick {
+		if n, _ := r.usage(); n > h.cfg.AnnounceLimit {
+			return
+		}
 	}
 	r.broadcast(ev, nil)
 }

@@ -26,6 +26,7 @@ type Room struct {
 	history    []*Event  // a ring of the last hub.cfg.History lines, oldest at histStart
 	histStart  int
 	lastActive time.Time
+	synced     uint64 // the hub's histEpoch when history last came from the cluster
 }
 
 func newRoom(h *Hub, name string) *Room {
@@ -117,12 +118,21 @@ func (r *Room) say(ev *Event, from *Client) {
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
-// in the history if it is a line. It is how relayed events arrive.
+// in the history if it is a line, or its lines if it is a batch. It is how
+// relayed events arrive.
 func (r *Room) broadcast(ev *Event, except *Client) {
 	r.mu.Lock()
-	r.rememberLocked(ev)
-	r.sendLocked(ev, except)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	if ev.Kind != KindBatch {
+		r.rememberLocked(ev)
+		r.sendLocked(ev, except)
+		return
+	}
+	for _, line := range ev.Events {
+		r.rememberLocked(line)
+	}
+	n := r.sendLocked(ev, except)
+	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
 }
 
 // publishLocked sends a local event to the room's members (when local is
@@ -189,8 +199,14 @@ func (r *Room) presenceLocked() *Event {
 		}
 		names = append(names, m.Name())
 	}
+	count := len(r.members)
+	if cl := r.hub.cluster; cl != nil {
+		remote, n := cl.RemoteMembers(r.name, presenceNames-len(names))
+		names = append(names, remote...)
+		count += n
+	}
 	slices.SortFunc(names, compareFold)
-	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: len(r.members)}).finish()
+	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}).finish()
 }
 
 // usage returns how many are in the room and when it was last used.

@@ -43,6 +43,10 @@ type config struct {
 	embedOrigins string // comma-separated
 	tlsCert      string
 	tlsKey       string
+
+	natsURL      string // empty: a single node
+	natsRequired bool
+	natsPrefix   string
 }
 
 // list splits a comma- or space-separated flag value.
@@ -81,6 +85,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
+	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` that joins this node to the others, e.g. nats://127.0.0.1:4222 (empty: a single node)")
+	fs.BoolVar(&c.natsRequired, "nats-required", false, "refuse to start if --nats cannot be reached (otherwise start alone and keep trying)")
+	fs.StringVar(&c.natsPrefix, "nats-prefix", "chatbridge", "`prefix` of the NATS subjects, stream and bucket, so that two deployments can share one NATS")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -151,10 +158,21 @@ func (c config) check() error {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
+	if c.natsURL != "" && !validPrefix(c.natsPrefix) {
+		errs = append(errs, fmt.Errorf("--nats-prefix %q: use letters, digits, - or _", c.natsPrefix))
+	}
+	if c.natsRequired && c.natsURL == "" {
+		errs = append(errs, errors.New("--nats-required needs --nats"))
+	}
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// validPrefix reports whether s can start NATS subjects and name a stream.
+func validPrefix(s string) bool {
+	return s != "" && len(s) <= 32 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
 }
 
 // noLimit turns the command line's "0: no limit" into the hub's -1.

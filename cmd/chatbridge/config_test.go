@@ -72,3 +72,39 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigNATS(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantURL string
+		wantErr string
+	}{
+		{"off by default", nil, nil, "", ""},
+		{"from the environment", nil, map[string]string{"CHATBRIDGE_NATS": "nats://127.0.0.1:4222", "CHATBRIDGE_NATS_PREFIX": "chat-2"}, "nats://127.0.0.1:4222", ""},
+		{"a prefix with a dot", []string{"--nats", "nats://127.0.0.1:4222", "--nats-prefix", "a.b"}, nil, "", `--nats-prefix "a.b"`},
+		{"required without a URL", []string{"--nats-required"}, nil, "", "--nats-required needs --nats"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.natsURL != tt.wantURL {
+				t.Fatalf("natsURL = %q, %v; want %q", c.natsURL, err, tt.wantURL)
+			}
+		})
+	}
+	var out bytes.Buffer
+	parseConfig([]string{"--help"}, env(nil), &out)
+	for _, want := range []string{"--nats URL  [CHATBRIDGE_NATS]", "--nats-required  [CHATBRIDGE_NATS_REQUIRED]", "--nats-prefix prefix  [CHATBRIDGE_NATS_PREFIX]", `(default "chatbridge")`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}

@@ -17,9 +17,11 @@ import (
 	"runtime/debug"
 	"sync"
 	"syscall"
+	"time"
 
 	"chatbridge/bridge"
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/natsrelay"
 	"chatbridge/web"
 )
 
@@ -59,7 +61,20 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		debug.SetGCPercent(cfg.gcPercent)
 	}
 
-	hub := tcpserver.NewHub(tcpserver.HubConfig{
+	var relay *natsrelay.Relay
+	if cfg.natsURL != "" {
+		relay, err = natsrelay.New(natsrelay.Config{
+			URL:      cfg.natsURL,
+			Prefix:   cfg.natsPrefix,
+			Required: cfg.natsRequired,
+			History:  max(cfg.history, 1),
+		}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
+			return 2
+		}
+	}
+	hubCfg := tcpserver.HubConfig{
 		DefaultRoom:   cfg.defaultRoom,
 		History:       noLimit(cfg.history),
 		MaxLine:       cfg.maxLine,
@@ -69,7 +84,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxPerIP:      noLimit(cfg.maxPerIP),
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
-	}, log)
+	}
+	if relay != nil {
+		hubCfg.Relay = relay // not a nil *Relay in the interface
+	}
+	hub := tcpserver.NewHub(hubCfg, log)
 	if _, err := tcpserver.RoomName(cfg.defaultRoom); err != nil {
 		fmt.Fprintf(stderr, "chatbridge: --room: %v\n", err)
 		return 2
@@ -119,6 +138,19 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		listeners = append(listeners, l)
 	}
+	if relay != nil {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := relay.Start(sctx, hub)
+		cancel()
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
+			return 1
+		}
+		log.Info("relaying through NATS", "url", cfg.natsURL, "prefix", cfg.natsPrefix, "node", relay.NodeID())
+	}
 
 	var wg sync.WaitGroup
 	failed := make(chan error, len(services))
@@ -152,6 +184,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	down.Wait()
 	wg.Wait()
+	if relay != nil {
+		relay.Close() // after the servers, so that their members' leaves go out
+	}
 	log.Info("stopped")
 	return code
 }

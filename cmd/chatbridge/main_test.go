@@ -138,3 +138,16 @@ func dialRetry(t *testing.T, addr string) net.Conn {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestNATSRequiredButUnreachableIsOneLineAndExitsNonZero(t *testing.T) {
+	natsAddr := freeAddr(t) // nothing listens there
+	var stderr syncBuffer
+	code := run(context.Background(), []string{"--tcp", freeAddr(t), "--http", "", "--nats", "nats://" + natsAddr, "--nats-required"}, env(nil), &stderr)
+	if code != 1 {
+		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "chatbridge: --nats: connect to NATS at nats://"+natsAddr) {
+		t.Fatalf("stderr = %q", out)
+	}
+}

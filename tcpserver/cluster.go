@@ -1,0 +1,195 @@
+package tcpserver
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+)
+
+// Errors a [Cluster] returns.
+var (
+	ErrNameTaken    = errors.New("name taken on another node")
+	ErrNoSuchMember = errors.New("no such member")
+)
+
+// clusterTimeout bounds every call the hub makes to a [Cluster]. The calls
+// run in a member's reader goroutine, never under a hub or room lock, so a
+// slow link holds up only the member who asked.
+const clusterTimeout = 2 * time.Second
+
+// A Cluster is what a [Relay] may also implement to make several nodes one
+// chat: names unique across nodes, who is where, private messages to
+// members on other nodes and the history of rooms. The hub checks for it
+// once, in [NewHub].
+//
+// Methods that take a ctx may block on the network; the hub calls them
+// outside its locks, with a timeout. The others must return at once:
+// the hub may call them with a room's lock held.
+//
+// An error other than the sentinels means the cluster could not be asked
+// (the link is down): the hub then does what a single node does.
+type Cluster interface {
+	// ClaimName reserves name (as typed; unique regardless of case) for a
+	// member of this node, in room. It returns [ErrNameTaken] if a member
+	// of another node has it. On any other error the name is still
+	// recorded as this node's, to be claimed once the link is back; the
+	// hub then checks it on this node only.
+	ClaimName(ctx context.Context, name, room string) error
+
+	// ReleaseName gives up a name claimed by ClaimName.
+	ReleaseName(name string)
+
+	// RemoteMembers returns up to limit names of the members of room on
+	// other nodes, and how many there are in all.
+	RemoteMembers(room string, limit int) (names []string, count int)
+
+	// RemoteRooms returns the rooms that have members on other nodes, and
+	// how many.
+	RemoteRooms() map[string]int
+
+	// Private hands a private message to the member called to on another
+	// node, through its [Hub.DeliverPrivate], and returns that member's
+	// name as it spells it. It returns [ErrNoSuchMember] if nobody is
+	// called to.
+	Private(ctx context.Context, from, to, text string) (string, error)
+
+	// History returns the last lines (KindMessage, KindAction) said in room
+	// on any node, oldest first. Events of this node have Node "".
+	History(ctx context.Context, room string) ([]*Event, error)
+}
+
+// Notice sends text as a system line ("* text") to every local member. A
+// relay uses it to tell members about the link to the other nodes.
+func (h *Hub) Notice(text string) {
+	ev := h.notice(KindSystem, text)
+	h.mu.Lock()
+	rooms := make([]*Room, 0, len(h.rooms))
+	for _, r := range h.rooms {
+		rooms = append(rooms, r)
+	}
+	h.mu.Unlock()
+	for _, r := range rooms {
+		r.mu.Lock()
+		r.sendLocked(ev, nil)
+		r.mu.Unlock()
+	}
+}
+
+// DeliverPrivate hands a private message from a member of another node to
+// the local member called to. It reports that member's name and whether
+// there is one.
+func (h *Hub) DeliverPrivate(from, to, text string) (string, bool) {
+	target := h.lookup(to)
+	if target == nil {
+		return "", false
+	}
+	name := target.Name()
+	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: from, To: name, Text: text}))
+	h.deliveries.Add(1)
+	return name, true
+}
+
+// ResyncHistory makes every room take its history from the cluster again
+// on its next join. A relay calls it when its link comes back, since lines
+// said while it was away never reached this node.
+func (h *Hub) ResyncHistory() { h.histEpoch.Add(1) }
+
+// claimForConnect claims a name in the cluster for a new member: the one
+// it asked for, or else a guest name. If the cluster cannot be asked, the
+// name is kept (the cluster will claim it when it can) and checked on this
+// node only, like any other.
+func (h *Hub) claimForConnect(name, room string, notices []string) (string, []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if name != "" {
+		err := h.cluster.ClaimName(ctx, name, room)
+		if !errors.Is(err, ErrNameTaken) {
+			if err != nil {
+				h.log.Debug("cluster name claim failed; checking this node only", "name", name, "err", err)
+			}
+			return name, notices
+		}
+		notices = append(notices, "nick \""+name+"\" is taken; you are a guest for now")
+	}
+	for range 5 {
+		h.mu.Lock()
+		guest := h.guestNameLocked()
+		h.mu.Unlock()
+		err := h.cluster.ClaimName(ctx, guest, room)
+		if !errors.Is(err, ErrNameTaken) {
+			if err != nil {
+				h.log.Debug("cluster name claim failed; checking this node only", "name", guest, "err", err)
+			}
+			return guest, notices
+		}
+	}
+	return "", notices
+}
+
+// hydrate fills the room called name with the cluster's history of it, if
+// it has not had it since the link last came back.
+func (h *Hub) hydrate(name string) {
+	if h.cluster == nil || h.cfg.History <= 0 {
+		return
+	}
+	epoch := h.histEpoch.Load()
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r != nil {
+		r.mu.Lock()
+		done := r.synced >= epoch
+		r.mu.Unlock()
+		if done {
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	lines, err := h.cluster.History(ctx, name)
+	if err != nil {
+		h.log.Debug("cluster history unavailable", "room", name, "err", err)
+		return
+	}
+	h.mu.Lock()
+	r, err = h.roomLocked(name)
+	h.mu.Unlock()
+	if err != nil {
+		return
+	}
+	r.seed(lines, epoch)
+}
+
+// seed merges the cluster's lines of the room with the ones this node
+// kept: the cluster's first, then any kept here it does not have yet (said
+// since it was asked), the newest History of them.
+func (r *Room) seed(lines []*Event, epoch uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.synced >= epoch {
+		return
+	}
+	key := func(ev *Event) string { return ev.Node + "/" + strconv.FormatUint(ev.ID, 10) }
+	seen := make(map[string]bool, len(lines))
+	merged := make([]*Event, 0, len(lines)+len(r.history))
+	for _, ev := range lines {
+		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[key(ev)] {
+			continue
+		}
+		if ev.line == nil {
+			ev.finish()
+		}
+		seen[key(ev)] = true
+		merged = append(merged, ev)
+	}
+	for _, ev := range r.historyLocked() {
+		if !seen[key(ev)] {
+			merged = append(merged, ev)
+		}
+	}
+	if max := r.hub.cfg.History; len(merged) > max {
+		merged = merged[len(merged)-max:]
+	}
+	r.history, r.histStart, r.synced = merged, 0, epoch
+}

@@ -1,0 +1,26 @@
+// Package natsrelay joins chatbridge nodes into one chat through NATS. A
+// [Relay] is the [tcpserver.Relay] and [tcpserver.Cluster] of one node's
+// hub: it publishes the room events of local members, hands the events of
+// other nodes to the hub, keeps names unique across nodes, knows who is on
+// which node and in which room, routes private messages, and serves the
+// history of rooms from JetStream.
+//
+// Everything lives under a prefix (here "chatbridge"):
+//
+//	chatbridge.room.ROOM.line      messages and /me actions, kept in the stream
+//	chatbridge.room.ROOM.event     joins, leaves and name changes
+//	chatbridge.node.NODE.private   private messages for the members of NODE (request/reply)
+//	stream chatbridge_history      chatbridge.room.*.line, the last History lines per room
+//	bucket chatbridge_names        folded name -> {node, name, room}; create-only claims,
+//	                               refreshed by their node, gone after the bucket's TTL
+//
+// The hub never waits for NATS while it fans a line out: [Relay.Publish]
+// only queues, into a bounded queue that one goroutine drains; when it is
+// full the event is dropped, counted and logged. The link to NATS comes
+// and goes by itself (nats.go reconnects forever); local members are told
+// "link to other nodes lost" and "link to other nodes restored".
+//
+// Goroutines: [Relay.Start] starts the publisher, the link watcher and the
+// name writer, and nats.go its own; [Relay.Close] ends all of them and
+// waits for them.
+package natsrelay
