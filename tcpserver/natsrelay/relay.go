@@ -487,7 +487,7 @@ func (r *Relay) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.cfg.URL, err)
 	}
-	if err := r.names.startWatch(kv); err != nil {
+	if err := r.names.startWatch(ctx, kv); err != nil {
 		return err
 	}
 	r.store.Store(&store{history: stream, kv: kv})
