@@ -55,7 +55,8 @@ type Cluster interface {
 	Private(ctx context.Context, from, to, text string) (string, error)
 
 	// History returns the last lines (KindMessage, KindAction) said in room
-	// on any node, oldest first. Events of this node have Node "".
+	// on any node, oldest first: this node's own with their ID, the others'
+	// with Node and NodeID and no ID.
 	History(ctx context.Context, room string) ([]*Event, error)
 }
 
@@ -170,12 +171,20 @@ func (r *Room) seed(lines []*Event, epoch uint64) {
 	if r.synced >= epoch {
 		return
 	}
-	key := func(ev *Event) string { return ev.Node + "/" + strconv.FormatUint(ev.ID, 10) }
+	key := func(ev *Event) string {
+		if ev.Node != "" {
+			return ev.Node + "/" + strconv.FormatUint(ev.NodeID, 10)
+		}
+		return "/" + strconv.FormatUint(ev.ID, 10)
+	}
 	seen := make(map[string]bool, len(lines))
 	merged := make([]*Event, 0, len(lines)+len(r.history))
 	for _, ev := range lines {
 		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[key(ev)] {
 			continue
+		}
+		if ev.ID == 0 {
+			ev.ID = r.hub.nextID.Add(1)
 		}
 		if ev.line == nil {
 			ev.finish()

@@ -65,9 +65,12 @@ type Event struct {
 	Text string
 	Addr string // KindJoin and KindLeave: the member's remote address
 
-	// Node is the node an event relayed from another node was made on
-	// (its ID is that node's); "" for this node's own events.
-	Node string
+	// Node is the node an event relayed from another node was made on,
+	// and NodeID its ID there; "" and 0 for this node's own events. The
+	// hub gives a relayed event an ID of its own (IDs are unique on a
+	// server) and tells events apart by Node and NodeID.
+	Node   string
+	NodeID uint64
 
 	// Echo marks a copy sent back to its own author (a private message's
 	// "-> *bob* text" receipt).

@@ -408,21 +408,22 @@ func (h *Hub) Rooms() []RoomInfo {
 }
 
 // Deliver hands an event from another node (through the [Relay]) to the
-// local members of its room, and keeps it in the room's history. A join,
+// local members of its room, with an ID of this hub's if it has none, and keeps it in the room's history. A join,
 // leave or name change for a room nobody here is in is dropped, and one
 // for a room bigger than AnnounceLimit is not announced. A [KindBatch] of
 // one sender's lines reaches each member as one queue entry, as a local
 // batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
-	if ev.Kind == KindBatch {
-		for _, line := range ev.Events {
-			if line.line == nil {
-				line.finish()
-			}
+	for _, line := range ev.Events {
+		if line.ID == 0 {
+			line.ID = h.nextID.Add(1)
 		}
-		if ev.ID == 0 {
-			ev.ID = h.nextID.Add(1)
+		if line.line == nil {
+			line.finish()
 		}
+	}
+	if ev.ID == 0 {
+		ev.ID = h.nextID.Add(1)
 	}
 	if ev.line == nil {
 		ev.finish()

@@ -52,8 +52,8 @@ func (r *Relay) History(ctx context.Context, room string) ([]*tcpserver.Event, e
 			r.bad.Add(1)
 			continue
 		}
-		if ev.Node == r.cfg.NodeID {
-			ev.Node = ""
+		if ev.Node == r.cfg.NodeID { // our own: as the hub knows it
+			ev.Node, ev.ID, ev.NodeID = "", ev.NodeID, 0
 		}
 		lines = append(lines, ev)
 	}

@@ -261,37 +261,50 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 }
 
 // startWatch replaces the view of other nodes' members with what the
-// bucket holds now, and follows it.
-func (n *names) startWatch(kv jetstream.KeyValue) error {
+// bucket holds now, and follows it. It returns once the view holds what
+// the bucket held (or ctx ends), so that presence is whole again by the
+// time members are told the link is back.
+func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 	n.stopWatch()
-	ctx, cancel := context.WithCancel(n.r.ctx)
-	w, err := kv.WatchAll(ctx)
+	wctx, cancel := context.WithCancel(n.r.ctx)
+	w, err := kv.WatchAll(wctx)
 	if err != nil {
 		cancel()
 		return fmt.Errorf("watch bucket %s: %w", n.r.bucketName(), err)
 	}
 	n.forgetRemote()
-	done := make(chan struct{})
+	done, loaded := make(chan struct{}), make(chan struct{})
 	n.watchMu.Lock()
 	n.watchCancel, n.watchDone = cancel, done
 	n.watchMu.Unlock()
-	go func() { // owned by startWatch/stopWatch
+	go func(loaded chan struct{}) { // owned by startWatch/stopWatch
 		defer close(done)
 		defer w.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-wctx.Done():
 				return
 			case e, ok := <-w.Updates():
 				if !ok {
 					return
 				}
-				if e != nil {
-					n.apply(e)
+				if e == nil { // the initial values are in
+					if loaded != nil {
+						close(loaded)
+						loaded = nil
+					}
+					continue
 				}
+				n.apply(e)
 			}
 		}
-	}()
+	}(loaded)
+	select {
+	case <-loaded:
+	case <-ctx.Done():
+		n.stopWatch()
+		return fmt.Errorf("watch bucket %s: %w", n.r.bucketName(), ctx.Err())
+	}
 	return nil
 }
 

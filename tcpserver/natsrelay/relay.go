@@ -399,7 +399,7 @@ func (r *Relay) decodeRoomEvent(m *nats.Msg) *tcpserver.Event {
 // the bucket and the names; each time it goes, it tells the members. It
 // also refreshes this node's names and forgets dead nodes' members.
 func (r *Relay) linkLoop() {
-	up, everUp := false, false
+	up, everUp, failing := false, false, false
 	var reconnects uint64
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -436,10 +436,13 @@ func (r *Relay) linkLoop() {
 			err := r.setup(ctx)
 			cancel()
 			if err != nil {
-				r.log.Warn("cannot set up NATS; will retry", "err", err)
-				up = false
+				if !failing { // once per spell, not every second
+					r.log.Warn("cannot set up NATS; will retry", "err", err)
+				}
+				up, failing = false, true
 				continue
 			}
+			failing = false
 			reconnects = rc
 			r.log.Info("link to other nodes up", "url", r.nc.ConnectedUrlRedacted())
 			if everUp {
@@ -487,7 +490,7 @@ func (r *Relay) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.cfg.URL, err)
 	}
-	if err := r.names.startWatch(kv); err != nil {
+	if err := r.names.startWatch(ctx, kv); err != nil {
 		return err
 	}
 	r.store.Store(&store{history: stream, kv: kv})

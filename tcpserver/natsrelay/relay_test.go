@@ -369,3 +369,34 @@ func TestPublishDropsWhenTheQueueIsFull(t *testing.T) {
 		t.Fatalf("Dropped() = %d, want 8", got)
 	}
 }
+
+func TestHistoryMergesWithoutDuplicates(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 0)
+	b := startNode(t, ns.url(), "b", 0)
+	bob := b.join(t, "bob", "")
+	alice := a.join(t, "alice", "dev")
+	alice.say("from a 1", "from a 2")
+	bob.say("/join dev") // b takes dev's history from the cluster now
+	bob.expect("<alice> from a 2")
+	alice.say("from a 3") // b keeps it in dev's history, live
+	bob.expect("<alice> from a 3")
+
+	// After the link comes back, the next join in dev merges the stream
+	// with what b kept: each line once, in order.
+	ns.stop()
+	bob.expect(NoticeLost)
+	ns.start(t)
+	bob.expect(NoticeRestored)
+	u := &user{t: t, signal: make(chan struct{}, 1)}
+	c, err := b.hub.Connect(u, tcpserver.ConnectInfo{Addr: "192.0.2.3:1", Nick: "carol", Room: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Leave("")
+	got := u.take()
+	want := []string{"<alice> from a 1", "<alice> from a 2", "<alice> from a 3"}
+	if len(got) < 5 || strings.HasPrefix(got[4], "<") || strings.Join(got[1:4], "\n") != strings.Join(want, "\n") {
+		t.Fatalf("carol's welcome on node b:\n%s", strings.Join(got, "\n"))
+	}
+}

@@ -67,7 +67,8 @@ func encodeEvent(node string, ev *tcpserver.Event) ([]byte, error) {
 	return b, nil
 }
 
-// decodeEvent reads a message from NATS. Whatever b holds, it returns
+// decodeEvent reads a message from NATS, giving the event Node and NodeID
+// and no ID (the hub gives it one). Whatever b holds, it returns
 // either an event fit to show members (names and rooms valid, text
 // cleaned of control characters as the hub cleans what members type) or
 // an error wrapping errBadMessage.
@@ -127,7 +128,7 @@ func decodeEvent(b []byte) (*tcpserver.Event, error) {
 		t = time.Unix(0, w.Time)
 	}
 	return &tcpserver.Event{
-		ID: w.ID, Kind: kind, Time: t, Room: w.Room, From: w.From, To: w.To,
+		NodeID: w.ID, Kind: kind, Time: t, Room: w.Room, From: w.From, To: w.To,
 		Text: text, Addr: addr, Node: w.Node,
 	}, nil
 }

@@ -33,10 +33,10 @@ func TestEventRoundTrip(t *testing.T) {
 				t.Fatalf("decode %s: %v", b, err)
 			}
 			want := tt.ev
-			if got.Node != "node-1" {
-				t.Fatalf("node = %q", got.Node)
+			if got.Node != "node-1" || got.NodeID != want.ID || got.ID != 0 {
+				t.Fatalf("node, node ID, ID = %q, %d, %d", got.Node, got.NodeID, got.ID)
 			}
-			if got.ID != want.ID || got.Kind != want.Kind || !got.Time.Equal(want.Time) || got.Room != want.Room ||
+			if got.Kind != want.Kind || !got.Time.Equal(want.Time) || got.Room != want.Room ||
 				got.From != want.From || got.To != want.To || got.Text != want.Text || got.Addr != want.Addr {
 				t.Fatalf("round trip of %s:\n got %s\nwant %s", b, got.JSON(), want.JSON())
 			}
