@@ -37,7 +37,7 @@ func ParseCommand(line string) (name, arg string, ok bool) {
 // ValidNick reports whether s can be a member's name: 1 to 24 ASCII
 // letters, digits, '-' or '_'. Names are unique without regard to case.
 func ValidNick(s string) error {
-	if !validName(s, MaxNickLen) {
+	if !ValidName(s, MaxNickLen) {
 		return fmt.Errorf("nick %q is not valid: %w", s, ErrBadNick)
 	}
 	return nil
@@ -47,13 +47,16 @@ func ValidNick(s string) error {
 // returns it folded to lower case: rooms "Dev" and "#dev" are the same room.
 func RoomName(s string) (string, error) {
 	s = strings.TrimPrefix(s, "#")
-	if !validName(s, MaxRoomLen) {
+	if !ValidName(s, MaxRoomLen) {
 		return "", fmt.Errorf("room %q is not valid: %w", s, ErrBadRoom)
 	}
 	return strings.ToLower(s), nil
 }
 
-func validName(s string, max int) bool {
+// ValidName reports whether s has the shape of every name chatbridge
+// uses (nicks, rooms, node IDs): 1 to max ASCII letters, digits, '-' or
+// '_'.
+func ValidName(s string, max int) bool {
 	if len(s) == 0 || len(s) > max {
 		return false
 	}

@@ -134,20 +134,7 @@ func decodeEvent(b []byte) (*tcpserver.Event, error) {
 }
 
 // validNodeID reports whether s can be a node ID: it is a subject token.
-func validNodeID(s string) bool {
-	if s == "" || len(s) > maxNodeID {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validNodeID(s string) bool { return tcpserver.ValidName(s, maxNodeID) }
 
 // nameEntry is the value of a name in the names bucket.
 type nameEntry struct {
