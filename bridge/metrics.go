@@ -19,6 +19,7 @@ func (s *Server) metricsHandler() http.Handler {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	reg.MustRegister(s.cfg.Collectors...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slogPrinter{s},
 	})

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"chatbridge/tcpserver"
 	"chatbridge/tcpserver/idlepoll"
@@ -55,6 +56,9 @@ type Config struct {
 	// Web serves the page: /, /embed and the files they load (package
 	// web). Nil serves no page.
 	Web http.Handler
+
+	// Collectors are more metrics for /metrics, such as a relay's.
+	Collectors []prometheus.Collector
 }
 
 func (c Config) withDefaults() Config {

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"chatbridge/bridge"
 	"chatbridge/tcpserver"
 	"chatbridge/tcpserver/natsrelay"
@@ -116,6 +118,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			TLSCertFile:  cfg.tlsCert,
 			TLSKeyFile:   cfg.tlsKey,
 			Web:          web.Handler(),
+			Collectors:   relayCollectors(relay),
 		}, log)
 		name := "web (http)"
 		if cfg.tlsCert != "" {
@@ -189,6 +192,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	log.Info("stopped")
 	return code
+}
+
+// relayCollectors is the relay's metrics for /metrics, if there is a relay.
+func relayCollectors(r *natsrelay.Relay) []prometheus.Collector {
+	if r == nil {
+		return nil
+	}
+	return []prometheus.Collector{r.Collector()}
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

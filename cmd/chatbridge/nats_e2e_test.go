@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,4 +148,20 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 	wsExpect("*telly* psst")
 	tcpExpect("-> *webby* psst")
 	ws.Close(websocket.StatusNormalClosure, "")
+
+	// The relay's state is in /metrics.
+	resp, err := http.Get("http://" + httpA + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\nchatbridge_relay_link_up 1\n", "\nchatbridge_relay_dropped_total 0\n"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 }

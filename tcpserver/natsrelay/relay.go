@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"chatbridge/tcpserver"
 )
@@ -141,6 +142,43 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 
 // NodeID returns this node's name on NATS.
 func (r *Relay) NodeID() string { return r.cfg.NodeID }
+
+// Collector returns the relay's counters as Prometheus metrics, read when
+// scraped: chatbridge_relay_dropped_total, chatbridge_relay_offline_total,
+// chatbridge_relay_unreadable_total and chatbridge_relay_link_up.
+func (r *Relay) Collector() prometheus.Collector {
+	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatbridge_relay_" + name, Help: help},
+			func() float64 { return float64(v.Load()) })
+	}
+	return relayCollectors{
+		counter("dropped_total", "Events for other nodes dropped: the relay's queue was full, or NATS refused them.", &r.dropped),
+		counter("offline_total", "Events kept on this node because the link to the others was down.", &r.offline),
+		counter("unreadable_total", "Messages from NATS that were not ours to read, ignored.", &r.bad),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatbridge_relay_link_up", Help: "1 while this node is connected to NATS."},
+			func() float64 {
+				if r.nc != nil && r.nc.IsConnected() {
+					return 1
+				}
+				return 0
+			}),
+	}
+}
+
+// relayCollectors is several collectors as one.
+type relayCollectors []prometheus.Collector
+
+func (c relayCollectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, x := range c {
+		x.Describe(ch)
+	}
+}
+
+func (c relayCollectors) Collect(ch chan<- prometheus.Metric) {
+	for _, x := range c {
+		x.Collect(ch)
+	}
+}
 
 // Dropped returns how many events were not published: the queue was full
 // or NATS refused them.
