@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,26 +17,27 @@ func TestReliabilityScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	// Small queues and a short write timeout, so that clients that never
-	// read are cut off within the short run.
-	srv := startChatbridge(t, "--queue", "64", "--write-timeout", "2s")
-	pid := strconv.Itoa(srv.pid)
-	metrics := "http://" + strings.TrimSuffix(strings.TrimPrefix(srv.ws, "ws://"), "/ws") + "/metrics"
-	common := []string{"--tcp", srv.tcp, "--ws", srv.ws, "--metrics", metrics, "--pid", pid, "--max-rss", "256", "--quiet"}
-
+	bench := buildBench(t)
+	// with starts a server with args (none: the defaults) and returns
+	// the scenario flags that aim at it.
+	with := func(t *testing.T, args ...string) []string {
+		srv := startChatbridge(t, args...)
+		metrics := "http://" + strings.TrimSuffix(strings.TrimPrefix(srv.ws, "ws://"), "/ws") + "/metrics"
+		return []string{"--tcp", srv.tcp, "--ws", srv.ws, "--metrics", metrics, "--pid", strconv.Itoa(srv.pid), "--max-rss", "256", "--quiet"}
+	}
+	common := with(t)
 	run := func(t *testing.T, args ...string) {
 		t.Helper()
-		code, out, stderr := runArgs(t, append(args, common...)...)
-		t.Logf("%s", out)
-		if code != 0 {
-			t.Fatalf("exit %d\n%s%s", code, out, stderr)
-		}
+		runBench(t, bench, append(args, common...)...)
 	}
 	t.Run("soak", func(t *testing.T) {
 		run(t, "soak", "--receivers", "60", "--senders", "4", "--rate", "5", "--duration", "4s")
 	})
 	t.Run("slow", func(t *testing.T) {
-		run(t, "slow", "--receivers", "30", "--senders", "4", "--rate", "8", "--pad", "3000", "--slow", "6", "--duration", "6s", "--grace", "3s")
+		// Small queues and a short write timeout, so that clients that
+		// never read are cut off within the short run.
+		flags := with(t, "--queue", "64", "--write-timeout", "2s")
+		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "4", "--rate", "8", "--pad", "3000", "--slow", "6", "--duration", "6s", "--grace", "3s"}, flags...)...)
 	})
 	t.Run("churn", func(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")
@@ -50,11 +54,32 @@ func TestRestartScenario(t *testing.T) {
 	bin := buildChatbridge(t)
 	tcp, http := freePort(t), freePort(t)
 	exec := bin + " --tcp " + tcp + " --http " + http + " --shutdown-timeout 5s"
-	code, out, stderr := runArgs(t, "restart", "--tcp", tcp, "--ws", "ws://"+http+"/ws", "--exec", exec,
+	runBench(t, buildBench(t), "restart", "--tcp", tcp, "--ws", "ws://"+http+"/ws", "--exec", exec,
 		"--receivers", "10", "--duration", "3s", "--quiet")
-	t.Logf("%s", out)
-	if code != 0 {
-		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+}
+
+// buildBench builds chatbench itself, without the race detector: the
+// scenarios time the server, and a load tool slowed down tenfold would
+// time itself.
+func buildBench(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "chatbench")
+	if out, err := exec.Command("go", "build", "-o", bin, "chatbridge/cmd/chatbench").CombinedOutput(); err != nil {
+		t.Fatalf("go build chatbench: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// runBench runs a scenario and fails the test if it fails.
+func runBench(t *testing.T, bench string, args ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bench, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("%s", stdout.String())
+	if err != nil {
+		t.Fatalf("chatbench %s: %v\n%s%s", args[0], err, stdout.String(), stderr.String())
 	}
 }
 
