@@ -22,6 +22,7 @@ type fanoutConfig struct {
 	drain     time.Duration // how long to wait for stragglers after sending
 	settle    time.Duration // quiet time after connecting, before sending
 	window    int64         // lines per sender that may be in flight to the slowest receiver
+	noBurst   bool          // paced senders that fall behind skip ahead instead of catching up
 }
 
 // fanoutRun is the state of one fanout run. The run's own goroutine owns it
@@ -360,10 +361,18 @@ func (f *fanoutRun) sendLoop(ctx context.Context, s *sender, t0 time.Time) {
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var low int64 // cached floor of the window
+	var low int64           // cached floor of the window
+	var shift time.Duration // how far the schedule moved back (noBurst)
 	for seq := int64(0); f.cfg.messages == 0 || seq < f.cfg.messages; seq++ {
 		if interval > 0 {
-			due := t0.Add(offset + time.Duration(seq)*interval)
+			due := t0.Add(offset + shift + time.Duration(seq)*interval)
+			if late := time.Since(due); f.cfg.noBurst && late > interval {
+				// Behind (the machine was busy): go on from now rather
+				// than send the backlog at once, which a server's flood
+				// control would rightly refuse.
+				shift += late
+				due = due.Add(late)
+			}
 			if !due.Before(end) {
 				return
 			}

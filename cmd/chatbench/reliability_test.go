@@ -31,7 +31,7 @@ func TestReliabilityScenarios(t *testing.T) {
 		runBench(t, bench, append(args, common...)...)
 	}
 	t.Run("soak", func(t *testing.T) {
-		run(t, "soak", "--receivers", "60", "--senders", "4", "--rate", "5", "--duration", "4s")
+		run(t, "soak", "--receivers", "60", "--senders", "4", "--rate", "5", "--duration", "60s")
 	})
 	t.Run("slow", func(t *testing.T) {
 		// Small queues and a short write timeout, so that clients that

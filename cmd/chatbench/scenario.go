@@ -280,6 +280,7 @@ func (e *scenarioEnv) fanout(ctx context.Context, d time.Duration) (*result, err
 		receivers:    e.v.receivers, senders: e.v.senders,
 		rate: e.v.rate, duration: d,
 		drain: 2 * time.Second, settle: 300 * time.Millisecond, window: 1000,
+		noBurst: true, // healthy users: never over the server's flood limit
 	}, e.log)
 }
 
