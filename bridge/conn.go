@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -32,14 +31,8 @@ const (
 	closeFlush = time.Second
 )
 
-// spareKeep is the largest queue array a member keeps while idle.
-const spareKeep = 8
-
-// Reasons the server gives in close frames, besides the hub's own.
-const (
-	reasonShutdown = "server shutting down"
-	reasonTooSlow  = "too slow"
-)
+// reasonShutdown is the close frame's reason when the server stops.
+const reasonShutdown = "server shutting down"
 
 // wsConn is one WebSocket user: a [tcpserver.Member] whose writer
 // goroutine runs only while there is something to write, like the TCP
@@ -56,40 +49,22 @@ type wsConn struct {
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
 
-	wg sync.WaitGroup // the writer and the keepalive
+	out tcpserver.Outbox // the queue and its writer; wsConn is its Sink
+	wg  sync.WaitGroup   // the keepalive
 
-	mu      sync.Mutex
-	queue   []*tcpserver.Event // waiting for the writer
-	spare   []*tcpserver.Event // the writer's last batch array, for reuse
-	writing bool               // a writer goroutine is running (or closing up)
-	closing bool               // no more events are taken
-	abort   bool               // stop writing: the member is being cut off
-	done    bool               // the reader has finished; nothing more starts
-	code    websocket.StatusCode
-	reason  string      // the close frame's reason
-	leave   string      // why the member left, for the room's leave notice
-	ping    *time.Timer // the next keepalive
+	mu    sync.Mutex
+	leave string      // why the member left, for the room's leave notice
+	ping  *time.Timer // the next keepalive
 }
 
-// Send queues ev. It never blocks: if the queue is full the member is too
-// slow, and is cut off.
-func (c *wsConn) Send(ev *tcpserver.Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	if len(c.queue) >= c.srv.cfg.Queue {
-		c.cutLocked(reasonTooSlow)
-		return
-	}
-	c.queue = append(c.queue, ev)
-	c.startWriterLocked()
-}
+// Send queues ev (see [tcpserver.Outbox.Send]).
+func (c *wsConn) Send(ev *tcpserver.Event) { c.out.Send(ev) }
 
 // Close sends what is queued, then a close frame with reason, and closes.
 func (c *wsConn) Close(reason string) {
-	c.closeGracefully(closeCode(reason), reason)
+	if c.out.Close(reason) {
+		c.stopPing()
+	}
 }
 
 // closeCode picks the close status for a reason the hub gives: it ends
@@ -106,89 +81,29 @@ func closeCode(reason string) websocket.StatusCode {
 	}
 }
 
-func (c *wsConn) closeGracefully(code websocket.StatusCode, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	c.closing = true
-	c.code, c.reason = code, reason
-	c.stopPingLocked()
-	c.startWriterLocked()
+// BeginBatch does nothing: the wire gives every network write its
+// deadline.
+func (c *wsConn) BeginBatch() {}
+
+// Interrupt ends a write in progress: the member is cut off.
+func (c *wsConn) Interrupt() { c.wire.setEndBy(time.Now()) }
+
+// Drained sends the close frame once everything queued has gone out.
+func (c *wsConn) Drained(reason string) { c.ws.Close(closeCode(reason), closeReason(reason)) }
+
+// Abort tries once, briefly, to send a member that is being cut off a
+// close frame saying why, then drops the connection.
+func (c *wsConn) Abort(reason string) {
+	c.wire.discard()
+	c.closeBriefly(websocket.StatusPolicyViolation, reason, abortGrace)
 }
 
-// cutLocked drops a member that cannot keep up: its queue is thrown away,
-// its write in progress is interrupted, and the writer closes the
-// connection after one short try at telling it why.
-func (c *wsConn) cutLocked(reason string) {
-	c.closing, c.abort = true, true
-	c.code, c.reason, c.leave = websocket.StatusPolicyViolation, reason, reason
-	clear(c.queue)
-	c.queue = c.queue[:0]
-	c.stopPingLocked()
-	c.srv.hub.CountSlowKick()
-	c.wire.setEndBy(time.Now())
-	c.startWriterLocked()
-}
+// Failed drops a connection whose write failed.
+func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
-func (c *wsConn) startWriterLocked() {
-	if c.writing || c.done {
-		return
-	}
-	c.writing = true
-	c.wg.Add(1)
-	go c.writeLoop()
-}
-
-// writeLoop writes queued events, corked so that every frame queued by
-// then goes out in one write, until the queue is empty; then it exits.
-// When the connection is closing it finishes it off instead.
-func (c *wsConn) writeLoop() {
-	defer c.wg.Done()
-	var batch []*tcpserver.Event
-	for {
-		c.mu.Lock()
-		if batch != nil && cap(batch) <= spareKeep {
-			c.spare = batch[:0]
-		}
-		if c.abort {
-			c.mu.Unlock()
-			c.abortWrite()
-			return
-		}
-		batch = c.queue
-		if len(batch) == 0 {
-			if c.closing {
-				code, reason := c.code, c.reason
-				c.mu.Unlock()
-				if code != 0 {
-					c.ws.Close(code, closeReason(reason))
-				}
-				return
-			}
-			if cap(c.queue) > spareKeep {
-				c.queue = nil
-			}
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		c.queue, c.spare = c.spare, nil
-		c.mu.Unlock()
-
-		err := c.writeBatch(batch)
-		clear(batch)
-		if err != nil {
-			c.writeFailed(err)
-			return
-		}
-	}
-}
-
-// writeBatch writes batch, one frame per event (plain mode: one frame per
-// line), in one write to the network.
-func (c *wsConn) writeBatch(batch []*tcpserver.Event) error {
+// WriteEvents writes batch, one frame per event (plain mode: one frame
+// per line), in one write to the network.
+func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 	ctx := context.Background() // the cork makes frame writes memory copies; the network write has its deadline
 	c.wire.cork()
 	var err error
@@ -225,36 +140,6 @@ func trimLineEnd(b []byte) []byte {
 	return bytes.TrimSuffix(b, []byte("\r\n"))
 }
 
-// writeFailed ends a connection whose write failed. A timeout means the
-// member stopped reading: it is cut off as too slow.
-func (c *wsConn) writeFailed(err error) {
-	c.mu.Lock()
-	cut := c.abort
-	if !cut && errors.Is(err, os.ErrDeadlineExceeded) {
-		cut = true
-		c.closing, c.abort = true, true
-		c.code, c.reason, c.leave = websocket.StatusPolicyViolation, reasonTooSlow, reasonTooSlow
-		c.stopPingLocked()
-		c.srv.hub.CountSlowKick()
-	}
-	c.mu.Unlock()
-	if cut {
-		c.abortWrite()
-		return
-	}
-	c.wire.closeNow()
-}
-
-// abortWrite tries once, briefly, to send a member that is being cut off a
-// close frame saying why, then drops the connection.
-func (c *wsConn) abortWrite() {
-	c.mu.Lock()
-	code, reason := c.code, c.reason
-	c.mu.Unlock()
-	c.wire.discard()
-	c.closeBriefly(code, reason, abortGrace)
-}
-
 // closeBriefly sends a close frame and waits at most grace, in all, for
 // it to go out and for the client's answer; then it drops the connection.
 func (c *wsConn) closeBriefly(code websocket.StatusCode, reason string, grace time.Duration) {
@@ -282,13 +167,14 @@ func closeReason(reason string) string {
 func (c *wsConn) startKeepalive() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || c.done {
-		return
+	if !c.out.Closing() {
+		c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
 	}
-	c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
 }
 
-func (c *wsConn) stopPingLocked() {
+func (c *wsConn) stopPing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.ping != nil {
 		c.ping.Stop()
 	}
@@ -298,7 +184,7 @@ func (c *wsConn) stopPingLocked() {
 // reader takes in). A client that does not answer is dropped.
 func (c *wsConn) keepalive() {
 	c.mu.Lock()
-	if c.closing || c.done {
+	if c.out.Closing() {
 		c.mu.Unlock()
 		return
 	}
@@ -312,42 +198,38 @@ func (c *wsConn) keepalive() {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || c.done {
+	if c.out.Closing() {
 		return
 	}
 	if err != nil {
 		c.leave = "ping timeout"
-		c.closing = true
+		c.out.Stop()
 		c.wire.closeNow()
 		return
 	}
 	c.ping.Reset(c.srv.cfg.PingInterval)
 }
 
-func (c *wsConn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
-
+// leaveReason is why the member left, for the room's leave notice.
 func (c *wsConn) leaveReason() string {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.leave
+	leave := c.leave
+	c.mu.Unlock()
+	if leave == "" && c.out.Reason() == tcpserver.ReasonTooSlow {
+		return tcpserver.ReasonTooSlow
+	}
+	return leave
 }
 
 // finish ends the connection once the reader is done: it sends whatever
 // is already gathered for the network (a close frame among it, perhaps),
 // closes, and waits for the writer and the keepalive.
 func (c *wsConn) finish() {
-	c.mu.Lock()
-	c.closing, c.done = true, true
-	clear(c.queue)
-	c.queue = nil
-	c.stopPingLocked()
-	c.mu.Unlock()
+	c.out.Stop()
+	c.stopPing()
 	c.wire.Close()
 	c.ws.CloseNow()
+	c.out.Wait()
 	c.wg.Wait()
 }
 
@@ -421,7 +303,7 @@ func (c *wsConn) readMessages() (parked bool) {
 			client.Hold()
 			held++
 		}
-		if err == nil && !c.isClosing() {
+		if err == nil && !c.out.Closing() {
 			c.handle(client, typ, (*bp)[:n])
 		}
 		c.srv.readBufs.Put(bp)

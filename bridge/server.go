@@ -71,6 +71,9 @@ func (c Config) withDefaults() Config {
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second
 	}
+	if c.SendBuffer == 0 {
+		c.SendBuffer = tcpserver.DefaultSendBuffer
+	}
 	if c.PongTimeout <= 0 {
 		c.PongTimeout = 10 * time.Second
 	}
@@ -212,7 +215,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	conns := s.snapshotLocked()
 	s.mu.Unlock()
 	for _, c := range conns {
-		c.closeGracefully(websocket.StatusGoingAway, reasonShutdown)
+		c.Close(reasonShutdown)
 	}
 
 	herr := s.http.Shutdown(ctx)
@@ -381,6 +384,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		json: ws.Subprotocol() == JSONProtocol,
 		addr: r.RemoteAddr,
 	}
+	c.out.Init(s.hub, s.cfg.Queue, c)
 	if c.json {
 		ws.SetReadLimit(s.readLimitJSON)
 	} else {

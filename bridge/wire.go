@@ -94,7 +94,9 @@ var errIdle = errors.New("nothing to read yet")
 
 func (w *wireConn) Read(p []byte) (int, error) {
 	n, err := w.read(p)
-	w.frames.feed(p[:n])
+	if w.raw != nil { // only a parking reader needs the frame boundaries
+		w.frames.feed(p[:n])
+	}
 	return n, err
 }
 

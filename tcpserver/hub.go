@@ -475,8 +475,8 @@ func (h *Hub) Stats() Stats {
 	}
 }
 
-// CountSlowKick counts a member cut off for not keeping up. Transports
-// call it when a member's queue overflows or a write times out.
+// CountSlowKick counts a member cut off for not keeping up, for
+// transports that queue without an [Outbox] (which counts its own).
 func (h *Hub) CountSlowKick() { h.slowKicks.Add(1) }
 
 // stamp gives ev its ID and time and encodes it, ready to share.

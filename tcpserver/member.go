@@ -8,7 +8,8 @@ type Member interface {
 	// Send queues ev for the member. It must return at once: a member
 	// whose queue is full cuts itself off (counting it with
 	// [Hub.CountSlowKick]) rather than make the sender wait. ev is shared
-	// with other members and must not be changed.
+	// with other members and must not be changed. An [Outbox] does all
+	// this; both of chatbridge's transports use one.
 	Send(ev *Event)
 
 	// Close ends the connection after the member has been sent what is

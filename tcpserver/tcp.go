@@ -2,10 +2,8 @@ package tcpserver
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"runtime"
 	"sync"
 	"time"
@@ -45,25 +43,16 @@ func (c Config) withDefaults() Config {
 // DefaultSendBuffer is the kernel send buffer a member's socket gets.
 const DefaultSendBuffer = 128 << 10
 
-// capSendBuffer applies a send buffer cap to a connection, if it is TCP
-// (or TLS over TCP).
-func capSendBuffer(nc net.Conn, size int) {
+// CapSendBuffer caps nc's kernel send buffer at size bytes, if nc is TCP
+// (or TLS over TCP) and size is positive (see Config.SendBuffer). The
+// hub's other transports use it too.
+func CapSendBuffer(nc net.Conn, size int) {
 	if w, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		nc = w.NetConn()
 	}
 	if tc, ok := nc.(*net.TCPConn); ok && size > 0 {
 		tc.SetWriteBuffer(size)
 	}
-}
-
-// CapSendBuffer is how the TCP server caps each member's kernel send
-// buffer (see Config.SendBuffer), for the hub's other transports: size 0
-// is DefaultSendBuffer, a negative size leaves the kernel's.
-func CapSendBuffer(nc net.Conn, size int) {
-	if size == 0 {
-		size = DefaultSendBuffer
-	}
-	capSendBuffer(nc, size)
 }
 
 // readBufSize is the size of the buffers lent to readers, only for the
@@ -73,9 +62,6 @@ const readBufSize = 4096
 // outBufSize is the size of the buffers lent to writers, only for the
 // length of one batch (see writeEvents).
 const outBufSize = 32 << 10
-
-// spareKeep is the largest queue array a member keeps while idle.
-const spareKeep = 8
 
 // Server is the TCP chat server: telnet and nc users, one line per message.
 type Server struct {
@@ -128,8 +114,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) handle(nc net.Conn) {
-	capSendBuffer(nc, s.cfg.SendBuffer)
+	CapSendBuffer(nc, s.cfg.SendBuffer)
 	c := &tcpConn{srv: s, conn: nc}
+	c.out.Init(s.hub, s.cfg.Queue, c)
 	if !s.group.track(c) {
 		nc.Close()
 		return
@@ -151,13 +138,11 @@ func (s *Server) handle(nc net.Conn) {
 		c.idle = p.Register(c.wait.rc, c.spawn)
 	}
 	c.emit = func(line []byte, tooLong bool) {
-		switch {
-		case c.isClosing():
-		case tooLong:
+		if tooLong {
 			client.TooLong()
-		default:
-			client.Handle(line)
+			return
 		}
+		client.Handle(line)
 	}
 	c.next()
 }
@@ -179,46 +164,17 @@ type tcpConn struct {
 	// nil where connections are not parked.
 	idle *idlepoll.Conn
 
-	wg sync.WaitGroup // the writer
-
-	mu      sync.Mutex
-	queue   []*Event // waiting for the writer
-	spare   []*Event // the writer's last batch array, for reuse
-	writing bool     // a writer goroutine is running (or closing up)
-	closing bool     // no more events are taken
-	abort   bool     // stop writing: the member is being cut off
-	reason  string   // why the server is closing the connection
+	out Outbox // the queue and its writer; tcpConn is its Sink
 }
 
-// Send queues ev. It never blocks: if the queue is full the member is too
-// slow, and is cut off.
-func (c *tcpConn) Send(ev *Event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	if len(c.queue) >= c.srv.cfg.Queue {
-		c.cutLocked("too slow")
-		return
-	}
-	c.queue = append(c.queue, ev)
-	c.startWriterLocked()
-}
+// Send queues ev (see [Outbox.Send]).
+func (c *tcpConn) Send(ev *Event) { c.out.Send(ev) }
 
 // Close sends what is queued, then "* reason", then hangs up.
 func (c *tcpConn) Close(reason string) { c.closeGracefully(reason) }
 
 func (c *tcpConn) closeGracefully(reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
-		return
-	}
-	c.closing = true
-	c.reason = reason
-	c.queue = append(c.queue, (&Event{Kind: KindSystem, Text: reason}).finish())
-	c.startWriterLocked()
+	c.out.Close(reason, (&Event{Kind: KindSystem, Text: reason}).finish())
 }
 
 func (c *tcpConn) closeNow() {
@@ -226,76 +182,19 @@ func (c *tcpConn) closeNow() {
 	c.conn.Close()
 }
 
-// cutLocked drops a member that cannot keep up: its queue is thrown away,
-// its write in progress is interrupted, and the writer closes the
-// connection after one short try at telling it why.
-func (c *tcpConn) cutLocked(reason string) {
-	c.closing, c.abort = true, true
-	c.reason = reason
-	clear(c.queue)
-	c.queue = c.queue[:0]
-	c.srv.hub.CountSlowKick()
-	c.conn.SetWriteDeadline(time.Now())
-	c.startWriterLocked()
+// BeginBatch gives the write of the next batch its deadline.
+func (c *tcpConn) BeginBatch() {
+	c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
 }
 
-func (c *tcpConn) startWriterLocked() {
-	if c.writing {
-		return
-	}
-	c.writing = true
-	c.wg.Add(1)
-	go c.writeLoop()
-}
-
-// writeLoop writes queued events, every event queued by then in one
-// write, until the queue is empty; then it exits. When the connection is
-// closing it finishes it off instead.
-func (c *tcpConn) writeLoop() {
-	defer c.wg.Done()
-	var batch []*Event
-	for {
-		c.mu.Lock()
-		if batch != nil && cap(batch) <= spareKeep {
-			c.spare = batch[:0]
-		}
-		if c.abort {
-			c.mu.Unlock()
-			c.abortWrite()
-			return
-		}
-		batch = c.queue
-		if len(batch) == 0 {
-			if c.closing {
-				c.mu.Unlock()
-				c.hangUp()
-				return
-			}
-			if cap(c.queue) > spareKeep {
-				c.queue = nil
-			}
-			c.writing = false
-			c.mu.Unlock()
-			return
-		}
-		c.queue, c.spare = c.spare, nil
-		c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-		c.mu.Unlock()
-
-		err := c.writeEvents(batch)
-		clear(batch)
-		if err != nil {
-			c.writeFailed(err)
-			return
-		}
-	}
-}
+// Interrupt ends a write in progress: the member is cut off.
+func (c *tcpConn) Interrupt() { c.conn.SetWriteDeadline(time.Now()) }
 
 // writeEvents writes batch in as few writes as the out buffer allows: the
 // lines are copied into a pooled buffer, borrowed for the call. (writev
 // would save the copy but leaves every connection's descriptor holding an
 // iovec array as long as its biggest batch, up to 16 KiB, for good.)
-func (c *tcpConn) writeEvents(batch []*Event) error {
+func (c *tcpConn) WriteEvents(batch []*Event) error {
 	if len(batch) == 1 {
 		_, err := c.conn.Write(batch[0].line)
 		return err
@@ -325,40 +224,26 @@ func (c *tcpConn) writeEvents(batch []*Event) error {
 	return err
 }
 
-// writeFailed ends a connection whose write failed. A timeout means the
-// member stopped reading: it is cut off as too slow.
-func (c *tcpConn) writeFailed(err error) {
-	c.mu.Lock()
-	cut := c.abort
-	if !cut && errors.Is(err, os.ErrDeadlineExceeded) {
-		cut = true
-		c.closing = true
-		c.reason = "too slow"
-		c.srv.hub.CountSlowKick()
-	}
-	c.mu.Unlock()
-	if cut {
-		c.abortWrite()
-		return
-	}
+// Failed closes a connection whose write failed.
+func (c *tcpConn) Failed(error) {
 	c.wake()
 	c.conn.Close()
 }
 
-// abortWrite tries once, briefly, to tell a member that is being cut off
-// why, then closes the connection.
-func (c *tcpConn) abortWrite() {
+// Abort tries once, briefly, to tell a member that is being cut off why,
+// then closes the connection.
+func (c *tcpConn) Abort(reason string) {
 	c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	c.conn.Write([]byte("* disconnected: " + c.leaveReason() + "\r\n"))
+	c.conn.Write([]byte("* disconnected: " + reason + "\r\n"))
 	c.wake()
 	c.conn.Close()
 }
 
-// hangUp ends a connection once its last notice is written: it sends FIN
+// Drained ends a connection once its last notice is written: it sends FIN
 // and leaves the reader a little while to see the client hang up, so that
 // whatever the client still sends does not turn our close into a reset
 // that would throw away the notice.
-func (c *tcpConn) hangUp() {
+func (c *tcpConn) Drained(string) {
 	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
 		c.conn.SetReadDeadline(time.Now().Add(c.srv.cfg.Linger))
 		c.wake() // a parked reader would never see the deadline
@@ -368,29 +253,19 @@ func (c *tcpConn) hangUp() {
 	c.conn.Close()
 }
 
-func (c *tcpConn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
-
 func (c *tcpConn) leaveReason() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reason == "server shutting down" {
-		return ""
+	if r := c.out.Reason(); r != "server shutting down" {
+		return r
 	}
-	return c.reason
+	return ""
 }
 
 // finish closes the connection and waits for the writer; after it the
 // member takes no more events.
 func (c *tcpConn) finish() {
-	c.mu.Lock()
-	c.closing = true
-	c.mu.Unlock()
+	c.out.Stop()
 	c.conn.Close()
-	c.wg.Wait()
+	c.out.Wait()
 }
 
 // hop goes on reading in a new goroutine, and the caller must return.
@@ -427,7 +302,9 @@ func (c *tcpConn) read() {
 	}
 	bp := c.srv.bufs.Get().(*[]byte)
 	n, err := c.conn.Read(*bp)
-	if n > 0 {
+	// Once the connection is closing, what the member still sends is not
+	// said; one look per read, not per line.
+	if n > 0 && !c.out.Closing() {
 		c.client.Hold()
 		c.lines.Feed((*bp)[:n], c.emit)
 		c.client.Flush()
