@@ -172,7 +172,7 @@ func TestEventJSON(t *testing.T) {
 	if err := json.Unmarshal(hist.JSON(), &hv); err != nil || hv.Type != "history" || len(hv.Events) != 1 || hv.Events[0].Text != msg.Text {
 		t.Fatalf("history JSON %s: %v", hist.JSON(), err)
 	}
-	if &msg.JSON()[0] != &msg.JSON()[0] {
+	if first, again := msg.JSON(), msg.JSON(); &first[0] != &again[0] {
 		t.Fatal("JSON is encoded again on each call")
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -262,12 +261,7 @@ func runCeiling(ctx context.Context, cfg ceilingConfig, log *slog.Logger) (*ceil
 
 func (r *ceilingReport) write(w io.Writer, asJSON bool) error {
 	if asJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode result: %w", err)
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return writeJSON(w, r)
 	}
 	_, err := fmt.Fprintf(w, "ceiling: %d clients, %d reads, %d bytes in, %d dropped, %.1fs\n",
 		r.Clients, r.Reads, r.BytesIn, r.Dropped, r.DurationS)

@@ -60,15 +60,20 @@ func (r *result) setServer(before, after procSample) {
 	}
 }
 
+// writeJSON prints v as one line of JSON: every report's --json form.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", b)
+	return err
+}
+
 // write prints r as one JSON object or one human line.
 func (r *result) write(w io.Writer, asJSON bool) error {
 	if asJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("encode result: %w", err)
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return writeJSON(w, r)
 	}
 	_, err := fmt.Fprintln(w, r.summary())
 	return err

@@ -3,13 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,14 +21,7 @@ import (
 // checks what must hold, and exits non-zero when something does not.
 var scenarios = []string{"slow", "churn", "abuse", "soak", "restart"}
 
-func isScenario(name string) bool {
-	for _, s := range scenarios {
-		if s == name {
-			return true
-		}
-	}
-	return false
-}
+func isScenario(name string) bool { return slices.Contains(scenarios, name) }
 
 func scenarioDescription(name string) string {
 	switch name {
@@ -148,18 +141,11 @@ func (r *scenarioResult) addFanout(f *result) {
 	r.Reordered += f.Reordered
 }
 
+// write prints r as one JSON object, or a line and a line per check.
+// r.OK must be set.
 func (r *scenarioResult) write(w io.Writer, asJSON bool) error {
-	r.OK = true
-	for _, c := range r.Checks {
-		r.OK = r.OK && c.OK
-	}
 	if asJSON {
-		b, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
+		return writeJSON(w, r)
 	}
 	verdict := "ok"
 	if !r.OK {
@@ -233,6 +219,7 @@ func runScenario(ctx context.Context, name string, args []string, std stdio) int
 	}
 	r.Scenario = name
 	r.DurationS = time.Since(start).Seconds()
+	r.OK = !slices.ContainsFunc(r.Checks, func(c check) bool { return !c.OK })
 	if err := r.write(std.out, v.json); err != nil {
 		return fail(ctx, std, name, err)
 	}
