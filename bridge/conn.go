@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"iter"
 	"runtime"
 	"strings"
 	"sync"
@@ -355,14 +356,8 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 		// Plain mode: every line of the frame is a line typed at a
 		// terminal; text and binary frames alike, for websockify-style
 		// clients.
-		for len(msg) > 0 {
-			line := msg
-			if i := bytes.IndexByte(msg, '\n'); i >= 0 {
-				line, msg = msg[:i], msg[i+1:]
-			} else {
-				msg = nil
-			}
-			client.Handle(bytes.TrimSuffix(line, []byte("\r")))
+		for line := range lines(msg) {
+			client.Handle(line)
 		}
 		return
 	}
@@ -380,13 +375,34 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 	}
 }
 
+// lines yields the lines of b as a terminal ends them, at LF, CRLF or a
+// lone CR, as the TCP server's line reader does.
+func lines(b []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			i := bytes.IndexAny(b, "\r\n")
+			if i < 0 {
+				yield(b)
+				return
+			}
+			if !yield(b[:i]) {
+				return
+			}
+			if b[i] == '\r' && i+1 < len(b) && b[i+1] == '\n' {
+				i++
+			}
+			b = b[i+1:]
+		}
+	}
+}
+
 // clientLines turns one JSON message from the page into the lines a
 // terminal user would have typed for it, or says why it cannot
 // (garbled, a one-line notice for the sender). A "message" is said as it
 // is, even if it starts with "/" (it is escaped as "//"), and a message of
 // several lines is several lines; a "command" is one line, "/" added if
 // it lacks one.
-func clientLines(msg []byte) (lines []string, garbled string) {
+func clientLines(msg []byte) (said []string, garbled string) {
 	var in struct {
 		Type string `json:"type"`
 		Text string `json:"text"`
@@ -396,14 +412,14 @@ func clientLines(msg []byte) (lines []string, garbled string) {
 	}
 	switch in.Type {
 	case "message":
-		for line := range strings.Lines(in.Text) {
-			line = strings.TrimRight(line, "\r\n")
+		for b := range lines([]byte(in.Text)) {
+			line := string(b)
 			if strings.HasPrefix(line, "/") {
 				line = "/" + line
 			}
-			lines = append(lines, line)
+			said = append(said, line)
 		}
-		return lines, ""
+		return said, ""
 	case "command":
 		text := strings.TrimSpace(in.Text)
 		if strings.ContainsAny(text, "\r\n") {

@@ -16,6 +16,7 @@ func TestClientLines(t *testing.T) {
 		{"message", `{"type":"message","text":"hi"}`, []string{"hi"}, ""},
 		{"message that looks like a command", `{"type":"message","text":"/nick x"}`, []string{"//nick x"}, ""},
 		{"message of lines", `{"type":"message","text":"a\r\nb\nc"}`, []string{"a", "b", "c"}, ""},
+		{"a lone CR ends a line, as in telnet", `{"type":"message","text":"a\rb\r\r\n/c"}`, []string{"a", "b", "", "//c"}, ""},
 		{"command", `{"type":"command","text":"nick bob"}`, []string{"/nick bob"}, ""},
 		{"command with slash", `{"type":"command","text":" /who "}`, []string{"/who"}, ""},
 		{"command of two lines", `{"type":"command","text":"/nick a\n/quit"}`, nil, "a command is one line"},
@@ -62,4 +63,28 @@ func FuzzClientLines(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestLinesEndAsInATerminal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"one", []string{"one"}},
+		{"a\nb", []string{"a", "b"}},
+		{"a\r\nb\r\n", []string{"a", "b"}},
+		{"a\rb", []string{"a", "b"}},
+		{"a\n\nb", []string{"a", "", "b"}},
+		{"\r\r", []string{"", ""}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for l := range lines([]byte(tt.in)) {
+			got = append(got, string(l))
+		}
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+			t.Errorf("lines(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
 }
