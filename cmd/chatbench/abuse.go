@@ -48,7 +48,7 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	})
 	attack("garbage lines (bad UTF-8, escapes, NUL) are cleaned", func(ctx context.Context) (bool, string) { return garbage(ctx, tcpAddr) })
 	attack("a flood is cut off", func(ctx context.Context) (bool, string) { return flood(ctx, tcpAddr) })
-	attack("an oversize WebSocket message closes with 1009", func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
+	attack("an oversize WebSocket message (10 KiB) closes with 1009", func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
 	attack("malformed JSON gets an error, the client stays", func(ctx context.Context) (bool, string) { return badJSON(ctx, wsURL) })
 	attack("a wrong subprotocol gets plain lines or a refusal", func(ctx context.Context) (bool, string) { return wrongSubprotocol(ctx, wsURL) })
 	attack("a foreign origin is refused before the upgrade", func(ctx context.Context) (bool, string) { return foreignOrigin(ctx, wsURL) })
@@ -349,7 +349,10 @@ func oversize(ctx context.Context, url string) (bool, string) {
 	w.SetReadLimit(-1)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	w.Write(wctx, websocket.MessageText, bytes.Repeat([]byte("B"), 1<<20)) // may fail once the server closes
+	// 10 KiB: over a default server's limit, yet small enough that the
+	// server has all of it in hand when it refuses it, so its close frame
+	// is not lost to a reset caused by unread bytes.
+	w.Write(wctx, websocket.MessageText, bytes.Repeat([]byte("B"), 10<<10))
 	for {
 		_, _, err := w.Read(wctx)
 		if err != nil {

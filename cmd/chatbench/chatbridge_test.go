@@ -151,8 +151,11 @@ func TestLoadToolAgainstChatbridge(t *testing.T) {
 		if r.Held != 300 || r.ConnectErrors != 0 || r.Disconnected != 0 {
 			t.Errorf("held %d of 300, %d connect errors, %d disconnected", r.Held, r.ConnectErrors, r.Disconnected)
 		}
-		if r.KiBPerConn == nil || *r.KiBPerConn <= 0 {
-			t.Errorf("no memory figure with --pid")
+		// 300 connections are too few for a memory figure to be sure to
+		// be positive (the collector may hand back more than they take);
+		// that the server was measured is what this checks.
+		if r.RSSBeforeKiB == nil || r.RSSAfterKiB == nil || *r.RSSAfterKiB <= 0 {
+			t.Errorf("no server RSS with --pid: %+v", r)
 		}
 	})
 }
