@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -443,14 +445,25 @@ func TestLimitsCloseWithTryAgainLater(t *testing.T) {
 }
 
 func TestOversizeFrameClosesWith1009(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
-	w := st.plain(t, "")
-	// Small enough that the server has the whole frame in hand when it
-	// refuses it, so its close is an orderly FIN and not a reset that
-	// could beat the close frame to the client.
-	w.send(strings.Repeat("x", 200))
-	if code, _ := w.closeStatus(); code != websocket.StatusMessageTooBig {
-		t.Fatalf("close %v, want 1009", code)
+	// From just over the limit to far over it: a client still writing
+	// the rest of the message when the server refuses it must get the
+	// close frame, not a reset that throws it away.
+	for _, size := range []int{200, 64 << 10, 512 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
+			for i := range 5 {
+				w := st.plain(t, "")
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := w.c.Write(ctx, websocket.MessageText, bytes.Repeat([]byte("x"), size))
+				cancel()
+				if err != nil {
+					t.Fatalf("try %d: writing %d bytes: %v", i, size, err)
+				}
+				if code, _ := w.closeStatus(); code != websocket.StatusMessageTooBig {
+					t.Fatalf("try %d: close %v, want 1009", i, code)
+				}
+			}
+		})
 	}
 }
 

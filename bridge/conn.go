@@ -30,7 +30,17 @@ const (
 	// closeFlush is how long the frames still gathered when the connection
 	// closes may take to go out.
 	closeFlush = time.Second
+
+	// lingerFor and lingerMax bound how long, and how much, the server
+	// reads and throws away after refusing an oversize message (see
+	// wsConn.linger).
+	lingerFor = time.Second
+	lingerMax = 1 << 20
 )
+
+// leaveTooBig is the leave notice's reason for a member whose message
+// was over the read limit.
+const leaveTooBig = "message too big"
 
 // reasonShutdown is the close frame's reason when the server stops.
 const reasonShutdown = "server shutting down"
@@ -248,7 +258,11 @@ func (c *wsConn) read() {
 	if c.readMessages() {
 		return
 	}
-	c.client.Leave(c.leaveReason())
+	leave := c.leaveReason()
+	c.client.Leave(leave)
+	if leave == leaveTooBig {
+		c.linger()
+	}
 	c.finish()
 	c.srv.untrack(c)
 	if c.idle != nil {
@@ -343,12 +357,19 @@ func (c *wsConn) readFailed(err error) {
 	if errors.Is(err, websocket.ErrMessageTooBig) {
 		c.mu.Lock()
 		if c.leave == "" {
-			c.leave = "message too big"
+			c.leave = leaveTooBig
 		}
 		c.mu.Unlock()
 	}
 	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
 }
+
+// linger reads and throws away what the client still sends after the
+// library has answered an oversize message with a close frame (1009),
+// until the client hangs up, for at most lingerFor and lingerMax bytes.
+// Closing with the rest of the message unread would send a reset, and a
+// client still writing it would lose the close frame and its reason.
+func (c *wsConn) linger() { c.wire.drain(lingerFor, lingerMax) }
 
 // handle acts on one message from the client.
 func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg []byte) {

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -243,6 +244,16 @@ func (w *wireConn) Close() error {
 	w.flushLocked()
 	w.mu.Unlock()
 	return w.Conn.Close()
+}
+
+// drain reads and throws away what the client sends, for at most d and
+// max bytes or until it hangs up. It reads the network connection itself,
+// not the library's buffers, so it may run while a Close elsewhere waits
+// for the client's close frame; the bytes either reads are lost to the
+// other, and both are only waiting for the end.
+func (w *wireConn) drain(d time.Duration, max int64) {
+	w.Conn.SetReadDeadline(time.Now().Add(d))
+	io.CopyN(io.Discard, w.Conn, max)
 }
 
 // closeNow closes the connection at once, dropping anything gathered.

@@ -48,7 +48,7 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	})
 	attack("garbage lines (bad UTF-8, escapes, NUL) are cleaned", func(ctx context.Context) (bool, string) { return garbage(ctx, tcpAddr) })
 	attack("a flood is cut off", func(ctx context.Context) (bool, string) { return flood(ctx, tcpAddr) })
-	attack("an oversize WebSocket message (10 KiB) closes with 1009", func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
+	attack(fmt.Sprintf("an oversize WebSocket message (%d KiB) closes with 1009", oversizeBytes>>10), func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
 	attack("malformed JSON gets an error, the client stays", func(ctx context.Context) (bool, string) { return badJSON(ctx, wsURL) })
 	attack("a wrong subprotocol gets plain lines or a refusal", func(ctx context.Context) (bool, string) { return wrongSubprotocol(ctx, wsURL) })
 	attack("a foreign origin is refused before the upgrade", func(ctx context.Context) (bool, string) { return foreignOrigin(ctx, wsURL) })
@@ -340,6 +340,9 @@ func flood(ctx context.Context, addr string) (bool, string) {
 	return true, line
 }
 
+// oversizeBytes is the size of the abuse scenario's oversize message.
+const oversizeBytes = 256 << 10
+
 func oversize(ctx context.Context, url string) (bool, string) {
 	w, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
@@ -349,10 +352,12 @@ func oversize(ctx context.Context, url string) (bool, string) {
 	w.SetReadLimit(-1)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// 10 KiB: over a default server's limit, yet small enough that the
-	// server has all of it in hand when it refuses it, so its close frame
-	// is not lost to a reset caused by unread bytes.
-	w.Write(wctx, websocket.MessageText, bytes.Repeat([]byte("B"), 10<<10))
+	// Far over a default server's limit: the server refuses it before it
+	// has all of it, and must read the rest away before it closes, or the
+	// reset its close would cause could throw its close frame away.
+	if err := w.Write(wctx, websocket.MessageText, bytes.Repeat([]byte("B"), oversizeBytes)); err != nil {
+		return false, fmt.Sprintf("the server reset the connection while the message was being sent: %v", err)
+	}
 	for {
 		_, _, err := w.Read(wctx)
 		if err != nil {
