@@ -405,14 +405,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // run joins a WebSocket's member to the hub and becomes its reader (see
 // wsConn.read), handing it this goroutine's count in s.wg.
 func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
+	// What a writer may read (c.idle, through the wire's beforeClose) is
+	// set before the connection is tracked, where a shutdown can reach it.
+	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
+		c.idle = p.Register(c.wire.raw, func() { go c.read() })
+		c.wire.beforeClose = c.idle.Wake
+	}
 	if !s.track(c) {
 		c.closeBriefly(websocket.StatusGoingAway, reasonShutdown, refuseGrace)
 		s.wg.Done()
 		return
-	}
-	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
-		c.idle = p.Register(c.wire.raw, func() { go c.read() })
-		c.wire.beforeClose = c.idle.Wake
 	}
 	client, err := s.hub.Connect(c, info)
 	if err != nil {

@@ -117,6 +117,13 @@ func (s *Server) handle(nc net.Conn) {
 	CapSendBuffer(nc, s.cfg.SendBuffer)
 	c := &tcpConn{srv: s, conn: nc}
 	c.out.Init(s.hub, s.cfg.Queue, c)
+	// Whatever a writer may read (c.idle, through wake) is set before the
+	// connection is tracked and joins the hub, where a shutdown or a
+	// broadcast can start one.
+	c.wait = newReadWaiter(nc)
+	if p := s.idle.Poller(); p != nil && c.wait != nil {
+		c.idle = p.Register(c.wait.rc, c.spawn)
+	}
 	if !s.group.track(c) {
 		nc.Close()
 		return
@@ -133,10 +140,6 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
-	c.wait = newReadWaiter(nc)
-	if p := s.idle.Poller(); p != nil && c.wait != nil {
-		c.idle = p.Register(c.wait.rc, c.spawn)
-	}
 	c.emit = func(line []byte, tooLong bool) {
 		if tooLong {
 			client.TooLong()
