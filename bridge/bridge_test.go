@@ -488,7 +488,10 @@ func TestFloodClosesWithPolicyViolation(t *testing.T) {
 }
 
 func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 256, WriteTimeout: time.Second})
+	// The slow one is cut when a write of its has waited a second; the
+	// queue is long enough that the fast one, starved of CPU on a busy
+	// machine, is not.
+	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 4096, WriteTimeout: time.Second})
 	slow, _, err := st.dialWS(t, "", nil) // never reads
 	if err != nil {
 		t.Fatal(err)
@@ -498,7 +501,11 @@ func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 	tel := st.telnet(t)
 	payload := strings.Repeat("p", 900)
 	const n = 6000
-	got := make(chan int)
+	type result struct {
+		count int
+		err   error
+	}
+	got := make(chan result)
 	go func() {
 		count := 0
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -506,13 +513,14 @@ func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 		for count < n {
 			_, b, err := fast.c.Read(ctx)
 			if err != nil {
-				break
+				got <- result{count, err}
+				return
 			}
 			if strings.HasSuffix(string(b), payload) {
 				count++
 			}
 		}
-		got <- count
+		got <- result{count, nil}
 	}()
 	for i := range n {
 		tel.send(payload)
@@ -520,8 +528,8 @@ func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	if c := <-got; c != n {
-		t.Fatalf("fast got %d of %d", c, n)
+	if r := <-got; r.count != n {
+		t.Fatalf("fast got %d of %d: %v", r.count, n, r.err)
 	}
 	tel.expect(") left (too slow)")
 	if st.hub.Stats().SlowKicks != 1 {

@@ -113,13 +113,13 @@ func (c *wsConn) Abort(reason string) {
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
 // WriteEvents writes batch, one frame per event (plain mode: one frame
-// per line), in one write to the network.
+// per line), in one write to the network. The frames are made here (see
+// wireConn.gatherFrame), not by the library.
 func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
-	ctx := context.Background() // the cork makes frame writes memory copies; the network write has its deadline
 	c.wire.cork()
 	var err error
 	for _, ev := range batch {
-		if err = c.writeEvent(ctx, ev); err != nil {
+		if err = c.writeEvent(ev); err != nil {
 			break
 		}
 	}
@@ -130,19 +130,24 @@ func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 	return c.wire.uncork()
 }
 
-func (c *wsConn) writeEvent(ctx context.Context, ev *tcpserver.Event) error {
+func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
 	if c.json {
-		return c.ws.Write(ctx, websocket.MessageText, ev.JSON())
+		return c.frame(ev.JSON())
 	}
 	if ev.Kind == tcpserver.KindHistory || ev.Kind == tcpserver.KindBatch {
 		for _, h := range ev.Events {
-			if err := c.ws.Write(ctx, websocket.MessageText, trimLineEnd(h.Line())); err != nil {
+			if err := c.frame(trimLineEnd(h.Line())); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return c.ws.Write(ctx, websocket.MessageText, trimLineEnd(ev.Line()))
+	return c.frame(trimLineEnd(ev.Line()))
+}
+
+// frame gathers one text frame holding p.
+func (c *wsConn) frame(p []byte) error {
+	return c.wire.gatherFrame(len(p), func(b []byte) []byte { return append(b, p...) })
 }
 
 // trimLineEnd drops the CRLF the text protocol ends each line with: in

@@ -83,9 +83,10 @@ type wireConn struct {
 	dl    sync.Mutex
 	endBy time.Time // if set, no write may last past it
 
-	mu     sync.Mutex // held while writing to the network
-	corked bool
-	buf    *[]byte // borrowed from pool while corked
+	mu        sync.Mutex // held while writing to the network
+	corked    bool
+	buf       *[]byte // borrowed from pool while corked
+	closeSent bool    // the library wrote a close frame: no data frame may follow
 }
 
 // errIdle is what Read says, when the reader allows it, if nothing has
@@ -163,10 +164,15 @@ func (w *wireConn) readAhead() {
 // Reader only.
 func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
 
-// Write gathers p while corked, and writes it through otherwise.
+// Write gathers p while corked, and writes it through otherwise. Only the
+// library calls it: the handshake's answer, then control frames, each in
+// one call (its write buffer holds any control frame whole).
 func (w *wireConn) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if len(p) > 0 && p[0] == finClose {
+		w.closeSent = true
+	}
 	if w.corked {
 		*w.buf = append(*w.buf, p...)
 		return len(p), nil
@@ -175,6 +181,54 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return w.Conn.Write(p)
+}
+
+// First bytes of the frames the server writes itself: FIN set, no RSV
+// bits, and the opcode (RFC 6455, section 5.2).
+const (
+	finText  = 0x81
+	finClose = 0x88
+)
+
+// gatherFrame adds to what is gathered one text frame of n payload bytes,
+// which fill appends. The member's writer writes data frames this way,
+// not through the library: a frame is a few header bytes and a copy,
+// where the library takes two locks and a flush for each. The library
+// still writes every control frame, whole, through Write; the lock keeps
+// them from landing inside a data frame, and no data frame follows a
+// close frame. The writer must have corked.
+func (w *wireConn) gatherFrame(n int, fill func([]byte) []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closeSent {
+		return net.ErrClosed
+	}
+	if !w.corked {
+		return errNotCorked
+	}
+	b := appendFrameHeader(*w.buf, finText, n)
+	start := len(b)
+	b = fill(b)
+	if len(b)-start != n {
+		return fmt.Errorf("bridge: frame payload of %d bytes, header says %d", len(b)-start, n)
+	}
+	*w.buf = b
+	return nil
+}
+
+var errNotCorked = errors.New("bridge: data frame written while not corked")
+
+// appendFrameHeader appends the header of an unmasked frame of n payload
+// bytes whose first byte is first.
+func appendFrameHeader(b []byte, first byte, n int) []byte {
+	switch {
+	case n < 126:
+		return append(b, first, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, first, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, first, 127), uint64(n))
+	}
 }
 
 // cork starts gathering writes.

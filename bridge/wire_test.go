@@ -163,3 +163,21 @@ func FuzzFrameCounter(f *testing.F) {
 		}
 	})
 }
+
+// The server writes data frames itself (wireConn.gatherFrame): a client
+// library must read every length form of the header, 7-bit, 16-bit and
+// 64-bit, whole and in order.
+func TestFramesOfEveryLengthForm(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{MaxLine: 80 << 10, Rate: 1000, Burst: 1000}, Config{})
+	w := st.plain(t, "")
+	w.c.SetReadLimit(-1)
+	tc := st.telnet(t)
+	w.expect(tc.name + " (")
+	for _, n := range []int{1, 100, 125 - len("<> ") - len(tc.name), 126, 300, 0xffff - len("<> ") - len(tc.name), 0xffff, 70 << 10} {
+		text := strings.Repeat(string(rune('a'+n%26)), n)
+		tc.send(text)
+		if got, want := w.read(), "<"+tc.name+"> "+text; got != want {
+			t.Fatalf("line of %d: got a frame of %d bytes, want %d", n, len(got), len(want))
+		}
+	}
+}
