@@ -97,9 +97,10 @@ func (st *stack) stop(t *testing.T) {
 
 // wsClient is a WebSocket chat client.
 type wsClient struct {
-	t    *testing.T
-	c    *websocket.Conn
-	name string
+	t       *testing.T
+	c       *websocket.Conn
+	name    string
+	pending []event // read in an array, not yet taken
 }
 
 func (st *stack) dialWS(t *testing.T, query string, opts *websocket.DialOptions) (*wsClient, *http.Response, error) {
@@ -187,13 +188,27 @@ type event struct {
 	Events                               []event
 }
 
+// event reads the next event: a frame is one, or an array of them.
 func (w *wsClient) event() event {
 	w.t.Helper()
-	var ev event
-	f := w.read()
-	if err := json.Unmarshal([]byte(f), &ev); err != nil {
-		w.t.Fatalf("%s: %v in %q", w.name, err, f)
+	if len(w.pending) == 0 {
+		f := w.read()
+		var err error
+		if strings.HasPrefix(f, "[") {
+			err = json.Unmarshal([]byte(f), &w.pending)
+			if err == nil && len(w.pending) < 2 {
+				err = errors.New("an array of fewer than two events")
+			}
+		} else {
+			w.pending = make([]event, 1)
+			err = json.Unmarshal([]byte(f), &w.pending[0])
+		}
+		if err != nil {
+			w.t.Fatalf("%s: %v in %q", w.name, err, f)
+		}
 	}
+	ev := w.pending[0]
+	w.pending = w.pending[1:]
 	return ev
 }
 

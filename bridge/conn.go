@@ -112,15 +112,20 @@ func (c *wsConn) Abort(reason string) {
 // Failed drops a connection whose write failed.
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
-// WriteEvents writes batch, one frame per event (plain mode: one frame
-// per line), in one write to the network. The frames are made here (see
+// WriteEvents writes batch in one write to the network: in plain mode one
+// frame per line; in JSON mode one frame, an event or an array of events.
+// The frames are made here (see
 // wireConn.gatherFrame), not by the library.
 func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 	c.wire.cork()
 	var err error
-	for _, ev := range batch {
-		if err = c.writeEvent(ev); err != nil {
-			break
+	if c.json && len(batch) > 1 {
+		err = c.jsonBatch(batch)
+	} else {
+		for _, ev := range batch {
+			if err = c.writeEvent(ev); err != nil {
+				break
+			}
 		}
 	}
 	if err != nil {
@@ -128,6 +133,33 @@ func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 		return err
 	}
 	return c.wire.uncork()
+}
+
+// The frame that carries several events to a JSON client is a JSON array
+// of them: their encodings, joined by commas, in brackets.
+const (
+	jsonBatchOpen  = `[`
+	jsonBatchClose = `]`
+)
+
+// jsonBatch gathers the events as one frame, a JSON array: a client
+// reads, parses and handles one message for everything one wake-up of the
+// writer found queued.
+func (c *wsConn) jsonBatch(batch []*tcpserver.Event) error {
+	n := len(jsonBatchOpen) + len(batch) - 1 + len(jsonBatchClose)
+	for _, ev := range batch {
+		n += len(ev.JSON())
+	}
+	return c.wire.gatherFrame(n, func(b []byte) []byte {
+		b = append(b, jsonBatchOpen...)
+		for i, ev := range batch {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, ev.JSON()...)
+		}
+		return append(b, jsonBatchClose...)
+	})
 }
 
 func (c *wsConn) writeEvent(ev *tcpserver.Event) error {

@@ -181,3 +181,65 @@ func TestFramesOfEveryLengthForm(t *testing.T) {
 		}
 	}
 }
+
+// A JSON client gets what one wake-up of its writer found queued in one
+// frame: a lone event as itself, several as an array, in order.
+func TestJSONBatchIsOneFrameOfAnArray(t *testing.T) {
+	events := []*tcpserver.Event{
+		{Kind: tcpserver.KindMessage, Room: "lobby", From: "ada", Text: "one"},
+		{Kind: tcpserver.KindAction, Room: "lobby", From: "bob", Text: "waves"},
+		{Kind: tcpserver.KindSystem, Text: "three"},
+	}
+	for _, tc := range []struct {
+		batch []*tcpserver.Event
+		want  string
+	}{
+		{events[:1], string(events[0].JSON())},
+		{events, "[" + string(events[0].JSON()) + "," + string(events[1].JSON()) + "," + string(events[2].JSON()) + "]"},
+	} {
+		server, client := net.Pipe()
+		pool := &sync.Pool{New: func() any { return new([]byte) }}
+		c := &wsConn{json: true, wire: &wireConn{Conn: server, timeout: time.Second, pool: pool}}
+		done := make(chan error, 1)
+		go func() { done <- c.WriteEvents(tc.batch) }()
+		typ, payload := readFrame(t, client)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		server.Close()
+		if rest, _ := io.ReadAll(client); len(rest) != 0 {
+			t.Fatalf("%d bytes after the frame", len(rest))
+		}
+		if typ != finText || string(payload) != tc.want {
+			t.Fatalf("frame %#x %s, want text %s", typ, payload, tc.want)
+		}
+	}
+}
+
+// readFrame reads one unmasked frame as the server writes it.
+func readFrame(t *testing.T, r io.Reader) (byte, []byte) {
+	t.Helper()
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(h[1] & 0x7f)
+	switch n {
+	case 126:
+		var b [2]byte
+		io.ReadFull(r, b[:])
+		n = uint64(b[0])<<8 | uint64(b[1])
+	case 127:
+		var b [8]byte
+		io.ReadFull(r, b[:])
+		n = 0
+		for _, x := range b {
+			n = n<<8 | uint64(x)
+		}
+	}
+	p := make([]byte, n)
+	if _, err := io.ReadFull(r, p); err != nil {
+		t.Fatal(err)
+	}
+	return h[0], p
+}

@@ -58,9 +58,12 @@
       setStatus("online", "Connected");
     };
     ws.onmessage = function (m) {
-      var ev;
-      try { ev = JSON.parse(m.data); } catch (e) { return; }
-      handle(ev, false);
+      var data;
+      try { data = JSON.parse(m.data); } catch (e) { return; }
+      // A frame is one event, or an array of events sent together.
+      (Array.isArray(data) ? data : [data]).forEach(function (ev) {
+        if (ev && typeof ev === "object") handle(ev, false);
+      });
     };
     ws.onclose = function (e) {
       if (state.ws !== ws) return;

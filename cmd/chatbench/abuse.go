@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -387,13 +388,36 @@ func badJSON(ctx context.Context, url string) (bool, string) {
 		if err != nil {
 			return false, fmt.Sprintf("after %d error events: %v", errorsSeen, err)
 		}
-		if bytes.Contains(b, []byte(`"type":"error"`)) {
-			errorsSeen++
-		}
-		if bytes.Contains(b, []byte(`"type":"presence"`)) && errorsSeen >= 3 {
-			return true, fmt.Sprintf("%d error events, then /who answered", errorsSeen)
+		for _, typ := range eventTypes(b) {
+			switch {
+			case typ == "error":
+				errorsSeen++
+			case typ == "presence" && errorsSeen >= 3:
+				return true, fmt.Sprintf("%d error events, then /who answered", errorsSeen)
+			}
 		}
 	}
+}
+
+// eventTypes gives the types of the events in a frame from chatbridge's
+// JSON protocol: one event, or an array of them.
+func eventTypes(frame []byte) []string {
+	type event struct {
+		Type string `json:"type"`
+	}
+	var evs []event
+	if len(frame) > 0 && frame[0] == '[' {
+		json.Unmarshal(frame, &evs)
+	} else {
+		var ev event
+		json.Unmarshal(frame, &ev)
+		evs = append(evs, ev)
+	}
+	types := make([]string, len(evs))
+	for i, ev := range evs {
+		types[i] = ev.Type
+	}
+	return types
 }
 
 func wrongSubprotocol(ctx context.Context, url string) (bool, string) {
