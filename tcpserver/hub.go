@@ -349,6 +349,7 @@ func (h *Hub) rename(c *Client, to string) error {
 	delete(h.names, strings.ToLower(from))
 	h.names[key] = c
 	c.setName(to)
+	c.room.renamed()
 	if h.cluster != nil && key != strings.ToLower(from) {
 		h.cluster.ReleaseName(from)
 	}

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -328,5 +329,53 @@ func TestCompareFoldOrdersAsLowerCase(t *testing.T) {
 		if (got > 0) != (tt.want > 0) || (got < 0) != (tt.want < 0) {
 			t.Errorf("compareFold(%q, %q) = %d, want sign %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// The presence list (the first presenceNames members, sorted) is kept
+// between joins; it must follow every join into it, leave from it and
+// rename in it.
+func TestPresenceFollowsJoinsLeavesAndRenames(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	names := func() ([]string, int) {
+		t.Helper()
+		_, m := connect(t, h, "")
+		var ev *Event
+		for _, e := range m.events {
+			if e.Kind == KindPresence {
+				ev = e
+			}
+		}
+		if ev == nil {
+			t.Fatal("no presence event")
+		}
+		return ev.Names, ev.Count
+	}
+	clients := map[string]*Client{}
+	for i := range presenceNames + 5 {
+		name := fmt.Sprintf("u%03d", i)
+		c, _ := connect(t, h, name)
+		clients[name] = c
+	}
+	got, count := names() // the probe, a guest, is the 106th: not listed
+	if len(got) != presenceNames || got[0] != "u000" || got[presenceNames-1] != "u099" || count != presenceNames+6 {
+		t.Fatalf("first: %d names %q ... %q, count %d", len(got), got[0], got[len(got)-1], count)
+	}
+
+	clients["u000"].Leave("")
+	got, _ = names()
+	if slices.Contains(got, "u000") || len(got) != presenceNames {
+		t.Fatalf("after u000 left: %q", got)
+	}
+
+	clients["u050"].Handle([]byte("/nick Zed"))
+	got, _ = names()
+	if slices.Contains(got, "u050") || got[len(got)-1] != "Zed" {
+		t.Fatalf("after u050 became Zed: %q", got)
+	}
+	clients["u001"].Handle([]byte("/nick aaa"))
+	got, _ = names()
+	if got[0] != "aaa" {
+		t.Fatalf("after u001 became aaa: %q", got)
 	}
 }

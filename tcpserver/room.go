@@ -27,6 +27,12 @@ type Room struct {
 	histStart  int
 	lastActive time.Time
 	synced     uint64 // the hub's histEpoch when history last came from the cluster
+
+	// sortedNames is the sorted names of the first presenceNames members, as
+	// a presence event lists them, kept while those members stay; nil
+	// when it must be made again. Events share it: it is never changed,
+	// only replaced.
+	sortedNames []string
 }
 
 func newRoom(h *Hub, name string) *Room {
@@ -61,6 +67,9 @@ func (r *Room) join(c *Client, notices []string) {
 	}
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
+	if c.idx < presenceNames {
+		r.sortedNames = nil
+	}
 	m.Send(r.presenceLocked())
 	r.lastActive = time.Now()
 	join := h.stamp(&Event{Kind: KindJoin, Room: r.name, From: c.Name(), Addr: c.addr})
@@ -75,6 +84,9 @@ func (r *Room) leave(c *Client, reason string) {
 	i := c.idx
 	if i >= len(r.members) || r.members[i] != c {
 		return
+	}
+	if i < presenceNames {
+		r.sortedNames = nil // the last member takes c's place
 	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
@@ -191,22 +203,37 @@ func (r *Room) presence() *Event {
 	return r.presenceLocked()
 }
 
+// presenceLocked lists the first presenceNames members, sorted. Sorting
+// them for every join of a big room cost a tenth of a connection's CPU, so
+// the list is kept (see Room.sortedNames) until one of them leaves or is
+// renamed; in a cluster, where other nodes' members come into it, it is
+// made each time.
 func (r *Room) presenceLocked() *Event {
-	names := make([]string, 0, min(len(r.members), presenceNames))
-	for _, m := range r.members {
-		if len(names) == presenceNames {
-			break
-		}
-		names = append(names, m.Name())
-	}
 	count := len(r.members)
-	if cl := r.hub.cluster; cl != nil {
-		remote, n := cl.RemoteMembers(r.name, presenceNames-len(names))
-		names = append(names, remote...)
-		count += n
+	names := r.sortedNames
+	if names == nil {
+		names = make([]string, 0, min(len(r.members), presenceNames))
+		for _, m := range r.members[:min(len(r.members), presenceNames)] {
+			names = append(names, m.Name())
+		}
+		if cl := r.hub.cluster; cl != nil {
+			remote, n := cl.RemoteMembers(r.name, presenceNames-len(names))
+			names = append(names, remote...)
+			count += n
+		}
+		slices.SortFunc(names, compareFold)
+		if r.hub.cluster == nil {
+			r.sortedNames = names
+		}
 	}
-	slices.SortFunc(names, compareFold)
 	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}).finish()
+}
+
+// renamed forgets the kept presence list: a member's name changed.
+func (r *Room) renamed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sortedNames = nil
 }
 
 // usage returns how many are in the room and when it was last used.

@@ -108,9 +108,12 @@ for p in "${tcp_peers[@]}"; do
 done
 
 # --- WebSocket -------------------------------------------------------------
-ws_peers=(chatbridge)
-declare -A ws_url=([chatbridge]=ws://127.0.0.1:7104/ws [gorilla]=ws://127.0.0.1:7105/ws [websockify]=ws://127.0.0.1:7106/)
-declare -A ws_flags=([chatbridge]="" [gorilla]="" [websockify]="--ws-binary --ws-subprotocol binary --pid-tree")
+# chatbridge twice: its plain protocol (a frame per line, as websockify-style
+# clients want) and the JSON one the page speaks (what is queued for a
+# client goes as one frame, an array of events).
+ws_peers=(chatbridge chatbridge-json)
+declare -A ws_url=([chatbridge]=ws://127.0.0.1:7104/ws [chatbridge-json]=ws://127.0.0.1:7104/ws [gorilla]=ws://127.0.0.1:7105/ws [websockify]=ws://127.0.0.1:7106/)
+declare -A ws_flags=([chatbridge]="" [chatbridge-json]="--ws-json --ws-subprotocol chatbridge.v1.json" [gorilla]="" [websockify]="--ws-binary --ws-subprotocol binary --pid-tree")
 
 gorilla_bin=""
 if gdir=$(go mod download -json github.com/gorilla/websocket@v1.5.3 2>/dev/null | sed -n 's/.*"Dir": "\(.*\)",/\1/p') && [[ -d "$gdir/examples/chat" ]]; then
@@ -125,7 +128,7 @@ if command -v websockify >/dev/null && [[ " ${tcp_peers[*]} " == *" seed "* ]]; 
 
 start_ws() {
 	case $1 in
-	chatbridge) start chatbridge 127.0.0.1:7104 "$work/chatbridge" --tcp 127.0.0.1:7103 --http 127.0.0.1:7104 $ours ;;
+	chatbridge | chatbridge-json) start "$1" 127.0.0.1:7104 "$work/chatbridge" --tcp 127.0.0.1:7103 --http 127.0.0.1:7104 $ours ;;
 	gorilla) start gorilla 127.0.0.1:7105 "$gorilla_bin" -addr 127.0.0.1:7105 ;;
 	websockify)
 		start seed 127.0.0.1:7101 python3 "$peers_dir/seed_chat.py" 7101 127.0.0.1
