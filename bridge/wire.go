@@ -87,6 +87,7 @@ type wireConn struct {
 	corked    bool
 	buf       *[]byte // borrowed from pool while corked
 	closeSent bool    // the library wrote a close frame: no data frame may follow
+	pending   *[]byte // the handshake's answer, borrowed from pool, to go out with the first write
 }
 
 // errIdle is what Read says, when the reader allows it, if nothing has
@@ -180,6 +181,15 @@ func (w *wireConn) Write(p []byte) (int, error) {
 	if err := w.setDeadline(); err != nil {
 		return 0, err
 	}
+	if w.pending != nil {
+		bp := w.pending
+		w.pending = nil
+		defer w.release(bp)
+		if _, err := w.Conn.Write(append(*bp, p...)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return w.Conn.Write(p)
 }
 
@@ -239,6 +249,10 @@ func (w *wireConn) cork() {
 		return
 	}
 	w.corked = true
+	if w.pending != nil {
+		w.buf, w.pending = w.pending, nil
+		return
+	}
 	w.buf = w.pool.Get().(*[]byte)
 }
 
@@ -349,6 +363,19 @@ type hijackWriter struct {
 
 	wire *wireConn     // set by Hijack
 	br   *bufio.Reader // set by Hijack
+
+	switching bool // the library said 101; Hijack writes it
+}
+
+// WriteHeader holds back the 101 that ends a WebSocket handshake: Hijack
+// puts it in front of the first thing written on the connection, so that
+// the answer and the welcome go out in one write, not two.
+func (h *hijackWriter) WriteHeader(code int) {
+	if code == http.StatusSwitchingProtocols {
+		h.switching = true
+		return
+	}
+	h.ResponseWriter.WriteHeader(code)
 }
 
 func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -364,6 +391,15 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		w.early = bytes.Clone(b)
+	}
+	if h.switching {
+		var head bytes.Buffer
+		head.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+		h.ResponseWriter.Header().Write(&head)
+		head.WriteString("\r\n")
+		bp := h.pool.Get().(*[]byte)
+		*bp = append((*bp)[:0], head.Bytes()...)
+		w.pending = bp
 	}
 	h.wire = w
 	h.br = bufio.NewReaderSize(w, connReadBuf)
