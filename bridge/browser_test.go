@@ -91,7 +91,53 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot: %s", path)
 }
 
-const xss = `<img src=x onerror="document.title='pwned'"> from telnet`
+// xssLines are lines a telnet user sends that a careless page would turn
+// into markup; the last one ends with "from telnet", which the tests wait
+// for before they look.
+var xssLines = []string{
+	`<svg onload="document.title='pwned'"><circle r=9></svg>`,
+	`<script>document.title='pwned'</script>`,
+	`<iframe src="javascript:parent.document.title='pwned'"></iframe>`,
+	`<a href="javascript:document.title='pwned'">click</a>`,
+	`<img src=x onerror="document.title='pwned'"> from telnet`,
+}
+
+// xssMarkup counts elements the lines above could have made in the
+// transcript.
+const xssMarkup = `[role="log"] img, [role="log"] svg, [role="log"] script, [role="log"] iframe, [role="log"] a[href^="javascript:"]`
+
+// sendXSS sends every line of xssLines from tel.
+func sendXSS(tel *tcpClient) {
+	for _, l := range xssLines {
+		tel.send(l)
+	}
+}
+
+// checkNoMarkup fails if the transcript in the frame (nil: the page)
+// holds an element made from user text, or any line is not shown as text.
+func checkNoMarkup(t *testing.T, ctx context.Context, where string, in ...chromedp.QueryOption) {
+	t.Helper()
+	var nodes []*cdp.Node
+	var text, title string
+	opts := append([]chromedp.QueryOption{chromedp.ByQueryAll, chromedp.AtLeast(0)}, in...)
+	err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "from telnet")]`, append([]chromedp.QueryOption{chromedp.BySearch}, in...)...),
+		chromedp.Nodes(xssMarkup, &nodes, opts...),
+		chromedp.Text(`[role="log"]`, &text, append([]chromedp.QueryOption{chromedp.ByQuery}, in...)...),
+		chromedp.Title(&title),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 0 || title == "pwned" {
+		t.Fatalf("%s: user text became HTML: %d elements, title %q", where, len(nodes), title)
+	}
+	for _, l := range xssLines {
+		if !strings.Contains(text, l) {
+			t.Fatalf("%s: the transcript does not show %q as text: %q", where, l, text)
+		}
+	}
+}
 
 func TestBrowserPageAndTelnetChatTogether(t *testing.T) {
 	st := start(t, tcpserver.HubConfig{}, Config{})
@@ -109,27 +155,8 @@ func TestBrowserPageAndTelnetChatTogether(t *testing.T) {
 	if got := tel.expect("hello from the page"); !strings.HasPrefix(got, "<guest-") {
 		t.Fatalf("telnet got %q", got)
 	}
-	tel.send(xss)
-	var imgs int
-	var title string
-	err = chromedp.Run(ctx,
-		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "from telnet")]`, chromedp.BySearch),
-		chromedp.Evaluate(`document.querySelectorAll('[role=log] img').length`, &imgs),
-		chromedp.Title(&title),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if imgs != 0 || title == "pwned" {
-		t.Fatalf("user text became HTML: %d img elements, title %q", imgs, title)
-	}
-	var text string
-	if err := chromedp.Run(ctx, chromedp.Text(`[role="log"]`, &text, chromedp.ByQuery)); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(text, xss) {
-		t.Fatalf("the transcript does not show the line as text: %q", text)
-	}
+	sendXSS(tel)
+	checkNoMarkup(t, ctx, "/")
 	screenshot(t, ctx, "page.png")
 }
 
@@ -169,22 +196,8 @@ func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel.expect("hello from the embed")
-	tel.send(xss)
-	var imgs int
-	err = chromedp.Run(ctx,
-		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "from telnet")]`, chromedp.BySearch, in),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var nodes []*cdp.Node
-	if err := chromedp.Run(ctx, chromedp.Nodes(`[role="log"] img`, &nodes, chromedp.ByQueryAll, chromedp.AtLeast(0), in)); err != nil {
-		t.Fatal(err)
-	}
-	imgs = len(nodes)
-	if imgs != 0 {
-		t.Fatalf("user text became HTML in the embed: %d img elements", imgs)
-	}
+	sendXSS(tel)
+	checkNoMarkup(t, ctx, "/embed", in)
 	screenshot(t, ctx, "embed.png")
 }
 
