@@ -126,7 +126,7 @@ func (w *wireConn) read(p []byte) (int, error) {
 		return 0, err
 	}
 	if w.raw != nil && w.idleOK.Load() && w.frames.atBoundary() {
-		n, err := readNow(w.raw, p)
+		n, err := tcpserver.ReadNow(w.raw, p)
 		if n == 0 && err == nil {
 			w.idleOK.Store(false)
 			return 0, errIdle
@@ -151,7 +151,7 @@ func (w *wireConn) read(p []byte) (int, error) {
 func (w *wireConn) readAhead() {
 	bp := w.aheadPool.Get().(*[]byte)
 	b := (*bp)[:cap(*bp)]
-	n, err := readNow(w.raw, b)
+	n, err := tcpserver.ReadNow(w.raw, b)
 	if n > 0 {
 		*bp = b[:n]
 		w.ahead, w.aheadAt = bp, 0
@@ -386,7 +386,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	tcpserver.CapSendBuffer(nc, h.sendBuffer)
 	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool, aheadPool: h.aheadPool}
 	if h.aheadPool != nil {
-		w.raw = rawConnOf(nc)
+		w.raw = tcpserver.RawConnOf(nc)
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

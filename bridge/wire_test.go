@@ -54,7 +54,7 @@ func TestWireReadAheadKeepsTheStream(t *testing.T) {
 	}
 	defer nc.Close()
 	pool := &sync.Pool{New: func() any { b := make([]byte, aheadSize); return &b }}
-	w := &wireConn{Conn: nc, aheadPool: pool, raw: rawConnOf(nc)}
+	w := &wireConn{Conn: nc, aheadPool: pool, raw: tcpserver.RawConnOf(nc)}
 	if w.raw == nil {
 		t.Skip("no raw connection on this system: nothing is read ahead")
 	}

@@ -1,6 +1,7 @@
 package tcpserver
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"regexp"
@@ -409,5 +410,59 @@ func TestShutdownTellsEveryoneAndFlushes(t *testing.T) {
 	if c, err := dialTimeout(ts.addr); err == nil {
 		c.Close()
 		t.Fatal("dial after shutdown succeeded")
+	}
+}
+
+// What a client sent at once, more than a read buffer holds, is read
+// on without waiting and said as one batch: every line arrives, in order,
+// and the room gets fewer, bigger batches than one per buffer.
+func TestLinesSentAtOnceAreSaidInBigBatches(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: -1, History: -1}, Config{})
+	m := &fakeMember{}
+	if _, err := ts.hub.Connect(m, ConnectInfo{Addr: "192.0.2.1:1", Transport: "fake"}); err != nil {
+		t.Fatal(err)
+	}
+	sender := ts.dial(t)
+	const n = 2000
+	var all bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&all, "line %05d of a sender in a hurry\r\n", i)
+	}
+	perBuffer := readBufSize / (all.Len() / n)
+	sender.write(all.Bytes())
+
+	deadline := time.Now().Add(5 * time.Second)
+	var got []string
+	biggest := 0
+	for len(got) < n && time.Now().Before(deadline) {
+		m.mu.Lock()
+		evs := m.events
+		m.events = nil
+		m.mu.Unlock()
+		for _, ev := range evs {
+			lines := []*Event{ev}
+			if ev.Kind == KindBatch {
+				lines = ev.Events
+			}
+			if ev.Kind != KindMessage && ev.Kind != KindBatch {
+				continue
+			}
+			biggest = max(biggest, len(lines))
+			for _, l := range lines {
+				got = append(got, l.Text)
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(got) != n {
+		t.Fatalf("got %d lines of %d", len(got), n)
+	}
+	for i, l := range got {
+		if want := fmt.Sprintf("line %05d of a sender in a hurry", i); l != want {
+			t.Fatalf("line %d is %q, want %q", i, l, want)
+		}
+	}
+	if biggest <= perBuffer {
+		t.Fatalf("the biggest batch had %d lines, no more than one %d-byte buffer's %d", biggest, readBufSize, perBuffer)
 	}
 }

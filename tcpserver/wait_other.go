@@ -14,3 +14,11 @@ type readWaiter struct{ rc syscall.RawConn }
 func newReadWaiter(net.Conn) *readWaiter { return nil }
 
 func (*readWaiter) wait() error { return nil }
+
+func (*readWaiter) readNow([]byte) (int, error) { return 0, nil }
+
+// RawConnOf returns nil: reading without waiting is for unix systems.
+func RawConnOf(net.Conn) syscall.RawConn { return nil }
+
+// ReadNow is never called where RawConnOf returns nil.
+func ReadNow(syscall.RawConn, []byte) (int, error) { return 0, nil }

@@ -4,6 +4,7 @@ package tcpserver
 
 import (
 	"errors"
+	"io"
 	"net"
 	"syscall"
 )
@@ -21,12 +22,8 @@ type readWaiter struct {
 // newReadWaiter returns a waiter for nc, or nil if nc has no file
 // descriptor to poll (net.Pipe in tests); then Read simply blocks.
 func newReadWaiter(nc net.Conn) *readWaiter {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := RawConnOf(nc)
+	if rc == nil {
 		return nil
 	}
 	w := &readWaiter{rc: rc}
@@ -40,3 +37,43 @@ func newReadWaiter(nc net.Conn) *readWaiter {
 // wait returns once the connection is readable, or with the error that
 // ends the wait (closed, deadline).
 func (w *readWaiter) wait() error { return w.rc.Read(w.ready) }
+
+// readNow reads what the connection holds now (see ReadNow).
+func (w *readWaiter) readNow(b []byte) (int, error) { return ReadNow(w.rc, b) }
+
+// RawConnOf returns nc's raw connection, for ReadNow, or nil if it has no
+// descriptor of its own (a TLS connection, a pipe) or the system has no
+// poller for it.
+func RawConnOf(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// ReadNow reads into b what the connection behind rc holds now, without
+// waiting: n > 0 is data, (0, nil) is nothing yet, io.EOF is the end.
+func ReadNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var err error
+	if rerr := rc.Read(func(fd uintptr) bool {
+		n, err = syscall.Read(int(fd), b)
+		return true // never wait
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case err == nil:
+		return 0, io.EOF
+	case errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+		return 0, nil
+	}
+	return 0, err
+}
