@@ -229,6 +229,10 @@ func runScenario(ctx context.Context, name string, args []string, std stdio) int
 	return exitOK
 }
 
+// scenarioProgress is how often a scenario's healthy chat logs its
+// progress on stderr: a soak may run for hours.
+const scenarioProgress = 10 * time.Second
+
 func newScenarioEnv(ctx context.Context, v *scenarioFlags, log *slog.Logger) (*scenarioEnv, error) {
 	if len(v.tcp) == 0 && len(v.ws) == 0 {
 		return nil, usageErr("give --tcp and/or --ws")
@@ -250,6 +254,9 @@ func newScenarioEnv(ctx context.Context, v *scenarioFlags, log *slog.Logger) (*s
 		// From 127.0.0.1, 127.0.0.2, ... 50 each, as many users would
 		// come: under a server's usual per-address limit.
 		perSource: 50,
+	}
+	if !v.quiet {
+		env.cc.progress = scenarioProgress
 	}
 	if v.metrics != "" {
 		if env.metrics, err = newMetricsReader(ctx, v.metrics); err != nil {
@@ -326,6 +333,7 @@ func (e *scenarioEnv) checkRSS(r *scenarioResult, peak int64) {
 func (e *scenarioEnv) baseline(ctx context.Context, r *scenarioResult) {
 	r.GoroutinesBefore, r.GoroutinesAfter = -1, -1
 	if e.metrics == nil {
+		r.RSSBeforeKiB = e.rss(ctx) // from --pid, if given
 		return
 	}
 	if m, err := e.metrics.read(ctx); err == nil {
@@ -338,6 +346,12 @@ func (e *scenarioEnv) baseline(ctx context.Context, r *scenarioResult) {
 func (e *scenarioEnv) settleBack(ctx context.Context, r *scenarioResult, rssSlackMiB int64) {
 	if e.metrics == nil || r.GoroutinesBefore < 0 {
 		r.check("goroutines back to baseline", true, "not measured (give --metrics)")
+		if r.RSSBeforeKiB > 0 {
+			sleepCtx(ctx, 2*time.Second) // the clients' connections wind down
+			r.RSSAfterKiB = e.rss(ctx)
+			r.check("RSS back near baseline", r.RSSAfterKiB <= r.RSSBeforeKiB+rssSlackMiB<<10,
+				"%d KiB before, %d KiB after (slack %d MiB)", r.RSSBeforeKiB, r.RSSAfterKiB, rssSlackMiB)
+		}
 		return
 	}
 	const slack = 5
