@@ -156,6 +156,13 @@ for p in "${ws_peers[@]}"; do
 		# shellcheck disable=SC2086
 		run "WS chat pace, N=$N5, 20 lines/s" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$N5" --rate 20 --duration "$DUR" --pid "${pid_of[$p]}"
 	fi
+	if [[ $p == chatbridge* ]]; then
+		# The same runs as websockify's, at its N, to compare like with like.
+		# shellcheck disable=SC2086
+		run "WS paced, N=$WSN, 200 lines/s" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$WSN" --rate 200 --duration "$DUR" --pid "${pid_of[$p]}"
+		# shellcheck disable=SC2086
+		run "WS flat out, N=$WSN" "$p" fanout --ws "${ws_url[$p]}" ${ws_flags[$p]} --receivers "$WSN" --rate 0 --duration "$DUR" --pid "${pid_of[$p]}"
+	fi
 	stop_ws "$p"
 	if [[ $p != websockify ]] && start_ws "$p"; then
 		# shellcheck disable=SC2086
