@@ -463,9 +463,26 @@ func TestOversizeFrameClosesWith1009(t *testing.T) {
 	// From just over the limit to far over it: a client still writing
 	// the rest of the message when the server refuses it must get the
 	// close frame, not a reset that throws it away.
+	// A telnet user chats meanwhile, so that lines for the client are on
+	// their way as the server refuses its message.
 	for _, size := range []int{200, 64 << 10, 512 << 10} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
+			st := start(t, tcpserver.HubConfig{MaxLine: 100, Rate: -1}, Config{})
+			tel := st.telnet(t)
+			stop := make(chan struct{})
+			chatting := make(chan struct{})
+			go func() {
+				defer close(chatting)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(200 * time.Microsecond):
+						tel.conn.Write([]byte("meanwhile\r\n"))
+					}
+				}
+			}()
+			defer func() { close(stop); <-chatting }()
 			for i := range 5 {
 				w := st.plain(t, "")
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

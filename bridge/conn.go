@@ -128,6 +128,16 @@ func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 			}
 		}
 	}
+	if errors.Is(err, errCloseSent) {
+		// The library has said goodbye (an answer to the client's close,
+		// or 1009 for an oversize message), maybe into this cork: what
+		// was gathered goes out, close frame included, and the rest of the
+		// batch cannot. The reader ends the connection, after reading away
+		// what the client still sends; failing here would close it at
+		// once, a reset under a client still writing.
+		c.wire.uncork()
+		return nil
+	}
 	if err != nil {
 		c.wire.discard()
 		return err

@@ -211,7 +211,7 @@ func (w *wireConn) gatherFrame(n int, fill func([]byte) []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closeSent {
-		return net.ErrClosed
+		return errCloseSent
 	}
 	if !w.corked {
 		return errNotCorked
@@ -227,6 +227,10 @@ func (w *wireConn) gatherFrame(n int, fill func([]byte) []byte) error {
 }
 
 var errNotCorked = errors.New("bridge: data frame written while not corked")
+
+// errCloseSent is what gatherFrame says once the library has written a
+// close frame: no data may follow it.
+var errCloseSent = errors.New("bridge: close frame already sent")
 
 // appendFrameHeader appends the header of an unmasked frame of n payload
 // bytes whose first byte is first.
