@@ -33,7 +33,7 @@ const (
 
 	// lingerFor and lingerMax bound how long, and how much, the server
 	// reads and throws away after refusing an oversize message (see
-	// wsConn.linger).
+	// wsConn.read).
 	lingerFor = time.Second
 	lingerMax = 1 << 20
 )
@@ -308,7 +308,11 @@ func (c *wsConn) read() {
 	leave := c.leaveReason()
 	c.client.Leave(leave)
 	if leave == leaveTooBig {
-		c.linger()
+		// The library has answered the oversize message with 1009.
+		// Closing with the rest of it unread would send a reset, and a
+		// client still writing it would lose the close frame: read it
+		// away first, until the client hangs up, within bounds.
+		c.wire.drain(lingerFor, lingerMax)
 	}
 	c.finish()
 	c.srv.untrack(c)
@@ -410,13 +414,6 @@ func (c *wsConn) readFailed(err error) {
 	}
 	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
 }
-
-// linger reads and throws away what the client still sends after the
-// library has answered an oversize message with a close frame (1009),
-// until the client hangs up, for at most lingerFor and lingerMax bytes.
-// Closing with the rest of the message unread would send a reset, and a
-// client still writing it would lose the close frame and its reason.
-func (c *wsConn) linger() { c.wire.drain(lingerFor, lingerMax) }
 
 // handle acts on one message from the client.
 func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg []byte) {

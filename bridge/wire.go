@@ -165,9 +165,10 @@ func (w *wireConn) readAhead() {
 // Reader only.
 func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
 
-// Write gathers p while corked, and writes it through otherwise. Only the
-// library calls it: the handshake's answer, then control frames, each in
-// one call (its write buffer holds any control frame whole).
+// Write gathers p while corked, and writes it through otherwise, after
+// the handshake's answer if that is still pending. Only the library calls
+// it, for control frames, each in one call (its write buffer holds any
+// control frame whole).
 func (w *wireConn) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -320,7 +320,7 @@ func (c *tcpConn) read() {
 		// then costs each member one write per moreReads+1 buffers of
 		// lines, not one per buffer.
 		for k := 0; n == len(*bp) && err == nil && c.wait != nil && k < moreReads; k++ {
-			n, err = c.wait.readNow(*bp)
+			n, err = ReadNow(c.wait.rc, *bp)
 			c.lines.Feed((*bp)[:n], c.emit)
 		}
 		c.client.Flush()

@@ -15,8 +15,6 @@ func newReadWaiter(net.Conn) *readWaiter { return nil }
 
 func (*readWaiter) wait() error { return nil }
 
-func (*readWaiter) readNow([]byte) (int, error) { return 0, nil }
-
 // RawConnOf returns nil: reading without waiting is for unix systems.
 func RawConnOf(net.Conn) syscall.RawConn { return nil }
 

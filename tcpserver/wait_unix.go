@@ -38,9 +38,6 @@ func newReadWaiter(nc net.Conn) *readWaiter {
 // ends the wait (closed, deadline).
 func (w *readWaiter) wait() error { return w.rc.Read(w.ready) }
 
-// readNow reads what the connection holds now (see ReadNow).
-func (w *readWaiter) readNow(b []byte) (int, error) { return ReadNow(w.rc, b) }
-
 // RawConnOf returns nc's raw connection, for ReadNow, or nil if it has no
 // descriptor of its own (a TLS connection, a pipe) or the system has no
 // poller for it.
