@@ -33,7 +33,7 @@ var ErrServerClosed = tcpserver.ErrServerClosed
 // brackets.
 type Config struct {
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
-	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
+	WriteTimeout time.Duration // longest one write to a member may take before it is cut off, at least three quarters of it [10s]
 	PingInterval time.Duration // how often each WebSocket is pinged [30s]
 	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
 	SendBuffer   int           // each connection's kernel send buffer cap, bytes [tcpserver.DefaultSendBuffer; negative: the kernel's]

@@ -45,13 +45,13 @@ const aheadSize = 16 << 10
 //     frame another goroutine writes meanwhile) are gathered in a pooled
 //     buffer and go out in one write when it uncorks. The buffer is only
 //     borrowed while corked, so an idle connection holds none.
-//   - Deadlines. Every write to the network gets one (the server's
-//     --write-timeout), and the member can hurry writes in progress and to
-//     come (see setEndBy) when it cuts a slow client off or ends.
+//   - Deadlines. Every write to the network has one (the server's
+//     --write-timeout, kept as tcpserver.WriteDeadline does), and the
+//     member can hurry writes in progress and to come (see setEndBy) when
+//     it cuts a slow client off or ends.
 type wireConn struct {
 	net.Conn
-	timeout time.Duration
-	pool    *sync.Pool // *[]byte
+	pool *sync.Pool // *[]byte
 
 	// early holds bytes the client sent before the upgrade finished and
 	// net/http had already read; Read returns them first. Only the
@@ -80,8 +80,9 @@ type wireConn struct {
 	// path: it wakes a parked reader while the descriptor is still ours.
 	beforeClose func()
 
-	dl    sync.Mutex
-	endBy time.Time // if set, no write may last past it
+	dl       sync.Mutex
+	deadline tcpserver.WriteDeadline // the writes' deadline while endBy is unset
+	endBy    time.Time               // if set, no write may last past it
 
 	mu        sync.Mutex // held while writing to the network
 	corked    bool
@@ -337,12 +338,15 @@ func (w *wireConn) closeNow() {
 	w.Conn.Close()
 }
 
-// setDeadline gives the next write to the network its deadline.
+// setDeadline makes sure the next write to the network has a deadline.
 func (w *wireConn) setDeadline() error {
 	w.dl.Lock()
 	defer w.dl.Unlock()
-	d := time.Now().Add(w.timeout)
-	if !w.endBy.IsZero() && w.endBy.Before(d) {
+	if w.endBy.IsZero() {
+		return w.deadline.Refresh(w.Conn)
+	}
+	d := time.Now().Add(w.deadline.Timeout)
+	if w.endBy.Before(d) {
 		d = w.endBy
 	}
 	return w.Conn.SetWriteDeadline(d)
@@ -389,7 +393,8 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
 	tcpserver.CapSendBuffer(nc, h.sendBuffer)
-	w := &wireConn{Conn: nc, timeout: h.timeout, pool: h.pool, aheadPool: h.aheadPool}
+	w := &wireConn{Conn: nc, pool: h.pool, aheadPool: h.aheadPool}
+	w.deadline.Timeout = h.timeout
 	if h.aheadPool != nil {
 		w.raw = tcpserver.RawConnOf(nc)
 	}

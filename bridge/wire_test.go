@@ -199,7 +199,7 @@ func TestJSONBatchIsOneFrameOfAnArray(t *testing.T) {
 	} {
 		server, client := net.Pipe()
 		pool := &sync.Pool{New: func() any { return new([]byte) }}
-		c := &wsConn{json: true, wire: &wireConn{Conn: server, timeout: time.Second, pool: pool}}
+		c := &wsConn{json: true, wire: &wireConn{Conn: server, pool: pool, deadline: tcpserver.WriteDeadline{Timeout: time.Second}}}
 		done := make(chan error, 1)
 		go func() { done <- c.WriteEvents(tc.batch) }()
 		typ, payload := readFrame(t, client)

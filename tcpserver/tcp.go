@@ -15,7 +15,7 @@ import (
 // take the defaults in brackets.
 type Config struct {
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
-	WriteTimeout time.Duration // longest one write to a member may take before it is cut off [10s]
+	WriteTimeout time.Duration // longest one write to a member may take before it is cut off, at least three quarters of it (see WriteDeadline) [10s]
 	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
 	// SendBuffer caps each connection's kernel send buffer, in bytes
 	// [128 KiB; negative: the kernel's own, which grows to megabytes]. A
@@ -119,7 +119,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) handle(nc net.Conn) {
 	CapSendBuffer(nc, s.cfg.SendBuffer)
-	c := &tcpConn{srv: s, conn: nc}
+	c := &tcpConn{srv: s, conn: nc, deadline: WriteDeadline{Timeout: s.cfg.WriteTimeout}}
 	c.out.Init(s.hub, s.cfg.Queue, c)
 	// Whatever a writer may read (c.idle, through wake) is set before the
 	// connection is tracked and joins the hub, where a shutdown or a
@@ -171,7 +171,8 @@ type tcpConn struct {
 	// nil where connections are not parked.
 	idle *idlepoll.Conn
 
-	out Outbox // the queue and its writer; tcpConn is its Sink
+	out      Outbox        // the queue and its writer; tcpConn is its Sink
+	deadline WriteDeadline // the writer's; guarded by out's lock
 }
 
 // Send queues ev (see [Outbox.Send]).
@@ -189,13 +190,14 @@ func (c *tcpConn) closeNow() {
 	c.conn.Close()
 }
 
-// BeginBatch gives the write of the next batch its deadline.
-func (c *tcpConn) BeginBatch() {
-	c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout))
-}
+// BeginBatch makes sure the write of the next batch has a deadline.
+func (c *tcpConn) BeginBatch() { c.deadline.Refresh(c.conn) }
 
 // Interrupt ends a write in progress: the member is cut off.
-func (c *tcpConn) Interrupt() { c.conn.SetWriteDeadline(time.Now()) }
+func (c *tcpConn) Interrupt() {
+	c.deadline.Forget()
+	c.conn.SetWriteDeadline(time.Now())
+}
 
 // writeEvents writes batch in as few writes as the out buffer allows: the
 // lines are copied into a pooled buffer, borrowed for the call. (writev

@@ -75,7 +75,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
 	fs.IntVar(&c.queue, "queue", 1024, "`messages` queued for a member before it is cut off as too slow")
-	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off")
+	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off (at least three quarters of it)")
 	fs.IntVar(&c.sendBuffer, "send-buffer", 128<<10, "kernel send buffer of each member's socket, in `bytes` (-1: the kernel's, which grows to megabytes)")
 	fs.IntVar(&c.maxClients, "max-clients", 20000, "members at once, all transports (0: no limit)")
 	fs.IntVar(&c.maxPerIP, "max-per-ip", 100, "members at once from one IP address (0: no limit)")
