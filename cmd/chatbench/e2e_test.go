@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -101,7 +102,17 @@ func TestFanoutAgainstCeiling(t *testing.T) {
 	}
 	checkClean(t, r, 20, 2, 50)
 	if r.ServerCPUs == nil || r.RSSAfterKiB == nil || *r.RSSAfterKiB <= 0 {
-		t.Errorf("server figures missing with --pid: %+v", r)
+		t.Fatalf("server figures missing with --pid: %+v", r)
+	}
+	// Server and load tool are this one process here: the tool's CPU is
+	// the server's, give or take the tick between the two samples.
+	if r.ToolCPUs == nil || *r.ToolCPUs < 0 || math.Abs(*r.ToolCPUs-*r.ServerCPUs) > 0.05 {
+		t.Errorf("load tool cpu %v against server cpu %v", r.ToolCPUs, *r.ServerCPUs)
+	}
+	if total := *r.ServerCPUs + *r.ToolCPUs; total > 0 {
+		if r.DeliveriesPerTotalCPU == nil || math.Abs(*r.DeliveriesPerTotalCPU-float64(r.Deliveries)/total) > 1e-6*float64(r.Deliveries) {
+			t.Errorf("deliveries per cpu-s of both %v, want %v", r.DeliveriesPerTotalCPU, float64(r.Deliveries)/total)
+		}
 	}
 	var out bytes.Buffer
 	if err := r.write(&out, true); err != nil || !strings.Contains(out.String(), `"deliveries":2000`) {

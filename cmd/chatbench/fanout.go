@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -153,7 +154,8 @@ func runFanout(ctx context.Context, cfg fanoutConfig, log *slog.Logger) (*result
 	// However the run ends, close every connection and wait for its reader.
 	defer f.closeAll()
 
-	var before procSample
+	var before, toolBefore procSample
+	self := procSampler{pids: []int{os.Getpid()}, root: cfg.proc.root}
 	if cfg.proc.enabled() {
 		var err error
 		if before, err = cfg.proc.sample(); err != nil {
@@ -178,6 +180,9 @@ func runFanout(ctx context.Context, cfg fanoutConfig, log *slog.Logger) (*result
 			return nil, fmt.Errorf("sample server at start: %w", err)
 		}
 		before.cpuTicks = s.cpuTicks
+		if toolBefore, err = self.sample(); err != nil {
+			return nil, fmt.Errorf("sample the load tool at start: %w", err)
+		}
 	}
 
 	t0 := time.Now()
@@ -190,11 +195,14 @@ func runFanout(ctx context.Context, cfg fanoutConfig, log *slog.Logger) (*result
 		log.Info("drain ended with lines outstanding", "drain", cfg.drain)
 	}
 
-	var after procSample
+	var after, toolAfter procSample
 	if cfg.proc.enabled() {
 		var err error
 		if after, err = cfg.proc.sample(); err != nil {
 			return nil, fmt.Errorf("sample server after: %w", err)
+		}
+		if toolAfter, err = self.sample(); err != nil {
+			return nil, fmt.Errorf("sample the load tool after: %w", err)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -205,6 +213,7 @@ func runFanout(ctx context.Context, cfg fanoutConfig, log *slog.Logger) (*result
 	r := f.report(t0, sendEnd, conn.errors)
 	if cfg.proc.enabled() {
 		r.setServer(before, after)
+		r.setTool(toolBefore, toolAfter)
 	}
 	return r, nil
 }

@@ -35,13 +35,31 @@ type result struct {
 	ConnectPerSec    float64  `json:"connect_per_sec"`
 	ServerCPUs       *float64 `json:"server_cpu_s"`
 	DeliveriesPerCPU *float64 `json:"deliveries_per_cpu_s"`
-	RSSBeforeKiB     *int64   `json:"rss_before_kib"`
-	RSSAfterKiB      *int64   `json:"rss_after_kib"`
-	KiBPerConn       *float64 `json:"kib_per_conn"`
-	DurationS        float64  `json:"duration_s"`
+	// The load tool's own CPU over the same window, and deliveries per
+	// CPU-second of server and load tool together: the kernel charges
+	// some of a delivery's work to whichever side's call happens to
+	// push it (with Nagle's algorithm, the receiver's acknowledgement),
+	// and the sum does not depend on that.
+	ToolCPUs              *float64 `json:"tool_cpu_s,omitempty"`
+	DeliveriesPerTotalCPU *float64 `json:"deliveries_per_total_cpu_s,omitempty"`
+	RSSBeforeKiB          *int64   `json:"rss_before_kib"`
+	RSSAfterKiB           *int64   `json:"rss_after_kib"`
+	KiBPerConn            *float64 `json:"kib_per_conn"`
+	DurationS             float64  `json:"duration_s"`
 }
 
 func microseconds(ns int64) float64 { return float64(ns) / 1e3 }
+
+// setTool fills the load tool's own CPU figures, from two samples of
+// itself taken with the server's; setServer comes first.
+func (r *result) setTool(before, after procSample) {
+	cpu := cpuSeconds(before, after)
+	r.ToolCPUs = &cpu
+	if r.ServerCPUs != nil && *r.ServerCPUs+cpu > 0 {
+		per := float64(r.Deliveries) / (*r.ServerCPUs + cpu)
+		r.DeliveriesPerTotalCPU = &per
+	}
+}
 
 // setServer fills the --pid figures from two samples taken around the
 // measured window.
@@ -99,6 +117,12 @@ func (r *result) summary() string {
 		fmt.Fprintf(&b, "; server cpu %.2fs", *r.ServerCPUs)
 		if r.DeliveriesPerCPU != nil {
 			fmt.Fprintf(&b, " (%.0f deliveries/cpu-s)", *r.DeliveriesPerCPU)
+		}
+		if r.ToolCPUs != nil {
+			fmt.Fprintf(&b, "; load tool cpu %.2fs", *r.ToolCPUs)
+			if r.DeliveriesPerTotalCPU != nil {
+				fmt.Fprintf(&b, " (%.0f deliveries per cpu-s of both)", *r.DeliveriesPerTotalCPU)
+			}
 		}
 		fmt.Fprintf(&b, ", rss %d -> %d KiB", *r.RSSBeforeKiB, *r.RSSAfterKiB)
 		if r.KiBPerConn != nil {
