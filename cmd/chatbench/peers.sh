@@ -54,7 +54,18 @@ start() {
 	pid_of[$name]=$!
 	wait_port "$addr"
 }
-stop() { kill "${pid_of[$1]}" 2>/dev/null || true; wait "${pid_of[$1]}" 2>/dev/null || true; }
+# stop NAME: SIGTERM, and SIGKILL if it has not exited 5 s later (websockify
+# has been seen to catch a SIGTERM and go on running).
+stop() {
+	local pid=${pid_of[$1]}
+	kill "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
 
 results="$work/results.jsonl"
 : >"$results"
@@ -200,11 +211,11 @@ for label in labels:
             print(f"| {r['peer']} | {x['held']:,} | {f(x['connect_per_sec'])} | {f(x['rss_before_kib'])} → {f(x['rss_after_kib'])} | {f(x['kib_per_conn'], 2)} |")
         continue
     ref = next((r["r"].get("deliveries_per_cpu_s") for r in rs if r["peer"] == "ceiling"), None)
-    print("| server | receivers | deliveries/s | per server CPU-s | vs ceiling | p50 | p99 | p99.9 | lost | dup | reordered |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| server | receivers | deliveries/s | per server CPU-s | vs ceiling | per CPU-s, server + load tool | p50 | p99 | p99.9 | lost | dup | reordered |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rs:
         x = r["r"]
         ratio = "" if not ref or x.get("deliveries_per_cpu_s") is None else f"{x['deliveries_per_cpu_s']/ref:.2f}x"
         ms = lambda us: "n/a" if us is None else f"{us/1000:.1f} ms"
-        print(f"| {r['peer']} | {x['receivers']:,} | {f(x['deliveries_per_sec'])} | {f(x.get('deliveries_per_cpu_s'))} | {ratio} | {ms(x['lat_p50_us'])} | {ms(x['lat_p99_us'])} | {ms(x['lat_p999_us'])} | {x['lost']:,} | {x['duplicated']:,} | {x['reordered']:,} |")
+        print(f"| {r['peer']} | {x['receivers']:,} | {f(x['deliveries_per_sec'])} | {f(x.get('deliveries_per_cpu_s'))} | {ratio} | {f(x.get('deliveries_per_total_cpu_s'))} | {ms(x['lat_p50_us'])} | {ms(x['lat_p99_us'])} | {ms(x['lat_p999_us'])} | {x['lost']:,} | {x['duplicated']:,} | {x['reordered']:,} |")
 EOF
