@@ -15,7 +15,9 @@
 //
 // ceiling is the reference server: the least a Go broadcaster can do per
 // delivery, so that "deliveries per server CPU-second" of a real server has
-// something to be held against.
+// something to be held against. With --pid, fanout also reports its own CPU
+// time and deliveries per CPU-second of server and load tool together, which
+// does not depend on which of the two the kernel charges a send to.
 //
 // chatbench refuses every address outside 127.0.0.0/8 and ::1, and every run
 // ends by itself (--timeout).
