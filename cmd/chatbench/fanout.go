@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +42,9 @@ type fanoutRun struct {
 	// (for the window) and the run (for the drain).
 	next       []atomic.Int64
 	shards     []latencyShard
-	deliveries atomic.Int64 // running total, for progress lines
-	stopping   atomic.Bool  // set before the run closes connections itself
-	cuts       atomic.Int64 // connections the server ended, for logCut
+	deliveries atomic.Int64    // running total, for progress lines
+	stopping   atomic.Bool     // set before the run closes connections itself
+	cuts       [2]atomic.Int64 // receivers and senders the server ended, for logCut
 	readers    sync.WaitGroup
 }
 
@@ -275,7 +277,12 @@ func (f *fanoutRun) readReceiver(ctx context.Context, rc *receiver) {
 	var now int64
 	emit := func(t tag) { f.observe(rc, t, now) }
 	shard := &f.shards[rc.id%len(f.shards)]
-	err := rc.conn.readLoop(ctx, make([]byte, 8192), func(p []byte, msgEnd bool) {
+	buf := make([]byte, 8192)
+	var lastN int // the last read is still in buf[:lastN] when the loop ends
+	err := rc.conn.readLoop(ctx, buf, func(p []byte, msgEnd bool) {
+		if len(p) > 0 {
+			lastN = len(p)
+		}
 		now = time.Now().UnixNano()
 		before := rc.deliveries
 		rc.scan.feed(p, emit)
@@ -297,7 +304,7 @@ func (f *fanoutRun) readReceiver(ctx context.Context, rc *receiver) {
 	if !f.stopping.Load() {
 		rc.cutOff = true
 		rc.alive.Store(false)
-		f.logCut("receiver disconnected", "receiver", rc.id, err)
+		f.logCut(&f.cuts[0], "receiver disconnected", "receiver", rc.id, err, buf[:lastN])
 	}
 }
 
@@ -326,24 +333,52 @@ func (f *fanoutRun) observe(rc *receiver, t tag, now int64) {
 // drainSender reads and discards what a sender receives: senders are room
 // members too, and the server must be able to write to them.
 func (f *fanoutRun) drainSender(ctx context.Context, s *sender) {
-	err := s.conn.readLoop(ctx, make([]byte, 8192), func([]byte, bool) {})
+	buf := make([]byte, 8192)
+	var lastN int
+	err := s.conn.readLoop(ctx, buf, func(p []byte, _ bool) {
+		if len(p) > 0 {
+			lastN = len(p)
+		}
+	})
 	if !f.stopping.Load() {
-		f.logCut("sender disconnected", "sender", s.id, err)
+		f.logCut(&f.cuts[1], "sender disconnected", "sender", s.id, err, buf[:lastN])
 	}
 }
 
-// logCut warns about the first few connections the server ends, and only
-// counts the rest: a server going away would otherwise print one line per
-// client.
-func (f *fanoutRun) logCut(msg, role string, id int, err error) {
+// logCut warns about the first few receivers, and the first few senders,
+// the server ends (count is the one for the role), and only counts the
+// rest: a server going away would otherwise print one line per client.
+// last is what the connection read last: a server that refuses or cuts off
+// a client usually says why first ("* too many connections from your
+// address"), and its last line is logged with the error.
+func (f *fanoutRun) logCut(count *atomic.Int64, msg, role string, id int, err error, last []byte) {
 	const loud = 5
 	level := slog.LevelWarn
-	if n := f.cuts.Add(1); n > loud {
+	if n := count.Add(1); n > loud {
 		level = slog.LevelDebug
 	} else if n == loud {
 		msg += " (further ones at debug level)"
 	}
-	f.log.Log(context.Background(), level, msg, role, id, "err", err)
+	args := []any{role, id, "err", err}
+	if l := lastLine(last); l != "" {
+		args = append(args, "server_said", l)
+	}
+	f.log.Log(context.Background(), level, msg, args...)
+}
+
+// lastLine is the last non-blank line of b, at most 120 bytes of it, with
+// bytes that are not printable ASCII escaped.
+func lastLine(b []byte) string {
+	b = bytes.TrimRight(b, "\r\n \t")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) > 120 {
+		b = b[:120]
+	}
+	q := strconv.QuoteToASCII(string(b))
+	return q[1 : len(q)-1]
 }
 
 // sendAll runs every connected sender's loop and waits for them.
