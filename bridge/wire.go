@@ -357,6 +357,7 @@ func (w *wireConn) setEndBy(t time.Time) {
 	w.dl.Lock()
 	defer w.dl.Unlock()
 	w.endBy = t
+	w.deadline.Forget() // whatever it set is overridden
 	w.Conn.SetWriteDeadline(t)
 }
 
