@@ -26,8 +26,12 @@ type benchConn interface {
 	sendTag(ctx context.Context, t tag) error
 	// readLoop reads until the connection fails or is closed, handing every
 	// piece of data to onData in order; msgEnd marks the end of a WebSocket
-	// text message (a boundary no tag spans).
-	readLoop(ctx context.Context, buf []byte, onData func(p []byte, msgEnd bool)) error
+	// text message (a boundary no tag spans). It takes no context: close
+	// ends it. (coder/websocket registers a context.AfterFunc for every
+	// frame read under a context that can end, all under one parent shared
+	// by every receiver: that was 15% of the load tool's CPU with 500
+	// receivers flat out, measured as if it were the server's slowness.)
+	readLoop(buf []byte, onData func(p []byte, msgEnd bool)) error
 	close()
 }
 
@@ -277,7 +281,7 @@ func (t *tcpConn) sendTag(_ context.Context, tg tag) error {
 	return nil
 }
 
-func (t *tcpConn) readLoop(_ context.Context, buf []byte, onData func([]byte, bool)) error {
+func (t *tcpConn) readLoop(buf []byte, onData func([]byte, bool)) error {
 	for {
 		n, err := t.c.Read(buf)
 		if n > 0 {
@@ -330,12 +334,7 @@ func (w *wsConn) sendTag(ctx context.Context, tg tag) error {
 // readLoop treats a text message as a whole (a tag may end at its end) and
 // binary messages as pieces of a byte stream (a proxy such as websockify
 // frames whatever its TCP reads returned, so tags can span messages).
-// readLoop reads until the connection is closed, as the TCP one does; it
-// does not watch ctx. The library registers a context.AfterFunc for every
-// frame read under a context that can end, all under one parent shared by
-// every receiver: that was 15% of the load tool's CPU with 500 receivers
-// flat out, measured as if it were the server's slowness.
-func (w *wsConn) readLoop(_ context.Context, buf []byte, onData func([]byte, bool)) error {
+func (w *wsConn) readLoop(buf []byte, onData func([]byte, bool)) error {
 	for {
 		typ, r, err := w.c.Reader(context.Background())
 		if err != nil {

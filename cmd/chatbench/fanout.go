@@ -243,7 +243,7 @@ func (f *fanoutRun) connect(ctx context.Context) connectResult {
 			}
 			rc.conn = c
 			rc.alive.Store(true)
-			f.readers.Go(func() { f.readReceiver(ctx, rc) })
+			f.readers.Go(func() { f.readReceiver(rc) })
 			return nil
 		}
 		s := f.senders[slot-n]
@@ -252,7 +252,7 @@ func (f *fanoutRun) connect(ctx context.Context) connectResult {
 			return fmt.Errorf("sender %d: %w", s.id, err)
 		}
 		s.conn = c
-		f.readers.Go(func() { f.drainSender(ctx, s) })
+		f.readers.Go(func() { f.drainSender(s) })
 		return nil
 	})
 }
@@ -273,16 +273,13 @@ func (f *fanoutRun) connectedCounts() (receivers, senders int) {
 
 // readReceiver is a receiver's read loop: it scans everything for tags and
 // accounts for each one.
-func (f *fanoutRun) readReceiver(ctx context.Context, rc *receiver) {
+func (f *fanoutRun) readReceiver(rc *receiver) {
 	var now int64
 	emit := func(t tag) { f.observe(rc, t, now) }
 	shard := &f.shards[rc.id%len(f.shards)]
-	buf := make([]byte, 8192)
-	var lastN int // the last read is still in buf[:lastN] when the loop ends
-	err := rc.conn.readLoop(ctx, buf, func(p []byte, msgEnd bool) {
-		if len(p) > 0 {
-			lastN = len(p)
-		}
+	buf := readTail{buf: make([]byte, 8192)}
+	err := rc.conn.readLoop(buf.buf, func(p []byte, msgEnd bool) {
+		buf.saw(p)
 		now = time.Now().UnixNano()
 		before := rc.deliveries
 		rc.scan.feed(p, emit)
@@ -304,7 +301,7 @@ func (f *fanoutRun) readReceiver(ctx context.Context, rc *receiver) {
 	if !f.stopping.Load() {
 		rc.cutOff = true
 		rc.alive.Store(false)
-		f.logCut(&f.cuts[0], "receiver disconnected", "receiver", rc.id, err, buf[:lastN])
+		f.logCut(&f.cuts[0], "receiver disconnected", "receiver", rc.id, err, buf.last())
 	}
 }
 
@@ -332,18 +329,30 @@ func (f *fanoutRun) observe(rc *receiver, t tag, now int64) {
 
 // drainSender reads and discards what a sender receives: senders are room
 // members too, and the server must be able to write to them.
-func (f *fanoutRun) drainSender(ctx context.Context, s *sender) {
-	buf := make([]byte, 8192)
-	var lastN int
-	err := s.conn.readLoop(ctx, buf, func(p []byte, _ bool) {
-		if len(p) > 0 {
-			lastN = len(p)
-		}
-	})
+func (f *fanoutRun) drainSender(s *sender) {
+	buf := readTail{buf: make([]byte, 8192)}
+	err := s.conn.readLoop(buf.buf, func(p []byte, _ bool) { buf.saw(p) })
 	if !f.stopping.Load() {
-		f.logCut(&f.cuts[1], "sender disconnected", "sender", s.id, err, buf[:lastN])
+		f.logCut(&f.cuts[1], "sender disconnected", "sender", s.id, err, buf.last())
 	}
 }
+
+// readTail is a read loop's buffer and the length of the last data read
+// into it, which is still there when the loop ends: what the server said
+// last before it hung up.
+type readTail struct {
+	buf []byte
+	n   int
+}
+
+// saw notes p, a piece of data the loop read into the start of buf.
+func (t *readTail) saw(p []byte) {
+	if len(p) > 0 {
+		t.n = len(p)
+	}
+}
+
+func (t *readTail) last() []byte { return t.buf[:t.n] }
 
 // logCut warns about the first few receivers, and the first few senders,
 // the server ends (count is the one for the role), and only counts the

@@ -75,14 +75,14 @@ func (h *holdSet) open(ctx context.Context, cfg holdConfig, n int) connectResult
 		}
 		h.conns = append(h.conns, c)
 		h.alive.Add(1)
-		h.readers.Go(func() { h.read(ctx, c) })
+		h.readers.Go(func() { h.read(c) })
 		h.mu.Unlock()
 		return nil
 	})
 }
 
-func (h *holdSet) read(ctx context.Context, c benchConn) {
-	err := c.readLoop(ctx, make([]byte, 512), func([]byte, bool) {})
+func (h *holdSet) read(c benchConn) {
+	err := c.readLoop(make([]byte, 512), func([]byte, bool) {})
 	if !h.stopping.Load() {
 		h.alive.Add(-1)
 		h.cut.Add(1)
