@@ -38,6 +38,14 @@ type Config struct {
 	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
 	SendBuffer   int           // each connection's kernel send buffer cap, bytes [tcpserver.DefaultSendBuffer; negative: the kernel's]
 
+	// A connection that is not (yet) a chat member has a bounded life:
+	// its request, body included, must arrive within RequestTimeout [20s]
+	// (the headers within 10 s), the answer must be written within
+	// WriteTimeout, and a keep-alive connection may wait IdleTimeout [30s]
+	// for its next request. A WebSocket is rid of these at the upgrade.
+	RequestTimeout time.Duration
+	IdleTimeout    time.Duration
+
 	// AllowOrigins lists the other origins whose pages may open /ws, as
 	// patterns of host (or of scheme://host) in path.Match syntax:
 	// "docs.example.com", "*.example.com". The server's own origin is
@@ -76,6 +84,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PongTimeout <= 0 {
 		c.PongTimeout = 10 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 20 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 30 * time.Second
 	}
 	if len(c.EmbedOrigins) == 0 {
 		c.EmbedOrigins = []string{"*"}
@@ -148,8 +162,10 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 	s.http = &http.Server{
 		Handler:           s.router,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: min(10*time.Second, s.cfg.RequestTimeout),
+		ReadTimeout:       s.cfg.RequestTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
@@ -200,6 +216,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		return ctx.Err()
 	}
 	return ErrServerClosed
+}
+
+// Refusal is what a connection refused at accept (see
+// tcpserver.ConnLimiter) is told: a 503 saying why, without waiting for
+// the request. A browser's WebSocket sees its handshake fail. Over TLS
+// there is nothing to say before the handshake: the connection is just
+// closed.
+func (s *Server) Refusal(reason string) []byte {
+	if s.cfg.TLSCertFile != "" {
+		return nil
+	}
+	body := reason + "\n"
+	return fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Content-Length: %d\r\nConnection: close\r\nRetry-After: 10\r\nX-Content-Type-Options: nosniff\r\n\r\n%s", len(body), body)
 }
 
 // Shutdown stops accepting, sends every WebSocket what is queued for it

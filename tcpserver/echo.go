@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 )
 
@@ -16,29 +17,40 @@ const EchoWelcome = "Welcome to the server. Type something and hit enter\n"
 // EchoServer is the seed's threaded echo service, byte for byte: it greets
 // each client with [EchoWelcome] and answers every line with "OK..." and
 // the line, its line end included. Unlike the seed it keeps no more than
-// maxLine bytes of a line in memory: a longer line is answered in pieces,
-// as the seed answers each 1024-byte read.
+// MaxLine bytes of a line in memory (a longer line is answered in pieces,
+// as the seed answers each 1024-byte read), and it hangs up on a client
+// that sends nothing for IdleTimeout: echo is not a chat room, and an idle
+// connection is a descriptor someone else could use. How many connections
+// it takes is the listener's business (see [ConnLimiter]).
 type EchoServer struct {
-	maxLine int
-	timeout time.Duration
-	log     *slog.Logger
-	group   group
+	cfg   EchoConfig
+	log   *slog.Logger
+	group group
 }
 
-// NewEcho returns an echo server that holds at most maxLine bytes per
-// line (4096 if maxLine <= 0) and gives up on a client whose writes take
-// longer than writeTimeout (10s if <= 0).
-func NewEcho(maxLine int, writeTimeout time.Duration, log *slog.Logger) *EchoServer {
-	if maxLine <= 0 {
-		maxLine = 4096
+// EchoConfig holds the echo server's settings. Zero fields take the
+// defaults in brackets.
+type EchoConfig struct {
+	MaxLine      int           // bytes of a line held at once [4096]
+	WriteTimeout time.Duration // longest a write may take before the client is dropped [10s]
+	IdleTimeout  time.Duration // longest a client may send nothing before it is dropped [2m]
+}
+
+// NewEcho returns an echo server with the given settings.
+func NewEcho(cfg EchoConfig, log *slog.Logger) *EchoServer {
+	if cfg.MaxLine <= 0 {
+		cfg.MaxLine = 4096
 	}
-	if writeTimeout <= 0 {
-		writeTimeout = 10 * time.Second
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &EchoServer{maxLine: maxLine, timeout: writeTimeout, log: log}
+	return &EchoServer{cfg: cfg, log: log}
 }
 
 // Serve accepts echo clients on l; see [Server.Serve].
@@ -50,6 +62,10 @@ func (s *EchoServer) Serve(ctx context.Context, l net.Listener) error {
 func (s *EchoServer) Shutdown(ctx context.Context) error {
 	return s.group.shutdown(ctx, "")
 }
+
+// Refusal is what an echo client refused at accept (see [ConnLimiter])
+// is told: the seed's protocol has no refusal, so one line saying why.
+func (s *EchoServer) Refusal(reason string) []byte { return []byte(reason + "\n") }
 
 // echoConn needs no goodbye: the seed's protocol has none.
 type echoConn struct{ net.Conn }
@@ -69,8 +85,8 @@ func (s *EchoServer) handle(nc net.Conn) {
 	if err := s.write(nc, []byte(EchoWelcome)); err != nil {
 		return
 	}
-	r := bufio.NewReaderSize(nc, s.maxLine)
-	reply := make([]byte, 0, len("OK...")+s.maxLine)
+	r := bufio.NewReaderSize(idleReader{nc, s.cfg.IdleTimeout}, s.cfg.MaxLine)
+	reply := make([]byte, 0, len("OK...")+s.cfg.MaxLine)
 	for {
 		line, err := r.ReadSlice('\n')
 		if len(line) > 0 {
@@ -80,7 +96,9 @@ func (s *EchoServer) handle(nc net.Conn) {
 			}
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log.Debug("echo client idle; dropped", "addr", nc.RemoteAddr(), "after", s.cfg.IdleTimeout)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.log.Debug("echo client read failed", "addr", nc.RemoteAddr(), "err", err)
 			}
 			return
@@ -89,7 +107,19 @@ func (s *EchoServer) handle(nc net.Conn) {
 }
 
 func (s *EchoServer) write(nc net.Conn, b []byte) error {
-	nc.SetWriteDeadline(time.Now().Add(s.timeout))
+	nc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 	_, err := nc.Write(b)
 	return err
+}
+
+// idleReader gives each read of a connection a deadline of timeout from
+// its start: a client that sends nothing for that long is dropped.
+type idleReader struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (r idleReader) Read(p []byte) (int, error) {
+	r.nc.SetReadDeadline(time.Now().Add(r.timeout))
+	return r.nc.Read(p)
 }

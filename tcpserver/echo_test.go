@@ -1,9 +1,11 @@
 package tcpserver
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -44,9 +46,10 @@ var echoChunks = []string{"hello\r\n", "how are you\n", "héllo \xff\r\n", "\r\n
 
 const echoWant = EchoWelcome + "OK...hello\r\n" + "OK...how are you\n" + "OK...héllo \xff\r\n" + "OK...\r\n" + "OK...no newline at end"
 
-func startEcho(t *testing.T, maxLine int) (string, func()) {
+func startEcho(t *testing.T, cfg EchoConfig) (string, func()) {
 	t.Helper()
-	srv := NewEcho(maxLine, time.Second, nil)
+	cfg.WriteTimeout = time.Second
+	srv := NewEcho(cfg, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +69,7 @@ func startEcho(t *testing.T, maxLine int) (string, func()) {
 }
 
 func TestEchoIsTheSeedsProtocol(t *testing.T) {
-	addr, stop := startEcho(t, 0)
+	addr, stop := startEcho(t, EchoConfig{})
 	defer stop()
 	if got := echoExchange(t, addr, echoChunks); string(got) != echoWant {
 		t.Fatalf("got  %q\nwant %q", got, echoWant)
@@ -110,7 +113,7 @@ func TestEchoMatchesSeedPeer(t *testing.T) {
 	}
 	// The probe connection above got a welcome too; start afresh.
 	seed := echoExchange(t, seedAddr, echoChunks)
-	addr, stop := startEcho(t, 0)
+	addr, stop := startEcho(t, EchoConfig{})
 	defer stop()
 	ours := echoExchange(t, addr, echoChunks)
 	if !bytes.Equal(seed, ours) {
@@ -119,11 +122,46 @@ func TestEchoMatchesSeedPeer(t *testing.T) {
 }
 
 func TestEchoLongLineInPieces(t *testing.T) {
-	addr, stop := startEcho(t, 16)
+	addr, stop := startEcho(t, EchoConfig{MaxLine: 16})
 	defer stop()
 	got := echoExchange(t, addr, []string{"0123456789abcdefghij\n"})
 	want := EchoWelcome + "OK...0123456789abcdef" + "OK...ghij\n"
 	if string(got) != want {
 		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+// An echo client that sends nothing for IdleTimeout is dropped; one that
+// keeps talking is not, however long it stays.
+func TestEchoDropsIdleClients(t *testing.T) {
+	addr, stop := startEcho(t, EchoConfig{IdleTimeout: 300 * time.Millisecond})
+	defer stop()
+	dial := func() (net.Conn, *bufio.Reader) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(conn)
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if line, err := r.ReadString('\n'); line != EchoWelcome {
+			t.Fatalf("welcome %q, %v", line, err)
+		}
+		return conn, r
+	}
+	idle, idleR := dial()
+	defer idle.Close()
+	busy, busyR := dial()
+	defer busy.Close()
+	for i := range 8 { // 800 ms of talking, a line every 100 ms
+		time.Sleep(100 * time.Millisecond)
+		fmt.Fprintf(busy, "line %d\n", i)
+		busy.SetReadDeadline(time.Now().Add(3 * time.Second))
+		if line, err := busyR.ReadString('\n'); line != fmt.Sprintf("OK...line %d\n", i) {
+			t.Fatalf("busy client got %q, %v", line, err)
+		}
+	}
+	idle.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if rest, err := io.ReadAll(idleR); err != nil || len(rest) != 0 {
+		t.Fatalf("idle client: read %q, %v; want the end of the stream", rest, err)
 	}
 }

@@ -50,7 +50,7 @@ func CapSendBuffer(nc net.Conn, size int) {
 	if w, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		nc = w.NetConn()
 	}
-	if tc, ok := nc.(*net.TCPConn); ok && size > 0 {
+	if tc, ok := nc.(interface{ SetWriteBuffer(int) error }); ok && size > 0 {
 		tc.SetWriteBuffer(size)
 	}
 }
@@ -116,6 +116,10 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	return s.group.shutdown(ctx, "server shutting down")
 }
+
+// Refusal is what a telnet or nc client refused at accept (see
+// [ConnLimiter]) is told: one line saying why.
+func (s *Server) Refusal(reason string) []byte { return []byte("*** " + reason + "\r\n") }
 
 func (s *Server) handle(nc net.Conn) {
 	CapSendBuffer(nc, s.cfg.SendBuffer)

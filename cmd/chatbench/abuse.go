@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,15 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	attack("idle connections from one address are bounded", func(ctx context.Context) (bool, string) {
 		return idleFromOneAddress(ctx, tcpAddr, e.v.idle)
 	})
+	held := min(e.v.idle, maxHeldRequests)
+	attack(fmt.Sprintf("%d requests without their body from one address are bounded", held), func(ctx context.Context) (bool, string) {
+		return heldRequests(ctx, httpHost(wsURL), held)
+	})
+	if e.v.echo != "" {
+		attack(fmt.Sprintf("%d echo clients from one address are bounded", held), func(ctx context.Context) (bool, string) {
+			return echoFlood(ctx, e.v.echo, held)
+		})
+	}
 
 	exchanged, late := p.exchange(actx, 200*time.Millisecond, time.Second)
 	wg.Wait()
@@ -71,6 +81,20 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	e.checkRSS(r, stop())
 	e.settleBack(ctx, r, 64)
 	return r, nil
+}
+
+// maxHeldRequests bounds the connections the abuse scenario holds with
+// bodiless requests and echo clients, each; with the --idle telnet ones,
+// they stay within the load tool's own open-file limit.
+const maxHeldRequests = 2000
+
+// httpHost is the host:port of a ws:// URL.
+func httpHost(wsURL string) string {
+	u, err := url.Parse(wsURL)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
 
 func orNone(s string) string {
@@ -454,16 +478,82 @@ func foreignOrigin(ctx context.Context, url string) (bool, string) {
 	return resp.StatusCode == http.StatusForbidden, fmt.Sprintf("answered %s", resp.Status)
 }
 
-// idleFromOneAddress opens n connections from 127.0.0.9 and holds them
-// for a while: the server must refuse those over its per-address limit.
+// idleFromOneAddress opens n telnet connections from 127.0.0.9 and holds
+// them for a while: the server must refuse those over its per-address
+// limit.
 func idleFromOneAddress(ctx context.Context, addr string, n int) (bool, string) {
-	src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}
-	nd := net.Dialer{LocalAddr: src, Timeout: 5 * time.Second}
+	return holdFromOneAddress(ctx, addr, net.IPv4(127, 0, 0, 9), n, func(c net.Conn) (bool, error) {
+		return welcomedOrRefused(c, "Welcome")
+	})
+}
+
+// heldRequests opens n connections to the web server from 127.0.0.10,
+// each sending a request whose body never comes: the server must hold no
+// more than its per-address limit (refusing the rest at once, 503), and
+// still serve a page to anyone else meanwhile.
+func heldRequests(ctx context.Context, httpAddr string, n int) (bool, string) {
+	var other string
+	ok, detail := holdFromOneAddress(ctx, httpAddr, net.IPv4(127, 0, 0, 10), n, func(c net.Conn) (bool, error) {
+		if _, err := c.Write([]byte("POST / HTTP/1.1\r\nHost: chatbench\r\nContent-Length: 1000\r\n\r\n")); err != nil {
+			return false, err
+		}
+		// A refused connection is answered at accept; a held one hears
+		// nothing while the server waits for the body.
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		b := make([]byte, 64)
+		k, err := c.Read(b)
+		switch {
+		case k > 0 && bytes.HasPrefix(b[:k], []byte("HTTP/1.1 503")):
+			return false, nil
+		case isTimeout(err):
+			return true, nil // the server is waiting for the body
+		case err == nil:
+			return false, fmt.Errorf("answered %q", b[:k])
+		}
+		return false, err
+	}, func() {
+		other = healthFrom(httpAddr, net.IPv4(127, 0, 0, 12))
+	})
+	return ok && other == "", detail + "; " + orFine(other, "/healthz from another address answered meanwhile")
+}
+
+// echoFlood opens n connections to the echo service from 127.0.0.11: the
+// server must hold no more than its per-address limit, refusing the rest
+// with a line that says why.
+func echoFlood(ctx context.Context, echoAddr string, n int) (bool, string) {
+	return holdFromOneAddress(ctx, echoAddr, net.IPv4(127, 0, 0, 11), n, func(c net.Conn) (bool, error) {
+		return welcomedOrRefused(c, "Welcome to the server")
+	})
+}
+
+// welcomedOrRefused reads the server's first words on c: held if they
+// contain welcome, refused if the server said something else and hung up.
+func welcomedOrRefused(c net.Conn, welcome string) (bool, error) {
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 256)
+	k, err := c.Read(b)
+	switch {
+	case err == nil && bytes.Contains(b[:k], []byte(welcome)):
+		return true, nil
+	case err == nil || errors.Is(err, net.ErrClosed) || k > 0 || !isTimeout(err):
+		return false, nil
+	}
+	return false, err
+}
+
+// holdFromOneAddress opens n connections to addr from the loopback
+// address src, 128 at a time, and opens each with open, which says
+// whether the server holds it (or refused it, or failed). The held ones
+// stay open until ctx ends; meanwhile, once all are open, during runs.
+// Every connection must be held or refused, some of each.
+func holdFromOneAddress(ctx context.Context, addr string, src net.IP, n int, open func(net.Conn) (bool, error), during ...func()) (bool, string) {
+	nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 5 * time.Second}
 	var held, refused, failed atomic.Int64
 	var conns []net.Conn
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
+	var firstErr atomic.Value
+	sem := make(chan struct{}, 128)
 	tried := 0
 	for range n {
 		if ctx.Err() != nil {
@@ -473,36 +563,63 @@ func idleFromOneAddress(ctx context.Context, addr string, n int) (bool, string) 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			c, err := nd.DialContext(ctx, "tcp", addr)
+			c, err := nd.Dial("tcp", addr)
+			if err == nil {
+				var ok bool
+				if ok, err = open(c); ok {
+					held.Add(1)
+					mu.Lock()
+					conns = append(conns, c)
+					mu.Unlock()
+					return
+				}
+				c.Close()
+			}
 			if err != nil {
 				failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
 				return
 			}
-			c.SetReadDeadline(time.Now().Add(5 * time.Second))
-			b := make([]byte, 256)
-			k, err := c.Read(b)
-			switch {
-			case err == nil && bytes.Contains(b[:k], []byte("Welcome")):
-				held.Add(1)
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-				return
-			case err == nil || errors.Is(err, net.ErrClosed) || k > 0 || !isTimeout(err):
-				refused.Add(1)
-			default:
-				failed.Add(1)
-			}
-			c.Close()
+			refused.Add(1)
 		})
 	}
 	wg.Wait()
+	for _, f := range during {
+		f()
+	}
 	<-ctx.Done()
 	for _, c := range conns {
 		c.Close()
 	}
-	ok := failed.Load() == 0 && held.Load() > 0 && held.Load()+refused.Load() == int64(tried)
-	return ok, fmt.Sprintf("%d held, %d refused, %d failed, of %d from 127.0.0.9", held.Load(), refused.Load(), failed.Load(), tried)
+	ok := failed.Load() == 0 && held.Load() > 0 && refused.Load() > 0 && held.Load()+refused.Load() == int64(tried)
+	detail := fmt.Sprintf("%d held, %d refused, %d failed, of %d from %s", held.Load(), refused.Load(), failed.Load(), tried, src)
+	if e, _ := firstErr.Load().(string); e != "" {
+		detail += " (first failure: " + e + ")"
+	}
+	return ok, detail
+}
+
+// healthFrom asks addr for /healthz from src; "" if it answered 200
+// within 5 s.
+func healthFrom(addr string, src net.IP) string {
+	hc := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}).DialContext}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + addr + "/healthz")
+	if err != nil {
+		return "/healthz from another address: " + err.Error()
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "/healthz from another address: " + resp.Status
+	}
+	return ""
+}
+
+func orFine(problem, fine string) string {
+	if problem != "" {
+		return problem
+	}
+	return fine
 }
 
 func isTimeout(err error) bool {

@@ -14,9 +14,10 @@ import (
 // chatbridgeProc is a chatbridge binary the test built and started on
 // loopback ports the kernel chose.
 type chatbridgeProc struct {
-	tcp string // host:port of the telnet chat
-	ws  string // ws://host:port/ws
-	pid int
+	tcp  string // host:port of the telnet chat
+	ws   string // ws://host:port/ws
+	echo string // host:port of the echo service, if it was asked for
+	pid  int
 }
 
 // startChatbridge builds ./cmd/chatbridge and runs it with args added to
@@ -67,6 +68,8 @@ func startChatbridge(t *testing.T, args ...string) chatbridgeProc {
 				p.tcp = rec.Addr
 			case "web (http)":
 				p.ws = "ws://" + rec.Addr + "/ws"
+			case "echo":
+				p.echo = rec.Addr
 			}
 			if p.tcp != "" && p.ws != "" && known != nil {
 				close(known)

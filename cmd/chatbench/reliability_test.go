@@ -23,7 +23,11 @@ func TestReliabilityScenarios(t *testing.T) {
 	with := func(t *testing.T, args ...string) []string {
 		srv := startChatbridge(t, args...)
 		metrics := "http://" + strings.TrimSuffix(strings.TrimPrefix(srv.ws, "ws://"), "/ws") + "/metrics"
-		return []string{"--tcp", srv.tcp, "--ws", srv.ws, "--metrics", metrics, "--pid", strconv.Itoa(srv.pid), "--max-rss", "256", "--quiet"}
+		flags := []string{"--tcp", srv.tcp, "--ws", srv.ws, "--metrics", metrics, "--pid", strconv.Itoa(srv.pid), "--max-rss", "256", "--quiet"}
+		if srv.echo != "" {
+			flags = append(flags, "--echo", srv.echo)
+		}
+		return flags
 	}
 	common := with(t)
 	run := func(t *testing.T, args ...string) {
@@ -43,7 +47,8 @@ func TestReliabilityScenarios(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")
 	})
 	t.Run("abuse", func(t *testing.T) {
-		run(t, "abuse", "--big-line", "10", "--idle", "200", "--duration", "5s")
+		flags := with(t, "--echo", "127.0.0.1:0")
+		runBench(t, bench, append([]string{"abuse", "--big-line", "10", "--idle", "200", "--duration", "5s"}, flags...)...)
 	})
 }
 

@@ -36,7 +36,8 @@ func scenarioDescription(name string) string {
 	case "abuse":
 		return "abuse: every bad input at once (telnet IAC storms, a --big-line MiB line, invalid\n" +
 			"UTF-8, escapes, NUL, floods, oversize and malformed WebSocket messages, a foreign\n" +
-			"origin, --idle connections from one address) while a TCP and a WS probe exchange a\n" +
+			"origin, --idle connections from one address, requests whose body never comes, an\n" +
+			"echo flood with --echo) while a TCP and a WS probe exchange a\n" +
 			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them."
 	case "soak":
 		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
@@ -64,6 +65,7 @@ type scenarioFlags struct {
 	workers            int
 	idle               int
 	bigLine            int // MiB
+	echo               string
 	exec               string
 	json, quiet        bool
 	verbose            bool
@@ -89,6 +91,7 @@ func newScenarioFlags(name string, out io.Writer) (*flag.FlagSet, *scenarioFlags
 	fs.IntVar(&v.workers, "workers", 50, "churn: clients connecting and disconnecting at once")
 	fs.IntVar(&v.idle, "idle", 1000, "abuse: idle connections opened from one address")
 	fs.IntVar(&v.bigLine, "big-line", 100, "abuse: MiB of one line sent with no newline")
+	fs.StringVar(&v.echo, "echo", "", "abuse: the server's echo service `host:port`, to flood from one address (empty: not tried)")
 	fs.StringVar(&v.exec, "exec", "", "restart: the server's command line (split on spaces; it must listen on --tcp and --ws)")
 	fs.BoolVar(&v.json, "json", false, "print one JSON object instead of a summary")
 	fs.BoolVar(&v.quiet, "quiet", false, "no progress lines on stderr")

@@ -40,6 +40,7 @@ type service struct {
 	addr     string
 	serve    func(context.Context, net.Listener) error
 	shutdown func(context.Context) error
+	refuse   tcpserver.Refusal // what a connection over the limits is told
 }
 
 // run starts every configured server, waits for ctx to end (a signal) or
@@ -96,11 +97,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 
+	// Every connection on every listener counts against --max-clients and
+	// --max-per-ip from the moment it is accepted, member or not.
+	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP})
+
 	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
-	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown}}
+	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
 	if cfg.echoAddr != "" {
-		echo := tcpserver.NewEcho(cfg.maxLine, cfg.writeTimeout, log)
-		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown})
+		echo := tcpserver.NewEcho(tcpserver.EchoConfig{MaxLine: cfg.maxLine, WriteTimeout: cfg.writeTimeout}, log)
+		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown, refuse: echo.Refusal})
 	}
 	if cfg.httpAddr != "" {
 		if cfg.tlsCert != "" {
@@ -118,13 +123,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			TLSCertFile:  cfg.tlsCert,
 			TLSKeyFile:   cfg.tlsKey,
 			Web:          web.Handler(),
-			Collectors:   relayCollectors(relay),
+			Collectors:   append(relayCollectors(relay), limiterCollectors(limiter)...),
 		}, log)
 		name := "web (http)"
 		if cfg.tlsCert != "" {
 			name = "web (https)"
 		}
-		services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown})
+		services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown, refuse: site.Refusal})
 	}
 
 	// Bind everything before serving anything, so that a taken port fails
@@ -139,7 +144,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			fmt.Fprintf(stderr, "chatbridge: cannot listen for %s on %q: %v\n", s.name, s.addr, err)
 			return 1
 		}
-		listeners = append(listeners, l)
+		listeners = append(listeners, limiter.Listen(l, s.refuse))
 	}
 	if relay != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -155,6 +160,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Info("relaying through NATS", "url", cfg.natsURL, "prefix", cfg.natsPrefix, "node", relay.NodeID())
 	}
 
+	if st := limiter.Stats(); st.Max > 0 && (cfg.maxClients == 0 || cfg.maxClients > st.Max) {
+		log.Info("connections capped by the open-file limit, less descriptors kept in reserve", "max_connections", st.Max)
+	}
 	var wg sync.WaitGroup
 	failed := make(chan error, len(services))
 	for i, s := range services {
@@ -200,6 +208,22 @@ func relayCollectors(r *natsrelay.Relay) []prometheus.Collector {
 		return nil
 	}
 	return []prometheus.Collector{r.Collector()}
+}
+
+// limiterCollectors is the connection limiter's metrics for /metrics.
+func limiterCollectors(l *tcpserver.ConnLimiter) []prometheus.Collector {
+	refused := func(read func(tcpserver.ConnStats) uint64) func() float64 {
+		return func() float64 { return float64(read(l.Stats())) }
+	}
+	help := "Connections refused at accept, before any protocol: the server full, or too many from one address."
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatbridge_connections_open", Help: "Connections open on every listener, members or not."},
+			func() float64 { return float64(l.Stats().Open) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatbridge_connections_refused_total", Help: help, ConstLabels: prometheus.Labels{"reason": "full"}},
+			refused(func(s tcpserver.ConnStats) uint64 { return s.RefusedFull })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatbridge_connections_refused_total", Help: help, ConstLabels: prometheus.Labels{"reason": "per_ip"}},
+			refused(func(s tcpserver.ConnStats) uint64 { return s.RefusedPerIP })),
+	}
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
