@@ -86,6 +86,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxPerIP:      noLimit(cfg.maxPerIP),
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
+		ShowAddresses: cfg.showAddresses,
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
@@ -110,15 +111,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			}
 		}
 		site := bridge.New(hub, bridge.Config{
-			Queue:        cfg.queue,
-			WriteTimeout: cfg.writeTimeout,
-			SendBuffer:   cfg.sendBuffer,
-			AllowOrigins: list(cfg.allowOrigins),
-			EmbedOrigins: list(cfg.embedOrigins),
-			TLSCertFile:  cfg.tlsCert,
-			TLSKeyFile:   cfg.tlsKey,
-			Web:          web.Handler(),
-			Collectors:   relayCollectors(relay),
+			Queue:          cfg.queue,
+			WriteTimeout:   cfg.writeTimeout,
+			SendBuffer:     cfg.sendBuffer,
+			AllowOrigins:   list(cfg.allowOrigins),
+			EmbedOrigins:   list(cfg.embedOrigins),
+			TrustedProxies: cfg.trustedProxies,
+			TLSCertFile:    cfg.tlsCert,
+			TLSKeyFile:     cfg.tlsKey,
+			Web:            web.Handler(),
+			Collectors:     relayCollectors(relay),
 		}, log)
 		name := "web (http)"
 		if cfg.tlsCert != "" {
