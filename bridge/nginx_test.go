@@ -125,9 +125,9 @@ func chatThrough(t *testing.T, st *stack, port int, pool *x509.CertPool) {
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, "wss://127.0.0.1:"+fmt.Sprint(port)+"/ws?nick=webby", &websocket.DialOptions{
 		HTTPClient: visitor,
-		// As the page sends them, and a claim the proxy must not let
-		// through: the visitor is not 192.0.2.66.
-		HTTPHeader: http.Header{"Origin": {origin}, "X-Forwarded-For": {"192.0.2.66"}},
+		// Origin as the page sends it, and claims the proxy must not let
+		// through: the visitor is neither 192.0.2.66 nor 192.0.2.67.
+		HTTPHeader: http.Header{"Origin": {origin}, "X-Forwarded-For": {"192.0.2.66"}, "Forwarded": {"for=192.0.2.67"}},
 	})
 	if err != nil {
 		t.Fatalf("WebSocket through the proxy: %v", err)
