@@ -1,7 +1,9 @@
 package bridge
 
 import (
+	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -52,21 +54,23 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
+var errNotProxy = errors.New("not an IP address or CIDR prefix")
+
 func parseProxy(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR prefix")
+			return netip.Prefix{}, errNotProxy
 		}
 		if p.Addr().Is4In6() {
 			// Peers are compared unmapped: this could never match.
-			return netip.Prefix{}, fmt.Errorf("an IPv4-mapped prefix: write it as IPv4")
+			return netip.Prefix{}, errors.New("an IPv4-mapped prefix: write it as IPv4")
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR prefix")
+		return netip.Prefix{}, errNotProxy
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil
@@ -152,24 +156,23 @@ func forwardedClient(h http.Header, peer netip.Addr, proxies []netip.Prefix) (ne
 	return peer, ""
 }
 
-// walkHops takes the entries of header from the right, through hops, as
+// walkHops takes the entries of header, rightmost first, as
 // forwardedClient describes.
-func walkHops(peer netip.Addr, proxies []netip.Prefix, header string, hops func(yield func(string) bool)) (netip.Addr, string) {
-	last, problem, n := peer, "", 0
-	hops(func(entry string) bool {
+func walkHops(peer netip.Addr, proxies []netip.Prefix, header string, hops iter.Seq[string]) (netip.Addr, string) {
+	last, n := peer, 0
+	for entry := range hops {
 		if n++; n > maxHops {
-			problem = fmt.Sprintf("%s has more than %d hops", header, maxHops)
-			return false
+			return last, fmt.Sprintf("%s has more than %d hops", header, maxHops)
 		}
 		a, ok := parseNode(entry)
 		if !ok {
-			problem = fmt.Sprintf("%s entry %.40q names no usable address", header, strings.TrimPrefix(entry, "\x00"))
-			return false
+			return last, fmt.Sprintf("%s entry %.40q names no usable address", header, strings.TrimPrefix(entry, "\x00"))
 		}
-		last = a
-		return trusts(proxies, a)
-	})
-	return last, problem
+		if last = a; !trusts(proxies, a) {
+			break
+		}
+	}
+	return last, ""
 }
 
 // hasEntry reports whether any of the header lines names something.
