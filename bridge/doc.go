@@ -19,5 +19,10 @@
 //     one event as JSON (see [tcpserver.Event.JSON]); the client sends
 //     {"type":"message","text":"..."} or {"type":"command","text":"/nick bob"}.
 //
+// A member's address, for the hub's limits, notices and the log, is the
+// TCP peer's, or, when that peer is a reverse proxy in
+// Config.TrustedProxies, the client it names in X-Forwarded-For or
+// Forwarded, read from the right (see [ParseTrustedProxies]).
+//
 // Concurrency: [Server] is safe for concurrent use.
 package bridge

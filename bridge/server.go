@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,11 @@ type Config struct {
 	// sites that may frame it [*]. The full page may only be framed by
 	// its own origin.
 	EmbedOrigins []string
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For or
+	// Forwarded header says who the client is (see Server.clientAddr);
+	// from any other peer those headers are ignored. Empty: none.
+	TrustedProxies []netip.Prefix
 
 	// TLSCertFile and TLSKeyFile, if set, make Serve speak HTTPS (and so
 	// WSS) with that certificate and key.
@@ -393,6 +399,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 			s.wg.Done()
 		}
 	}()
+	addr := s.clientAddr(r)
 
 	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, sendBuffer: s.cfg.SendBuffer, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
@@ -403,7 +410,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// Accept has answered: 403 for a foreign origin, 4xx for a bad
 		// handshake.
 		s.handshakeFailures.Add(1)
-		s.log.Info("websocket handshake refused", "addr", r.RemoteAddr, "origin", r.Header.Get("Origin"), "err", err)
+		s.log.Info("websocket handshake refused", "addr", addr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
 	c := &wsConn{
@@ -412,7 +419,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		wire: hw.wire,
 		br:   hw.br,
 		json: ws.Subprotocol() == JSONProtocol,
-		addr: r.RemoteAddr,
+		addr: addr,
 	}
 	c.out.Init(s.hub, s.cfg.Queue, c)
 	if c.json {
@@ -422,7 +429,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	info := tcpserver.ConnectInfo{
-		Addr:      r.RemoteAddr,
+		Addr:      addr,
 		Transport: "ws",
 		Nick:      q.Get("nick"),
 		Room:      q.Get("room"),

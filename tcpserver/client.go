@@ -22,6 +22,7 @@ type Client struct {
 	member    Member
 	id        uint64
 	addr      string
+	shown     string // addr as join and leave notices show it; "" for none (HubConfig.ShowAddresses)
 	ip        string
 	transport string
 	echo      bool

@@ -63,7 +63,7 @@ type Event struct {
 	From string // who said or did it; for KindNick the old name
 	To   string // KindPrivate: the recipient; KindNick: the new name; KindHello: your name
 	Text string
-	Addr string // KindJoin and KindLeave: the member's remote address
+	Addr string // KindJoin and KindLeave: the member's remote address, if HubConfig.ShowAddresses shows it
 
 	// Node is the node an event relayed from another node was made on,
 	// and NodeID its ID there; "" and 0 for this node's own events. The

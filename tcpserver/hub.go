@@ -37,6 +37,10 @@ type HubConfig struct {
 	MaxRooms      int     // rooms kept at once, empty or not; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
 
+	// ShowAddresses says whose address join and leave notices carry, to
+	// the room and to the relay alike; ShowAddrsTCP.
+	ShowAddresses ShowAddrs
+
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
 }
@@ -131,8 +135,8 @@ func (h *Hub) Config() HubConfig { return h.cfg }
 
 // ConnectInfo describes a new member to [Hub.Connect].
 type ConnectInfo struct {
-	Addr      string // remote address, shown in join and leave notices
-	Transport string // "tcp", "ws", ...: for stats
+	Addr      string // remote address: limits, logs, and join and leave notices if HubConfig.ShowAddresses says so
+	Transport string // "tcp", "ws", ...: for stats and HubConfig.ShowAddresses
 	Nick      string // the name asked for; "" for a guest name
 	Room      string // the room asked for; "" for the default room
 	Echo      bool   // deliver the member's own room lines back to it
@@ -151,6 +155,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		member:    m,
 		id:        h.nextID.Add(1),
 		addr:      info.Addr,
+		shown:     h.cfg.ShowAddresses.shows(info.Transport, info.Addr),
 		ip:        hostOf(info.Addr),
 		transport: info.Transport,
 		echo:      info.Echo,
@@ -425,6 +430,12 @@ func (h *Hub) Deliver(ev *Event) {
 	}
 	if ev.ID == 0 {
 		ev.ID = h.nextID.Add(1)
+	}
+	if ev.Addr != "" && h.cfg.ShowAddresses == ShowAddrsNone {
+		// The other node showed it; this one shows nobody's. It does not
+		// know the member's transport, so the other settings trust the
+		// sender's.
+		ev.Addr, ev.line = "", nil
 	}
 	if ev.line == nil {
 		ev.finish()

@@ -43,7 +43,8 @@ func (m *fakeMember) lines() []string {
 func connect(t *testing.T, h *Hub, nick string) (*Client, *fakeMember) {
 	t.Helper()
 	m := &fakeMember{}
-	c, err := h.Connect(m, ConnectInfo{Addr: "192.0.2.1:1000", Transport: "fake", Nick: nick})
+	// A telnet member, as far as the hub knows: its address is shown.
+	c, err := h.Connect(m, ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: nick})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,7 +72,7 @@ func (r *Room) join(c *Client, notices []string) {
 	}
 	m.Send(r.presenceLocked())
 	r.lastActive = time.Now()
-	join := h.stamp(&Event{Kind: KindJoin, Room: r.name, From: c.Name(), Addr: c.addr})
+	join := h.stamp(&Event{Kind: KindJoin, Room: r.name, From: c.Name(), Addr: c.shown})
 	r.publishLocked(join, c, len(r.members) <= h.cfg.AnnounceLimit)
 }
 
@@ -97,7 +97,7 @@ func (r *Room) leave(c *Client, reason string) {
 		r.members = nil // give back a big room's array
 	}
 	r.lastActive = time.Now()
-	ev := h.stamp(&Event{Kind: KindLeave, Room: r.name, From: c.Name(), Addr: c.addr, Text: reason})
+	ev := h.stamp(&Event{Kind: KindLeave, Room: r.name, From: c.Name(), Addr: c.shown, Text: reason})
 	r.publishLocked(ev, nil, len(r.members)+1 <= h.cfg.AnnounceLimit)
 }
 

@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
+
+	"chatbridge/bridge"
+	"chatbridge/tcpserver"
 )
 
 // envPrefix starts the environment variable that stands in for each flag:
@@ -43,6 +47,11 @@ type config struct {
 	embedOrigins string // comma-separated
 	tlsCert      string
 	tlsKey       string
+
+	showAddrsFlag  string // --show-addresses
+	proxiesFlag    string // --trusted-proxies
+	showAddresses  tcpserver.ShowAddrs
+	trustedProxies []netip.Prefix
 
 	natsURL      string // empty: a single node
 	natsRequired bool
@@ -85,6 +94,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
+	fs.StringVar(&c.showAddrsFlag, "show-addresses", "tcp", "`whose` address join and leave notices show: tcp (telnet/nc members'), all or none; the log keeps every address")
+	fs.StringVar(&c.proxiesFlag, "trusted-proxies", "", "reverse proxies whose X-Forwarded-For or Forwarded header names the client, comma-separated `IPs` or CIDR prefixes such as 127.0.0.1,10.0.0.0/8 (empty: none)")
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` that joins this node to the others, e.g. nats://127.0.0.1:4222 (empty: a single node)")
 	fs.BoolVar(&c.natsRequired, "nats-required", false, "refuse to start if --nats cannot be reached (otherwise start alone and keep trying)")
 	fs.StringVar(&c.natsPrefix, "nats-prefix", "chatbridge", "`prefix` of the NATS subjects, stream and bucket, so that two deployments can share one NATS")
@@ -131,7 +142,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	}
 	_, fromEnv := lookupEnv(envName("gc-percent"))
 	c.gcPercentSet = set["gc-percent"] || fromEnv
-	return c, c.check()
+	if err := c.check(); err != nil {
+		return c, err
+	}
+	// check has refused what does not parse.
+	c.showAddresses.UnmarshalText([]byte(c.showAddrsFlag))
+	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
+	return c, nil
 }
 
 func envName(flagName string) string {
@@ -163,6 +180,13 @@ func (c config) check() error {
 	}
 	if c.natsRequired && c.natsURL == "" {
 		errs = append(errs, errors.New("--nats-required needs --nats"))
+	}
+	var show tcpserver.ShowAddrs
+	if err := show.UnmarshalText([]byte(c.showAddrsFlag)); err != nil {
+		errs = append(errs, fmt.Errorf("--show-addresses %w", err))
+	}
+	if _, err := bridge.ParseTrustedProxies(c.proxiesFlag); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))

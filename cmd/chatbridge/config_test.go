@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io"
 	"strings"
 	"testing"
 	"time"
+
+	"chatbridge/tcpserver"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -103,6 +106,53 @@ func TestParseConfigNATS(t *testing.T) {
 	var out bytes.Buffer
 	parseConfig([]string{"--help"}, env(nil), &out)
 	for _, want := range []string{"--nats URL  [CHATBRIDGE_NATS]", "--nats-required  [CHATBRIDGE_NATS_REQUIRED]", "--nats-prefix prefix  [CHATBRIDGE_NATS_PREFIX]", `(default "chatbridge")`} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestParseConfigAddressesAndProxies(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		show    tcpserver.ShowAddrs
+		proxies string // space-separated
+		wantErr string
+	}{
+		{"defaults", nil, nil, tcpserver.ShowAddrsTCP, "", ""},
+		{"flags", []string{"--show-addresses", "none", "--trusted-proxies", "127.0.0.1,::1, 10.0.0.0/8"}, nil, tcpserver.ShowAddrsNone, "127.0.0.1/32 ::1/128 10.0.0.0/8", ""},
+		{"environment", nil, map[string]string{"CHATBRIDGE_SHOW_ADDRESSES": "all", "CHATBRIDGE_TRUSTED_PROXIES": "192.0.2.0/24"}, tcpserver.ShowAddrsAll, "192.0.2.0/24", ""},
+		{"the flag wins", []string{"--trusted-proxies="}, map[string]string{"CHATBRIDGE_TRUSTED_PROXIES": "192.0.2.0/24"}, tcpserver.ShowAddrsTCP, "", ""},
+		{"an unknown policy", []string{"--show-addresses", "ws"}, nil, 0, "", `--show-addresses "ws": want tcp, all or none`},
+		{"an empty policy", nil, map[string]string{"CHATBRIDGE_SHOW_ADDRESSES": ""}, 0, "", `--show-addresses "": want tcp, all or none`},
+		{"a host name", []string{"--trusted-proxies", "proxy.example.com"}, nil, 0, "", `--trusted-proxies "proxy.example.com": not an IP address or CIDR prefix`},
+		{"a bad prefix", nil, map[string]string{"CHATBRIDGE_TRUSTED_PROXIES": "10.0.0.0/33"}, 0, "", `"10.0.0.0/33": not an IP address`},
+		{"too many", []string{"--trusted-proxies", strings.Repeat("10.0.0.1,", 2000)}, nil, 0, "", "--trusted-proxies 2000 entries: at most 1024"},
+		{"a huge value", nil, map[string]string{"CHATBRIDGE_SHOW_ADDRESSES": strings.Repeat("x", 1<<20)}, 0, "", `--show-addresses "xxxxxxxxxxxxxxxx...": want`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || len(err.Error()) > 200 {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			var got []string
+			for _, p := range c.trustedProxies {
+				got = append(got, p.String())
+			}
+			if err != nil || c.showAddresses != tt.show || strings.Join(got, " ") != tt.proxies {
+				t.Fatalf("show %v, proxies %q, %v; want %v, %q", c.showAddresses, got, err, tt.show, tt.proxies)
+			}
+		})
+	}
+	var out bytes.Buffer
+	parseConfig([]string{"--help"}, env(nil), &out)
+	for _, want := range []string{"--show-addresses whose  [CHATBRIDGE_SHOW_ADDRESSES]", `(default "tcp")`, "--trusted-proxies IPs  [CHATBRIDGE_TRUSTED_PROXIES]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

@@ -87,6 +87,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxPerIP:      noLimit(cfg.maxPerIP),
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
+		ShowAddresses: cfg.showAddresses,
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
@@ -99,7 +100,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	// Every connection on every listener counts against --max-clients and
 	// --max-per-ip from the moment it is accepted, member or not.
-	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP})
+	// Trusted proxies carry many visitors each: the hub counts those by the
+	// address the proxy names (see bridge.Config.TrustedProxies).
+	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies})
 
 	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
@@ -115,15 +118,16 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			}
 		}
 		site := bridge.New(hub, bridge.Config{
-			Queue:        cfg.queue,
-			WriteTimeout: cfg.writeTimeout,
-			SendBuffer:   cfg.sendBuffer,
-			AllowOrigins: list(cfg.allowOrigins),
-			EmbedOrigins: list(cfg.embedOrigins),
-			TLSCertFile:  cfg.tlsCert,
-			TLSKeyFile:   cfg.tlsKey,
-			Web:          web.Handler(),
-			Collectors:   append(relayCollectors(relay), limiterCollectors(limiter)...),
+			Queue:          cfg.queue,
+			WriteTimeout:   cfg.writeTimeout,
+			SendBuffer:     cfg.sendBuffer,
+			AllowOrigins:   list(cfg.allowOrigins),
+			EmbedOrigins:   list(cfg.embedOrigins),
+			TrustedProxies: cfg.trustedProxies,
+			TLSCertFile:    cfg.tlsCert,
+			TLSKeyFile:     cfg.tlsKey,
+			Web:            web.Handler(),
+			Collectors:     append(relayCollectors(relay), limiterCollectors(limiter)...),
 		}, log)
 		name := "web (http)"
 		if cfg.tlsCert != "" {

@@ -133,7 +133,8 @@ func (u *user) Close(string) {}
 func (n *node) join(t *testing.T, nick, room string) *user {
 	t.Helper()
 	u := &user{t: t, signal: make(chan struct{}, 1)}
-	c, err := n.hub.Connect(u, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "test", Nick: nick, Room: room})
+	// A telnet member, as far as the hub knows: its address is shown.
+	c, err := n.hub.Connect(u, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: nick, Room: room})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"chatbridge/tcpserver"
 )
 
@@ -398,5 +400,67 @@ func TestHistoryMergesWithoutDuplicates(t *testing.T) {
 	want := []string{"<alice> from a 1", "<alice> from a 2", "<alice> from a 3"}
 	if len(got) < 5 || strings.HasPrefix(got[4], "<") || strings.Join(got[1:4], "\n") != strings.Join(want, "\n") {
 		t.Fatalf("carol's welcome on node b:\n%s", strings.Join(got, "\n"))
+	}
+}
+
+// A node publishes no address it would not show: a web visitor's join and
+// leave reach NATS, and so the other nodes, without it.
+func TestWebVisitorsAddressStaysOnItsNode(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 0)
+	b := startNode(t, ns.url(), "b", 0)
+	bob := b.join(t, "bob", "")
+
+	nc, err := nats.Connect(ns.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("chatbridge.room.lobby.event")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// published waits for the event a node sent about name.
+	published := func(name, kind string) string {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			m, err := sub.NextMsg(time.Until(deadline))
+			if err != nil {
+				t.Fatalf("no %s of %s on NATS: %v", kind, name, err)
+			}
+			if s := string(m.Data); strings.Contains(s, `"from":"`+name+`"`) && strings.Contains(s, `"kind":"`+kind+`"`) {
+				return s
+			}
+		}
+	}
+
+	// A telnet member's address goes out, as before: the check can see one.
+	a.join(t, "telly", "")
+	if got := published("telly", "join"); !strings.Contains(got, `"addr":"192.0.2.1:1000"`) {
+		t.Fatalf("telnet member's join on NATS = %s, want its addr", got)
+	}
+	bob.expect("telly (192.0.2.1:1000) joined")
+
+	web := &user{t: t, signal: make(chan struct{}, 1)}
+	c, err := a.hub.Connect(web, tcpserver.ConnectInfo{Addr: "192.0.2.5:443", Transport: "ws", Nick: "webby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := published("webby", "join"); strings.Contains(got, "192.0.2.5") || strings.Contains(got, `"addr"`) {
+		t.Errorf("web visitor's join on NATS = %s", got)
+	}
+	if got := bob.expect("webby"); !strings.Contains(got, "joined") || strings.Contains(got, "192.0.2.5") {
+		t.Errorf("bob on node b saw %q", got)
+	}
+	c.Leave("")
+	if got := published("webby", "leave"); strings.Contains(got, "192.0.2.5") || strings.Contains(got, `"addr"`) {
+		t.Errorf("web visitor's leave on NATS = %s", got)
+	}
+	if got := bob.expect("webby"); !strings.Contains(got, "left") || strings.Contains(got, "192.0.2.5") {
+		t.Errorf("bob on node b saw %q", got)
 	}
 }
