@@ -106,6 +106,24 @@ func TestCleanLine(t *testing.T) {
 	}
 }
 
+// BenchmarkCleanLine: a clean ASCII line, the common case, must cost
+// nothing but the string it returns; the others take the slow path.
+func BenchmarkCleanLine(b *testing.B) {
+	for _, tt := range []struct{ name, line string }{
+		{"ascii", "hello, everybody: a line of typical length"},
+		{"accents", "héllo, tout le monde : une ligne de longueur typique"},
+		{"emoji", "hello 👩\u200d💻 and 👍🏽, a line of typical length"},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			line := []byte(tt.line)
+			b.ReportAllocs()
+			for b.Loop() {
+				CleanLine(line)
+			}
+		})
+	}
+}
+
 func TestParseCommand(t *testing.T) {
 	tests := []struct {
 		in        string
