@@ -22,7 +22,7 @@ func TestDeliverFromAnotherNode(t *testing.T) {
 			{ID: 3, Kind: KindAction, Room: "lobby", From: "alice", Text: "waves", Node: "a"},
 		}}, []string{"<alice> one", "* alice waves"}},
 		{"a join", &Event{ID: 4, Kind: KindJoin, Room: "lobby", From: "carol", Addr: "192.0.2.9:1", Node: "a"},
-			[]string{"* carol (192.0.2.9:1) joined"}},
+			[]string{"*** carol (192.0.2.9:1) joined"}},
 		{"a join for a room nobody here is in", &Event{ID: 5, Kind: KindJoin, Room: "dev", From: "dave", Node: "a"}, nil},
 	}
 	for _, tt := range tests {
@@ -64,7 +64,7 @@ func TestNoticeAndDeliverPrivate(t *testing.T) {
 
 	h.Notice("link to other nodes lost")
 	for _, m := range []*fakeMember{am, bm} {
-		if got := m.lines(); len(got) != 1 || got[0] != "* link to other nodes lost" {
+		if got := m.lines(); len(got) != 1 || got[0] != "*** link to other nodes lost" {
 			t.Fatalf("notice: got %q", got)
 		}
 	}

@@ -59,10 +59,10 @@ func TestConnectWithNickAndRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := m.lines()
-	if !strings.HasPrefix(got[0], "* Welcome to chatbridge, guest-") || !strings.Contains(got[0], "You are in docs.") {
+	if !strings.HasPrefix(got[0], "*** Welcome to chatbridge, guest-") || !strings.Contains(got[0], "You are in docs.") {
 		t.Fatalf("welcome = %q", got[0])
 	}
-	if got[1] != `* nick "ALICE" is taken; you are a guest for now` {
+	if got[1] != `*** nick "ALICE" is taken; you are a guest for now` {
 		t.Fatalf("notice = %q", got[1])
 	}
 	if c.Room() != "docs" {
@@ -104,7 +104,7 @@ func TestRelaySeamJoinsTwoHubs(t *testing.T) {
 		t.Fatalf("carol's welcome on node b = %q", got)
 	}
 	alice.Leave("")
-	if got := bm.lines(); len(got) != 2 || got[1] != "* alice (192.0.2.1:1000) left" {
+	if got := bm.lines(); len(got) != 2 || got[1] != "*** alice (192.0.2.1:1000) left" {
 		t.Fatalf("bob saw %q", got)
 	}
 }
@@ -293,7 +293,7 @@ func TestHeldLinesGoAsOneBatchInOrder(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != "batch action nick batch" {
 		t.Fatalf("bob got events %s", got)
 	}
-	want := []string{"<alice> one", "<alice> two", "* alice three", "* alice is now known as ally", "<ally> four", "<ally> five"}
+	want := []string{"<alice> one", "<alice> two", "* alice three", "*** alice is now known as ally", "<ally> four", "<ally> five"}
 	if got := bm.lines(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("bob got %q, want %q", got, want)
 	}

@@ -139,7 +139,7 @@ func (n *node) join(t *testing.T, nick, room string) *user {
 	}
 	u.client, u.name = c, c.Name()
 	t.Cleanup(func() { c.Leave("") })
-	u.expect("* Welcome to chatbridge, ")
+	u.expect("*** Welcome to chatbridge, ")
 	u.expect(" in ")
 	return u
 }
