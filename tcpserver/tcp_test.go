@@ -64,6 +64,10 @@ func TestCommands(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
+	b.send("/nick bill")
+	a.expect("is now known as bill")
+	b.expect("is now known as bill")
+	b.name = "bill"
 
 	tests := []struct {
 		name    string
@@ -81,7 +85,11 @@ func TestCommands(t *testing.T) {
 		{name: "double slash says a slash line", send: "//etc/passwd is a path", toB: "<" + a.name + "> /etc/passwd is a path"},
 		{name: "nick bad", send: "/nick no spaces", toA: `! nick "no spaces" is not valid: use 1-24 letters, digits, - or _`},
 		{name: "nick long", send: "/nick " + strings.Repeat("x", 25), toA: "is not valid"},
-		{name: "nick taken", send: "/nick " + strings.ToUpper(b.name), toA: "is taken"},
+		{name: "nick taken", send: "/nick " + strings.ToUpper(b.name), toA: `! nick "BILL" is taken`},
+		{name: "nick like another", send: "/nick bi1I", toA: `! nick "bi1I" looks too much like the name of someone here: bill`},
+		{name: "nick reserved", send: "/nick Admin", toA: `! nick "Admin" is kept for the server`},
+		{name: "nick like reserved", send: "/nick r00t", toA: `! nick "r00t" reads as "root", which is kept for the server`},
+		{name: "nick guest", send: "/nick guest-1234", toA: `! nick "guest-1234" is not yours to take: guest names are given out by the server`},
 		{name: "nick usage", send: "/nick", toA: "! usage: /nick NAME"},
 		{name: "msg unknown", send: "/msg nobody hi", toA: "! no one called nobody is here"},
 		{name: "msg usage", send: "/msg " + b.name, toA: "! usage: /msg NAME TEXT"},
@@ -198,6 +206,10 @@ func TestBadInput(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
+	b.send("/nick bill")
+	a.expect("is now known as bill")
+	b.expect("is now known as bill")
+	b.name = "bill"
 
 	tests := []struct {
 		name string
