@@ -379,3 +379,24 @@ func TestPresenceFollowsJoinsLeavesAndRenames(t *testing.T) {
 		t.Fatalf("after u001 became aaa: %q", got)
 	}
 }
+
+// What a member says reaches the others cleaned, whatever the command:
+// invisible characters are gone and marks do not pile up.
+func TestSaidTextIsCleaned(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	mallory, _ := connect(t, h, "mallory")
+	_, am := connect(t, h, "alice")
+	am.lines()
+	for _, l := range []string{
+		"hi\u200b there\u2060",
+		"/me wa\u200dves z\u0300\u0301\u0302\u0303\u0304",
+		"/msg alice ps\ufeffst \u3164",
+		"\u200b",
+	} {
+		mallory.Handle([]byte(l))
+	}
+	want := []string{"<mallory> hi there", "* mallory waves z\u0300\u0301\u0302", "*mallory* psst"}
+	if got := am.lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alice got %q, want %q", got, want)
+	}
+}
