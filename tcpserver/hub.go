@@ -24,8 +24,8 @@ var (
 )
 
 // HubConfig holds the hub's limits. The zero value of a field means its
-// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients or
-// MaxPerIP means no limit.
+// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
+// MaxPerIP or ChangeBurst means no limit.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -36,6 +36,13 @@ type HubConfig struct {
 	MaxPerIP      int     // members at once from one IP address; 100
 	MaxRooms      int     // rooms kept at once, empty or not; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
+
+	// ChangeBurst name and room changes (/nick, /join) a member may make
+	// at once, and one every ChangeEvery after that; 3 and 5 s. Each is
+	// a notice to a whole room, so they have a rate of their own, below
+	// the rate of lines. A negative ChangeBurst means no limit.
+	ChangeBurst int
+	ChangeEvery time.Duration
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
@@ -60,6 +67,10 @@ func (c HubConfig) withDefaults() HubConfig {
 	def(&c.MaxPerIP, 100)
 	def(&c.MaxRooms, 1000)
 	def(&c.AnnounceLimit, 200)
+	def(&c.ChangeBurst, 3)
+	if c.ChangeEvery <= 0 {
+		c.ChangeEvery = 5 * time.Second
+	}
 	return c
 }
 
@@ -158,6 +169,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		echo:      info.Echo,
 	}
 	c.bucket.tokens = float64(h.cfg.Burst)
+	c.changes.tokens = float64(h.cfg.ChangeBurst)
 	var notices []string
 
 	name := info.Nick
