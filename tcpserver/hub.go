@@ -206,7 +206,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.hydrate(want)
 		h.mu.Lock()
 	}
-	if name != "" {
+	if name != "" && h.cluster != nil {
 		// Someone may have come in with it, or with one like it, while
 		// the cluster was asked.
 		if err := h.names.clash(name, nil); err != nil {
@@ -352,16 +352,18 @@ func (h *Hub) rename(c *Client, to string) error {
 		return err
 	}
 	from := c.Name()
-	h.mu.Lock()
-	err := h.names.check(to, c)
-	h.mu.Unlock()
-	if err != nil {
-		return err
-	}
 	claimed := false
 	if h.cluster != nil && !strings.EqualFold(to, from) {
+		// Asking the other nodes takes a round trip: not under the lock.
+		// A name this node refuses is not claimed from them at all.
+		h.mu.Lock()
+		err := h.names.check(to, c)
+		h.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-		err := h.cluster.ClaimName(ctx, to, c.room.name)
+		err = h.cluster.ClaimName(ctx, to, c.room.name)
 		cancel()
 		switch {
 		case errors.Is(err, ErrNameTaken):
@@ -373,10 +375,10 @@ func (h *Hub) rename(c *Client, to string) error {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	// Someone may have taken it, or one like it, while the cluster was
-	// asked.
-	if err := h.names.clash(to, c); err != nil {
+	if err := h.names.check(to, c); err != nil {
 		if claimed {
+			// Someone here took it, or one like it, while the cluster
+			// was asked.
 			h.unclaimLocked(to)
 		}
 		return err
