@@ -220,6 +220,10 @@ func (c *Client) nick(to string) {
 		c.errorf("you are already %s", to)
 		return
 	}
+	if err := ValidNick(to); err != nil {
+		c.errorf("%v", err)
+		return
+	}
 	now := time.Now()
 	if !c.mayChange(now) {
 		return

@@ -46,6 +46,11 @@ func TestNameAndRoomChangesHaveTheirOwnRate(t *testing.T) {
 	if got := mm.lines(); len(got) != 1 || !strings.HasPrefix(got[0], "! too many name and room changes") {
 		t.Fatalf("mallory's /join: %q", got)
 	}
+	// A name that could never be had says so, rather than "try again".
+	mallory.Handle([]byte("/nick no spaces"))
+	if got := mm.lines(); len(got) != 1 || !strings.Contains(got[0], "is not valid") {
+		t.Fatalf("mallory's /nick no spaces: %q", got)
+	}
 	mallory.Handle([]byte("still here"))
 	if got := bm.lines(); len(got) != 1 || got[0] != "<m2> still here" {
 		t.Fatalf("bob got %q after the renames", got)
