@@ -156,6 +156,12 @@ func CleanLine(b []byte) string {
 	marks := 0    // combining marks kept on the last character
 	pict := false // the last character kept is a pictograph, or a variation selector after one
 	for len(b) > 0 {
+		if c := b[0]; c >= 0x20 && c < 0x7f { // printable ASCII, most of most lines
+			sb.WriteByte(c)
+			b = b[1:]
+			marks, pict = 0, false
+			continue
+		}
 		r, size := utf8.DecodeRune(b)
 		b = b[size:]
 		switch {
