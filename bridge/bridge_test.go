@@ -325,10 +325,10 @@ func TestPlainWebSocketAndTelnetShareARoom(t *testing.T) {
 	if got := w.read(); got != "<telly> said before the browser came" {
 		t.Fatalf("history frame = %q", got)
 	}
-	if got := w.read(); got != "* 2 in lobby: telly, webby" {
+	if got := w.read(); got != "*** 2 in lobby: telly, webby" {
 		t.Fatalf("presence frame = %q", got)
 	}
-	tel.expect("webby joined") // a web visitor's address is not shown
+	tel.expect("*** webby joined") // a web visitor's address is not shown
 
 	w.send("hello from the web")
 	if got := tel.expect("webby>"); got != "<webby> hello from the web" {
@@ -344,9 +344,9 @@ func TestPlainWebSocketAndTelnetShareARoom(t *testing.T) {
 	tel.expect("<webby> two")
 	tel.expect("* webby waves")
 	tel.send("/nick tel2")
-	w.expect("* telly is now known as tel2")
+	w.expect("*** telly is now known as tel2")
 	w.c.Close(websocket.StatusNormalClosure, "")
-	tel.expect("webby left")
+	tel.expect("*** webby left")
 }
 
 func TestJSONProtocol(t *testing.T) {

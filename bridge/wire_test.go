@@ -81,7 +81,7 @@ func TestFastWebSocketSenderArrivesWhole(t *testing.T) {
 	tel.send("/nick telly")
 	tel.expect("is now known as telly")
 	w := st.plain(t, "nick=fast")
-	tel.expect("fast joined")
+	tel.expect("*** fast joined")
 
 	const n = 2000
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

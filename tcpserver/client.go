@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -39,9 +40,10 @@ type Client struct {
 	bucket   tokenBucket // lines it may send now
 	strikes  float64     // refused lines, leaking away over time
 	strikeAt time.Time
-	limited  bool     // told it is sending too fast, and not yet let through again
-	holding  bool     // Hold is in force: room lines wait in held for Flush
-	held     []*Event // lines said while holding
+	limited  bool        // told it is sending too fast, and not yet let through again
+	changes  tokenBucket // name and room changes it may make now
+	holding  bool        // Hold is in force: room lines wait in held for Flush
+	held     []*Event    // lines said while holding
 }
 
 // Name returns the member's current name.
@@ -219,10 +221,19 @@ func (c *Client) nick(to string) {
 		c.errorf("you are already %s", to)
 		return
 	}
+	if err := ValidNick(to); err != nil {
+		c.errorf("%v", err)
+		return
+	}
+	now := time.Now()
+	if !c.mayChange(now) {
+		return
+	}
 	if err := c.hub.rename(c, to); err != nil {
 		c.errorf("%v", err)
 		return
 	}
+	c.changed(now)
 	r := c.room
 	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
 	r.mu.Lock()
@@ -244,9 +255,42 @@ func (c *Client) join(arg string) {
 		c.errorf("you are already in %s", name)
 		return
 	}
+	now := time.Now()
+	if !c.mayChange(now) {
+		return
+	}
 	c.hub.hydrate(name)
 	if err := c.hub.move(c, name); err != nil {
 		c.errorf("%v", err)
+		return
+	}
+	c.changed(now)
+}
+
+// mayChange applies the rate of name and room changes (see
+// HubConfig.ChangeBurst): it reports whether the member may make one now,
+// and if not tells it when it may. A change refused is not a line
+// refused: it adds nothing towards a flood kick, since the line itself
+// passed flood control. Only a change made is counted (see changed), so
+// that a name found taken costs nothing.
+func (c *Client) mayChange(now time.Time) bool {
+	cfg := &c.hub.cfg
+	if cfg.ChangeBurst < 0 {
+		return true
+	}
+	wait := c.changes.wait(now, 1/cfg.ChangeEvery.Seconds(), float64(cfg.ChangeBurst))
+	if wait <= 0 {
+		return true
+	}
+	c.errorf("too many name and room changes: at most %d at once and one every %s; try again in %d s",
+		cfg.ChangeBurst, cfg.ChangeEvery, int(math.Ceil(wait.Seconds())))
+	return false
+}
+
+// changed counts a name or room change made.
+func (c *Client) changed(now time.Time) {
+	if c.hub.cfg.ChangeBurst >= 0 {
+		c.changes.take(now, 1/c.hub.cfg.ChangeEvery.Seconds(), float64(c.hub.cfg.ChangeBurst))
 	}
 }
 
@@ -341,6 +385,19 @@ func (c *Client) allow(now time.Time) bool {
 type tokenBucket struct {
 	tokens float64
 	last   time.Time
+}
+
+// wait returns how long until the bucket holds a token; 0 or less if it
+// holds one now. It takes none.
+func (b *tokenBucket) wait(now time.Time, rate, burst float64) time.Duration {
+	tokens := b.tokens
+	if !b.last.IsZero() {
+		tokens = min(burst, tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	if tokens >= 1 {
+		return 0
+	}
+	return time.Duration(math.Ceil((1 - tokens) / rate * float64(time.Second)))
 }
 
 func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {

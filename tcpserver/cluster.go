@@ -60,7 +60,7 @@ type Cluster interface {
 	History(ctx context.Context, room string) ([]*Event, error)
 }
 
-// Notice sends text as a system line ("* text") to every local member. A
+// Notice sends text as a system line ("*** text") to every local member. A
 // relay uses it to tell members about the link to the other nodes.
 func (h *Hub) Notice(text string) {
 	ev := h.notice(KindSystem, text)

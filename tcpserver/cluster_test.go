@@ -1,7 +1,10 @@
 package tcpserver
 
 import (
+	"context"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -22,7 +25,7 @@ func TestDeliverFromAnotherNode(t *testing.T) {
 			{ID: 3, Kind: KindAction, Room: "lobby", From: "alice", Text: "waves", Node: "a"},
 		}}, []string{"<alice> one", "* alice waves"}},
 		{"a join", &Event{ID: 4, Kind: KindJoin, Room: "lobby", From: "carol", Addr: "192.0.2.9:1", Node: "a"},
-			[]string{"* carol (192.0.2.9:1) joined"}},
+			[]string{"*** carol (192.0.2.9:1) joined"}},
 		{"a join for a room nobody here is in", &Event{ID: 5, Kind: KindJoin, Room: "dev", From: "dave", Node: "a"}, nil},
 	}
 	for _, tt := range tests {
@@ -64,7 +67,7 @@ func TestNoticeAndDeliverPrivate(t *testing.T) {
 
 	h.Notice("link to other nodes lost")
 	for _, m := range []*fakeMember{am, bm} {
-		if got := m.lines(); len(got) != 1 || got[0] != "* link to other nodes lost" {
+		if got := m.lines(); len(got) != 1 || got[0] != "*** link to other nodes lost" {
 			t.Fatalf("notice: got %q", got)
 		}
 	}
@@ -76,5 +79,90 @@ func TestNoticeAndDeliverPrivate(t *testing.T) {
 	}
 	if _, ok := h.DeliverPrivate("zed", "nobody", "psst"); ok {
 		t.Fatal("delivered to nobody")
+	}
+}
+
+// fakeCluster records the names claimed and released; onClaim, if set,
+// runs inside ClaimName, while the hub waits for the cluster.
+type fakeCluster struct {
+	mu                sync.Mutex
+	claimed, released []string
+	onClaim           func(name string)
+}
+
+func (f *fakeCluster) Publish(*Event) {}
+func (f *fakeCluster) ClaimName(_ context.Context, name, _ string) error {
+	f.mu.Lock()
+	f.claimed = append(f.claimed, name)
+	hook := f.onClaim
+	f.mu.Unlock()
+	if hook != nil {
+		hook(name)
+	}
+	return nil
+}
+func (f *fakeCluster) ReleaseName(name string) {
+	f.mu.Lock()
+	f.released = append(f.released, name)
+	f.mu.Unlock()
+}
+func (f *fakeCluster) RemoteMembers(string, int) ([]string, int) { return nil, 0 }
+func (f *fakeCluster) RemoteRooms() map[string]int               { return nil }
+func (f *fakeCluster) Private(context.Context, string, string, string) (string, error) {
+	return "", ErrNoSuchMember
+}
+func (f *fakeCluster) History(context.Context, string) ([]*Event, error) { return nil, nil }
+
+func (f *fakeCluster) names() (claimed, released []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.claimed), slices.Clone(f.released)
+}
+
+// In a cluster a name this node refuses is never claimed from the other
+// nodes, and one claimed and then lost to a member here (who came in with
+// one like it while the cluster was asked) is given back, unless that
+// member has the very name: a node's claim is one, whoever asked.
+func TestClusterClaimsOnlyNamesThisNodeAllows(t *testing.T) {
+	fc := &fakeCluster{}
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, Relay: fc}, nil)
+	connect(t, h, "alice")
+	bob, bm := connect(t, h, "bob")
+	for _, name := range []string{"r00t", "aIice", "guest-1234"} {
+		if got := nickErr(t, bob, bm, name); got == "" {
+			t.Fatalf("bob became %s", name)
+		}
+	}
+	var others []*Client
+	fc.onClaim = func(name string) {
+		switch name {
+		case "carol":
+			c, _ := connect(t, h, "caroI")
+			others = append(others, c)
+		case "dave":
+			c, _ := connect(t, h, "DAVE")
+			others = append(others, c)
+		}
+	}
+	if got := nickErr(t, bob, bm, "carol"); !strings.Contains(got, "looks too much like") {
+		t.Fatalf("bob as carol while caroI came in: %q", got)
+	}
+	if got := nickErr(t, bob, bm, "dave"); !strings.Contains(got, "is taken") {
+		t.Fatalf("bob as dave while DAVE came in: %q", got)
+	}
+	claimed, released := fc.names()
+	for _, name := range []string{"r00t", "aIice", "guest-1234"} {
+		if slices.Contains(claimed, name) {
+			t.Errorf("%s was claimed in the cluster: %q", name, claimed)
+		}
+	}
+	if !slices.Contains(claimed, "carol") || !slices.Contains(released, "carol") {
+		t.Errorf("carol: claimed %q, released %q; want claimed and released", claimed, released)
+	}
+	if slices.Contains(released, "dave") {
+		t.Errorf("dave was released while DAVE, here, holds the claim: %q", released)
+	}
+	if bob.Name() != "bob" || len(others) != 2 {
+		t.Fatalf("bob is %q; %d others came in", bob.Name(), len(others))
 	}
 }

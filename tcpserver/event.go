@@ -16,16 +16,31 @@ const (
 	KindMessage  Kind = iota + 1 // a line said in a room: <from> text
 	KindAction                   // /me: * from text
 	KindPrivate                  // /msg: *from* text, to one member
-	KindJoin                     // from joined the room
-	KindLeave                    // from left the room
-	KindNick                     // from is now known as To
-	KindSystem                   // a notice from the server
-	KindError                    // a refusal or an error, to one member
-	KindHello                    // the welcome: your name (To) and room
+	KindJoin                     // *** from joined the room
+	KindLeave                    // *** from left the room
+	KindNick                     // *** from is now known as To
+	KindSystem                   // *** a notice from the server
+	KindError                    // ! a refusal or an error, to one member
+	KindHello                    // *** the welcome: your name (To) and room
 	KindHistory                  // recent lines of a room (Events)
-	KindPresence                 // who is in a room (Names, Count)
+	KindPresence                 // *** who is in a room (Names, Count)
 	KindBatch                    // several lines one member said at once (Events)
 )
+
+// noticePrefix starts every line the server says itself (joins, leaves,
+// name changes, the welcome, who is here, system notices). No member can
+// start a line with it: a message starts with '<', an action with "* "
+// and a name, a private message with '*' and a name or "-> ", and a name
+// has no '*' in it (see [ValidNick]). So "/me is now known as alice"
+// shows as "* mallory is now known as alice", never as a notice.
+const noticePrefix = "*** "
+
+// noticeLine is text as the text protocol sends a notice from the server,
+// for the lines a transport writes outside any member's queue (a refused
+// connection, a member cut off).
+func noticeLine(text string) []byte {
+	return (&Event{Kind: KindSystem, Text: text}).finish().line
+}
 
 var kindNames = [...]string{
 	KindMessage:  "message",
@@ -175,7 +190,7 @@ func (e *Event) finish() *Event {
 		}
 		b = append(append(b, "* "...), e.Text...)
 	case KindJoin, KindLeave:
-		b = append(append(b, "* "...), e.From...)
+		b = append(append(b, noticePrefix...), e.From...)
 		if e.Addr != "" {
 			b = append(append(append(b, " ("...), e.Addr...), ')')
 		}
@@ -188,7 +203,7 @@ func (e *Event) finish() *Event {
 			b = append(append(append(b, " ("...), e.Text...), ')')
 		}
 	case KindNick:
-		b = append(append(append(append(b, "* "...), e.From...), " is now known as "...), e.To...)
+		b = append(append(append(append(b, noticePrefix...), e.From...), " is now known as "...), e.To...)
 	case KindError:
 		b = append(append(b, "! "...), e.Text...)
 	case KindHistory, KindBatch:
@@ -198,7 +213,7 @@ func (e *Event) finish() *Event {
 		e.line = b
 		return e
 	case KindPresence:
-		b = append(append(append(append(b, "* "...), strconv.Itoa(e.Count)...), " in "...), e.Room...)
+		b = append(append(append(append(b, noticePrefix...), strconv.Itoa(e.Count)...), " in "...), e.Room...)
 		b = append(b, ": "...)
 		for i, n := range e.Names {
 			if i > 0 {
@@ -210,7 +225,7 @@ func (e *Event) finish() *Event {
 			b = append(append(append(b, " and "...), strconv.Itoa(more)...), " more"...)
 		}
 	default: // KindSystem, KindHello
-		b = append(append(b, "* "...), e.Text...)
+		b = append(append(b, noticePrefix...), e.Text...)
 	}
 	e.line = append(b, "\r\n"...)
 	return e

@@ -27,20 +27,20 @@ func ExampleServer() {
 		panic(err)
 	}
 	r := bufio.NewReader(conn)
-	r.ReadString('\n') // * Welcome to chatbridge, guest-NNNN! ...
-	r.ReadString('\n') // * 1 in lobby: guest-NNNN
+	r.ReadString('\n') // *** Welcome to chatbridge, guest-NNNN! ...
+	r.ReadString('\n') // *** 1 in lobby: guest-NNNN
 	fmt.Fprint(conn, "/nick alice\r\n/who\r\n")
 	renamed, _ := r.ReadString('\n')
 	who, _ := r.ReadString('\n')
 	_, after, _ := strings.Cut(renamed, " is now ")
-	fmt.Println("* ... is now", strings.TrimSpace(after))
+	fmt.Println("*** ... is now", strings.TrimSpace(after))
 	fmt.Println(strings.TrimSpace(who))
 
 	conn.Close()
 	srv.Shutdown(context.Background())
 	fmt.Println(<-done)
 	// Output:
-	// * ... is now known as alice
-	// * 1 in lobby: alice
+	// *** ... is now known as alice
+	// *** 1 in lobby: alice
 	// tcpserver: server closed
 }

@@ -178,7 +178,7 @@ func (c *testClient) quiet() {
 func (c *testClient) sync() {
 	c.t.Helper()
 	c.send("/rooms")
-	c.expect("* rooms: ")
+	c.expect("*** rooms: ")
 }
 
 // closed waits for the server to close the connection, returning what it

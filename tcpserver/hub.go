@@ -24,8 +24,8 @@ var (
 )
 
 // HubConfig holds the hub's limits. The zero value of a field means its
-// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients or
-// MaxPerIP means no limit.
+// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
+// MaxPerIP or ChangeBurst means no limit.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -40,6 +40,13 @@ type HubConfig struct {
 	// ShowAddresses says whose address join and leave notices carry, to
 	// the room and to the relay alike; ShowAddrsTCP.
 	ShowAddresses ShowAddrs
+
+	// ChangeBurst name and room changes (/nick, /join) a member may make
+	// at once, and one every ChangeEvery after that; 3 and 5 s. Each is
+	// a notice to a whole room, so they have a rate of their own, below
+	// the rate of lines. A negative ChangeBurst means no limit.
+	ChangeBurst int
+	ChangeEvery time.Duration
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
@@ -64,6 +71,10 @@ func (c HubConfig) withDefaults() HubConfig {
 	def(&c.MaxPerIP, 100)
 	def(&c.MaxRooms, 1000)
 	def(&c.AnnounceLimit, 200)
+	def(&c.ChangeBurst, 3)
+	if c.ChangeEvery <= 0 {
+		c.ChangeEvery = 5 * time.Second
+	}
 	return c
 }
 
@@ -99,8 +110,8 @@ type Hub struct {
 	cluster Cluster // cfg.Relay, if it is one; nil on a single node
 
 	mu        sync.Mutex
-	names     map[string]*Client // by folded name
-	rooms     map[string]*Room   // by name
+	names     nameBook         // the names in use here, and which may be taken
+	rooms     map[string]*Room // by name
 	perIP     map[string]int
 	clients   int
 	transport map[string]int
@@ -120,7 +131,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h := &Hub{
 		cfg:       cfg.withDefaults(),
 		log:       log,
-		names:     make(map[string]*Client),
+		names:     newNameBook(),
 		rooms:     make(map[string]*Room),
 		perIP:     make(map[string]int),
 		transport: make(map[string]int),
@@ -148,7 +159,9 @@ type ConnectInfo struct {
 // member sends (Handle) and, at the end, Leave.
 //
 // A name or room that cannot be had is not an error: the member gets a
-// guest name or the default room and a notice saying why.
+// guest name or the default room and a notice saying why. (A guest name
+// asked for gets no notice: it is what the page asks for when it comes
+// back after a restart, and the member is simply a guest again.)
 func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c := &Client{
 		hub:       h,
@@ -161,6 +174,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		echo:      info.Echo,
 	}
 	c.bucket.tokens = float64(h.cfg.Burst)
+	c.changes.tokens = float64(h.cfg.ChangeBurst)
 	var notices []string
 
 	name := info.Nick
@@ -177,6 +191,15 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.rejected.Add(1)
 		return nil, err
 	}
+	if name != "" {
+		if err := h.names.check(name, nil); err != nil {
+			if !errors.Is(err, ErrNickGuest) {
+				notices = append(notices, err.Error()+"; you are a guest for now")
+			}
+			name = ""
+		}
+	}
+	asked := name
 	if h.cluster != nil {
 		// Asking the other nodes takes a round trip: not under the lock.
 		h.mu.Unlock()
@@ -188,9 +211,14 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.hydrate(want)
 		h.mu.Lock()
 	}
-	if name != "" {
-		if _, taken := h.names[strings.ToLower(name)]; taken {
-			notices = append(notices, fmt.Sprintf("nick %q is taken; you are a guest for now", name))
+	if name != "" && h.cluster != nil {
+		// Someone may have come in with it, or with one like it, while
+		// the cluster was asked.
+		if err := h.names.clash(name, nil); err != nil {
+			h.unclaimLocked(name)
+			if name == asked {
+				notices = append(notices, err.Error()+"; you are a guest for now")
+			}
 			name = ""
 		}
 	}
@@ -198,7 +226,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		name = h.guestNameLocked()
 	}
 	c.setName(name)
-	h.names[strings.ToLower(name)] = c
+	h.names.add(name, c)
 
 	roomName := h.cfg.DefaultRoom
 	if info.Room != "" {
@@ -240,11 +268,8 @@ func (h *Hub) admitLocked(c *Client) error {
 func (h *Hub) release(c *Client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.names[strings.ToLower(c.Name())] == c {
-		delete(h.names, strings.ToLower(c.Name()))
-		if h.cluster != nil {
-			h.cluster.ReleaseName(c.Name())
-		}
+	if h.names.remove(c.Name(), c) && h.cluster != nil {
+		h.cluster.ReleaseName(c.Name())
 	}
 	h.clients--
 	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
@@ -253,7 +278,8 @@ func (h *Hub) release(c *Client) {
 	h.transport[c.transport]--
 }
 
-// guestNameLocked picks a free name such as guest-4821.
+// guestNameLocked picks a free name such as guest-4821, not like any
+// name here either (guest-1234 while someone is guest-l234).
 func (h *Hub) guestNameLocked() string {
 	for digits := 4; ; digits++ {
 		limit := 1
@@ -263,7 +289,7 @@ func (h *Hub) guestNameLocked() string {
 		for range 20 {
 			n := limit/10 + rand.IntN(limit-limit/10)
 			name := "guest-" + strconv.Itoa(n)
-			if _, taken := h.names[name]; !taken {
+			if h.names.clash(name, nil) == nil {
 				return name
 			}
 		}
@@ -321,44 +347,64 @@ func (h *Hub) dropIfEmpty(r *Room) {
 func (h *Hub) lookup(name string) *Client {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.names[strings.ToLower(name)]
+	return h.names.get(name)
 }
 
-// rename gives c the name to, if it is free (on every node, in a
-// cluster).
+// rename gives c the name to, if c may take it: see [nameBook.check]. In
+// a cluster the name must also be free on every other node.
 func (h *Hub) rename(c *Client, to string) error {
 	if err := ValidNick(to); err != nil {
 		return err
 	}
-	key := strings.ToLower(to)
 	from := c.Name()
-	if h.cluster != nil && key != strings.ToLower(from) {
-		if other := h.lookup(to); other != nil && other != c {
-			return fmt.Errorf("nick %q is taken", to)
+	claimed := false
+	if h.cluster != nil && !strings.EqualFold(to, from) {
+		// Asking the other nodes takes a round trip: not under the lock.
+		// A name this node refuses is not claimed from them at all.
+		h.mu.Lock()
+		err := h.names.check(to, c)
+		h.mu.Unlock()
+		if err != nil {
+			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-		err := h.cluster.ClaimName(ctx, to, c.room.name)
+		err = h.cluster.ClaimName(ctx, to, c.room.name)
 		cancel()
 		switch {
 		case errors.Is(err, ErrNameTaken):
-			return fmt.Errorf("nick %q is taken", to)
+			return fmt.Errorf("nick %q %w", to, ErrNickTaken)
 		case err != nil:
 			h.log.Debug("cluster name claim failed; checking this node only", "name", to, "err", err)
 		}
+		claimed = true // on an error too: the cluster claims it later
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if other, taken := h.names[key]; taken && other != c {
-		return fmt.Errorf("nick %q is taken", to)
+	if err := h.names.check(to, c); err != nil {
+		if claimed {
+			// Someone here took it, or one like it, while the cluster
+			// was asked.
+			h.unclaimLocked(to)
+		}
+		return err
 	}
-	delete(h.names, strings.ToLower(from))
-	h.names[key] = c
+	h.names.remove(from, c)
+	h.names.add(to, c)
 	c.setName(to)
 	c.room.renamed()
-	if h.cluster != nil && key != strings.ToLower(from) {
+	if claimed {
 		h.cluster.ReleaseName(from)
 	}
 	return nil
+}
+
+// unclaimLocked gives back to the cluster a name claimed for a member who
+// did not get it, unless a member here has it: a node's claim on a name
+// is one, whichever member asked.
+func (h *Hub) unclaimLocked(name string) {
+	if h.cluster != nil && h.names.get(name) == nil {
+		h.cluster.ReleaseName(name)
+	}
 }
 
 // move takes c from its room to the room called name.

@@ -60,10 +60,10 @@ func TestConnectWithNickAndRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := m.lines()
-	if !strings.HasPrefix(got[0], "* Welcome to chatbridge, guest-") || !strings.Contains(got[0], "You are in docs.") {
+	if !strings.HasPrefix(got[0], "*** Welcome to chatbridge, guest-") || !strings.Contains(got[0], "You are in docs.") {
 		t.Fatalf("welcome = %q", got[0])
 	}
-	if got[1] != `* nick "ALICE" is taken; you are a guest for now` {
+	if got[1] != `*** nick "ALICE" is taken; you are a guest for now` {
 		t.Fatalf("notice = %q", got[1])
 	}
 	if c.Room() != "docs" {
@@ -105,7 +105,7 @@ func TestRelaySeamJoinsTwoHubs(t *testing.T) {
 		t.Fatalf("carol's welcome on node b = %q", got)
 	}
 	alice.Leave("")
-	if got := bm.lines(); len(got) != 2 || got[1] != "* alice (192.0.2.1:1000) left" {
+	if got := bm.lines(); len(got) != 2 || got[1] != "*** alice (192.0.2.1:1000) left" {
 		t.Fatalf("bob saw %q", got)
 	}
 }
@@ -294,7 +294,7 @@ func TestHeldLinesGoAsOneBatchInOrder(t *testing.T) {
 	if got := strings.Join(kinds, " "); got != "batch action nick batch" {
 		t.Fatalf("bob got events %s", got)
 	}
-	want := []string{"<alice> one", "<alice> two", "* alice three", "* alice is now known as ally", "<ally> four", "<ally> five"}
+	want := []string{"<alice> one", "<alice> two", "* alice three", "*** alice is now known as ally", "<ally> four", "<ally> five"}
 	if got := bm.lines(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("bob got %q, want %q", got, want)
 	}
@@ -378,5 +378,26 @@ func TestPresenceFollowsJoinsLeavesAndRenames(t *testing.T) {
 	got, _ = names()
 	if got[0] != "aaa" {
 		t.Fatalf("after u001 became aaa: %q", got)
+	}
+}
+
+// What a member says reaches the others cleaned, whatever the command:
+// invisible characters are gone and marks do not pile up.
+func TestSaidTextIsCleaned(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	mallory, _ := connect(t, h, "mallory")
+	_, am := connect(t, h, "alice")
+	am.lines()
+	for _, l := range []string{
+		"hi\u200b there\u2060",
+		"/me wa\u200dves z\u0300\u0301\u0302\u0303\u0304",
+		"/msg alice ps\ufeffst \u3164",
+		"\u200b",
+	} {
+		mallory.Handle([]byte(l))
+	}
+	want := []string{"<mallory> hi there", "* mallory waves z\u0300\u0301\u0302", "*mallory* psst"}
+	if got := am.lines(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("alice got %q, want %q", got, want)
 	}
 }

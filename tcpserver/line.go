@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"bytes"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -120,12 +121,25 @@ func (r *LineReader) dropPartial() {
 	r.partial = r.partial[:0]
 }
 
+// maxMarks is the most combining marks CleanLine keeps on one character:
+// Vietnamese stacks two, pointed Hebrew and Tibetan three; "zalgo" text
+// stacks dozens, to spill over the lines above and below.
+const maxMarks = 3
+
+// zwj is the zero width joiner, kept only where it joins two pictographs
+// into one (👩 ZWJ 💻 is 👩‍💻).
+const zwj = '\u200d'
+
 // CleanLine turns one line a user sent into text that is safe to show on
 // anyone else's terminal or page: invalid UTF-8 becomes U+FFFD; control
 // characters other than tab (ESC, BEL, NUL, DEL, the C1 range) and the
 // Unicode bidirectional overrides are removed, so no user can move another
-// user's cursor, recolour their terminal or reorder their text; trailing
-// white space is trimmed.
+// user's cursor, recolour their terminal or reorder their text; so are the
+// characters that hide or disguise text (see hidden) and all but maxMarks
+// combining marks on one character; trailing white space is trimmed.
+//
+// Cleaning twice changes nothing: what is removed depends only on what
+// was kept before it and on the next character.
 func CleanLine(b []byte) string {
 	clean := true
 	for _, c := range b {
@@ -139,21 +153,95 @@ func CleanLine(b []byte) string {
 	}
 	var sb strings.Builder
 	sb.Grow(len(b))
+	marks := 0    // combining marks kept on the last character
+	pict := false // the last character kept is a pictograph, or a variation selector after one
 	for len(b) > 0 {
+		if c := b[0]; c >= 0x20 && c < 0x7f { // printable ASCII, most of most lines
+			sb.WriteByte(c)
+			b = b[1:]
+			marks, pict = 0, false
+			continue
+		}
 		r, size := utf8.DecodeRune(b)
 		b = b[size:]
 		switch {
 		case r == utf8.RuneError && size <= 1:
-			sb.WriteRune(utf8.RuneError)
 		case r == '\t':
-			sb.WriteByte('\t')
 		case r < 0x20, r >= 0x7f && r < 0xa0:
-			// C0 and C1 controls and DEL.
-		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
-			// Bidirectional embeddings, overrides and isolates.
-		default:
+			continue // C0 and C1 controls and DEL
+		case r == zwj:
+			next, _ := utf8.DecodeRune(b)
+			if !pict || !pictographic(next) {
+				continue
+			}
+		case hidden(r):
+			continue
+		case variationSelector(r):
+			sb.WriteRune(r) // part of the character before; not a mark to count
+			continue
+		case r >= 0x300 && unicode.In(r, unicode.Mn, unicode.Me):
+			if marks == maxMarks {
+				continue
+			}
+			marks++
+			pict = false
 			sb.WriteRune(r)
+			continue
 		}
+		sb.WriteRune(r)
+		marks = 0
+		pict = pictographic(r)
 	}
 	return strings.TrimRight(sb.String(), " \t")
+}
+
+// hidden reports whether r is a character that hides or disguises text,
+// which CleanLine removes: every format character (Unicode's Cf: zero
+// width space, joiner and non-joiner, word joiner, the invisible
+// operators U+2060-U+2064, the byte order mark, the bidirectional marks,
+// embeddings, overrides and isolates, the soft hyphen, the tag characters
+// ...), the line and paragraph separators U+2028 and U+2029, and the
+// Hangul fillers, which show as blank space. (The zero width joiner is
+// CleanLine's to keep where it joins two pictographs.)
+func hidden(r rune) bool {
+	switch {
+	case r < 0xad:
+		return false
+	case r == 0xad: // soft hyphen, the only format character below U+0600
+		return true
+	case r < 0x600:
+		return false
+	case r == 0x115f, r == 0x1160, r == 0x3164, r == 0xffa0: // Hangul fillers
+		return true
+	case r == 0x2028, r == 0x2029:
+		return true
+	case r >= 0xe0000 && r <= 0xe007f: // tags, assigned or not
+		return true
+	}
+	return unicode.Is(unicode.Cf, r)
+}
+
+// variationSelector reports whether r picks a form of the character
+// before it (text or emoji style, a CJK variant): a combining mark, but
+// one that is never stacked.
+func variationSelector(r rune) bool {
+	return r >= 0xfe00 && r <= 0xfe0f || r >= 0xe0100 && r <= 0xe01ef || r >= 0x180b && r <= 0x180d || r == 0x180f
+}
+
+// pictographic reports whether r is an emoji or another pictograph that a
+// zero width joiner may join to the next one (👩‍💻, 🏳️‍🌈, ❤️‍🔥, 🏃‍♀️):
+// roughly Unicode's Extended_Pictographic, which package unicode lacks.
+// Skin tones (U+1F3FB-U+1F3FF) are in the first range.
+func pictographic(r rune) bool {
+	switch {
+	case r >= 0x1f000 && r <= 0x1faff, // from mahjong tiles to symbols and pictographs extended-A
+		r >= 0x2600 && r <= 0x27bf, // miscellaneous symbols and dingbats: ♀ ♂ ❤ ⚕ ❄
+		r >= 0x2300 && r <= 0x23ff, // miscellaneous technical: ⌚ ⏰
+		r >= 0x2190 && r <= 0x21ff, // arrows
+		r >= 0x2b00 && r <= 0x2bff, // ⬛ ⭐
+		r == 0xa9, r == 0xae, r == 0x203c, r == 0x2049, r == 0x2122, r == 0x2139,
+		r == 0x3030, r == 0x303d, r == 0x3297, r == 0x3299:
+		return true
+	}
+	return false
 }

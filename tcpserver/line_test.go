@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -98,11 +99,99 @@ func TestCleanLine(t *testing.T) {
 		{"truncated \xe2\x9c", "truncated \uFFFD\uFFFD"},
 		{"rtl \u202eevil\u202c \u2066iso\u2069", "rtl evil iso"},
 		{"emoji 🎉 ok", "emoji 🎉 ok"},
+		{"zero\u200bwidth\u200c non\u200djoiners", "zerowidth nonjoiners"},
+		{"word\u2060joiner, invisible\u2061\u2062\u2063\u2064 operators", "wordjoiner, invisible operators"},
+		{"\ufeffbyte order mark", "byte order mark"},
+		{"marks \u200eltr\u200f rtl \u061carabic", "marks ltr rtl arabic"},
+		{"line\u2028and\u2029paragraph", "lineandparagraph"},
+		{"hangul \u3164\u115f\u1160\uffa0fillers", "hangul fillers"},
+		{"tags \U000e0001\U000e0041\U000e007f\U000e0000 gone", "tags  gone"},
+		{"soft\u00adhyphen", "softhyphen"},
+		{"only invisible at the end \u200b\u200b", "only invisible at the end"},
+		{"ad\u200bmin", "admin"},
+		// A zero width joiner stays where it joins two pictographs.
+		{"coder 👩\u200d💻", "coder 👩\u200d💻"},
+		{"family 👨\u200d👩\u200d👧", "family 👨\u200d👩\u200d👧"},
+		{"rainbow 🏳\ufe0f\u200d🌈", "rainbow 🏳\ufe0f\u200d🌈"},
+		{"heart on fire ❤\ufe0f\u200d🔥", "heart on fire ❤\ufe0f\u200d🔥"},
+		{"runner 🏃\u200d♀\ufe0f", "runner 🏃\u200d♀\ufe0f"},
+		{"toned 👩🏽\u200d💻", "toned 👩🏽\u200d💻"},
+		{"joiner between letters a\u200db", "joiner between letters ab"},
+		{"joiner after an emoji 👩\u200dx", "joiner after an emoji 👩x"},
+		{"joiner at the end 👩\u200d", "joiner at the end 👩"},
+		{"two joiners 👩\u200d\u200d💻", "two joiners 👩\u200d💻"},
+		{"the flag of England 🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f", "the flag of England 🏴"},
+		{"variation selectors stay: ☺\ufe0f 葛\U000e0100", "variation selectors stay: ☺\ufe0f 葛\U000e0100"},
+		// At most three combining marks on a character.
+		{"zalgo z\u0300\u0301\u0302\u0303\u0304\u0305a\u0306", "zalgo z\u0300\u0301\u0302a\u0306"},
+		{"vietnamese ệ Việt", "vietnamese ệ Việt"},
+		{"decomposed vie\u0323\u0302t", "decomposed vie\u0323\u0302t"},
+		{"a fourth mark goes, even cantillation \u05e9\u05c1\u05b8\u05bc\u0591", "a fourth mark goes, even cantillation \u05e9\u05c1\u05b8\u05bc"},
+		{"marks first \u0301\u0301\u0301\u0301x", "marks first \u0301\u0301\u0301x"},
+		{"selectors do not count e\u0301\ufe0f\u0302\u0303\u0304", "selectors do not count e\u0301\ufe0f\u0302\u0303"},
 	}
 	for _, tt := range tests {
 		if got := CleanLine([]byte(tt.in)); got != tt.want {
 			t.Errorf("CleanLine(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestCleanLineRemovesEveryFormatCharacter: every format character (Cf)
+// is invisible, and none survives, whatever is around it.
+func TestCleanLineRemovesEveryFormatCharacter(t *testing.T) {
+	n := 0
+	for _, rng := range unicode.Cf.R16 {
+		for r := rune(rng.Lo); r <= rune(rng.Hi); r += rune(rng.Stride) {
+			n += checkRemoved(t, r)
+		}
+	}
+	for _, rng := range unicode.Cf.R32 {
+		for r := rune(rng.Lo); r <= rune(rng.Hi); r += rune(rng.Stride) {
+			n += checkRemoved(t, r)
+		}
+	}
+	if n < 100 {
+		t.Fatalf("only %d format characters checked", n)
+	}
+}
+
+func checkRemoved(t *testing.T, r rune) int {
+	t.Helper()
+	in := "a" + string(r) + "b"
+	if r == zwj {
+		in = "👩" + string(r) + "b" // not between two pictographs
+	}
+	if got, want := CleanLine([]byte(in)), strings.Replace(in, string(r), "", 1); got != want {
+		t.Errorf("CleanLine(%q) = %q, want %q", in, got, want)
+	}
+	return 1
+}
+
+// A clean ASCII line, nearly every line, costs nothing but the string it
+// becomes.
+func TestCleanLineASCIIAllocatesOnlyItsString(t *testing.T) {
+	line := []byte("hello, everybody: a line of typical length")
+	if n := testing.AllocsPerRun(100, func() { CleanLine(line) }); n != 1 {
+		t.Fatalf("%v allocations for a clean ASCII line, want 1", n)
+	}
+}
+
+// BenchmarkCleanLine: a clean ASCII line, the common case, must cost
+// nothing but the string it returns; the others take the slow path.
+func BenchmarkCleanLine(b *testing.B) {
+	for _, tt := range []struct{ name, line string }{
+		{"ascii", "hello, everybody: a line of typical length"},
+		{"accents", "héllo, tout le monde : une ligne de longueur typique"},
+		{"emoji", "hello 👩\u200d💻 and 👍🏽, a line of typical length"},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			line := []byte(tt.line)
+			b.ReportAllocs()
+			for b.Loop() {
+				CleanLine(line)
+			}
+		})
 	}
 }
 
@@ -209,18 +298,45 @@ func FuzzTelnetDecode(f *testing.F) {
 }
 
 // FuzzCleanLine checks the cleaned text is valid UTF-8 with no control
-// character but tab, and that cleaning twice changes nothing.
+// character but tab, no character that hides text, no zero width joiner
+// but between two pictographs, no more than maxMarks combining marks on a
+// character, and that cleaning twice changes nothing.
 func FuzzCleanLine(f *testing.F) {
 	f.Add([]byte("\x1b[2Jhi\x07\xff"))
 	f.Add([]byte("\u202eabc\t "))
+	f.Add([]byte("a\u200bb\u200cc\u200dd\u2060e\ufeff\u200e\u200f\u061c\u2028\u2029"))
+	f.Add([]byte("\u3164\u115f\u1160\uffa0 \U000e0041\U000e007f \u00ad"))
+	f.Add([]byte("👩\u200d💻 👩\u200d\u200d💻 👩\u200d \u200d💻 ❤\ufe0f\u200d🔥 👩🏽\u200d💻"))
+	f.Add([]byte("z\u0300\u0301\u0302\u0303\u0304\ufe0f\u0305 \u0301\u0301\u0301\u0301"))
+	f.Add([]byte("👩\u0301\u200d💻 \u200d\u200d \xff\u200d🎉"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out := CleanLine(in)
 		if !utf8.ValidString(out) {
 			t.Fatalf("CleanLine(%q) = %q, not UTF-8", in, out)
 		}
-		for _, r := range out {
-			if (r < 0x20 && r != '\t') || (r >= 0x7f && r < 0xa0) || (r >= 0x202a && r <= 0x202e) {
-				t.Fatalf("CleanLine(%q) kept %U", in, r)
+		rs := []rune(out)
+		marks := 0
+		for i, r := range rs {
+			switch {
+			case (r < 0x20 && r != '\t') || (r >= 0x7f && r < 0xa0):
+				t.Fatalf("CleanLine(%q) kept control %U", in, r)
+			case r == zwj:
+				prev := i - 1
+				for prev >= 0 && variationSelector(rs[prev]) {
+					prev--
+				}
+				if prev < 0 || !pictographic(rs[prev]) || i+1 == len(rs) || !pictographic(rs[i+1]) {
+					t.Fatalf("CleanLine(%q) = %q kept a joiner not between pictographs", in, out)
+				}
+			case hidden(r), unicode.Is(unicode.Cf, r), r == 0x2028, r == 0x2029, r >= 0xe0000 && r <= 0xe007f:
+				t.Fatalf("CleanLine(%q) kept hidden %U", in, r)
+			case variationSelector(r):
+			case unicode.In(r, unicode.Mn, unicode.Me):
+				if marks++; marks > maxMarks {
+					t.Fatalf("CleanLine(%q) = %q kept more than %d marks on a character", in, out, maxMarks)
+				}
+			default:
+				marks = 0
 			}
 		}
 		if again := CleanLine([]byte(out)); again != out {

@@ -55,7 +55,7 @@ func TestIdleMembersHoldNoGoroutine(t *testing.T) {
 	ts.stop(t)
 	for _, c := range clients[2:] {
 		lines := c.closed()
-		if len(lines) == 0 || lines[len(lines)-1] != "* server shutting down" {
+		if len(lines) == 0 || lines[len(lines)-1] != "*** server shutting down" {
 			t.Fatalf("%s: last lines %q, want the shutdown notice", c.name, lines)
 		}
 	}

@@ -93,7 +93,7 @@ func TestChatOverNetPipe(t *testing.T) {
 	b := open()
 	next(b)
 	next(b)
-	if got := next(a); got[:2] != "* " || !strings.Contains(got, "(pipe) joined") {
+	if got := next(a); !strings.HasPrefix(got, "*** ") || !strings.Contains(got, "(pipe) joined") {
 		t.Fatalf("a saw %q", got)
 	}
 	a.send("/nick alice", "over a pipe")
@@ -113,7 +113,7 @@ func TestChatOverNetPipe(t *testing.T) {
 		for line := range c.lines {
 			last = line
 		}
-		if last != "* server shutting down\r\n" {
+		if last != "*** server shutting down\r\n" {
 			t.Fatalf("last line %q", last)
 		}
 	}

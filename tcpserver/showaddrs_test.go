@@ -80,9 +80,9 @@ func TestDeliverHidesAddressesWhenShowingNone(t *testing.T) {
 			bm.lines()
 			ev := &Event{Kind: KindJoin, Room: "lobby", From: "carol", Addr: "192.0.2.9:1", Node: "a", NodeID: 4}
 			h.Deliver(ev)
-			want := "* carol (192.0.2.9:1) joined"
+			want := "*** carol (192.0.2.9:1) joined"
 			if policy == ShowAddrsNone {
-				want = "* carol joined"
+				want = "*** carol joined"
 				if strings.Contains(string(ev.JSON()), "192.0.2.9") {
 					t.Errorf("JSON %s carries the address", ev.JSON())
 				}

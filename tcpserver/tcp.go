@@ -109,7 +109,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return s.group.serve(ctx, l, s.handle)
 }
 
-// Shutdown stops accepting, tells every member "* server shutting down",
+// Shutdown stops accepting, tells every member "*** server shutting down",
 // flushes what is queued for them and closes their connections. It
 // returns when all are closed, or, when ctx ends first, closes the rest at
 // once and returns ctx.Err().
@@ -142,7 +142,7 @@ func (s *Server) handle(nc net.Conn) {
 		s.group.untrack(c)
 		s.log.Info("connection refused", "addr", addr, "reason", err)
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
-		nc.Write([]byte("* " + err.Error() + "\r\n"))
+		nc.Write(noticeLine(err.Error()))
 		nc.Close()
 		return
 	}
@@ -182,7 +182,7 @@ type tcpConn struct {
 // Send queues ev (see [Outbox.Send]).
 func (c *tcpConn) Send(ev *Event) { c.out.Send(ev) }
 
-// Close sends what is queued, then "* reason", then hangs up.
+// Close sends what is queued, then "*** reason", then hangs up.
 func (c *tcpConn) Close(reason string) { c.closeGracefully(reason) }
 
 func (c *tcpConn) closeGracefully(reason string) {
@@ -247,7 +247,7 @@ func (c *tcpConn) Failed(error) {
 // then closes the connection.
 func (c *tcpConn) Abort(reason string) {
 	c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	c.conn.Write([]byte("* disconnected: " + reason + "\r\n"))
+	c.conn.Write(noticeLine("disconnected: " + reason))
 	c.wake()
 	c.conn.Close()
 }

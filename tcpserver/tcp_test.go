@@ -15,10 +15,10 @@ func TestWelcomeNamesGuestAndPointsAtHelp(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
 	c := ts.dialRaw(t)
 	welcome := c.readLine()
-	if !regexp.MustCompile(`^\* Welcome to chatbridge, guest-\d{4}! You are in lobby\. Type /help for commands\.$`).MatchString(welcome) {
+	if !regexp.MustCompile(`^\*\*\* Welcome to chatbridge, guest-\d{4}! You are in lobby\. Type /help for commands\.$`).MatchString(welcome) {
 		t.Fatalf("welcome = %q", welcome)
 	}
-	if got := c.readLine(); !regexp.MustCompile(`^\* 1 in lobby: guest-\d{4}$`).MatchString(got) {
+	if got := c.readLine(); !regexp.MustCompile(`^\*\*\* 1 in lobby: guest-\d{4}$`).MatchString(got) {
 		t.Fatalf("presence = %q", got)
 	}
 }
@@ -38,9 +38,9 @@ func TestJoinAndLeaveAreAnnouncedWithAddress(t *testing.T) {
 	a := ts.dial(t)
 	b := ts.dial(t)
 	local := b.conn.LocalAddr().String()
-	a.expectExact("* " + b.name + " (" + local + ") joined")
+	a.expectExact("*** " + b.name + " (" + local + ") joined")
 	b.conn.Close()
-	a.expectExact("* " + b.name + " (" + local + ") left")
+	a.expectExact("*** " + b.name + " (" + local + ") left")
 }
 
 func TestHistoryIsReplayedOnJoin(t *testing.T) {
@@ -57,13 +57,17 @@ func TestHistoryIsReplayedOnJoin(t *testing.T) {
 	for _, want := range []string{"<" + a.name + "> line 3", "<" + a.name + "> line 4", "* " + a.name + " waves"} {
 		b.expectExact(want)
 	}
-	b.expect("* 2 in lobby: ")
+	b.expect("*** 2 in lobby: ")
 }
 
 func TestCommands(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
+	b.send("/nick bill")
+	a.expect("is now known as bill")
+	b.expect("is now known as bill")
+	b.name = "bill"
 
 	tests := []struct {
 		name    string
@@ -73,21 +77,25 @@ func TestCommands(t *testing.T) {
 		aQuiet  bool
 		bQuietA bool
 	}{
-		{name: "help", send: "/help", toA: "* Commands:"},
+		{name: "help", send: "/help", toA: "*** Commands:"},
 		{name: "unknown", send: "/frobnicate now", toA: "! unknown command /frobnicate; type /help for the list"},
-		{name: "who", send: "/who", toA: "* 2 in lobby: "},
+		{name: "who", send: "/who", toA: "*** 2 in lobby: "},
 		{name: "me", send: "/me waves", toB: "* " + a.name + " waves"},
 		{name: "me needs text", send: "/me", toA: "! usage: /me ACTION"},
 		{name: "double slash says a slash line", send: "//etc/passwd is a path", toB: "<" + a.name + "> /etc/passwd is a path"},
 		{name: "nick bad", send: "/nick no spaces", toA: `! nick "no spaces" is not valid: use 1-24 letters, digits, - or _`},
 		{name: "nick long", send: "/nick " + strings.Repeat("x", 25), toA: "is not valid"},
-		{name: "nick taken", send: "/nick " + strings.ToUpper(b.name), toA: "is taken"},
+		{name: "nick taken", send: "/nick " + strings.ToUpper(b.name), toA: `! nick "BILL" is taken`},
+		{name: "nick like another", send: "/nick bi1I", toA: `! nick "bi1I" looks too much like the name of someone here: bill`},
+		{name: "nick reserved", send: "/nick Admin", toA: `! nick "Admin" is kept for the server`},
+		{name: "nick like reserved", send: "/nick r00t", toA: `! nick "r00t" reads as "root", which is kept for the server`},
+		{name: "nick guest", send: "/nick guest-1234", toA: `! nick "guest-1234" is not yours to take: guest names are given out by the server`},
 		{name: "nick usage", send: "/nick", toA: "! usage: /nick NAME"},
 		{name: "msg unknown", send: "/msg nobody hi", toA: "! no one called nobody is here"},
 		{name: "msg usage", send: "/msg " + b.name, toA: "! usage: /msg NAME TEXT"},
 		{name: "join bad", send: "/join no/slash", toA: "is not valid"},
 		{name: "join same", send: "/join lobby", toA: "! you are already in lobby"},
-		{name: "rooms", send: "/rooms", toA: "* rooms: lobby (2)"},
+		{name: "rooms", send: "/rooms", toA: "*** rooms: lobby (2)"},
 	}
 	parent := t
 	for _, tt := range tests {
@@ -125,8 +133,8 @@ func TestNickChange(t *testing.T) {
 	a.expect(b.name + " (")
 	old := a.name
 	a.send("/nick Alice")
-	a.expectExact("* " + old + " is now known as Alice")
-	b.expectExact("* " + old + " is now known as Alice")
+	a.expectExact("*** " + old + " is now known as Alice")
+	b.expectExact("*** " + old + " is now known as Alice")
 	a.send("hi")
 	b.expectExact("<Alice> hi")
 
@@ -134,7 +142,7 @@ func TestNickChange(t *testing.T) {
 	b.send("/nick alice")
 	b.expect(`nick "alice" is taken`)
 	a.send("/nick ALICE")
-	a.expectExact("* Alice is now known as ALICE")
+	a.expectExact("*** Alice is now known as ALICE")
 	a.send("/who")
 	if got := a.expect("in lobby"); !strings.Contains(got, "ALICE") {
 		t.Fatalf("who = %q", got)
@@ -146,14 +154,14 @@ func TestRoomsAreIsolated(t *testing.T) {
 	a, b, c := ts.dialAll(t)
 
 	a.send("/join Dev")
-	a.expectExact("* You are now in dev as " + a.name + ".")
-	a.expectExact("* 1 in dev: " + a.name)
+	a.expectExact("*** You are now in dev as " + a.name + ".")
+	a.expectExact("*** 1 in dev: " + a.name)
 	b.expect(a.name + " (127.0.0.1:")
 	b.send("/join dev")
 	a.expect(b.name + " (127.0.0.1:")
 
-	b.expectExact("* You are now in dev as " + b.name + ".")
-	b.expect("* 2 in dev: ")
+	b.expectExact("*** You are now in dev as " + b.name + ".")
+	b.expect("*** 2 in dev: ")
 	a.send("in dev")
 	b.expectExact("<" + a.name + "> in dev")
 	c.send("in lobby")
@@ -161,9 +169,9 @@ func TestRoomsAreIsolated(t *testing.T) {
 	b.quiet()
 
 	c.send("/rooms")
-	c.expect("* rooms: dev (2), lobby (1)")
+	c.expect("*** rooms: dev (2), lobby (1)")
 	b.send("/who")
-	b.expect("* 2 in dev: ")
+	b.expect("*** 2 in dev: ")
 }
 
 func TestPrivateMessage(t *testing.T) {
@@ -186,8 +194,8 @@ func TestQuit(t *testing.T) {
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
 	b.send("/quit", "said after quit")
-	if got := b.closed(); len(got) == 0 || got[len(got)-1] != "* bye" {
-		t.Fatalf("b saw %q before close, want last line %q", got, "* bye")
+	if got := b.closed(); len(got) == 0 || got[len(got)-1] != "*** bye" {
+		t.Fatalf("b saw %q before close, want last line %q", got, "*** bye")
 	}
 	a.expect(b.name + " (")
 	a.quiet()
@@ -198,6 +206,10 @@ func TestBadInput(t *testing.T) {
 	ts := startServer(t, HubConfig{}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
+	b.send("/nick bill")
+	a.expect("is now known as bill")
+	b.expect("is now known as bill")
+	b.name = "bill"
 
 	tests := []struct {
 		name string
@@ -275,7 +287,7 @@ func TestFloodIsRefusedThenCut(t *testing.T) {
 	}
 	a.send(lines...)
 	got := a.closed()
-	if len(got) == 0 || got[len(got)-1] != "* disconnected: flooding (more than 1 lines a second)" {
+	if len(got) == 0 || got[len(got)-1] != "*** disconnected: flooding (more than 1 lines a second)" {
 		t.Fatalf("flooder saw %q before close", got)
 	}
 	b.expect(a.name + " (127.0.0.1:")
@@ -367,7 +379,7 @@ func TestConnectionLimits(t *testing.T) {
 		ts.dial(t)
 		ts.dial(t)
 		c := ts.dialRaw(t)
-		if got := c.closed(); len(got) != 1 || got[0] != "* server full, try again later" {
+		if got := c.closed(); len(got) != 1 || got[0] != "*** server full, try again later" {
 			t.Fatalf("third client saw %q", got)
 		}
 		if st := ts.hub.Stats(); st.Rejected != 1 || st.Clients["tcp"] != 2 {
@@ -378,7 +390,7 @@ func TestConnectionLimits(t *testing.T) {
 		ts := startServer(t, HubConfig{MaxPerIP: 1}, Config{})
 		a := ts.dial(t)
 		c := ts.dialRaw(t)
-		if got := c.closed(); len(got) != 1 || got[0] != "* too many connections from your address" {
+		if got := c.closed(); len(got) != 1 || got[0] != "*** too many connections from your address" {
 			t.Fatalf("second client saw %q", got)
 		}
 		// A slot freed is a slot to be had.
@@ -402,7 +414,7 @@ func TestShutdownTellsEveryoneAndFlushes(t *testing.T) {
 	ts.stop(t)
 	for _, c := range []*testClient{a, b} {
 		got := c.closed()
-		if len(got) == 0 || got[len(got)-1] != "* server shutting down" {
+		if len(got) == 0 || got[len(got)-1] != "*** server shutting down" {
 			t.Fatalf("%s saw %q before close", c.name, got)
 		}
 	}

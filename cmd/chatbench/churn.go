@@ -187,7 +187,7 @@ func (l *lineClient) discard(stop <-chan struct{}) {
 }
 
 // who asks /who and returns how many the server says are in the room,
-// from its answer "* 3 in lobby: a, b, c". Nothing else may be unread.
+// from its answer "*** 3 in lobby: a, b, c". Nothing else may be unread.
 func (l *lineClient) who(ctx context.Context) (int, string, error) {
 	if err := l.send("/who"); err != nil {
 		return 0, "", err
@@ -200,7 +200,7 @@ func (l *lineClient) who(ctx context.Context) (int, string, error) {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		f := strings.Fields(line)
-		if len(f) >= 4 && f[0] == "*" && f[2] == "in" && strings.HasSuffix(f[3], ":") {
+		if len(f) >= 4 && f[0] == "***" && f[2] == "in" && strings.HasSuffix(f[3], ":") {
 			n, err := strconv.Atoi(f[1])
 			if err == nil {
 				return n, line, nil

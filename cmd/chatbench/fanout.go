@@ -358,7 +358,7 @@ func (t *readTail) last() []byte { return t.buf[:t.n] }
 // the server ends (count is the one for the role), and only counts the
 // rest: a server going away would otherwise print one line per client.
 // last is what the connection read last: a server that refuses or cuts off
-// a client usually says why first ("* too many connections from your
+// a client usually says why first ("*** too many connections from your
 // address"), and its last line is logged with the error.
 func (f *fanoutRun) logCut(count *atomic.Int64, msg, role string, id int, err error, last []byte) {
 	const loud = 5

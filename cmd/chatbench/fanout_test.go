@@ -12,9 +12,9 @@ func TestLastLine(t *testing.T) {
 	}{
 		{"empty", "", ""},
 		{"blank", "\r\n \r\n", ""},
-		{"one line", "* too many connections from your address\r\n", "* too many connections from your address"},
-		{"last of several", "* Welcome\r\n<a> hi\r\n* disconnected: too slow\r\n", "* disconnected: too slow"},
-		{"no newline at the end", "<a> hi\r\n* partial", "* partial"},
+		{"one line", "*** too many connections from your address\r\n", "*** too many connections from your address"},
+		{"last of several", "*** Welcome\r\n<a> hi\r\n*** disconnected: too slow\r\n", "*** disconnected: too slow"},
+		{"no newline at the end", "<a> hi\r\n*** partial", "*** partial"},
 		{"control bytes escaped", "\x1b[2Jbell\x07\r\n", `\x1b[2Jbell\a`},
 		{"not ASCII escaped", "caf\xc3\xa9\n", `caf\u00e9`},
 		{"cut at 120 bytes", string(long) + "\n", string(long[:120])},

@@ -20,7 +20,7 @@ import (
 
 // shutdownNotice is the last line chatbridge sends a telnet user when it
 // stops.
-const shutdownNotice = "* server shutting down"
+const shutdownNotice = "*** server shutting down"
 
 // runRestart: start the server, chat, SIGTERM it mid-traffic, check how
 // every client was told, start it again and time the first telnet login.

@@ -73,7 +73,7 @@ func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
 	conn := dialRetry(t, tcpAddr)
 	defer conn.Close()
 	r := bufio.NewReader(conn)
-	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "* Welcome to chatbridge, guest-") {
+	if line, _ := r.ReadString('\n'); !strings.HasPrefix(line, "*** Welcome to chatbridge, guest-") {
 		t.Fatalf("welcome = %q", line)
 	}
 	echo := dialRetry(t, echoAddr)
@@ -106,7 +106,7 @@ func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
 		}
 		last = line
 	}
-	if last != "* server shutting down\r\n" {
+	if last != "*** server shutting down\r\n" {
 		t.Fatalf("last line before close = %q", last)
 	}
 	conn.Close()

@@ -102,7 +102,7 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 			seen = append(seen, line)
 		}
 	}
-	tcpExpect("* Welcome to chatbridge, ")
+	tcpExpect("*** Welcome to chatbridge, ")
 	fmt.Fprintf(conn, "/nick telly\r\n")
 	tcpExpect("is now known as telly")
 
@@ -130,7 +130,7 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 		}
 	}
 	wsExpect("Welcome to chatbridge, webby!")
-	tcpExpect("webby joined") // node B shows no web visitor's address, and sends none
+	tcpExpect("*** webby joined") // node B shows no web visitor's address, and sends none
 
 	fmt.Fprintf(conn, "hello from telnet on A\r\n")
 	wsExpect("<telly> hello from telnet on A")
@@ -143,7 +143,7 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 	if err := ws.Write(ctx, websocket.MessageText, []byte("/who")); err != nil {
 		t.Fatal(err)
 	}
-	wsExpect("* 2 in lobby: telly, webby")
+	wsExpect("*** 2 in lobby: telly, webby")
 	fmt.Fprintf(conn, "/msg webby psst\r\n")
 	wsExpect("*telly* psst")
 	tcpExpect("-> *webby* psst")

@@ -74,7 +74,10 @@ func startNode(t *testing.T, url, id string, ttl time.Duration) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, MaxPerIP: -1, Rate: -1}, nil)
+	// No limit on lines or on name changes: the tests talk and rename
+	// as fast as they can (TestQuickRenamesLeaveNoGhosts renames 20 times
+	// at once).
+	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
 	if err := r.Start(context.Background(), hub); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func (n *node) join(t *testing.T, nick, room string) *user {
 	}
 	u.client, u.name = c, c.Name()
 	t.Cleanup(func() { c.Leave("") })
-	u.expect("* Welcome to chatbridge, ")
+	u.expect("*** Welcome to chatbridge, ")
 	u.expect(" in ")
 	return u
 }

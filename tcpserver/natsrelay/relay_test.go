@@ -21,7 +21,7 @@ func TestTwoNodesExchangeEveryEventType(t *testing.T) {
 
 	bob := b.join(t, "bob", "")
 	alice := a.join(t, "alice", "")
-	bob.expect("* alice (192.0.2.1:1000) joined")
+	bob.expect("*** alice (192.0.2.1:1000) joined")
 
 	alice.say("hello from a", "/me waves")
 	bob.expect("<alice> hello from a")
@@ -30,11 +30,11 @@ func TestTwoNodesExchangeEveryEventType(t *testing.T) {
 	alice.expect("<bob> hi from b")
 
 	alice.say("/nick ally")
-	bob.expect("* alice is now known as ally")
-	alice.expect("* alice is now known as ally")
+	bob.expect("*** alice is now known as ally")
+	alice.expect("*** alice is now known as ally")
 
 	alice.client.Leave("")
-	bob.expect("* ally (192.0.2.1:1000) left")
+	bob.expect("*** ally (192.0.2.1:1000) left")
 	bob.quiet("ally")
 }
 
@@ -44,7 +44,7 @@ func TestPerSenderOrderWithoutDuplicates(t *testing.T) {
 	carol := nodes[2].join(t, "carol", "")
 	alice := nodes[0].join(t, "alice", "")
 	bob := nodes[1].join(t, "bob", "")
-	carol.expectAll("* alice (192.0.2.1:1000) joined", "* bob (192.0.2.1:1000) joined")
+	carol.expectAll("*** alice (192.0.2.1:1000) joined", "*** bob (192.0.2.1:1000) joined")
 
 	// alice and bob talk at once, each from its own goroutine as a
 	// transport would; carol must see each one's lines in order, once.
@@ -104,15 +104,15 @@ func TestThreeNodes(t *testing.T) {
 	users[0].expect("* user1 waves")
 	users[2].expect("* user1 waves")
 	users[2].say("/nick third")
-	users[0].expect("* user2 is now known as third")
-	users[1].expect("* user2 is now known as third")
+	users[0].expect("*** user2 is now known as third")
+	users[1].expect("*** user2 is now known as third")
 	users[2].ask("/who", " in lobby: ", "3 in lobby: third, user0, user1")
 	users[0].say("/join dev")
-	users[1].expect("* user0 (192.0.2.1:1000) left")
-	users[2].expect("* user0 (192.0.2.1:1000) left")
-	users[1].ask("/rooms", "* rooms: ", "rooms: lobby (2), dev (1)")
+	users[1].expect("*** user0 (192.0.2.1:1000) left")
+	users[2].expect("*** user0 (192.0.2.1:1000) left")
+	users[1].ask("/rooms", "*** rooms: ", "rooms: lobby (2), dev (1)")
 	users[1].client.Leave("")
-	users[2].expect("* user1 (192.0.2.1:1000) left")
+	users[2].expect("*** user1 (192.0.2.1:1000) left")
 }
 
 func TestNamesAreUniqueAcrossNodes(t *testing.T) {
@@ -127,9 +127,9 @@ func TestNamesAreUniqueAcrossNodes(t *testing.T) {
 		cmd  string // then typed
 		want string
 	}{
-		{"connect with a name taken on another node", "ALICE", "", `* nick "ALICE" is taken; you are a guest for now`},
+		{"connect with a name taken on another node", "ALICE", "", `*** nick "ALICE" is taken; you are a guest for now`},
 		{"nick to a name taken on another node", "", "/nick Alice", `! nick "Alice" is taken`},
-		{"a free name", "", "/nick carol", "* guest-"},
+		{"a free name", "", "/nick carol", "*** guest-"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -184,9 +184,9 @@ func TestWhoRoomsAndPrivateAcrossNodes(t *testing.T) {
 	bob := b.join(t, "bob", "")
 	b.join(t, "carol", "dev")
 
-	bob.ask("/who", " in lobby: ", "* 2 in lobby: alice, bob")
-	alice.ask("/who", " in lobby: ", "* 2 in lobby: alice, bob")
-	alice.ask("/rooms", "* rooms: ", "* rooms: lobby (2), dev (1)")
+	bob.ask("/who", " in lobby: ", "*** 2 in lobby: alice, bob")
+	alice.ask("/who", " in lobby: ", "*** 2 in lobby: alice, bob")
+	alice.ask("/rooms", "*** rooms: ", "*** rooms: lobby (2), dev (1)")
 
 	alice.say("/msg BOB psst")
 	bob.expect("*alice* psst")
@@ -236,18 +236,18 @@ func TestNATSRestartMidChat(t *testing.T) {
 
 	ns.stop()
 	for _, u := range []*user{alice, alan, bob} {
-		u.expect("* " + NoticeLost)
+		u.expect("*** " + NoticeLost)
 	}
 	alice.say("still here")
 	alan.expect("<alice> still here") // local chat goes on
-	bob.ask("/who", " in lobby: ", "* 1 in lobby: bob")
+	bob.ask("/who", " in lobby: ", "*** 1 in lobby: bob")
 	bob.quiet("still here")
 	dave := a.join(t, "dave", "") // names still work, on this node only
 	alan.expect("dave (192.0.2.1:1000) joined")
 
 	ns.start(t)
 	for _, u := range []*user{alice, alan, bob} {
-		u.expect("* " + NoticeRestored)
+		u.expect("*** " + NoticeRestored)
 	}
 	alice.say("back again")
 	bob.expect("<alice> back again")
@@ -256,7 +256,7 @@ func TestNATSRestartMidChat(t *testing.T) {
 	}
 	bob.say("welcome back")
 	dave.expect("<bob> welcome back")
-	bob.ask("/who", " in lobby: ", "* 4 in lobby: alan, alice, bob, dave")
+	bob.ask("/who", " in lobby: ", "*** 4 in lobby: alan, alice, bob, dave")
 }
 
 func TestStartsWithoutNATSAndJoinsLater(t *testing.T) {
@@ -304,7 +304,7 @@ func TestStartsWithoutNATSAndJoinsLater(t *testing.T) {
 	b := startNode(t, ns.url(), "b", 0)
 	bob := b.join(t, "bob", "")
 	alice.expect("bob (192.0.2.1:1000) joined")
-	bob.ask("/who", " in lobby: ", "* 3 in lobby: alan, alice, bob")
+	bob.ask("/who", " in lobby: ", "*** 3 in lobby: alan, alice, bob")
 }
 
 func TestDeadNodeLeavesPresence(t *testing.T) {
@@ -314,18 +314,18 @@ func TestDeadNodeLeavesPresence(t *testing.T) {
 	b := startNode(t, ns.url(), "b", ttl)
 	a.join(t, "alice", "")
 	bob := b.join(t, "bob", "")
-	bob.ask("/who", " in lobby: ", "* 2 in lobby: alice, bob")
+	bob.ask("/who", " in lobby: ", "*** 2 in lobby: alice, bob")
 
 	// Node a dies: its relay stops without anyone leaving.
 	a.relay.Close()
 	start := time.Now()
-	bob.expect("* alice left (node lost)")
+	bob.expect("*** alice left (node lost)")
 	if d := time.Since(start); d > ttl+2*time.Second {
 		t.Fatalf("alice left presence after %v, want within %v", d, ttl+2*time.Second)
 	}
-	bob.ask("/who", " in lobby: ", "* 1 in lobby: bob")
+	bob.ask("/who", " in lobby: ", "*** 1 in lobby: bob")
 	bob.say("/nick alice") // the name is free again
-	bob.expect("* bob is now known as alice")
+	bob.expect("*** bob is now known as alice")
 }
 
 func TestQuickRenamesLeaveNoGhosts(t *testing.T) {
