@@ -34,7 +34,7 @@ type HubConfig struct {
 	Burst         int     // lines a member may send at once; 20
 	MaxClients    int     // members at once, all transports together; 20000
 	MaxPerIP      int     // members at once from one IP address; 100
-	MaxRooms      int     // rooms kept at once, empty or not; 1000
+	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
@@ -94,6 +94,11 @@ type Hub struct {
 	log     *slog.Logger
 	cluster Cluster // cfg.Relay, if it is one; nil on a single node
 
+	// lobby is the default room. It is made with the hub, is in rooms
+	// without counting against MaxRooms, and is never forgotten: a member
+	// can always be put in it.
+	lobby *Room
+
 	mu        sync.Mutex
 	names     map[string]*Client // by folded name
 	rooms     map[string]*Room   // by name
@@ -123,6 +128,8 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.histEpoch.Store(1)
+	h.lobby = newRoom(h, h.cfg.DefaultRoom)
+	h.rooms[h.lobby.name] = h.lobby
 	return h
 }
 
@@ -144,7 +151,8 @@ type ConnectInfo struct {
 // member sends (Handle) and, at the end, Leave.
 //
 // A name or room that cannot be had is not an error: the member gets a
-// guest name or the default room and a notice saying why.
+// guest name or the default room, which always exists, and a notice saying
+// why.
 func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c := &Client{
 		hub:       h,
@@ -195,18 +203,18 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c.setName(name)
 	h.names[strings.ToLower(name)] = c
 
-	roomName := h.cfg.DefaultRoom
+	r := h.lobby
 	if info.Room != "" {
-		if rn, err := RoomName(info.Room); err != nil {
-			notices = append(notices, err.Error()+"; you are in "+roomName)
-		} else {
-			roomName = rn
+		rn, err := RoomName(info.Room)
+		if err == nil {
+			var want *Room
+			if want, err = h.roomLocked(rn); err == nil {
+				r = want
+			}
 		}
-	}
-	r, err := h.roomLocked(roomName)
-	if err != nil {
-		notices = append(notices, err.Error()+"; you are in "+h.cfg.DefaultRoom)
-		r, _ = h.roomLocked(h.cfg.DefaultRoom)
+		if err != nil {
+			notices = append(notices, err.Error()+"; you are in "+r.name)
+		}
 	}
 	c.room = r
 	r.join(c, notices)
@@ -266,13 +274,14 @@ func (h *Hub) guestNameLocked() string {
 }
 
 // roomLocked returns the room called name, making it if need be. To make
-// room for a new room it forgets the empty room idle longest.
+// room for a new room it forgets the empty room idle longest. The default
+// room, always there, is not counted.
 func (h *Hub) roomLocked(name string) (*Room, error) {
 	if r, ok := h.rooms[name]; ok {
 		return r, nil
 	}
-	if len(h.rooms) >= h.cfg.MaxRooms && !h.evictLocked() {
-		return nil, fmt.Errorf("room %q cannot be made: the server has %d rooms, all in use", name, len(h.rooms))
+	if len(h.rooms)-1 >= h.cfg.MaxRooms && !h.evictLocked() {
+		return nil, fmt.Errorf("room %q cannot be made: the server's %d rooms are all in use", name, h.cfg.MaxRooms)
 	}
 	r := newRoom(h, name)
 	h.rooms[name] = r
@@ -285,7 +294,7 @@ func (h *Hub) evictLocked() bool {
 	var oldest *Room
 	var oldestAt time.Time
 	for _, r := range h.rooms {
-		if r.name == h.cfg.DefaultRoom {
+		if r == h.lobby {
 			continue
 		}
 		n, at := r.usage()
@@ -302,7 +311,7 @@ func (h *Hub) evictLocked() bool {
 
 // dropIfEmpty forgets r if nobody is in it and it has nothing to replay.
 func (h *Hub) dropIfEmpty(r *Room) {
-	if r.name == h.cfg.DefaultRoom {
+	if r == h.lobby {
 		return
 	}
 	h.mu.Lock()
@@ -366,7 +375,7 @@ func (h *Hub) move(c *Client, name string) error {
 	}
 	old := c.room
 	old.leave(c, "")
-	if old.name != h.cfg.DefaultRoom && old.idle() {
+	if old != h.lobby && old.idle() {
 		delete(h.rooms, old.name)
 	}
 	c.room = r
