@@ -24,11 +24,12 @@ var (
 )
 
 // HubConfig holds the hub's limits. The zero value of a field means its
-// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients or
-// MaxPerIP means no limit.
+// default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
+// MaxPerIP or HistoryMemory means no limit, a negative History no history.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
+	HistoryMemory int64   // bytes the history of all rooms together may take; DefaultHistoryMemory
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
@@ -51,6 +52,9 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.DefaultRoom = "lobby"
 	}
 	def(&c.History, 20)
+	if c.HistoryMemory == 0 {
+		c.HistoryMemory = DefaultHistoryMemory
+	}
 	def(&c.MaxLine, 4096)
 	if c.Rate == 0 {
 		c.Rate = 10
@@ -76,15 +80,16 @@ type Relay interface {
 
 // Stats is a snapshot of the hub's counters.
 type Stats struct {
-	Clients     map[string]int // members now, by transport
-	Rooms       int            // rooms kept now
-	LinesIn     uint64         // lines accepted from members
-	Deliveries  uint64         // events handed to members' queues
-	Refused     uint64         // lines refused: flood control or too long
-	Rejected    uint64         // connections refused by the limits
-	SlowKicks   uint64         // members cut off for not keeping up
-	FloodKicks  uint64         // members cut off for flooding
-	Connections uint64         // members admitted since start
+	Clients      map[string]int // members now, by transport
+	Rooms        int            // rooms kept now
+	LinesIn      uint64         // lines accepted from members
+	Deliveries   uint64         // events handed to members' queues
+	Refused      uint64         // lines refused: flood control or too long
+	Rejected     uint64         // connections refused by the limits
+	SlowKicks    uint64         // members cut off for not keeping up
+	FloodKicks   uint64         // members cut off for flooding
+	Connections  uint64         // members admitted since start
+	HistoryBytes int64          // what the rooms' history takes now (see HubConfig.HistoryMemory)
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -93,6 +98,7 @@ type Hub struct {
 	cfg     HubConfig
 	log     *slog.Logger
 	cluster Cluster // cfg.Relay, if it is one; nil on a single node
+	hist    *historyStore
 
 	// lobby is the default room. It is made with the hub, is in rooms
 	// without counting against MaxRooms, and is never forgotten: a member
@@ -128,6 +134,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.histEpoch.Store(1)
+	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
 	return h
@@ -305,7 +312,7 @@ func (h *Hub) evictLocked() bool {
 	if oldest == nil {
 		return false
 	}
-	delete(h.rooms, oldest.name)
+	h.forgetLocked(oldest)
 	return true
 }
 
@@ -316,8 +323,39 @@ func (h *Hub) dropIfEmpty(r *Room) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.rooms[r.name] == r && r.idle() {
-		delete(h.rooms, r.name)
+	h.dropIfIdleLocked(r)
+}
+
+// dropIfIdleLocked forgets r if it is still one of the hub's rooms, nobody
+// is in it and it has nothing to replay.
+func (h *Hub) dropIfIdleLocked(r *Room) {
+	if h.rooms[r.name] == r && r != h.lobby && r.idle() {
+		h.forgetLocked(r)
+	}
+}
+
+// forgetLocked takes r out of the hub, and its history out of the
+// history's memory.
+func (h *Hub) forgetLocked(r *Room) {
+	delete(h.rooms, r.name)
+	r.hist.close()
+}
+
+// trimHistory keeps the rooms' history within HistoryMemory (see
+// historyStore), and forgets the rooms it left empty and idle. Its caller
+// holds no lock: it is called after each line is kept, and costs an
+// atomic load when there is nothing to trim.
+func (h *Hub) trimHistory() {
+	emptied := h.hist.trim()
+	if len(emptied) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range emptied {
+		if r := h.rooms[name]; r != nil {
+			h.dropIfIdleLocked(r)
+		}
 	}
 }
 
@@ -375,9 +413,7 @@ func (h *Hub) move(c *Client, name string) error {
 	}
 	old := c.room
 	old.leave(c, "")
-	if old != h.lobby && old.idle() {
-		delete(h.rooms, old.name)
-	}
+	h.dropIfIdleLocked(old)
 	c.room = r
 	r.join(c, nil)
 	return nil
@@ -473,15 +509,16 @@ func (h *Hub) Stats() Stats {
 	rooms := len(h.rooms)
 	h.mu.Unlock()
 	return Stats{
-		Clients:     byTransport,
-		Rooms:       rooms,
-		LinesIn:     h.linesIn.Load(),
-		Deliveries:  h.deliveries.Load(),
-		Refused:     h.refused.Load(),
-		Rejected:    h.rejected.Load(),
-		SlowKicks:   h.slowKicks.Load(),
-		FloodKicks:  h.floodKicks.Load(),
-		Connections: h.connections.Load(),
+		Clients:      byTransport,
+		Rooms:        rooms,
+		LinesIn:      h.linesIn.Load(),
+		Deliveries:   h.deliveries.Load(),
+		Refused:      h.refused.Load(),
+		Rejected:     h.rejected.Load(),
+		SlowKicks:    h.slowKicks.Load(),
+		FloodKicks:   h.floodKicks.Load(),
+		Connections:  h.connections.Load(),
+		HistoryBytes: h.hist.usedBytes(),
 	}
 }
 
