@@ -155,11 +155,17 @@ func (h *Hub) hydrate(name string) {
 	}
 	h.mu.Lock()
 	r, err = h.roomLocked(name)
+	if err == nil {
+		h.pinLocked(r) // not forgotten before it has its lines
+	}
 	h.mu.Unlock()
 	if err != nil {
+		// The member's move or connect meets the same refusal and says why.
+		h.log.Debug("cluster history not kept", "room", name, "err", err)
 		return
 	}
 	r.seed(lines, epoch)
+	h.unpin(r)
 	h.trimHistory()
 }
 

@@ -241,6 +241,29 @@ func TestForgottenRoomsGiveTheirHistoryBack(t *testing.T) {
 	}
 }
 
+// A room the hub has lent out (Deliver, hydrate) is not evicted before it
+// has been handed its lines.
+func TestPinnedRoomIsNotEvicted(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, MaxRooms: 1}, nil)
+	h.mu.Lock()
+	r, err := h.roomLocked("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.pinLocked(r)
+	h.mu.Unlock()
+	c, m := connect(t, h, "")
+	c.Handle([]byte("/join other"))
+	if got := m.lines(); c.Room() != "lobby" || !strings.Contains(strings.Join(got, "\n"), "cannot be made") {
+		t.Fatalf("a pinned room was evicted: %s is in %q (%q)", c.Name(), c.Room(), got)
+	}
+	h.unpin(r)
+	c.Handle([]byte("/join other"))
+	if c.Room() != "other" {
+		t.Fatalf("the unpinned room was not evicted: in %q", c.Room())
+	}
+}
+
 // historyCluster is a Cluster whose every room has the same lines, and a
 // Relay that drops what is published.
 type historyCluster struct{ lines func() []*Event }

@@ -296,12 +296,12 @@ func (h *Hub) roomLocked(name string) (*Room, error) {
 }
 
 // evictLocked forgets the empty room that has been idle longest, never the
-// default room. It reports whether it found one.
+// default room or a pinned one. It reports whether it found one.
 func (h *Hub) evictLocked() bool {
 	var oldest *Room
 	var oldestAt time.Time
 	for _, r := range h.rooms {
-		if r == h.lobby {
+		if r == h.lobby || r.pins.Load() > 0 {
 			continue
 		}
 		n, at := r.usage()
@@ -327,9 +327,9 @@ func (h *Hub) dropIfEmpty(r *Room) {
 }
 
 // dropIfIdleLocked forgets r if it is still one of the hub's rooms, nobody
-// is in it and it has nothing to replay.
+// is in it, it has nothing to replay and nobody has it pinned.
 func (h *Hub) dropIfIdleLocked(r *Room) {
-	if h.rooms[r.name] == r && r != h.lobby && r.idle() {
+	if h.rooms[r.name] == r && r != h.lobby && r.pins.Load() == 0 && r.idle() {
 		h.forgetLocked(r)
 	}
 }
@@ -358,6 +358,12 @@ func (h *Hub) trimHistory() {
 		}
 	}
 }
+
+// pinLocked marks r as in use by a caller about to let go of the hub's
+// lock; unpin ends it.
+func (h *Hub) pinLocked(r *Room) { r.pins.Add(1) }
+
+func (h *Hub) unpin(r *Room) { r.pins.Add(-1) }
 
 // lookup returns the member called name, on this node.
 func (h *Hub) lookup(name string) *Client {
@@ -480,6 +486,12 @@ func (h *Hub) Deliver(ev *Event) {
 	var err error
 	if !ok && !announce {
 		r, err = h.roomLocked(ev.Room)
+	}
+	if r != nil {
+		// Kept until the event is in: a room with nobody in it could
+		// otherwise be forgotten meanwhile, and its line with it.
+		h.pinLocked(r)
+		defer h.unpin(r)
 	}
 	h.mu.Unlock()
 	if err != nil {

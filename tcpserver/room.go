@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,6 +25,11 @@ type Room struct {
 	// hist is the room's recent lines, guarded by mu; the hub's history
 	// store takes mu to trim them.
 	hist *roomHistory
+
+	// pins counts those who looked the room up under the hub's lock and
+	// use it after letting go (Deliver, hydrate): a pinned room is not
+	// forgotten. Added to under the hub's lock, taken from anywhere.
+	pins atomic.Int32
 
 	mu         sync.Mutex
 	members    []*Client // Client.idx is the index here
