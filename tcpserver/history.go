@@ -25,7 +25,7 @@ const DefaultHistoryMemory = 64 << 20
 // newest lines go last. The trim runs in the goroutine of the line that
 // passed the limit, once it has let go of its room, and takes one room's
 // lock at a time; lines said while it runs may pass the limit for as
-// long, and the next line over it trims again.
+// long, and it looks again when it is done.
 //
 // Each room holds its history as a *roomHistory from open, guarded by the
 // room's own lock, so that its history and its live lines keep one order
@@ -67,12 +67,19 @@ func (s *historyStore) over() bool { return s.limit > 0 && s.used.Load() > s.lim
 // trim drops lines until the rooms take at most 7/8 of the limit, if they
 // take more than the limit, and returns the rooms it left with no lines.
 // It is cheap when there is nothing to do: call it after every line, with
-// no lock held. If a trim is already running, it leaves the work to it.
+// no lock held. If a trim is already running, it leaves the work to it:
+// that one looks again once it is done, and so sees any line added while
+// it ran, so that once lines stop coming the limit holds.
 func (s *historyStore) trim() (emptied []string) {
-	if !s.over() || !s.trimming.TryLock() {
-		return nil
+	for s.over() && s.trimming.TryLock() {
+		emptied = append(emptied, s.trimLocked()...)
+		s.trimming.Unlock()
 	}
-	defer s.trimming.Unlock()
+	return emptied
+}
+
+// trimLocked is trim's work, with s.trimming held.
+func (s *historyStore) trimLocked() (emptied []string) {
 	s.mu.Lock()
 	all := make([]*roomHistory, 0, len(s.rooms))
 	for h := range s.rooms {

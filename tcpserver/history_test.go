@@ -329,3 +329,42 @@ func TestRelayedAndSeededHistoryIsBounded(t *testing.T) {
 		m.lines()
 	})
 }
+
+// Members saying big lines in many rooms at once, joining, leaving and
+// moving, while the history is trimmed: the count stays exact, and once
+// they stop the limit holds. (Run with -race: the trim takes each room's
+// lock while its members talk.)
+func TestHistoryBoundUnderConcurrentTraffic(t *testing.T) {
+	const limit = 256 << 10
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, MaxRooms: 16, HistoryMemory: limit}, nil)
+	text := []byte(strings.Repeat("<", 2000))
+	done := make(chan struct{})
+	for w := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			c, err := h.Connect(discardMember{}, ConnectInfo{Addr: "192.0.2.4:1", Room: fmt.Sprintf("r%d", w)})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for i := range 300 {
+				c.Handle(text)
+				switch i % 50 {
+				case 10:
+					c.Handle(fmt.Appendf(nil, "/join r%d", (w+i)%12))
+				case 20:
+					if v, err := h.Connect(jsonMember{}, ConnectInfo{Addr: "192.0.2.4:1", Room: c.Room()}); err == nil {
+						v.Leave("")
+					}
+				}
+			}
+			c.Leave("")
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	if got := checkHistoryBytes(t, h); got > limit || got < limit/2 {
+		t.Fatalf("history takes %d once the traffic stopped; the limit is %d", got, limit)
+	}
+}
