@@ -155,11 +155,18 @@ func (h *Hub) hydrate(name string) {
 	}
 	h.mu.Lock()
 	r, err = h.roomLocked(name)
+	if err == nil {
+		h.pinLocked(r) // not forgotten before it has its lines
+	}
 	h.mu.Unlock()
 	if err != nil {
+		// The member's move or connect meets the same refusal and says why.
+		h.log.Debug("cluster history not kept", "room", name, "err", err)
 		return
 	}
 	r.seed(lines, epoch)
+	h.unpin(r)
+	h.trimHistory()
 }
 
 // seed merges the cluster's lines of the room with the ones this node
@@ -177,8 +184,9 @@ func (r *Room) seed(lines []*Event, epoch uint64) {
 		}
 		return "/" + strconv.FormatUint(ev.ID, 10)
 	}
+	own := r.hist.linesLocked()
 	seen := make(map[string]bool, len(lines))
-	merged := make([]*Event, 0, len(lines)+len(r.history))
+	merged := make([]*Event, 0, len(lines)+len(own))
 	for _, ev := range lines {
 		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[key(ev)] {
 			continue
@@ -192,13 +200,11 @@ func (r *Room) seed(lines []*Event, epoch uint64) {
 		seen[key(ev)] = true
 		merged = append(merged, ev)
 	}
-	for _, ev := range r.historyLocked() {
+	for _, ev := range own {
 		if !seen[key(ev)] {
 			merged = append(merged, ev)
 		}
 	}
-	if max := r.hub.cfg.History; len(merged) > max {
-		merged = merged[len(merged)-max:]
-	}
-	r.history, r.histStart, r.synced = merged, 0, epoch
+	r.hist.replaceLocked(merged) // the newest History of them
+	r.synced = epoch
 }

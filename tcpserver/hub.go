@@ -25,16 +25,18 @@ var (
 
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
-// MaxPerIP or ChangeBurst means no limit.
+// MaxPerIP, ChangeBurst or HistoryMemory means no limit, a negative History
+// no history.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
+	HistoryMemory int64   // bytes the history of all rooms together may take; DefaultHistoryMemory
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
 	MaxClients    int     // members at once, all transports together; 20000
 	MaxPerIP      int     // members at once from one IP address; 100
-	MaxRooms      int     // rooms kept at once, empty or not; 1000
+	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
 
 	// ShowAddresses says whose address join and leave notices carry, to
@@ -62,6 +64,9 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.DefaultRoom = "lobby"
 	}
 	def(&c.History, 20)
+	if c.HistoryMemory == 0 {
+		c.HistoryMemory = DefaultHistoryMemory
+	}
 	def(&c.MaxLine, 4096)
 	if c.Rate == 0 {
 		c.Rate = 10
@@ -91,15 +96,16 @@ type Relay interface {
 
 // Stats is a snapshot of the hub's counters.
 type Stats struct {
-	Clients     map[string]int // members now, by transport
-	Rooms       int            // rooms kept now
-	LinesIn     uint64         // lines accepted from members
-	Deliveries  uint64         // events handed to members' queues
-	Refused     uint64         // lines refused: flood control or too long
-	Rejected    uint64         // connections refused by the limits
-	SlowKicks   uint64         // members cut off for not keeping up
-	FloodKicks  uint64         // members cut off for flooding
-	Connections uint64         // members admitted since start
+	Clients      map[string]int // members now, by transport
+	Rooms        int            // rooms kept now
+	LinesIn      uint64         // lines accepted from members
+	Deliveries   uint64         // events handed to members' queues
+	Refused      uint64         // lines refused: flood control or too long
+	Rejected     uint64         // connections refused by the limits
+	SlowKicks    uint64         // members cut off for not keeping up
+	FloodKicks   uint64         // members cut off for flooding
+	Connections  uint64         // members admitted since start
+	HistoryBytes int64          // what the rooms' history takes now (see HubConfig.HistoryMemory)
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -108,6 +114,12 @@ type Hub struct {
 	cfg     HubConfig
 	log     *slog.Logger
 	cluster Cluster // cfg.Relay, if it is one; nil on a single node
+	hist    *historyStore
+
+	// lobby is the default room. It is made with the hub, is in rooms
+	// without counting against MaxRooms, and is never forgotten: a member
+	// can always be put in it.
+	lobby *Room
 
 	mu        sync.Mutex
 	names     nameBook         // the names in use here, and which may be taken
@@ -138,6 +150,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.histEpoch.Store(1)
+	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
+	h.lobby = newRoom(h, h.cfg.DefaultRoom)
+	h.rooms[h.lobby.name] = h.lobby
 	return h
 }
 
@@ -159,9 +174,10 @@ type ConnectInfo struct {
 // member sends (Handle) and, at the end, Leave.
 //
 // A name or room that cannot be had is not an error: the member gets a
-// guest name or the default room and a notice saying why. (A guest name
-// asked for gets no notice: it is what the page asks for when it comes
-// back after a restart, and the member is simply a guest again.)
+// guest name or the default room, which always exists, and a notice saying
+// why. (A guest name asked for gets no notice: it is what the page asks
+// for when it comes back after a restart, and the member is simply a guest
+// again.)
 func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c := &Client{
 		hub:       h,
@@ -228,18 +244,18 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c.setName(name)
 	h.names.add(name, c)
 
-	roomName := h.cfg.DefaultRoom
+	r := h.lobby
 	if info.Room != "" {
-		if rn, err := RoomName(info.Room); err != nil {
-			notices = append(notices, err.Error()+"; you are in "+roomName)
-		} else {
-			roomName = rn
+		rn, err := RoomName(info.Room)
+		if err == nil {
+			var want *Room
+			if want, err = h.roomLocked(rn); err == nil {
+				r = want
+			}
 		}
-	}
-	r, err := h.roomLocked(roomName)
-	if err != nil {
-		notices = append(notices, err.Error()+"; you are in "+h.cfg.DefaultRoom)
-		r, _ = h.roomLocked(h.cfg.DefaultRoom)
+		if err != nil {
+			notices = append(notices, err.Error()+"; you are in "+r.name)
+		}
 	}
 	c.room = r
 	r.join(c, notices)
@@ -297,13 +313,14 @@ func (h *Hub) guestNameLocked() string {
 }
 
 // roomLocked returns the room called name, making it if need be. To make
-// room for a new room it forgets the empty room idle longest.
+// room for a new room it forgets the empty room idle longest. The default
+// room, always there, is not counted.
 func (h *Hub) roomLocked(name string) (*Room, error) {
 	if r, ok := h.rooms[name]; ok {
 		return r, nil
 	}
-	if len(h.rooms) >= h.cfg.MaxRooms && !h.evictLocked() {
-		return nil, fmt.Errorf("room %q cannot be made: the server has %d rooms, all in use", name, len(h.rooms))
+	if len(h.rooms)-1 >= h.cfg.MaxRooms && !h.evictLocked() {
+		return nil, fmt.Errorf("room %q cannot be made: the server's %d rooms are all in use", name, h.cfg.MaxRooms)
 	}
 	r := newRoom(h, name)
 	h.rooms[name] = r
@@ -311,12 +328,12 @@ func (h *Hub) roomLocked(name string) (*Room, error) {
 }
 
 // evictLocked forgets the empty room that has been idle longest, never the
-// default room. It reports whether it found one.
+// default room or a pinned one. It reports whether it found one.
 func (h *Hub) evictLocked() bool {
 	var oldest *Room
 	var oldestAt time.Time
 	for _, r := range h.rooms {
-		if r.name == h.cfg.DefaultRoom {
+		if r == h.lobby || r.pins.Load() > 0 {
 			continue
 		}
 		n, at := r.usage()
@@ -327,21 +344,58 @@ func (h *Hub) evictLocked() bool {
 	if oldest == nil {
 		return false
 	}
-	delete(h.rooms, oldest.name)
+	h.forgetLocked(oldest)
 	return true
 }
 
 // dropIfEmpty forgets r if nobody is in it and it has nothing to replay.
 func (h *Hub) dropIfEmpty(r *Room) {
-	if r.name == h.cfg.DefaultRoom {
+	if r == h.lobby {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.rooms[r.name] == r && r.idle() {
-		delete(h.rooms, r.name)
+	h.dropIfIdleLocked(r)
+}
+
+// dropIfIdleLocked forgets r if it is still one of the hub's rooms, nobody
+// is in it, it has nothing to replay and nobody has it pinned.
+func (h *Hub) dropIfIdleLocked(r *Room) {
+	if h.rooms[r.name] == r && r != h.lobby && r.pins.Load() == 0 && r.idle() {
+		h.forgetLocked(r)
 	}
 }
+
+// forgetLocked takes r out of the hub, and its history out of the
+// history's memory.
+func (h *Hub) forgetLocked(r *Room) {
+	delete(h.rooms, r.name)
+	r.hist.close()
+}
+
+// trimHistory keeps the rooms' history within HistoryMemory (see
+// historyStore), and forgets the rooms it left empty and idle. Its caller
+// holds no lock: it is called after each line is kept, and costs an
+// atomic load when there is nothing to trim.
+func (h *Hub) trimHistory() {
+	emptied := h.hist.trim()
+	if len(emptied) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, name := range emptied {
+		if r := h.rooms[name]; r != nil {
+			h.dropIfIdleLocked(r)
+		}
+	}
+}
+
+// pinLocked marks r as in use by a caller about to let go of the hub's
+// lock; unpin ends it.
+func (h *Hub) pinLocked(r *Room) { r.pins.Add(1) }
+
+func (h *Hub) unpin(r *Room) { r.pins.Add(-1) }
 
 // lookup returns the member called name, on this node.
 func (h *Hub) lookup(name string) *Client {
@@ -417,9 +471,7 @@ func (h *Hub) move(c *Client, name string) error {
 	}
 	old := c.room
 	old.leave(c, "")
-	if old.name != h.cfg.DefaultRoom && old.idle() {
-		delete(h.rooms, old.name)
-	}
+	h.dropIfIdleLocked(old)
 	c.room = r
 	r.join(c, nil)
 	return nil
@@ -493,6 +545,12 @@ func (h *Hub) Deliver(ev *Event) {
 	if !ok && !announce {
 		r, err = h.roomLocked(ev.Room)
 	}
+	if r != nil {
+		// Kept until the event is in: a room with nobody in it could
+		// otherwise be forgotten meanwhile, and its line with it.
+		h.pinLocked(r)
+		defer h.unpin(r)
+	}
 	h.mu.Unlock()
 	if err != nil {
 		h.log.Warn("relayed event dropped", "room", ev.Room, "err", err)
@@ -521,15 +579,16 @@ func (h *Hub) Stats() Stats {
 	rooms := len(h.rooms)
 	h.mu.Unlock()
 	return Stats{
-		Clients:     byTransport,
-		Rooms:       rooms,
-		LinesIn:     h.linesIn.Load(),
-		Deliveries:  h.deliveries.Load(),
-		Refused:     h.refused.Load(),
-		Rejected:    h.rejected.Load(),
-		SlowKicks:   h.slowKicks.Load(),
-		FloodKicks:  h.floodKicks.Load(),
-		Connections: h.connections.Load(),
+		Clients:      byTransport,
+		Rooms:        rooms,
+		LinesIn:      h.linesIn.Load(),
+		Deliveries:   h.deliveries.Load(),
+		Refused:      h.refused.Load(),
+		Rejected:     h.rejected.Load(),
+		SlowKicks:    h.slowKicks.Load(),
+		FloodKicks:   h.floodKicks.Load(),
+		Connections:  h.connections.Load(),
+		HistoryBytes: h.hist.usedBytes(),
 	}
 }
 

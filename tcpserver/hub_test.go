@@ -127,7 +127,8 @@ func TestBigRoomsDoNotAnnounceJoinsAndLeaves(t *testing.T) {
 }
 
 func TestMaxRoomsForgetsIdleEmptyRooms(t *testing.T) {
-	h := NewHub(HubConfig{MaxRooms: 3, MaxPerIP: -1}, nil)
+	// Two rooms besides the lobby, which is not counted.
+	h := NewHub(HubConfig{MaxRooms: 2, MaxPerIP: -1}, nil)
 	c, m := connect(t, h, "")
 	for _, r := range []string{"a", "b"} {
 		c.Handle([]byte("/join " + r))

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,10 +22,17 @@ type Room struct {
 	hub  *Hub
 	name string
 
+	// hist is the room's recent lines, guarded by mu; the hub's history
+	// store takes mu to trim them.
+	hist *roomHistory
+
+	// pins counts those who looked the room up under the hub's lock and
+	// use it after letting go (Deliver, hydrate): a pinned room is not
+	// forgotten. Added to under the hub's lock, taken from anywhere.
+	pins atomic.Int32
+
 	mu         sync.Mutex
 	members    []*Client // Client.idx is the index here
-	history    []*Event  // a ring of the last hub.cfg.History lines, oldest at histStart
-	histStart  int
 	lastActive time.Time
 	synced     uint64 // the hub's histEpoch when history last came from the cluster
 
@@ -36,7 +44,9 @@ type Room struct {
 }
 
 func newRoom(h *Hub, name string) *Room {
-	return &Room{hub: h, name: name, lastActive: time.Now()}
+	r := &Room{hub: h, name: name, lastActive: time.Now()}
+	r.hist = h.hist.open(name, &r.mu)
+	return r
 }
 
 // Name returns the room's name.
@@ -62,8 +72,8 @@ func (r *Room) join(c *Client, notices []string) {
 	for _, n := range notices {
 		m.Send(h.notice(KindSystem, n))
 	}
-	if len(r.history) > 0 {
-		m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: r.historyLocked()}))
+	if lines := r.hist.linesLocked(); len(lines) > 0 {
+		m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
 	}
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
@@ -111,22 +121,23 @@ func (r *Room) say(ev *Event, from *Client) {
 		except = nil // it asked for its own lines back
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.publishLocked(ev, except, true)
-		return
-	}
-	for _, line := range ev.Events {
-		r.rememberLocked(line)
-	}
-	n := r.sendLocked(ev, except)
-	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
-	if relay := r.hub.cfg.Relay; relay != nil {
+	} else {
 		for _, line := range ev.Events {
-			relay.Publish(line)
+			r.rememberLocked(line)
+		}
+		n := r.sendLocked(ev, except)
+		r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
+		if relay := r.hub.cfg.Relay; relay != nil {
+			for _, line := range ev.Events {
+				relay.Publish(line)
+			}
 		}
 	}
+	r.mu.Unlock()
+	r.hub.trimHistory()
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
@@ -134,17 +145,18 @@ func (r *Room) say(ev *Event, from *Client) {
 // relayed events arrive.
 func (r *Room) broadcast(ev *Event, except *Client) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.sendLocked(ev, except)
-		return
+	} else {
+		for _, line := range ev.Events {
+			r.rememberLocked(line)
+		}
+		n := r.sendLocked(ev, except)
+		r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
 	}
-	for _, line := range ev.Events {
-		r.rememberLocked(line)
-	}
-	n := r.sendLocked(ev, except)
-	r.hub.deliveries.Add(uint64(n * (len(ev.Events) - 1)))
+	r.mu.Unlock()
+	r.hub.trimHistory()
 }
 
 // publishLocked sends a local event to the room's members (when local is
@@ -172,28 +184,15 @@ func (r *Room) sendLocked(ev *Event, except *Client) int {
 	return n
 }
 
+// rememberLocked keeps ev in the history if it is a line. Its caller
+// trims the hub's history (Hub.trimHistory) once it has let go of the
+// room.
 func (r *Room) rememberLocked(ev *Event) {
 	if ev.Kind != KindMessage && ev.Kind != KindAction {
 		return
 	}
 	r.lastActive = ev.Time
-	max := r.hub.cfg.History
-	if max <= 0 {
-		return
-	}
-	if len(r.history) < max {
-		r.history = append(r.history, ev)
-		return
-	}
-	r.history[r.histStart] = ev
-	r.histStart = (r.histStart + 1) % max
-}
-
-// historyLocked returns the kept lines, oldest first, in a new slice.
-func (r *Room) historyLocked() []*Event {
-	out := make([]*Event, 0, len(r.history))
-	out = append(out, r.history[r.histStart:]...)
-	return append(out, r.history[:r.histStart]...)
+	r.hist.addLocked(ev)
 }
 
 // presence returns who is in the room, as an event for one member.
@@ -247,7 +246,7 @@ func (r *Room) usage() (int, time.Time) {
 func (r *Room) idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.members) == 0 && len(r.history) == 0
+	return len(r.members) == 0 && r.hist.lenLocked() == 0
 }
 
 // compareFold orders names as their ASCII lower case would, without

@@ -17,16 +17,50 @@ import (
 	"github.com/coder/websocket"
 )
 
-// runAbuse: every kind of bad input at once, while two probes, one on
-// TCP and one on WebSocket, say a line to each other every 200ms.
+// runAbuse: every room taken before anyone enters the default room, and
+// filled with history; then every kind of bad input at once, while two
+// probes, one on TCP and one on WebSocket, say a line to each other every
+// 200ms.
 func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	if len(e.cc.tcp) == 0 || len(e.cc.ws) == 0 {
 		return nil, usageErr("abuse needs both --tcp and --ws")
+	}
+	if e.v.fillRooms < 1 {
+		return nil, usageErr("--fill-rooms must be at least 1")
+	}
+	if e.v.historyMemory < 0 {
+		return nil, usageErr("--history-memory must not be negative")
 	}
 	tcpAddr, wsURL := e.cc.tcp[0].dialAddr, e.cc.ws[0].url
 	r := &scenarioResult{Params: fmt.Sprintf("%s; a %d MiB line; %d idle connections from one address", e.v.duration, e.v.bigLine, e.v.idle)}
 	e.baseline(ctx, r)
 	stop := e.watchRSS(ctx)
+
+	// First, before anyone is in the default room: every other room.
+	t0 := time.Now()
+	fill, err := fillRooms(ctx, e, e.v.fillRooms)
+	if err != nil {
+		r.check("the default room is always there", false, "filling the rooms: %v", err)
+		stop()
+		return r, nil
+	}
+	e.log.Info("rooms taken", "rooms", len(fill.members), "elapsed", time.Since(t0).Round(time.Millisecond))
+	r.Params += fmt.Sprintf("; %d rooms taken", len(fill.members))
+	switch {
+	case fill.defaultRoom == "":
+		r.check("the default room is always there", false, "%d rooms made and none refused: give --fill-rooms more than the server's --max-rooms", len(fill.members))
+	default:
+		err := defaultRoomCheck(ctx, tcpAddr, fill.defaultRoom)
+		r.check("the default room is always there", err == nil, "%d rooms in use, one more refused (%q); telnet welcomed in %s, told it cannot have another room, answered /rooms%s",
+			len(fill.members), fill.notice, fill.defaultRoom, errSuffix(err))
+	}
+	t0 = time.Now()
+	e.checkHistoryMemory(ctx, r, fill)
+	fill.close()
+	e.log.Info("rooms filled with history", "elapsed", time.Since(t0).Round(time.Millisecond))
+	// The history stays, as it should: the attacks' memory is measured
+	// from here.
+	attackBase := e.rss(ctx)
 
 	p, err := newProbes(ctx, tcpAddr, wsURL)
 	if err != nil {
@@ -79,7 +113,7 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	raw, garbage := p.rawSeen()
 	r.check("nothing raw reached the probes", raw == "" && garbage > 0, "%s; %d garbage lines arrived cleaned", orNone(raw), garbage)
 	e.checkRSS(r, stop())
-	e.settleBack(ctx, r, 64)
+	e.settleBackTo(ctx, r, attackBase, "before the attacks", 64)
 	return r, nil
 }
 
@@ -95,6 +129,52 @@ func httpHost(wsURL string) string {
 		return ""
 	}
 	return u.Host
+}
+
+// errSuffix is "" for no error, or the error after a colon.
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
+}
+
+// historyRSSSlack is what the server's RSS may grow by while the rooms
+// fill with history, besides twice --history-memory (the history itself,
+// and the collector's headroom over it at the server's --gc-percent 50):
+// the fill's members, their lines on their way, the heap's rounding.
+const historyRSSSlack = 32 << 10 // KiB
+
+// checkHistoryMemory fills every room of fill with historyLines lines of
+// historyText bytes, which its JSON members make the JSON of, and checks
+// that the server's RSS meanwhile grows by at most twice its
+// --history-memory and historyRSSSlack; and that the newest line
+// survives.
+func (e *scenarioEnv) checkHistoryMemory(ctx context.Context, r *scenarioResult, fill *roomFill) {
+	if len(fill.members) == 0 {
+		r.check("room history memory is bounded", false, "no room to fill")
+		return
+	}
+	before := e.rss(ctx)
+	bound := before + 2*e.v.historyMemory<<10 + historyRSSSlack
+	stop := e.watchRSS(ctx)
+	back, err := fill.sayHistory(ctx)
+	var kept int
+	if err == nil {
+		kept, err = fill.newestSurvives(ctx, e)
+	}
+	peak := stop()
+	switch {
+	case err != nil:
+		r.check("room history memory is bounded", false, "%d lines of %d bytes said and back: %v", back, historyText, err)
+	case peak == 0:
+		r.check("room history memory is bounded", true, "%d rooms, %d lines of %d bytes, JSON made; RSS not measured (give --pid or --metrics); the newest line kept (%d lines replayed)",
+			len(fill.members), back, historyText, kept)
+	default:
+		r.check("room history memory is bounded", peak <= bound,
+			"%d rooms, %d lines of %d bytes, JSON made: RSS %d KiB before, peak %d KiB, bound %d KiB (2 x --history-memory %d MiB + %d MiB); the newest line kept (%d lines replayed)",
+			len(fill.members), back, historyText, before, peak, bound, e.v.historyMemory, historyRSSSlack>>10, kept)
+	}
 }
 
 func orNone(s string) string {

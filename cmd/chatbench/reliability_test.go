@@ -47,8 +47,12 @@ func TestReliabilityScenarios(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")
 	})
 	t.Run("abuse", func(t *testing.T) {
-		flags := with(t, "--echo", "127.0.0.1:0")
-		runBench(t, bench, append([]string{"abuse", "--big-line", "10", "--idle", "200", "--duration", "5s"}, flags...)...)
+		// Few rooms and little history memory, so that taking every room
+		// and filling them past the bound takes a second: 100 rooms of 20
+		// lines of 4 KB, 24 KB of JSON each, would keep 66 MB.
+		flags := with(t, "--max-rooms", "100", "--history-memory", "2MiB", "--echo", "127.0.0.1:0")
+		runBench(t, bench, append([]string{"abuse", "--big-line", "10", "--idle", "200", "--duration", "5s",
+			"--fill-rooms", "200", "--history-memory", "2"}, flags...)...)
 	})
 }
 

@@ -34,11 +34,15 @@ func scenarioDescription(name string) string {
 			"abruptly (TCP reset, WebSocket dropped without a close frame): goroutines and RSS\n" +
 			"(from --metrics) come back to their baseline, and /who shows no stale member."
 	case "abuse":
-		return "abuse: every bad input at once (telnet IAC storms, a --big-line MiB line, invalid\n" +
-			"UTF-8, escapes, NUL, floods, oversize and malformed WebSocket messages, a foreign\n" +
-			"origin, --idle connections from one address, requests whose body never comes, an\n" +
-			"echo flood with --echo) while a TCP and a WS probe exchange a\n" +
-			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them."
+		return "abuse: first every room the server will make, taken by a WebSocket each before\n" +
+			"anyone enters the default room: telnet is still welcomed there; then 20 lines of\n" +
+			"4 KB in each room, JSON clients present: RSS grows by at most twice the server's\n" +
+			"--history-memory (given here too) and 32 MiB, and the newest line is kept. Then every\n" +
+			"bad input at once (telnet IAC storms, a --big-line MiB line, invalid UTF-8, escapes,\n" +
+			"NUL, floods, oversize and malformed WebSocket messages, a foreign origin, --idle\n" +
+			"connections from one address, requests whose body never comes, an echo flood with\n" +
+			"--echo) while a TCP and a WS probe exchange a line every 200ms: each arrives within\n" +
+			"1s, and nothing raw ever reaches them."
 	case "soak":
 		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
 			"or reordered, and goroutines and RSS (from --metrics) end where they began."
@@ -66,6 +70,8 @@ type scenarioFlags struct {
 	idle               int
 	bigLine            int // MiB
 	echo               string
+	fillRooms          int
+	historyMemory      int64 // MiB
 	exec               string
 	json, quiet        bool
 	verbose            bool
@@ -92,6 +98,8 @@ func newScenarioFlags(name string, out io.Writer) (*flag.FlagSet, *scenarioFlags
 	fs.IntVar(&v.idle, "idle", 1000, "abuse: idle connections opened from one address")
 	fs.IntVar(&v.bigLine, "big-line", 100, "abuse: MiB of one line sent with no newline")
 	fs.StringVar(&v.echo, "echo", "", "abuse: the server's echo service `host:port`, to flood from one address (empty: not tried)")
+	fs.IntVar(&v.fillRooms, "fill-rooms", 2000, "abuse: the most rooms to take, one WebSocket each, looking for the server's --max-rooms (it must be lower)")
+	fs.Int64Var(&v.historyMemory, "history-memory", 64, "abuse: the server's --history-memory, in `MiB`: its RSS may grow by twice this, and 32 MiB, while every room fills with 4 KB lines")
 	fs.StringVar(&v.exec, "exec", "", "restart: the server's command line (split on spaces; it must listen on --tcp and --ws)")
 	fs.BoolVar(&v.json, "json", false, "print one JSON object instead of a summary")
 	fs.BoolVar(&v.quiet, "quiet", false, "no progress lines on stderr")
@@ -347,13 +355,19 @@ func (e *scenarioEnv) baseline(ctx context.Context, r *scenarioResult) {
 // settleBack waits (up to 15s) for the server's goroutines to come back
 // to the baseline, then checks them and the RSS against it.
 func (e *scenarioEnv) settleBack(ctx context.Context, r *scenarioResult, rssSlackMiB int64) {
+	e.settleBackTo(ctx, r, r.RSSBeforeKiB, "before", rssSlackMiB)
+}
+
+// settleBackTo is settleBack with the RSS checked against rssBase, taken
+// at the time when.
+func (e *scenarioEnv) settleBackTo(ctx context.Context, r *scenarioResult, rssBase int64, when string, rssSlackMiB int64) {
 	if e.metrics == nil || r.GoroutinesBefore < 0 {
 		r.check("goroutines back to baseline", true, "not measured (give --metrics)")
-		if r.RSSBeforeKiB > 0 {
+		if rssBase > 0 {
 			sleepCtx(ctx, 2*time.Second) // the clients' connections wind down
 			r.RSSAfterKiB = e.rss(ctx)
-			r.check("RSS back near baseline", r.RSSAfterKiB <= r.RSSBeforeKiB+rssSlackMiB<<10,
-				"%d KiB before, %d KiB after (slack %d MiB)", r.RSSBeforeKiB, r.RSSAfterKiB, rssSlackMiB)
+			r.check("RSS back near baseline", r.RSSAfterKiB <= rssBase+rssSlackMiB<<10,
+				"%d KiB %s, %d KiB after (slack %d MiB)", rssBase, when, r.RSSAfterKiB, rssSlackMiB)
 		}
 		return
 	}
@@ -375,8 +389,8 @@ func (e *scenarioEnv) settleBack(ctx context.Context, r *scenarioResult, rssSlac
 	r.GoroutinesAfter, r.RSSAfterKiB = m.goroutines, m.rssKiB
 	r.check("goroutines back to baseline", m.goroutines <= r.GoroutinesBefore+slack,
 		"%d before, %d after (slack %d)", r.GoroutinesBefore, m.goroutines, slack)
-	r.check("RSS back near baseline", m.rssKiB <= r.RSSBeforeKiB+rssSlackMiB<<10,
-		"%d KiB before, %d KiB after (slack %d MiB)", r.RSSBeforeKiB, m.rssKiB, rssSlackMiB)
+	r.check("RSS back near baseline", m.rssKiB <= rssBase+rssSlackMiB<<10,
+		"%d KiB %s, %d KiB after (slack %d MiB)", rssBase, when, m.rssKiB, rssSlackMiB)
 }
 
 // metricsReader reads a few gauges from a Prometheus text endpoint.

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +30,7 @@ type config struct {
 
 	defaultRoom   string
 	history       int
+	historyMemory byteSize
 	maxLine       int
 	rate          float64
 	burst         int
@@ -68,7 +71,7 @@ func list(s string) []string {
 // variable counts: CHATBRIDGE_HTTP= turns the web bridge off. Usage and
 // errors go to out.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
-	var c config
+	c := config{historyMemory: tcpserver.DefaultHistoryMemory}
 	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
 
@@ -80,6 +83,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 
 	fs.StringVar(&c.defaultRoom, "room", "lobby", "the `room` members start in")
 	fs.IntVar(&c.history, "history", 20, "`lines` of history each room replays on join")
+	fs.Var(&c.historyMemory, "history-memory", "`bytes` the history of all rooms together may take, text and JSON of each line counted, in bytes or with KiB, MiB or GiB; when full, the oldest lines of the rooms least recently active go first")
 	fs.IntVar(&c.maxLine, "max-line", 4096, "longest line accepted, in `bytes`")
 	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
@@ -169,6 +173,9 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
 		}
 	}
+	if c.historyMemory < 1 {
+		errs = append(errs, errors.New("--history-memory must be at least 1 byte (--history 0 keeps no history)"))
+	}
 	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 {
 		errs = append(errs, errors.New("--history, --rate, --max-clients and --max-per-ip must not be negative"))
 	}
@@ -197,6 +204,45 @@ func (c config) check() error {
 // validPrefix reports whether s can start NATS subjects and name a stream.
 func validPrefix(s string) bool {
 	return s != "" && len(s) <= 32 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
+}
+
+// byteSize is a flag's number of bytes: plain, or with a binary suffix
+// (64MiB).
+type byteSize int64
+
+type byteUnit struct {
+	suffix string
+	size   int64
+}
+
+func byteUnits() []byteUnit { return []byteUnit{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} }
+
+func (b *byteSize) Set(s string) error {
+	num, unit := s, int64(1)
+	for _, u := range byteUnits() {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, unit = n, u.size
+			break
+		}
+	}
+	if num == "" || strings.Trim(num, "0123456789") != "" {
+		return fmt.Errorf("want a number of bytes, such as 67108864 or 64MiB (suffixes KiB, MiB, GiB)")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n > math.MaxInt64/unit {
+		return fmt.Errorf("%s bytes is too many", s)
+	}
+	*b = byteSize(n * unit)
+	return nil
+}
+
+func (b *byteSize) String() string {
+	for _, u := range byteUnits() {
+		if *b != 0 && int64(*b)%u.size == 0 {
+			return strconv.FormatInt(int64(*b)/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
 }
 
 // noLimit turns the command line's "0: no limit" into the hub's -1.

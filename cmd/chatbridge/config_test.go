@@ -158,3 +158,49 @@ func TestParseConfigAddressesAndProxies(t *testing.T) {
 		}
 	}
 }
+
+func TestParseConfigHistoryMemory(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    int64
+		wantErr string
+	}{
+		{"the default", nil, nil, 64 << 20, ""},
+		{"plain bytes", []string{"--history-memory", "1000"}, nil, 1000, ""},
+		{"KiB", []string{"--history-memory", "512KiB"}, nil, 512 << 10, ""},
+		{"GiB", []string{"--history-memory=2GiB"}, nil, 2 << 30, ""},
+		{"from the environment", nil, map[string]string{"CHATBRIDGE_HISTORY_MEMORY": "8MiB"}, 8 << 20, ""},
+		{"zero", []string{"--history-memory", "0"}, nil, 0, "--history-memory must be at least 1 byte (--history 0 keeps no history)"},
+		{"zero with a unit", []string{"--history-memory", "0MiB"}, nil, 0, "at least 1 byte"},
+		{"negative", []string{"--history-memory", "-1"}, nil, 0, "want a number of bytes"},
+		{"a decimal unit", []string{"--history-memory", "64MB"}, nil, 0, "want a number of bytes"},
+		{"a fraction", []string{"--history-memory", "1.5MiB"}, nil, 0, "want a number of bytes"},
+		{"a unit alone", []string{"--history-memory", "MiB"}, nil, 0, "want a number of bytes"},
+		{"empty", []string{"--history-memory", ""}, nil, 0, "want a number of bytes"},
+		{"spaces", []string{"--history-memory", " 64MiB"}, nil, 0, "want a number of bytes"},
+		{"too many bytes", []string{"--history-memory", "9223372036854775808"}, nil, 0, "too many"},
+		{"too many GiB", []string{"--history-memory", "8589934592GiB"}, nil, 0, "too many"},
+		{"garbage in the environment", nil, map[string]string{"CHATBRIDGE_HISTORY_MEMORY": "lots"}, 0, `CHATBRIDGE_HISTORY_MEMORY="lots"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || int64(c.historyMemory) != tt.want {
+				t.Fatalf("historyMemory = %d, %v; want %d", c.historyMemory, err, tt.want)
+			}
+		})
+	}
+	var out bytes.Buffer
+	parseConfig([]string{"--help"}, env(nil), &out)
+	if want := "--history-memory bytes  [CHATBRIDGE_HISTORY_MEMORY]"; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), `(default "64MiB")`) {
+		t.Errorf("--help lacks %q with its default 64MiB:\n%s", want, out.String())
+	}
+}

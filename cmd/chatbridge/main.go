@@ -80,6 +80,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	hubCfg := tcpserver.HubConfig{
 		DefaultRoom:   cfg.defaultRoom,
 		History:       noLimit(cfg.history),
+		HistoryMemory: int64(cfg.historyMemory),
 		MaxLine:       cfg.maxLine,
 		Rate:          noLimit(cfg.rate),
 		Burst:         cfg.burst,
