@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
 	"runtime"
@@ -57,6 +58,8 @@ type wsConn struct {
 	json bool          // speaks JSONProtocol rather than plain lines
 	addr string
 
+	readLimit int64 // the most bytes a message from the client may have
+
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
 
@@ -76,6 +79,15 @@ func (c *wsConn) Close(reason string) {
 	if c.out.Close(reason) {
 		c.stopPing()
 	}
+}
+
+// setReadLimit makes n bytes the most a message from the client may
+// have. The wire refuses a longer one at its header (see frameCounter);
+// the library's own limit, the same, stays as a backstop.
+func (c *wsConn) setReadLimit(n int64) {
+	c.readLimit = n
+	c.wire.frames.limit = uint64(n)
+	c.ws.SetReadLimit(n)
 }
 
 // closeCode picks the close status for a reason the hub gives: it ends
@@ -208,13 +220,16 @@ func (c *wsConn) closeBriefly(code websocket.StatusCode, reason string, grace ti
 	c.wire.closeNow()
 }
 
-// closeReason fits reason into a close frame (at most 123 bytes).
+// maxCloseReason is the longest reason a close frame holds: a control
+// frame's payload is at most 125 bytes, two of them the code.
+const maxCloseReason = 123
+
+// closeReason fits reason into a close frame.
 func closeReason(reason string) string {
-	const max = 123
-	if len(reason) <= max {
+	if len(reason) <= maxCloseReason {
 		return reason
 	}
-	reason = reason[:max]
+	reason = reason[:maxCloseReason]
 	for len(reason) > 0 && !utf8.ValidString(reason) {
 		reason = reason[:len(reason)-1]
 	}
@@ -308,10 +323,10 @@ func (c *wsConn) read() {
 	leave := c.leaveReason()
 	c.client.Leave(leave)
 	if leave == leaveTooBig {
-		// The library has answered the oversize message with 1009.
-		// Closing with the rest of it unread would send a reset, and a
-		// client still writing it would lose the close frame: read it
-		// away first, until the client hangs up, within bounds.
+		// The oversize message has been answered with 1009. Closing with
+		// the rest of it unread would send a reset, and a client still
+		// writing it would lose the close frame: read it away first,
+		// until the client hangs up, within bounds.
 		c.wire.drain(lingerFor, lingerMax)
 	}
 	c.finish()
@@ -404,15 +419,29 @@ func readMessage(r io.Reader, buf []byte) (int, error) {
 	}
 }
 
+// readFailed notes why the reader stops. A message over the limit is
+// refused here: the wire refused it at its header (errTooBig), and the
+// close frame says the limit in words, as a telnet user is told; if the
+// library's own limit stopped it, the library has said 1009 already.
 func (c *wsConn) readFailed(err error) {
-	if errors.Is(err, websocket.ErrMessageTooBig) {
-		c.mu.Lock()
-		if c.leave == "" {
-			c.leave = leaveTooBig
-		}
-		c.mu.Unlock()
+	ours := errors.Is(err, errTooBig)
+	if ours || errors.Is(err, websocket.ErrMessageTooBig) {
+		c.setLeave(leaveTooBig)
+	}
+	if ours {
+		reason := fmt.Sprintf("%s: more than %d bytes", leaveTooBig, c.readLimit)
+		c.wire.sendClose(websocket.StatusMessageTooBig, reason)
 	}
 	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
+}
+
+// setLeave sets why the member leaves, unless that is already said.
+func (c *wsConn) setLeave(reason string) {
+	c.mu.Lock()
+	if c.leave == "" {
+		c.leave = reason
+	}
+	c.mu.Unlock()
 }
 
 // handle acts on one message from the client.

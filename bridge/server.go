@@ -386,9 +386,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	c.out.Init(s.hub, s.cfg.Queue, c)
 	if c.json {
-		ws.SetReadLimit(s.readLimitJSON)
+		c.setReadLimit(s.readLimitJSON)
 	} else {
-		ws.SetReadLimit(s.readLimitPlain)
+		c.setReadLimit(s.readLimitPlain)
 	}
 	q := r.URL.Query()
 	info := tcpserver.ConnectInfo{

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -147,21 +148,77 @@ func TestFrameCounterFindsFrameEnds(t *testing.T) {
 }
 
 // Feeding in two pieces ends in the same state as feeding at once, for
-// any bytes at all.
+// any bytes at all and any limit; the counter takes everything unless a
+// header went over the limit, and no message it let through is longer;
+// endsMessage peeks without changing anything.
 func FuzzFrameCounter(f *testing.F) {
-	f.Add(frame(5, true), uint16(3))
-	f.Add(frame(200, true), uint16(2))
-	f.Add(append(frame(70000, false)[:20], 0xff, 0xff), uint16(11))
-	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+	f.Add(frame(5, true), uint16(3), uint16(0))
+	f.Add(frame(200, true), uint16(2), uint16(100))
+	f.Add(append(frame(70000, false)[:20], 0xff, 0xff), uint16(11), uint16(0))
+	// A message in fragments with a ping between, and one over the limit.
+	f.Add(slices.Concat(clientFrame(opText, []byte("abc"), -1), clientFrame(finBit|opPing, nil, -1),
+		clientFrame(finBit|opCont, []byte("de"), -1)), uint16(9), uint16(5))
+	f.Add(slices.Concat(clientFrame(opText, []byte("abc"), -1), clientFrame(finBit|opCont, []byte("de"), -1),
+		clientFrame(finBit|opBinary, nil, 1<<40)), uint16(4), uint16(4))
+	f.Add(slices.Concat(clientFrame(finBit|opText, nil, -1), clientFrame(finBit|opClose, closePayload(1000, "\xff"), -1)), uint16(1), uint16(1))
+	f.Fuzz(func(t *testing.T, data []byte, cut, limit uint16) {
 		k := int(cut) % (len(data) + 1)
-		var whole, split frameCounter
-		whole.feed(data)
-		split.feed(data[:k])
-		split.feed(data[k:])
-		if whole != split {
-			t.Fatalf("whole %+v, split at %d %+v", whole, k, split)
+		whole := frameCounter{limit: uint64(limit)}
+		split := whole
+		before := whole
+		peek := whole.endsMessage(data)
+		if whole != before {
+			t.Fatal("endsMessage changed the counter")
+		}
+		took := whole.feed(data)
+		tookSplit := split.feed(data[:k]) + split.feed(data[k:])
+		if whole != split || took != tookSplit {
+			t.Fatalf("whole %+v took %d, split at %d %+v took %d", whole, took, k, split, tookSplit)
+		}
+		if took < len(data) && !whole.over {
+			t.Fatalf("took %d of %d bytes, not over the limit", took, len(data))
+		}
+		if limit > 0 && !whole.over && whole.msgLen > uint64(limit) {
+			t.Fatalf("message of %d bytes let through, limit %d", whole.msgLen, limit)
+		}
+		if peek != (whole.ended > 0) {
+			t.Fatalf("endsMessage %v, but %d messages ended", peek, whole.ended)
 		}
 	})
+}
+
+// The counter counts the data messages that end, whatever control frames
+// come between their fragments, and stops at the header that takes one
+// over the limit, with none of its payload taken.
+func TestFrameCounterFollowsMessages(t *testing.T) {
+	x := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
+	stream := slices.Concat(
+		clientFrame(finBit|opText, x(10), -1),   // message 1
+		clientFrame(finBit|opPing, x(3), -1),    // control, alone
+		clientFrame(opText, x(40), -1),          // message 2 begins
+		clientFrame(finBit|opPong, nil, -1),     // control, between fragments
+		clientFrame(opCont, x(30), -1),          //
+		clientFrame(finBit|opCont, nil, -1),     // message 2 ends: 70 bytes
+		clientFrame(finBit|opBinary, nil, -1),   // message 3, empty
+		clientFrame(finBit|opClose, x(125), -1), // control frames do not count toward the limit
+	)
+	f := frameCounter{limit: 70}
+	for i := range stream {
+		if n := f.feed(stream[i : i+1]); n != 1 {
+			t.Fatalf("byte %d not taken", i)
+		}
+	}
+	if f.ended != 3 || f.over || !f.atBoundary() {
+		t.Fatalf("after three messages: %+v", f)
+	}
+	over := slices.Concat(clientFrame(opText, x(50), -1), clientFrame(finBit|opCont, x(21), -1))
+	head := len(over) - 21 // the second header's end
+	if n := f.feed(over); n != head || !f.over {
+		t.Fatalf("took %d of the 71-byte message, want %d up to its second header; over %v", n, head, f.over)
+	}
+	if n := f.feed(x(5)); n != 0 || f.ended != 3 {
+		t.Fatalf("took %d after going over; %d messages", n, f.ended)
+	}
 }
 
 // The server writes data frames itself (wireConn.gatherFrame): a client

@@ -1,0 +1,113 @@
+package bridge
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"chatbridge/tcpserver"
+)
+
+// A frame header that puts its message over the read limit is refused
+// when the header arrives, with 1009 and the limit in words: not after
+// the announced payload (which may be a terabyte that never comes), nor
+// at the ping timeout. Fragments count together, control frames between
+// them do not, and TLS connections are no different.
+func TestOversizeHeaderIsRefusedAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	x := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
+	for _, tc := range []struct {
+		name   string
+		tls    bool
+		json   bool
+		frames [][]byte
+		limit  int
+	}{
+		{"one frame of a terabyte", false, false, [][]byte{clientFrame(finBit|opText, x(3), 1<<40)}, 4098},
+		{"one frame just over", false, false, [][]byte{clientFrame(finBit|opText, x(10), 4099)}, 4098},
+		{"binary", false, false, [][]byte{clientFrame(finBit|opBinary, x(10), 70000)}, 4098},
+		{"fragments that add up", false, false, [][]byte{
+			clientFrame(opText, x(3000), -1),
+			clientFrame(finBit|opPing, []byte("p"), -1),
+			clientFrame(opCont, x(1000), -1),
+			clientFrame(finBit|opCont, x(10), 99),
+		}, 4098},
+		{"JSON has its own limit", false, true, [][]byte{clientFrame(finBit|opText, x(10), 2*4096+256+1)}, 2*4096 + 256},
+		{"over TLS", true, false, [][]byte{clientFrame(finBit|opText, x(3), 1<<40)}, 4098},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{}
+			var tlsConf *tls.Config
+			if tc.tls {
+				cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+				tlsConf = &tls.Config{RootCAs: pool}
+			}
+			st := start(t, tcpserver.HubConfig{}, cfg)
+			tel := st.telnet(t)
+			var extra []string
+			if tc.json {
+				extra = append(extra, "Sec-WebSocket-Protocol: "+JSONProtocol)
+			}
+			w := st.dialRaw(t, "nick=big", tlsConf, extra...)
+			tel.expect("big (")
+			for _, f := range tc.frames {
+				w.write(f)
+			}
+			code, reason := w.closeFrame(2 * time.Second)
+			if want := fmt.Sprintf("message too big: more than %d bytes", tc.limit); code != websocket.StatusMessageTooBig || reason != want {
+				t.Fatalf("close %v %q, want 1009 %q", code, reason, want)
+			}
+			if line := tel.expect("big ("); !strings.Contains(line, "message too big") {
+				t.Fatalf("telnet saw %q", line)
+			}
+		})
+	}
+}
+
+// A message of exactly the limit, in one frame or in fragments with a
+// ping between, is a message like any other.
+func TestMessageOfTheLimitPasses(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
+	tel := st.telnet(t)
+	w := st.dialRaw(t, "nick=edge", nil)
+	tel.expect("edge (")
+	line := strings.Repeat("a", 100) + "\r\n" // the plain limit: --max-line and a line end
+	w.write(clientFrame(finBit|opText, []byte(line), -1))
+	tel.expect("<edge> " + line[:100])
+	line = strings.Repeat("b", 100) + "\r\n"
+	w.write(clientFrame(opText, []byte(line[:60]), -1))
+	w.write(clientFrame(finBit|opPing, []byte("p"), -1))
+	w.write(clientFrame(finBit|opCont, []byte(line[60:]), -1))
+	tel.expect("<edge> " + line[:100])
+}
+
+// A client library's message over the limit gets the limit in words,
+// as a telnet user's long line does, in either protocol.
+func TestOversizeMessageSaysTheLimit(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{MaxLine: 100}, Config{})
+	for _, tc := range []struct {
+		w     *wsClient
+		limit int
+	}{
+		{st.plain(t, ""), 102},
+		{st.jsonClient(t, ""), 2*100 + 256},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := tc.w.c.Write(ctx, websocket.MessageText, bytes.Repeat([]byte("x"), 2*tc.limit))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, reason := tc.w.closeStatus()
+		if want := fmt.Sprintf("message too big: more than %d bytes", tc.limit); code != websocket.StatusMessageTooBig || reason != want {
+			t.Fatalf("close %v %q, want 1009 %q", code, reason, want)
+		}
+	}
+}
