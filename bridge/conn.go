@@ -43,6 +43,12 @@ const (
 // was over the read limit.
 const leaveTooBig = "message too big"
 
+// leaveNotUTF8 is the leave notice's reason for a member who sent a text
+// message that is not UTF-8, and errNotUTF8 the reader's error for it.
+const leaveNotUTF8 = "invalid UTF-8"
+
+var errNotUTF8 = errors.New("text message is not UTF-8")
+
 // reasonShutdown is the close frame's reason when the server stops.
 const reasonShutdown = "server shutting down"
 
@@ -322,12 +328,15 @@ func (c *wsConn) read() {
 	}
 	leave := c.leaveReason()
 	c.client.Leave(leave)
-	if leave == leaveTooBig {
+	switch leave {
+	case leaveTooBig:
 		// The oversize message has been answered with 1009. Closing with
 		// the rest of it unread would send a reset, and a client still
 		// writing it would lose the close frame: read it away first,
 		// until the client hangs up, within bounds.
 		c.wire.drain(lingerFor, lingerMax)
+	case leaveNotUTF8:
+		c.awaitClose(lingerFor)
 	}
 	c.finish()
 	c.srv.untrack(c)
@@ -379,6 +388,9 @@ func (c *wsConn) readMessages() (parked bool) {
 		}
 		bp := c.srv.readBufs.Get().(*[]byte)
 		n, err := readMessage(r, *bp)
+		if err == nil && typ == websocket.MessageText && !utf8.Valid((*bp)[:n]) {
+			err = errNotUTF8 // checked whole: a character may span fragments
+		}
 		more := err == nil && held < maxHeld && (c.br.Buffered() > 0 || c.wire.buffered())
 		if more {
 			client.Hold()
@@ -432,7 +444,30 @@ func (c *wsConn) readFailed(err error) {
 		reason := fmt.Sprintf("%s: more than %d bytes", leaveTooBig, c.readLimit)
 		c.wire.sendClose(websocket.StatusMessageTooBig, reason)
 	}
+	if errors.Is(err, errNotUTF8) {
+		// RFC 6455, section 8.1: fail the connection, with 1007.
+		c.setLeave(leaveNotUTF8)
+		c.wire.sendClose(websocket.StatusInvalidFramePayloadData, "text message is not UTF-8")
+	}
 	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
+}
+
+// awaitClose reads on, for at most d, after the reader has sent a close
+// frame itself, until the client's close frame answers it: the library
+// then closes the connection. What the client sends meanwhile is thrown
+// away. Closing at once instead could reset the connection under a
+// client still sending, and lose it the close frame.
+func (c *wsConn) awaitClose(d time.Duration) {
+	c.wire.SetReadDeadline(time.Now().Add(d))
+	for {
+		_, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
 }
 
 // setLeave sets why the member leaves, unless that is already said.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,81 @@ func TestOversizeMessageSaysTheLimit(t *testing.T) {
 			t.Fatalf("close %v %q, want 1009 %q", code, reason, want)
 		}
 	}
+}
+
+// A text message that is not UTF-8 ends the connection with 1007 (RFC
+// 6455, section 8.1), in either protocol, however it is cut into
+// fragments: the whole message is checked, not each frame. What the
+// member said before it is still said; the bad message is not.
+func TestInvalidUTF8TextClosesWith1007(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		json   bool
+		frames [][]byte
+	}{
+		{"plain", false, [][]byte{clientFrame(finBit|opText, []byte("bad \xff line"), -1)}},
+		{"JSON", true, [][]byte{clientFrame(finBit|opText, []byte(`{"type":"message","text":"bad `+"\xff"+` line"}`), -1)}},
+		{"a character cut short at the end of the message", false, [][]byte{
+			clientFrame(opText, []byte("bad "), -1),
+			clientFrame(finBit|opCont, []byte("line \xc3"), -1),
+		}},
+		{"an invalid byte alone in a fragment", false, [][]byte{
+			clientFrame(opText, []byte("bad "), -1),
+			clientFrame(opCont, []byte("\xff"), -1),
+			clientFrame(finBit|opCont, []byte(" line"), -1),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := start(t, tcpserver.HubConfig{}, Config{})
+			tel := st.telnet(t)
+			var extra []string
+			if tc.json {
+				extra = append(extra, "Sec-WebSocket-Protocol: "+JSONProtocol)
+			}
+			w := st.dialRaw(t, "nick=bad", nil, extra...)
+			tel.expect("bad (")
+			first := "first line\n"
+			if tc.json {
+				first = `{"type":"message","text":"first line"}`
+			}
+			var b []byte
+			b = append(b, clientFrame(finBit|opText, []byte(first), -1)...)
+			for _, f := range tc.frames {
+				b = append(b, f...)
+			}
+			w.write(b)
+			code, reason := w.closeFrame(2 * time.Second)
+			if code != websocket.StatusInvalidFramePayloadData || reason == "" {
+				t.Fatalf("close %v %q, want 1007 with a reason", code, reason)
+			}
+			tel.expect("<bad> first line")
+			if line := tel.expect("bad ("); !strings.Contains(line, "invalid UTF-8") {
+				t.Fatalf("telnet saw %q after the first line", line)
+			}
+			// The client answers the close; the server then hangs up.
+			w.write(clientFrame(finBit|opClose, closePayload(websocket.StatusInvalidFramePayloadData, ""), -1))
+			if _, _, err := w.frame(2 * time.Second); err == nil {
+				t.Fatal("a frame after the close frame")
+			}
+		})
+	}
+}
+
+// UTF-8 split between fragments is one character; a plain binary frame
+// (websockify-style clients) is lines as before, invalid bytes cleaned.
+func TestFragmentedUTF8AndBinaryLinesPass(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	tel := st.telnet(t)
+	w := st.dialRaw(t, "nick=frag", nil)
+	tel.expect("frag (")
+	w.write(slices.Concat(
+		clientFrame(opText, []byte("caf\xc3"), -1),
+		clientFrame(finBit|opPing, nil, -1),
+		clientFrame(finBit|opCont, []byte("\xa9 au lait\n"), -1),
+	))
+	tel.expect("<frag> café au lait")
+	w.write(clientFrame(finBit|opBinary, []byte("bin \xff ary\r\n"), -1))
+	tel.expect("<frag> bin \uFFFD ary")
+	w.write(clientFrame(finBit|opText, []byte("still here"), -1))
+	tel.expect("<frag> still here")
 }
