@@ -189,3 +189,29 @@ func TestFragmentedUTF8AndBinaryLinesPass(t *testing.T) {
 	w.write(clientFrame(finBit|opText, []byte("still here"), -1))
 	tel.expect("<frag> still here")
 }
+
+// The library answers a client's close frame with the same code and
+// reason. A reason that is not UTF-8 is answered with 1007 instead: the
+// server never sends a close reason that is not UTF-8 (closeFrame checks).
+func TestCloseReasonNotUTF8IsNotEchoed(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	for _, tc := range []struct {
+		reason string
+		want   websocket.StatusCode
+	}{
+		{"bye", websocket.StatusNormalClosure},
+		{"bye \xff\xfe", websocket.StatusInvalidFramePayloadData},
+		{"\xc3", websocket.StatusInvalidFramePayloadData},
+	} {
+		w := st.dialRaw(t, "", nil)
+		w.text(2 * time.Second) // the welcome: the member is in
+		w.write(clientFrame(finBit|opClose, closePayload(websocket.StatusNormalClosure, tc.reason), -1))
+		code, reason := w.closeFrame(2 * time.Second)
+		if code != tc.want {
+			t.Fatalf("close %q answered with %v %q, want %v", tc.reason, code, reason, tc.want)
+		}
+		if code == websocket.StatusNormalClosure && reason != tc.reason {
+			t.Fatalf("close %q answered with %q", tc.reason, reason)
+		}
+	}
+}

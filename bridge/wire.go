@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -206,12 +207,21 @@ func (w *wireConn) Write(p []byte) (int, error) {
 	if w.closeSent {
 		return len(p), nil
 	}
-	if len(p) > 0 && p[0] == finClose {
+	n := len(p)
+	if n > 0 && p[0] == finClose {
 		w.closeSent = true
+		if n > 4 && !utf8.Valid(p[4:]) {
+			// The library echoes the code and reason of a client's close
+			// frame, a reason that is not UTF-8 included. RFC 6455 (8.1)
+			// wants such a frame failed with 1007; and the server never
+			// sends a reason that is not UTF-8.
+			var b [4 + maxCloseReason]byte
+			p = appendCloseFrame(b[:0], websocket.StatusInvalidFramePayloadData, "close reason is not UTF-8")
+		}
 	}
 	if w.corked {
 		*w.buf = append(*w.buf, p...)
-		return len(p), nil
+		return n, nil
 	}
 	if err := w.setDeadline(); err != nil {
 		return 0, err
@@ -220,12 +230,12 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		bp := w.pending
 		w.pending = nil
 		defer w.release(bp)
-		if _, err := w.Conn.Write(append(*bp, p...)); err != nil {
-			return 0, err
-		}
-		return len(p), nil
+		p = append(*bp, p...)
 	}
-	return w.Conn.Write(p)
+	if _, err := w.Conn.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // sendClose writes a close frame with code and reason (cut to fit), as
@@ -234,11 +244,17 @@ func (w *wireConn) Write(p []byte) (int, error) {
 // byte. Like the library's, it goes out with what the writer has
 // gathered, if anything, and nothing goes out after it.
 func (w *wireConn) sendClose(code websocket.StatusCode, reason string) error {
-	reason = closeReason(reason)
 	var b [4 + maxCloseReason]byte
-	f := append(b[:0], finClose, byte(2+len(reason)), byte(code>>8), byte(code))
-	_, err := w.Write(append(f, reason...))
+	_, err := w.Write(appendCloseFrame(b[:0], code, reason))
 	return err
+}
+
+// appendCloseFrame appends an unmasked close frame with code and reason,
+// cut to fit.
+func appendCloseFrame(b []byte, code websocket.StatusCode, reason string) []byte {
+	reason = closeReason(reason)
+	b = append(b, finClose, byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(b, reason...)
 }
 
 // First bytes of the frames the server writes itself: FIN set, no RSV
