@@ -381,7 +381,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		ws:   ws,
 		wire: hw.wire,
 		br:   hw.br,
-		json: ws.Subprotocol() == JSONProtocol,
+		json: strings.EqualFold(ws.Subprotocol(), JSONProtocol), // as the library agreed it
 		addr: r.RemoteAddr,
 	}
 	c.out.Init(s.hub, s.cfg.Queue, c)
