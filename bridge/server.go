@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -364,6 +366,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 
+	if origin := r.Header.Get("Origin"); origin != "" && emptyLabel(origin) {
+		// path.Match, which the library matches patterns with, lets "*"
+		// match an empty label: "*.example.com" would let in
+		// ".example.com", and "a..example.com" too. No real site's host
+		// has one, so it is refused whatever the patterns.
+		s.handshakeFailures.Add(1)
+		s.log.Info("websocket handshake refused", "addr", r.RemoteAddr, "origin", origin, "err", "origin host has an empty label")
+		http.Error(w, "Origin host has an empty label", http.StatusForbidden)
+		return
+	}
 	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, sendBuffer: s.cfg.SendBuffer, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{JSONProtocol},
@@ -400,6 +412,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	handedOff = true
 	go s.run(c, info)
+}
+
+// emptyLabel reports whether origin names a host with an empty label: a
+// leading or trailing dot, or two dots in a row. An origin that is not a
+// URL with a host is left to the library, which refuses it.
+func emptyLabel(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return slices.Contains(strings.Split(u.Hostname(), "."), "")
 }
 
 // run joins a WebSocket's member to the hub and becomes its reader (see
