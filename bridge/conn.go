@@ -131,8 +131,8 @@ func (c *wsConn) Abort(reason string) {
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
 // WriteEvents writes batch in one write to the network: in plain mode one
-// frame per line; in JSON mode one frame, an event or an array of events.
-// The frames are made here (see
+// frame per line; in JSON mode one frame, an event or an array of events,
+// for each 64 KiB or so (see jsonBatch). The frames are made here (see
 // wireConn.gatherFrame), not by the library.
 func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 	c.wire.cork()
@@ -170,14 +170,42 @@ const (
 	jsonBatchClose = `]`
 )
 
-// jsonBatch gathers the events as one frame, a JSON array: a client
-// reads, parses and handles one message for everything one wake-up of the
-// writer found queued.
+// jsonFrameMax is the most payload a frame of several events may have.
+// A client that fell behind would otherwise get everything queued for it
+// in one frame, hundreds of kilobytes to buffer and parse at once; an
+// event bigger than this goes alone in its frame.
+const jsonFrameMax = 64 << 10
+
+// jsonBatch gathers the events as few frames as jsonFrameMax allows, in
+// order, each a JSON array of events or a lone event: a client reads,
+// parses and handles one message for everything one wake-up of the
+// writer found queued, or for each 64 KiB of it.
 func (c *wsConn) jsonBatch(batch []*tcpserver.Event) error {
-	n := len(jsonBatchOpen) + len(batch) - 1 + len(jsonBatchClose)
-	for _, ev := range batch {
-		n += len(ev.JSON())
+	for len(batch) > 0 {
+		k, n := 1, len(batch[0].JSON())
+		for k < len(batch) {
+			m := n + 1 + len(batch[k].JSON()) // a comma, and the event
+			if len(jsonBatchOpen)+m+len(jsonBatchClose) > jsonFrameMax {
+				break
+			}
+			k, n = k+1, m
+		}
+		var err error
+		if k == 1 {
+			err = c.frame(batch[0].JSON())
+		} else {
+			err = c.jsonArray(batch[:k], len(jsonBatchOpen)+n+len(jsonBatchClose))
+		}
+		if err != nil {
+			return err
+		}
+		batch = batch[k:]
 	}
+	return nil
+}
+
+// jsonArray gathers the events as one frame of n bytes, a JSON array.
+func (c *wsConn) jsonArray(batch []*tcpserver.Event, n int) error {
 	return c.wire.gatherFrame(n, func(b []byte) []byte {
 		b = append(b, jsonBatchOpen...)
 		for i, ev := range batch {

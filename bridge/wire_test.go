@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -270,6 +271,68 @@ func TestJSONBatchIsOneFrameOfAnArray(t *testing.T) {
 		if typ != finText || string(payload) != tc.want {
 			t.Fatalf("frame %#x %s, want text %s", typ, payload, tc.want)
 		}
+	}
+}
+
+// A JSON client that fell behind gets what was queued as several frames,
+// each an array (or a lone event) of at most 64 KiB, in order; an event
+// bigger than that alone is a frame of its own.
+func TestJSONBatchFramesAreAtMost64KiB(t *testing.T) {
+	var batch []*tcpserver.Event
+	for i := range 300 {
+		text := fmt.Sprintf("%d %s", i, strings.Repeat("x", 1000))
+		if i == 150 {
+			text = fmt.Sprintf("%d %s", i, strings.Repeat("y", 100<<10))
+		}
+		batch = append(batch, &tcpserver.Event{Kind: tcpserver.KindMessage, Room: "lobby", From: "ada", Text: text})
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	pool := &sync.Pool{New: func() any { return new([]byte) }}
+	c := &wsConn{json: true, wire: &wireConn{Conn: server, pool: pool, deadline: tcpserver.WriteDeadline{Timeout: 5 * time.Second}}}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.WriteEvents(batch)
+		server.Close()
+	}()
+	var got []event
+	frames := 0
+	for len(got) < len(batch) {
+		typ, payload := readFrame(t, client)
+		frames++
+		if typ != finText {
+			t.Fatalf("frame %d: first byte %#x", frames, typ)
+		}
+		var evs []event
+		if payload[0] == '[' {
+			if err := json.Unmarshal(payload, &evs); err != nil || len(evs) < 2 {
+				t.Fatalf("frame %d: an array of %d events: %v", frames, len(evs), err)
+			}
+		} else {
+			evs = make([]event, 1)
+			if err := json.Unmarshal(payload, &evs[0]); err != nil {
+				t.Fatalf("frame %d: %v", frames, err)
+			}
+		}
+		if len(payload) > 64<<10 && len(evs) > 1 {
+			t.Fatalf("frame %d: %d events in %d bytes", frames, len(evs), len(payload))
+		}
+		got = append(got, evs...)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(client); len(rest) != 0 {
+		t.Fatalf("%d bytes after the events", len(rest))
+	}
+	for i, ev := range got {
+		if ev.Text != batch[i].Text {
+			t.Fatalf("event %d is %.20q, want %.20q", i, ev.Text, batch[i].Text)
+		}
+	}
+	// 149 events of about 1.1 KB, the big one, 149 more: at least 3+1+3.
+	if frames < 7 {
+		t.Fatalf("%d frames for %d events", frames, len(batch))
 	}
 }
 
