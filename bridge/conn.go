@@ -1,7 +1,6 @@
 package bridge
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -60,8 +59,7 @@ type wsConn struct {
 	srv  *Server
 	ws   *websocket.Conn
 	wire *wireConn
-	br   *bufio.Reader // the library's reader, to see whether it holds data
-	json bool          // speaks JSONProtocol rather than plain lines
+	json bool // speaks JSONProtocol rather than plain lines
 	addr string
 
 	readLimit int64 // the most bytes a message from the client may have
@@ -378,10 +376,12 @@ func (c *wsConn) read() {
 // the message has started to arrive, and given back at once.
 //
 // Messages that arrived together are said together, as the TCP server
-// does with the lines of one read: while more is already buffered the
-// client holds what its member says, and the room gets one batch event
-// (one queue entry and one write per member) for the lot. After each
-// batch the reader yields to the writers it woke.
+// does with the lines of one read: while another whole message is already
+// buffered the client holds what its member says, and the room gets one
+// batch event (one queue entry and one write per member) for the lot.
+// The first bytes of a message are not enough: its sender may be a round
+// trip away from sending the rest, and what is held would wait for it.
+// After each batch the reader yields to the writers it woke.
 //
 // Parking: while it may park, the reader lets the connection answer
 // errIdle when nothing has come in between frames; the library's Reader
@@ -416,10 +416,11 @@ func (c *wsConn) readMessages() (parked bool) {
 		}
 		bp := c.srv.readBufs.Get().(*[]byte)
 		n, err := readMessage(r, *bp)
+		c.wire.taken++
 		if err == nil && typ == websocket.MessageText && !utf8.Valid((*bp)[:n]) {
 			err = errNotUTF8 // checked whole: a character may span fragments
 		}
-		more := err == nil && held < maxHeld && (c.br.Buffered() > 0 || c.wire.buffered())
+		more := err == nil && held < maxHeld && c.wire.messageReady()
 		if more {
 			client.Hold()
 			held++

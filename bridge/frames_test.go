@@ -215,3 +215,38 @@ func TestCloseReasonNotUTF8IsNotEchoed(t *testing.T) {
 		}
 	}
 }
+
+// A complete message is said at once, even when the first bytes of the
+// next frame came with it: the reader holds a member's lines only while
+// a whole message more is already there to read. Several whole ones
+// that came together are still said as one batch.
+func TestCompleteMessageIsNotHeldForAnIncompleteOne(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	tel := st.telnet(t)
+	obs := st.jsonClient(t, "nick=obs")
+	w := st.dialRaw(t, "nick=half", nil)
+	tel.expect("half (")
+
+	next := clientFrame(finBit|opText, []byte("second"), -1)
+	w.write(slices.Concat(clientFrame(finBit|opText, []byte("first"), -1), next[:2]))
+	tel.conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	line, err := tel.r.ReadString('\n')
+	if err != nil || !strings.Contains(line, "<half> first") {
+		t.Fatalf("within 500 ms, with the next frame incomplete: %q, %v", line, err)
+	}
+	w.write(next[2:])
+	tel.expect("<half> second")
+
+	// Three whole messages and the start of a fourth: one batch of three.
+	next = clientFrame(finBit|opText, []byte("d"), -1)
+	w.write(slices.Concat(clientFrame(finBit|opText, []byte("a"), -1), clientFrame(finBit|opPing, nil, -1),
+		clientFrame(finBit|opText, []byte("b"), -1), clientFrame(finBit|opText, []byte("c"), -1), next[:1]))
+	ev := obs.expectEvent("batch", nil)
+	if len(ev.Events) != 3 || ev.Events[0].Text != "a" || ev.Events[2].Text != "c" {
+		t.Fatalf("batch = %+v", ev)
+	}
+	w.write(next[1:])
+	if ev := obs.expectEvent("message", func(e event) bool { return e.From == "half" }); ev.Text != "d" {
+		t.Fatalf("after the batch: %+v", ev)
+	}
+}

@@ -392,7 +392,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		srv:  s,
 		ws:   ws,
 		wire: hw.wire,
-		br:   hw.br,
 		json: strings.EqualFold(ws.Subprotocol(), JSONProtocol), // as the library agreed it
 		addr: r.RemoteAddr,
 	}

@@ -80,6 +80,7 @@ type wireConn struct {
 	// library's read lock.
 	idleOK atomic.Bool
 	frames frameCounter
+	taken  uint64 // messages the reader has read, of frames.ended
 
 	// beforeClose, if set, runs before the connection is closed, on every
 	// path: it wakes a parked reader while the descriptor is still ours.
@@ -191,9 +192,24 @@ func (w *wireConn) readAhead() {
 	w.aheadPool.Put(bp)
 }
 
-// buffered reports whether bytes read from the network are waiting.
-// Reader only.
+// buffered reports whether bytes read from the network are waiting here,
+// not yet handed to the library. Reader only.
 func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
+
+// messageReady reports whether a whole data message the reader has not
+// taken yet has been read from the network: in the library's buffer, or
+// in this connection's, beyond what the library was handed. The first
+// bytes of a frame are not enough; a message ends with its last frame.
+// Reader only.
+func (w *wireConn) messageReady() bool {
+	if w.frames.ended > w.taken {
+		return true
+	}
+	if len(w.early) > 0 {
+		return w.frames.endsMessage(w.early)
+	}
+	return w.ahead != nil && w.frames.endsMessage((*w.ahead)[w.aheadAt:])
+}
 
 // Write gathers p while corked, and writes it through otherwise, after
 // the handshake's answer if that is still pending. The library calls it
@@ -433,8 +449,7 @@ type hijackWriter struct {
 	pool       *sync.Pool // cork buffers
 	aheadPool  *sync.Pool // read-ahead buffers
 
-	wire *wireConn     // set by Hijack
-	br   *bufio.Reader // set by Hijack
+	wire *wireConn // set by Hijack
 
 	switching bool // the library said 101; Hijack writes it
 }
@@ -475,8 +490,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		w.pending = bp
 	}
 	h.wire = w
-	h.br = bufio.NewReaderSize(w, connReadBuf)
-	return w, bufio.NewReadWriter(h.br, bufio.NewWriterSize(w, connWriteBuf)), nil
+	return w, bufio.NewReadWriter(bufio.NewReaderSize(w, connReadBuf), bufio.NewWriterSize(w, connWriteBuf)), nil
 }
 
 // Unwrap lets http.ResponseController reach the real ResponseWriter.
