@@ -192,10 +192,6 @@ func (w *wireConn) readAhead() {
 	w.aheadPool.Put(bp)
 }
 
-// buffered reports whether bytes read from the network are waiting here,
-// not yet handed to the library. Reader only.
-func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
-
 // messageReady reports whether a whole data message the reader has not
 // taken yet has been read from the network: in the library's buffer, or
 // in this connection's, beyond what the library was handed. The first

@@ -70,7 +70,7 @@ func TestWireReadAheadKeepsTheStream(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("got %d bytes, want %d; the stream changed", len(got), want.Len())
 	}
-	if w.ahead != nil || w.buffered() {
+	if w.ahead != nil || len(w.early) > 0 {
 		t.Fatal("a read-ahead buffer is still held after the end")
 	}
 }
