@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -64,4 +66,75 @@ func TestOriginWithAnEmptyLabelIsRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Every answer, whatever its path, method and status, carries a
+// Content-Security-Policy and nosniff; a method a path does not serve gets
+// 405 with the methods it does serve in Allow.
+func TestEveryAnswerHasHeadersAndWrongMethodsGet405(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{AllowOrigins: []string{"*.example.com"}})
+	upgrade := map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"}
+	with := func(h map[string]string, k, v string) map[string]string {
+		m := maps.Clone(h)
+		m[k] = v
+		return m
+	}
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		status       int
+		allow        string // "" for none
+	}{
+		{"GET", "/", nil, 200, ""},
+		{"GET", "/embed", nil, 200, ""},
+		{"GET", "/app.js", nil, 200, ""},
+		{"HEAD", "/", nil, 200, ""},
+		{"GET", "/nope", nil, 404, ""},
+		{"POST", "/nope", nil, 404, ""},
+		{"GET", "/healthz", nil, 200, ""},
+		{"HEAD", "/healthz", nil, 200, ""},
+		{"GET", "/metrics", nil, 200, ""},
+		{"GET", "/ws", nil, 426, ""},
+		{"GET", "/ws", with(upgrade, "Sec-WebSocket-Version", "8"), 400, ""},
+		{"GET", "/ws", with(upgrade, "Origin", "https://evil.example"), 403, ""},
+		{"GET", "/ws", with(upgrade, "Origin", "https://.example.com"), 403, ""},
+		{"POST", "/", nil, 405, "GET, HEAD"},
+		{"DELETE", "/embed.js", nil, 405, "GET, HEAD"},
+		{"PUT", "/healthz", nil, 405, "GET, HEAD"},
+		{"POST", "/healthz", nil, 405, "GET, HEAD"},
+		{"POST", "/metrics", nil, 405, "GET, HEAD"},
+		{"POST", "/ws", nil, 405, "GET"},
+		{"HEAD", "/ws", nil, 405, "GET"},
+		{"OPTIONS", "/ws", upgrade, 405, "GET"},
+		{"BREW", "/ws", nil, 405, "GET"},
+		{"BREW", "/", nil, 405, "GET, HEAD"},
+	} {
+		req, err := http.NewRequest(tc.method, st.httpURL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		what := tc.method + " " + tc.path
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d, want %d", what, resp.StatusCode, tc.status)
+		}
+		if got := strings.Join(resp.Header.Values("Allow"), ", "); got != tc.allow {
+			t.Errorf("%s: Allow %q, want %q", what, got, tc.allow)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src") || !strings.Contains(csp, "frame-ancestors") {
+			t.Errorf("%s: Content-Security-Policy %q", what, csp)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no nosniff", what)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

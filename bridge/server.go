@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"chatbridge/tcpserver"
@@ -290,14 +290,10 @@ func (s *Server) untrack(c *wsConn) {
 }
 
 func (s *Server) routes() http.Handler {
-	r := chi.NewRouter()
-	// None of these wrap the ResponseWriter or the request's context:
-	// /ws must see the real connection, and outlives the request.
-	r.Use(nosniff)
-	r.Use(middleware.Heartbeat("/healthz"))
-
-	r.Get("/ws", s.serveWS)
-	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r := newRouter()
+	r.route("/ws", http.HandlerFunc(s.serveWS), http.MethodGet)
+	r.route("/healthz", http.HandlerFunc(healthz), http.MethodGet, http.MethodHead)
+	r.route("/metrics", s.metricsHandler(), http.MethodGet, http.MethodHead)
 
 	web := s.cfg.Web
 	if web == nil {
@@ -319,9 +315,68 @@ func (s *Server) routes() http.Handler {
 				next.ServeHTTP(w, r)
 			})
 		})
+		// The page's paths answer GET and HEAD, and say so with 405 to
+		// any other method; a path it does not have is 404, whatever
+		// the method (see web.Handler).
 		r.Handle("/*", web)
 	})
 	return r
+}
+
+// healthz answers "." while the server runs.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, ".")
+}
+
+// A router is a chi router whose routes each serve a few methods and
+// answer any other with 405, the methods they serve in Allow; and whose
+// every answer carries nosniff and a Content-Security-Policy, the page's
+// own or one that lets nothing load or frame it. chi alone would hand a
+// method a route lacks to the catch-all route (the page, which has no
+// such path: 404), and answer a method it does not know at all with 405
+// and no Allow.
+type router struct {
+	*chi.Mux
+	allow map[string][]string // path: the methods it serves
+}
+
+// methodsPage is what the page's paths serve (see web.Handler), and what
+// a method chi does not know is told of them.
+const methodsPage = "GET, HEAD"
+
+func newRouter() *router {
+	r := &router{Mux: chi.NewRouter(), allow: make(map[string][]string)}
+	// None of these wrap the ResponseWriter or the request's context:
+	// /ws must see the real connection, and outlives the request.
+	r.Use(commonHeaders, r.methods)
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) { notAllowed(w, methodsPage) })
+	return r
+}
+
+// route serves path with h, for those methods only.
+func (r *router) route(path string, h http.Handler, methods ...string) {
+	r.allow[path] = methods
+	for _, m := range methods {
+		r.Method(m, path, h)
+	}
+}
+
+// methods answers 405 to a method a route does not serve, before chi
+// routes the request.
+func (r *router) methods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if allow, ok := r.allow[req.URL.Path]; ok && !slices.Contains(allow, req.Method) {
+			notAllowed(w, strings.Join(allow, ", "))
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+func notAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 }
 
 // cspBase is the page's Content-Security-Policy up to its frame-ancestors
@@ -329,6 +384,10 @@ func (s *Server) routes() http.Handler {
 // and nothing else is loaded.
 const cspBase = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors "
+
+// cspNone is the Content-Security-Policy of every answer but the page's:
+// it loads nothing, and nobody may frame it.
+const cspNone = "default-src 'none'; frame-ancestors 'none'"
 
 // cspSources keeps the sources that cannot break out of the directive.
 func cspSources(list []string) []string {
@@ -344,9 +403,13 @@ func cspSources(list []string) []string {
 	return out
 }
 
-func nosniff(next http.Handler) http.Handler {
+// commonHeaders gives every answer nosniff and cspNone; the page's routes
+// put their own policy in its place.
+func commonHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", cspNone)
 		next.ServeHTTP(w, r)
 	})
 }
