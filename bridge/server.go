@@ -61,6 +61,10 @@ type Config struct {
 
 	// Collectors are more metrics for /metrics, such as a relay's.
 	Collectors []prometheus.Collector
+
+	// MetricsApart takes /metrics off the server's routes: it is then
+	// served only by a MetricsServer, on a listener of its own.
+	MetricsApart bool
 }
 
 func (c Config) withDefaults() Config {
@@ -293,7 +297,9 @@ func (s *Server) routes() http.Handler {
 	r := newRouter()
 	r.route("/ws", http.HandlerFunc(s.serveWS), http.MethodGet)
 	r.route("/healthz", http.HandlerFunc(healthz), http.MethodGet, http.MethodHead)
-	r.route("/metrics", s.metricsHandler(), http.MethodGet, http.MethodHead)
+	if !s.cfg.MetricsApart {
+		r.route("/metrics", s.metricsHandler(), http.MethodGet, http.MethodHead)
+	}
 
 	web := s.cfg.Web
 	if web == nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,11 +18,12 @@ const envPrefix = "CHATBRIDGE_"
 
 // config is everything the command line sets.
 type config struct {
-	tcpAddr   string
-	httpAddr  string
-	echoAddr  string
-	logFormat string
-	logLevel  slog.Level
+	tcpAddr     string
+	httpAddr    string
+	metricsAddr string // empty: /metrics is on httpAddr
+	echoAddr    string
+	logFormat   string
+	logLevel    slog.Level
 
 	defaultRoom   string
 	history       int
@@ -65,6 +68,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 
 	fs.StringVar(&c.tcpAddr, "tcp", ":5000", "`address` of the telnet/nc chat")
 	fs.StringVar(&c.httpAddr, "http", ":8080", "`address` of the web page and WebSocket bridge (empty: off)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "`address` of a listener of its own for /metrics, e.g. 127.0.0.1:9100, which takes it off --http (empty: /metrics is on --http)")
 	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -164,10 +168,29 @@ func (c config) check() error {
 	if c.natsRequired && c.natsURL == "" {
 		errs = append(errs, errors.New("--nats-required needs --nats"))
 	}
+	if c.metricsAddr != "" {
+		if err := checkAddr(c.metricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: %w", c.metricsAddr, err))
+		}
+	}
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAddr says what is wrong with addr as a listener's address: it
+// must be host:port (the host may be empty, for every interface) with a
+// port number, not 0, which would pick a port nobody knows.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // validPrefix reports whether s can start NATS subjects and name a stream.

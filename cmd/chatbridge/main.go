@@ -102,13 +102,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		echo := tcpserver.NewEcho(cfg.maxLine, cfg.writeTimeout, log)
 		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown})
 	}
-	if cfg.httpAddr != "" {
-		if cfg.tlsCert != "" {
-			if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
-				fmt.Fprintf(stderr, "chatbridge: --tls-cert/--tls-key: %v\n", err)
-				return 2
-			}
+	if cfg.httpAddr != "" && cfg.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --tls-cert/--tls-key: %v\n", err)
+			return 2
 		}
+	}
+	if cfg.httpAddr != "" || cfg.metricsAddr != "" {
+		// The metrics are the bridge's, even with no web page to serve.
 		site := bridge.New(hub, bridge.Config{
 			Queue:        cfg.queue,
 			WriteTimeout: cfg.writeTimeout,
@@ -119,12 +120,19 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			TLSKeyFile:   cfg.tlsKey,
 			Web:          web.Handler(),
 			Collectors:   relayCollectors(relay),
+			MetricsApart: cfg.metricsAddr != "",
 		}, log)
-		name := "web (http)"
-		if cfg.tlsCert != "" {
-			name = "web (https)"
+		if cfg.httpAddr != "" {
+			name := "web (http)"
+			if cfg.tlsCert != "" {
+				name = "web (https)"
+			}
+			services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown})
 		}
-		services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown})
+		if cfg.metricsAddr != "" {
+			m := site.MetricsServer()
+			services = append(services, service{name: "metrics", addr: cfg.metricsAddr, serve: m.Serve, shutdown: m.Shutdown})
+		}
 	}
 
 	// Bind everything before serving anything, so that a taken port fails
