@@ -1,11 +1,11 @@
 package bridge
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"iter"
 	"runtime"
@@ -42,6 +42,12 @@ const (
 // was over the read limit.
 const leaveTooBig = "message too big"
 
+// leaveNotUTF8 is the leave notice's reason for a member who sent a text
+// message that is not UTF-8, and errNotUTF8 the reader's error for it.
+const leaveNotUTF8 = "invalid UTF-8"
+
+var errNotUTF8 = errors.New("text message is not UTF-8")
+
 // reasonShutdown is the close frame's reason when the server stops.
 const reasonShutdown = "server shutting down"
 
@@ -53,9 +59,10 @@ type wsConn struct {
 	srv  *Server
 	ws   *websocket.Conn
 	wire *wireConn
-	br   *bufio.Reader // the library's reader, to see whether it holds data
-	json bool          // speaks JSONProtocol rather than plain lines
+	json bool // speaks JSONProtocol rather than plain lines
 	addr string
+
+	readLimit int64 // the most bytes a message from the client may have
 
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
@@ -76,6 +83,15 @@ func (c *wsConn) Close(reason string) {
 	if c.out.Close(reason) {
 		c.stopPing()
 	}
+}
+
+// setReadLimit makes n bytes the most a message from the client may
+// have. The wire refuses a longer one at its header (see frameCounter);
+// the library's own limit, the same, stays as a backstop.
+func (c *wsConn) setReadLimit(n int64) {
+	c.readLimit = n
+	c.wire.frames.limit = uint64(n)
+	c.ws.SetReadLimit(n)
 }
 
 // closeCode picks the close status for a reason the hub gives: it ends
@@ -113,8 +129,8 @@ func (c *wsConn) Abort(reason string) {
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
 // WriteEvents writes batch in one write to the network: in plain mode one
-// frame per line; in JSON mode one frame, an event or an array of events.
-// The frames are made here (see
+// frame per line; in JSON mode one frame, an event or an array of events,
+// for each 64 KiB or so (see jsonBatch). The frames are made here (see
 // wireConn.gatherFrame), not by the library.
 func (c *wsConn) WriteEvents(batch []*tcpserver.Event) error {
 	c.wire.cork()
@@ -152,14 +168,42 @@ const (
 	jsonBatchClose = `]`
 )
 
-// jsonBatch gathers the events as one frame, a JSON array: a client
-// reads, parses and handles one message for everything one wake-up of the
-// writer found queued.
+// jsonFrameMax is the most payload a frame of several events may have.
+// A client that fell behind would otherwise get everything queued for it
+// in one frame, hundreds of kilobytes to buffer and parse at once; an
+// event bigger than this goes alone in its frame.
+const jsonFrameMax = 64 << 10
+
+// jsonBatch gathers the events as few frames as jsonFrameMax allows, in
+// order, each a JSON array of events or a lone event: a client reads,
+// parses and handles one message for everything one wake-up of the
+// writer found queued, or for each 64 KiB of it.
 func (c *wsConn) jsonBatch(batch []*tcpserver.Event) error {
-	n := len(jsonBatchOpen) + len(batch) - 1 + len(jsonBatchClose)
-	for _, ev := range batch {
-		n += len(ev.JSON())
+	for len(batch) > 0 {
+		k, n := 1, len(batch[0].JSON())
+		for k < len(batch) {
+			m := n + 1 + len(batch[k].JSON()) // a comma, and the event
+			if len(jsonBatchOpen)+m+len(jsonBatchClose) > jsonFrameMax {
+				break
+			}
+			k, n = k+1, m
+		}
+		var err error
+		if k == 1 {
+			err = c.frame(batch[0].JSON())
+		} else {
+			err = c.jsonArray(batch[:k], len(jsonBatchOpen)+n+len(jsonBatchClose))
+		}
+		if err != nil {
+			return err
+		}
+		batch = batch[k:]
 	}
+	return nil
+}
+
+// jsonArray gathers the events as one frame of n bytes, a JSON array.
+func (c *wsConn) jsonArray(batch []*tcpserver.Event, n int) error {
 	return c.wire.gatherFrame(n, func(b []byte) []byte {
 		b = append(b, jsonBatchOpen...)
 		for i, ev := range batch {
@@ -208,13 +252,16 @@ func (c *wsConn) closeBriefly(code websocket.StatusCode, reason string, grace ti
 	c.wire.closeNow()
 }
 
-// closeReason fits reason into a close frame (at most 123 bytes).
+// maxCloseReason is the longest reason a close frame holds: a control
+// frame's payload is at most 125 bytes, two of them the code.
+const maxCloseReason = 123
+
+// closeReason fits reason into a close frame.
 func closeReason(reason string) string {
-	const max = 123
-	if len(reason) <= max {
+	if len(reason) <= maxCloseReason {
 		return reason
 	}
-	reason = reason[:max]
+	reason = reason[:maxCloseReason]
 	for len(reason) > 0 && !utf8.ValidString(reason) {
 		reason = reason[:len(reason)-1]
 	}
@@ -307,12 +354,15 @@ func (c *wsConn) read() {
 	}
 	leave := c.leaveReason()
 	c.client.Leave(leave)
-	if leave == leaveTooBig {
-		// The library has answered the oversize message with 1009.
-		// Closing with the rest of it unread would send a reset, and a
-		// client still writing it would lose the close frame: read it
-		// away first, until the client hangs up, within bounds.
+	switch leave {
+	case leaveTooBig:
+		// The oversize message has been answered with 1009. Closing with
+		// the rest of it unread would send a reset, and a client still
+		// writing it would lose the close frame: read it away first,
+		// until the client hangs up, within bounds.
 		c.wire.drain(lingerFor, lingerMax)
+	case leaveNotUTF8:
+		c.awaitClose(lingerFor)
 	}
 	c.finish()
 	c.srv.untrack(c)
@@ -326,10 +376,12 @@ func (c *wsConn) read() {
 // the message has started to arrive, and given back at once.
 //
 // Messages that arrived together are said together, as the TCP server
-// does with the lines of one read: while more is already buffered the
-// client holds what its member says, and the room gets one batch event
-// (one queue entry and one write per member) for the lot. After each
-// batch the reader yields to the writers it woke.
+// does with the lines of one read: while another whole message is already
+// buffered the client holds what its member says, and the room gets one
+// batch event (one queue entry and one write per member) for the lot.
+// The first bytes of a message are not enough: its sender may be a round
+// trip away from sending the rest, and what is held would wait for it.
+// After each batch the reader yields to the writers it woke.
 //
 // Parking: while it may park, the reader lets the connection answer
 // errIdle when nothing has come in between frames; the library's Reader
@@ -364,7 +416,11 @@ func (c *wsConn) readMessages() (parked bool) {
 		}
 		bp := c.srv.readBufs.Get().(*[]byte)
 		n, err := readMessage(r, *bp)
-		more := err == nil && held < maxHeld && (c.br.Buffered() > 0 || c.wire.buffered())
+		c.wire.taken++
+		if err == nil && typ == websocket.MessageText && !utf8.Valid((*bp)[:n]) {
+			err = errNotUTF8 // checked whole: a character may span fragments
+		}
+		more := err == nil && held < maxHeld && c.wire.messageReady()
 		if more {
 			client.Hold()
 			held++
@@ -404,15 +460,52 @@ func readMessage(r io.Reader, buf []byte) (int, error) {
 	}
 }
 
+// readFailed notes why the reader stops. A message over the limit is
+// refused here: the wire refused it at its header (errTooBig), and the
+// close frame says the limit in words, as a telnet user is told; if the
+// library's own limit stopped it, the library has said 1009 already.
 func (c *wsConn) readFailed(err error) {
-	if errors.Is(err, websocket.ErrMessageTooBig) {
-		c.mu.Lock()
-		if c.leave == "" {
-			c.leave = leaveTooBig
-		}
-		c.mu.Unlock()
+	ours := errors.Is(err, errTooBig)
+	if ours || errors.Is(err, websocket.ErrMessageTooBig) {
+		c.setLeave(leaveTooBig)
+	}
+	if ours {
+		reason := fmt.Sprintf("%s: more than %d bytes", leaveTooBig, c.readLimit)
+		c.wire.sendClose(websocket.StatusMessageTooBig, reason)
+	}
+	if errors.Is(err, errNotUTF8) {
+		// RFC 6455, section 8.1: fail the connection, with 1007.
+		c.setLeave(leaveNotUTF8)
+		c.wire.sendClose(websocket.StatusInvalidFramePayloadData, "text message is not UTF-8")
 	}
 	c.srv.log.Debug("websocket read ended", "addr", c.addr, "err", err)
+}
+
+// awaitClose reads on, for at most d, after the reader has sent a close
+// frame itself, until the client's close frame answers it: the library
+// then closes the connection. What the client sends meanwhile is thrown
+// away. Closing at once instead could reset the connection under a
+// client still sending, and lose it the close frame.
+func (c *wsConn) awaitClose(d time.Duration) {
+	c.wire.SetReadDeadline(time.Now().Add(d))
+	for {
+		_, r, err := c.ws.Reader(context.Background())
+		if err != nil {
+			return
+		}
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			return
+		}
+	}
+}
+
+// setLeave sets why the member leaves, unless that is already said.
+func (c *wsConn) setLeave(reason string) {
+	c.mu.Lock()
+	if c.leave == "" {
+		c.leave = reason
+	}
+	c.mu.Unlock()
 }
 
 // handle acts on one message from the client.

@@ -1,13 +1,78 @@
 package bridge
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"sort"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
+
+// MetricsServer serves /metrics alone, on a listener of its own, such as
+// one on loopback for the scraper only (see Config.MetricsApart). Any
+// other path is 404.
+type MetricsServer struct {
+	http *http.Server
+
+	mu       sync.Mutex
+	shutdown bool // Shutdown was called
+}
+
+// MetricsServer returns a server of s's metrics; it knows nothing of the
+// WebSockets, and its Serve and Shutdown are its own.
+func (s *Server) MetricsServer() *MetricsServer {
+	r := newRouter()
+	r.route("/metrics", s.metricsHandler(), http.MethodGet, http.MethodHead)
+	return &MetricsServer{http: &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}}
+}
+
+// Serve serves HTTP on l until Shutdown is called, when it returns
+// ErrServerClosed, or ctx is done, when it closes every connection at
+// once and returns ctx.Err().
+func (m *MetricsServer) Serve(ctx context.Context, l net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { m.http.Close() })
+	defer stop()
+	err := m.http.Serve(l)
+	if !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics on %s: %w", l.Addr(), err)
+	}
+	m.mu.Lock()
+	shutdown := m.shutdown
+	m.mu.Unlock()
+	if !shutdown && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return ErrServerClosed
+}
+
+// Shutdown stops accepting and waits for the scrapes in progress; if ctx
+// ends first, it closes them and returns ctx.Err().
+func (m *MetricsServer) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.shutdown = true
+	m.mu.Unlock()
+	if err := m.http.Shutdown(ctx); err != nil {
+		m.http.Close()
+		return fmt.Errorf("shut down metrics: %w", err)
+	}
+	return nil
+}
 
 // metricsHandler serves /metrics from a registry of the server's own (the
 // default registry is a global): the hub's counters, read at scrape time,

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +18,6 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"chatbridge/tcpserver"
@@ -73,6 +75,10 @@ type Config struct {
 
 	// Collectors are more metrics for /metrics, such as a relay's.
 	Collectors []prometheus.Collector
+
+	// MetricsApart takes /metrics off the server's routes: it is then
+	// served only by a MetricsServer, on a listener of its own.
+	MetricsApart bool
 }
 
 func (c Config) withDefaults() Config {
@@ -324,14 +330,12 @@ func (s *Server) untrack(c *wsConn) {
 }
 
 func (s *Server) routes() http.Handler {
-	r := chi.NewRouter()
-	// None of these wrap the ResponseWriter or the request's context:
-	// /ws must see the real connection, and outlives the request.
-	r.Use(nosniff)
-	r.Use(middleware.Heartbeat("/healthz"))
-
-	r.Get("/ws", s.serveWS)
-	r.Method(http.MethodGet, "/metrics", s.metricsHandler())
+	r := newRouter()
+	r.route("/ws", http.HandlerFunc(s.serveWS), http.MethodGet)
+	r.route("/healthz", http.HandlerFunc(healthz), http.MethodGet, http.MethodHead)
+	if !s.cfg.MetricsApart {
+		r.route("/metrics", s.metricsHandler(), http.MethodGet, http.MethodHead)
+	}
 
 	web := s.cfg.Web
 	if web == nil {
@@ -353,9 +357,68 @@ func (s *Server) routes() http.Handler {
 				next.ServeHTTP(w, r)
 			})
 		})
+		// The page's paths answer GET and HEAD, and say so with 405 to
+		// any other method; a path it does not have is 404, whatever
+		// the method (see web.Handler).
 		r.Handle("/*", web)
 	})
 	return r
+}
+
+// healthz answers "." while the server runs.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, ".")
+}
+
+// A router is a chi router whose routes each serve a few methods and
+// answer any other with 405, the methods they serve in Allow; and whose
+// every answer carries nosniff and a Content-Security-Policy, the page's
+// own or one that lets nothing load or frame it. chi alone would hand a
+// method a route lacks to the catch-all route (the page, which has no
+// such path: 404), and answer a method it does not know at all with 405
+// and no Allow.
+type router struct {
+	*chi.Mux
+	allow map[string][]string // path: the methods it serves
+}
+
+// methodsPage is what the page's paths serve (see web.Handler), and what
+// a method chi does not know is told of them.
+const methodsPage = "GET, HEAD"
+
+func newRouter() *router {
+	r := &router{Mux: chi.NewRouter(), allow: make(map[string][]string)}
+	// None of these wrap the ResponseWriter or the request's context:
+	// /ws must see the real connection, and outlives the request.
+	r.Use(commonHeaders, r.methods)
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) { notAllowed(w, methodsPage) })
+	return r
+}
+
+// route serves path with h, for those methods only.
+func (r *router) route(path string, h http.Handler, methods ...string) {
+	r.allow[path] = methods
+	for _, m := range methods {
+		r.Method(m, path, h)
+	}
+}
+
+// methods answers 405 to a method a route does not serve, before chi
+// routes the request.
+func (r *router) methods(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if allow, ok := r.allow[req.URL.Path]; ok && !slices.Contains(allow, req.Method) {
+			notAllowed(w, strings.Join(allow, ", "))
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+func notAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
 }
 
 // cspBase is the page's Content-Security-Policy up to its frame-ancestors
@@ -363,6 +426,10 @@ func (s *Server) routes() http.Handler {
 // and nothing else is loaded.
 const cspBase = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"connect-src 'self'; base-uri 'none'; form-action 'self'; object-src 'none'; frame-ancestors "
+
+// cspNone is the Content-Security-Policy of every answer but the page's:
+// it loads nothing, and nobody may frame it.
+const cspNone = "default-src 'none'; frame-ancestors 'none'"
 
 // cspSources keeps the sources that cannot break out of the directive.
 func cspSources(list []string) []string {
@@ -378,9 +445,13 @@ func cspSources(list []string) []string {
 	return out
 }
 
-func nosniff(next http.Handler) http.Handler {
+// commonHeaders gives every answer nosniff and cspNone; the page's routes
+// put their own policy in its place.
+func commonHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", cspNone)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -401,6 +472,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}()
 	addr := s.clientAddr(r)
 
+	if origin := r.Header.Get("Origin"); origin != "" && emptyLabel(origin) {
+		// path.Match, which the library matches patterns with, lets "*"
+		// match an empty label: "*.example.com" would let in
+		// ".example.com", and "a..example.com" too. No real site's host
+		// has one, so it is refused whatever the patterns.
+		s.handshakeFailures.Add(1)
+		s.log.Info("websocket handshake refused", "addr", r.RemoteAddr, "origin", origin, "err", "origin host has an empty label")
+		http.Error(w, "Origin host has an empty label", http.StatusForbidden)
+		return
+	}
 	hw := &hijackWriter{ResponseWriter: w, timeout: s.cfg.WriteTimeout, sendBuffer: s.cfg.SendBuffer, pool: &s.corkBufs, aheadPool: &s.aheadBufs}
 	ws, err := websocket.Accept(hw, r, &websocket.AcceptOptions{
 		Subprotocols:   []string{JSONProtocol},
@@ -417,15 +498,14 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		srv:  s,
 		ws:   ws,
 		wire: hw.wire,
-		br:   hw.br,
-		json: ws.Subprotocol() == JSONProtocol,
+		json: strings.EqualFold(ws.Subprotocol(), JSONProtocol), // as the library agreed it
 		addr: addr,
 	}
 	c.out.Init(s.hub, s.cfg.Queue, c)
 	if c.json {
-		ws.SetReadLimit(s.readLimitJSON)
+		c.setReadLimit(s.readLimitJSON)
 	} else {
-		ws.SetReadLimit(s.readLimitPlain)
+		c.setReadLimit(s.readLimitPlain)
 	}
 	q := r.URL.Query()
 	info := tcpserver.ConnectInfo{
@@ -437,6 +517,17 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	handedOff = true
 	go s.run(c, info)
+}
+
+// emptyLabel reports whether origin names a host with an empty label: a
+// leading or trailing dot, or two dots in a row. An origin that is not a
+// URL with a host is left to the library, which refuses it.
+func emptyLabel(origin string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	return slices.Contains(strings.Split(u.Hostname(), "."), "")
 }
 
 // run joins a WebSocket's member to the hub and becomes its reader (see

@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
 
 	"chatbridge/tcpserver"
 )
@@ -71,10 +75,12 @@ type wireConn struct {
 
 	// idleOK lets the next Read that finds nothing, between frames, say
 	// errIdle instead of waiting (see wsConn.read). frames follows where
-	// the frames the library reads begin and end; it belongs to whoever
-	// holds the library's read lock.
+	// the frames the library reads begin and end, and refuses a message
+	// over the read limit at its header; it belongs to whoever holds the
+	// library's read lock.
 	idleOK atomic.Bool
 	frames frameCounter
+	taken  uint64 // messages the reader has read, of frames.ended
 
 	// beforeClose, if set, runs before the connection is closed, on every
 	// path: it wakes a parked reader while the descriptor is still ours.
@@ -96,12 +102,36 @@ type wireConn struct {
 // it back and the connection stays as it was; the reader then parks.
 var errIdle = errors.New("nothing to read yet")
 
+// errTooBig is what Read says once a frame header has announced more than
+// the message may hold (see frameCounter): the library hands it back from
+// the payload read, and the reader refuses the message itself.
+var errTooBig = errors.New("message over the read limit")
+
 func (w *wireConn) Read(p []byte) (int, error) {
+	if w.frames.over {
+		w.dropAhead()
+		return 0, errTooBig
+	}
 	n, err := w.read(p)
-	if w.raw != nil { // only a parking reader needs the frame boundaries
-		w.frames.feed(p[:n])
+	if k := w.frames.feed(p[:n]); k < n {
+		// A header took its message over the limit. The library gets
+		// the header and none of the payload, so its own count of the
+		// message never passes the limit, and the message never ends;
+		// its read of the payload is the next Read, which says
+		// errTooBig. The rest is the refused message: thrown away.
+		n, err = k, nil
 	}
 	return n, err
+}
+
+// dropAhead gives back the read-ahead buffer, whose bytes are no longer
+// wanted.
+func (w *wireConn) dropAhead() {
+	if w.ahead != nil {
+		w.aheadPool.Put(w.ahead)
+		w.ahead = nil
+	}
+	w.early = nil
 }
 
 func (w *wireConn) read(p []byte) (int, error) {
@@ -162,23 +192,48 @@ func (w *wireConn) readAhead() {
 	w.aheadPool.Put(bp)
 }
 
-// buffered reports whether bytes read from the network are waiting.
+// messageReady reports whether a whole data message the reader has not
+// taken yet has been read from the network: in the library's buffer, or
+// in this connection's, beyond what the library was handed. The first
+// bytes of a frame are not enough; a message ends with its last frame.
 // Reader only.
-func (w *wireConn) buffered() bool { return w.ahead != nil || len(w.early) > 0 }
+func (w *wireConn) messageReady() bool {
+	if w.frames.ended > w.taken {
+		return true
+	}
+	if len(w.early) > 0 {
+		return w.frames.endsMessage(w.early)
+	}
+	return w.ahead != nil && w.frames.endsMessage((*w.ahead)[w.aheadAt:])
+}
 
 // Write gathers p while corked, and writes it through otherwise, after
-// the handshake's answer if that is still pending. Only the library calls
-// it, for control frames, each in one call (its write buffer holds any
-// control frame whole).
+// the handshake's answer if that is still pending. The library calls it
+// for control frames, each in one call (its write buffer holds any
+// control frame whole), and sendClose for its own. Nothing is written
+// after a close frame: the library does not know of the ones sendClose
+// writes, and would answer the client's close, or ping, after them.
 func (w *wireConn) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(p) > 0 && p[0] == finClose {
+	if w.closeSent {
+		return len(p), nil
+	}
+	n := len(p)
+	if n > 0 && p[0] == finClose {
 		w.closeSent = true
+		if n > 4 && !utf8.Valid(p[4:]) {
+			// The library echoes the code and reason of a client's close
+			// frame, a reason that is not UTF-8 included. RFC 6455 (8.1)
+			// wants such a frame failed with 1007; and the server never
+			// sends a reason that is not UTF-8.
+			var b [4 + maxCloseReason]byte
+			p = appendCloseFrame(b[:0], websocket.StatusInvalidFramePayloadData, "close reason is not UTF-8")
+		}
 	}
 	if w.corked {
 		*w.buf = append(*w.buf, p...)
-		return len(p), nil
+		return n, nil
 	}
 	if err := w.setDeadline(); err != nil {
 		return 0, err
@@ -187,12 +242,31 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		bp := w.pending
 		w.pending = nil
 		defer w.release(bp)
-		if _, err := w.Conn.Write(append(*bp, p...)); err != nil {
-			return 0, err
-		}
-		return len(p), nil
+		p = append(*bp, p...)
 	}
-	return w.Conn.Write(p)
+	if _, err := w.Conn.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// sendClose writes a close frame with code and reason (cut to fit), as
+// the library would, for the reader, which must not call the library's
+// Close: that would read the rest of the message it is refusing, byte by
+// byte. Like the library's, it goes out with what the writer has
+// gathered, if anything, and nothing goes out after it.
+func (w *wireConn) sendClose(code websocket.StatusCode, reason string) error {
+	var b [4 + maxCloseReason]byte
+	_, err := w.Write(appendCloseFrame(b[:0], code, reason))
+	return err
+}
+
+// appendCloseFrame appends an unmasked close frame with code and reason,
+// cut to fit.
+func appendCloseFrame(b []byte, code websocket.StatusCode, reason string) []byte {
+	reason = closeReason(reason)
+	b = append(b, finClose, byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(b, reason...)
 }
 
 // First bytes of the frames the server writes itself: FIN set, no RSV
@@ -371,8 +445,7 @@ type hijackWriter struct {
 	pool       *sync.Pool // cork buffers
 	aheadPool  *sync.Pool // read-ahead buffers
 
-	wire *wireConn     // set by Hijack
-	br   *bufio.Reader // set by Hijack
+	wire *wireConn // set by Hijack
 
 	switching bool // the library said 101; Hijack writes it
 }
@@ -413,8 +486,7 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		w.pending = bp
 	}
 	h.wire = w
-	h.br = bufio.NewReaderSize(w, connReadBuf)
-	return w, bufio.NewReadWriter(h.br, bufio.NewWriterSize(w, connWriteBuf)), nil
+	return w, bufio.NewReadWriter(bufio.NewReaderSize(w, connReadBuf), bufio.NewWriterSize(w, connWriteBuf)), nil
 }
 
 // Unwrap lets http.ResponseController reach the real ResponseWriter.
@@ -423,27 +495,70 @@ func (h *hijackWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 // frameCounter follows the boundaries of the WebSocket frames in a byte
 // stream fed to it piece by piece (RFC 6455, section 5.2: two header
 // bytes, 0, 2 or 8 bytes of extended length, 4 of mask if masked, then the
-// payload). It only counts: the library checks the frames.
+// payload), and the data messages they make up: a text or binary frame
+// and its continuations, up to the one with FIN set, with control frames
+// allowed between them. It checks nothing the library checks; it only
+// counts, and stops at a header that would take a message over limit.
 type frameCounter struct {
-	hdr  [14]byte
-	hn   int    // header bytes seen of the frame being read
-	left uint64 // payload bytes still to come
+	limit uint64 // the most payload bytes a data message may have; 0: any
+
+	hdr     [14]byte
+	hn      int    // header bytes seen of the frame being read
+	left    uint64 // payload bytes still to come
+	endsMsg bool   // the frame being read is the last of a data message
+
+	msgLen uint64 // payload bytes announced so far for the message in progress
+	ended  uint64 // data messages whose last byte has been fed
+	over   bool   // a header took its message over limit; nothing more is fed
 }
 
 // atBoundary reports whether everything fed so far is whole frames.
 func (f *frameCounter) atBoundary() bool { return f.hn == 0 && f.left == 0 }
 
-func (f *frameCounter) feed(p []byte) {
-	for len(p) > 0 {
+// feed follows p and returns how much of it it took: all of it, unless a
+// header in p takes its message over the limit, when it stops right after
+// that header (and takes nothing from then on). The bytes of such a
+// frame's payload are never the library's: see wireConn.Read.
+func (f *frameCounter) feed(p []byte) int {
+	n, _ := f.scan(p, false)
+	return n
+}
+
+// endsMessage reports whether p, fed after what was fed so far, ends a
+// data message. It changes nothing: it follows a copy of the counter,
+// and only until the first message ends.
+func (f *frameCounter) endsMessage(p []byte) bool {
+	g := *f
+	_, ended := g.scan(p, true)
+	return ended
+}
+
+// scan feeds p, stopping early if a header takes its message over the
+// limit or, with untilEnd, once a data message ends. It returns how much
+// it took and whether a message ended.
+func (f *frameCounter) scan(p []byte, untilEnd bool) (int, bool) {
+	if f.over {
+		return 0, false
+	}
+	ended := false
+	i := 0
+	for i < len(p) {
 		if f.left > 0 {
-			k := min(uint64(len(p)), f.left)
+			k := min(uint64(len(p)-i), f.left)
 			f.left -= k
-			p = p[k:]
+			i += int(k)
+			if f.left == 0 && f.endsMsg {
+				f.endMessage()
+				ended = true
+				if untilEnd {
+					return i, true
+				}
+			}
 			continue
 		}
-		f.hdr[f.hn] = p[0]
+		f.hdr[f.hn] = p[i]
 		f.hn++
-		p = p[1:]
+		i++
 		if f.hn < 2 {
 			continue
 		}
@@ -466,6 +581,39 @@ func (f *frameCounter) feed(p []byte) {
 		case 127:
 			length = binary.BigEndian.Uint64(f.hdr[2:10])
 		}
-		f.left, f.hn = length, 0
+		f.left, f.hn, f.endsMsg = length, 0, false
+		switch f.hdr[0] & 0x0f {
+		case opcodeText, opcodeBinary:
+			f.msgLen = 0 // a new message (the library refuses one that interrupts another)
+		case opcodeContinuation:
+		default:
+			continue // a control frame: not part of any message
+		}
+		f.msgLen += min(length, math.MaxUint64-f.msgLen)
+		if f.limit > 0 && f.msgLen > f.limit {
+			f.over = true
+			return i, ended
+		}
+		f.endsMsg = f.hdr[0]&0x80 != 0
+		if f.endsMsg && length == 0 {
+			f.endMessage()
+			ended = true
+			if untilEnd {
+				return i, true
+			}
+		}
 	}
+	return i, ended
 }
+
+func (f *frameCounter) endMessage() {
+	f.ended++
+	f.msgLen, f.endsMsg = 0, false
+}
+
+// The opcodes of data frames (RFC 6455, section 5.2).
+const (
+	opcodeContinuation = 0x0
+	opcodeText         = 0x1
+	opcodeBinary       = 0x2
+)

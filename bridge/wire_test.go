@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -68,7 +70,7 @@ func TestWireReadAheadKeepsTheStream(t *testing.T) {
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("got %d bytes, want %d; the stream changed", len(got), want.Len())
 	}
-	if w.ahead != nil || w.buffered() {
+	if w.ahead != nil || len(w.early) > 0 {
 		t.Fatal("a read-ahead buffer is still held after the end")
 	}
 }
@@ -147,21 +149,77 @@ func TestFrameCounterFindsFrameEnds(t *testing.T) {
 }
 
 // Feeding in two pieces ends in the same state as feeding at once, for
-// any bytes at all.
+// any bytes at all and any limit; the counter takes everything unless a
+// header went over the limit, and no message it let through is longer;
+// endsMessage peeks without changing anything.
 func FuzzFrameCounter(f *testing.F) {
-	f.Add(frame(5, true), uint16(3))
-	f.Add(frame(200, true), uint16(2))
-	f.Add(append(frame(70000, false)[:20], 0xff, 0xff), uint16(11))
-	f.Fuzz(func(t *testing.T, data []byte, cut uint16) {
+	f.Add(frame(5, true), uint16(3), uint16(0))
+	f.Add(frame(200, true), uint16(2), uint16(100))
+	f.Add(append(frame(70000, false)[:20], 0xff, 0xff), uint16(11), uint16(0))
+	// A message in fragments with a ping between, and one over the limit.
+	f.Add(slices.Concat(clientFrame(opText, []byte("abc"), -1), clientFrame(finBit|opPing, nil, -1),
+		clientFrame(finBit|opCont, []byte("de"), -1)), uint16(9), uint16(5))
+	f.Add(slices.Concat(clientFrame(opText, []byte("abc"), -1), clientFrame(finBit|opCont, []byte("de"), -1),
+		clientFrame(finBit|opBinary, nil, 1<<40)), uint16(4), uint16(4))
+	f.Add(slices.Concat(clientFrame(finBit|opText, nil, -1), clientFrame(finBit|opClose, closePayload(1000, "\xff"), -1)), uint16(1), uint16(1))
+	f.Fuzz(func(t *testing.T, data []byte, cut, limit uint16) {
 		k := int(cut) % (len(data) + 1)
-		var whole, split frameCounter
-		whole.feed(data)
-		split.feed(data[:k])
-		split.feed(data[k:])
-		if whole != split {
-			t.Fatalf("whole %+v, split at %d %+v", whole, k, split)
+		whole := frameCounter{limit: uint64(limit)}
+		split := whole
+		before := whole
+		peek := whole.endsMessage(data)
+		if whole != before {
+			t.Fatal("endsMessage changed the counter")
+		}
+		took := whole.feed(data)
+		tookSplit := split.feed(data[:k]) + split.feed(data[k:])
+		if whole != split || took != tookSplit {
+			t.Fatalf("whole %+v took %d, split at %d %+v took %d", whole, took, k, split, tookSplit)
+		}
+		if took < len(data) && !whole.over {
+			t.Fatalf("took %d of %d bytes, not over the limit", took, len(data))
+		}
+		if limit > 0 && !whole.over && whole.msgLen > uint64(limit) {
+			t.Fatalf("message of %d bytes let through, limit %d", whole.msgLen, limit)
+		}
+		if peek != (whole.ended > 0) {
+			t.Fatalf("endsMessage %v, but %d messages ended", peek, whole.ended)
 		}
 	})
+}
+
+// The counter counts the data messages that end, whatever control frames
+// come between their fragments, and stops at the header that takes one
+// over the limit, with none of its payload taken.
+func TestFrameCounterFollowsMessages(t *testing.T) {
+	x := func(n int) []byte { return bytes.Repeat([]byte("x"), n) }
+	stream := slices.Concat(
+		clientFrame(finBit|opText, x(10), -1),   // message 1
+		clientFrame(finBit|opPing, x(3), -1),    // control, alone
+		clientFrame(opText, x(40), -1),          // message 2 begins
+		clientFrame(finBit|opPong, nil, -1),     // control, between fragments
+		clientFrame(opCont, x(30), -1),          //
+		clientFrame(finBit|opCont, nil, -1),     // message 2 ends: 70 bytes
+		clientFrame(finBit|opBinary, nil, -1),   // message 3, empty
+		clientFrame(finBit|opClose, x(125), -1), // control frames do not count toward the limit
+	)
+	f := frameCounter{limit: 70}
+	for i := range stream {
+		if n := f.feed(stream[i : i+1]); n != 1 {
+			t.Fatalf("byte %d not taken", i)
+		}
+	}
+	if f.ended != 3 || f.over || !f.atBoundary() {
+		t.Fatalf("after three messages: %+v", f)
+	}
+	over := slices.Concat(clientFrame(opText, x(50), -1), clientFrame(finBit|opCont, x(21), -1))
+	head := len(over) - 21 // the second header's end
+	if n := f.feed(over); n != head || !f.over {
+		t.Fatalf("took %d of the 71-byte message, want %d up to its second header; over %v", n, head, f.over)
+	}
+	if n := f.feed(x(5)); n != 0 || f.ended != 3 {
+		t.Fatalf("took %d after going over; %d messages", n, f.ended)
+	}
 }
 
 // The server writes data frames itself (wireConn.gatherFrame): a client
@@ -213,6 +271,68 @@ func TestJSONBatchIsOneFrameOfAnArray(t *testing.T) {
 		if typ != finText || string(payload) != tc.want {
 			t.Fatalf("frame %#x %s, want text %s", typ, payload, tc.want)
 		}
+	}
+}
+
+// A JSON client that fell behind gets what was queued as several frames,
+// each an array (or a lone event) of at most 64 KiB, in order; an event
+// bigger than that alone is a frame of its own.
+func TestJSONBatchFramesAreAtMost64KiB(t *testing.T) {
+	var batch []*tcpserver.Event
+	for i := range 300 {
+		text := fmt.Sprintf("%d %s", i, strings.Repeat("x", 1000))
+		if i == 150 {
+			text = fmt.Sprintf("%d %s", i, strings.Repeat("y", 100<<10))
+		}
+		batch = append(batch, &tcpserver.Event{Kind: tcpserver.KindMessage, Room: "lobby", From: "ada", Text: text})
+	}
+	server, client := net.Pipe()
+	defer client.Close()
+	pool := &sync.Pool{New: func() any { return new([]byte) }}
+	c := &wsConn{json: true, wire: &wireConn{Conn: server, pool: pool, deadline: tcpserver.WriteDeadline{Timeout: 5 * time.Second}}}
+	done := make(chan error, 1)
+	go func() {
+		done <- c.WriteEvents(batch)
+		server.Close()
+	}()
+	var got []event
+	frames := 0
+	for len(got) < len(batch) {
+		typ, payload := readFrame(t, client)
+		frames++
+		if typ != finText {
+			t.Fatalf("frame %d: first byte %#x", frames, typ)
+		}
+		var evs []event
+		if payload[0] == '[' {
+			if err := json.Unmarshal(payload, &evs); err != nil || len(evs) < 2 {
+				t.Fatalf("frame %d: an array of %d events: %v", frames, len(evs), err)
+			}
+		} else {
+			evs = make([]event, 1)
+			if err := json.Unmarshal(payload, &evs[0]); err != nil {
+				t.Fatalf("frame %d: %v", frames, err)
+			}
+		}
+		if len(payload) > 64<<10 && len(evs) > 1 {
+			t.Fatalf("frame %d: %d events in %d bytes", frames, len(evs), len(payload))
+		}
+		got = append(got, evs...)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if rest, _ := io.ReadAll(client); len(rest) != 0 {
+		t.Fatalf("%d bytes after the events", len(rest))
+	}
+	for i, ev := range got {
+		if ev.Text != batch[i].Text {
+			t.Fatalf("event %d is %.20q, want %.20q", i, ev.Text, batch[i].Text)
+		}
+	}
+	// 149 events of about 1.1 KB, the big one, 149 more: at least 3+1+3.
+	if frames < 7 {
+		t.Fatalf("%d frames for %d events", frames, len(batch))
 	}
 }
 

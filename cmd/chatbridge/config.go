@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -22,11 +23,12 @@ const envPrefix = "CHATBRIDGE_"
 
 // config is everything the command line sets.
 type config struct {
-	tcpAddr   string
-	httpAddr  string
-	echoAddr  string
-	logFormat string
-	logLevel  slog.Level
+	tcpAddr     string
+	httpAddr    string
+	metricsAddr string // empty: /metrics is on httpAddr
+	echoAddr    string
+	logFormat   string
+	logLevel    slog.Level
 
 	defaultRoom   string
 	history       int
@@ -77,6 +79,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 
 	fs.StringVar(&c.tcpAddr, "tcp", ":5000", "`address` of the telnet/nc chat")
 	fs.StringVar(&c.httpAddr, "http", ":8080", "`address` of the web page and WebSocket bridge (empty: off)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "`address` of a listener of its own for /metrics, e.g. 127.0.0.1:9100, which takes it off --http (empty: /metrics is on --http)")
 	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
@@ -195,10 +198,29 @@ func (c config) check() error {
 	if _, err := bridge.ParseTrustedProxies(c.proxiesFlag); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
+	if c.metricsAddr != "" {
+		if err := checkAddr(c.metricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-addr %q: %w", c.metricsAddr, err))
+		}
+	}
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkAddr says what is wrong with addr as a listener's address: it
+// must be host:port (the host may be empty, for every interface) with a
+// port number, not 0, which would pick a port nobody knows.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // validPrefix reports whether s can start NATS subjects and name a stream.

@@ -54,6 +54,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--nope"}, nil, "flag provided but not defined: -nope"},
 		{[]string{"extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"--tcp", ""}, nil, "--tcp must not be empty"},
+		{[]string{"--metrics-addr", "9100"}, nil, `--metrics-addr "9100": address 9100: missing port in address`},
+		{[]string{"--metrics-addr", "127.0.0.1:"}, nil, `--metrics-addr "127.0.0.1:": port "": want a number from 1 to 65535`},
+		{[]string{"--metrics-addr", "127.0.0.1:0"}, nil, `--metrics-addr "127.0.0.1:0": port "0": want a number`},
+		{[]string{"--metrics-addr", "localhost:http"}, nil, `--metrics-addr "localhost:http": port "http": want a number`},
+		{[]string{"--metrics-addr", "[::1:9100"}, nil, `--metrics-addr "[::1:9100": address [::1:9100: missing ']' in address`},
+		{nil, map[string]string{"CHATBRIDGE_METRICS_ADDR": "127.0.0.1:70000"}, `--metrics-addr "127.0.0.1:70000": port "70000"`},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
@@ -69,7 +75,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP"} {
+	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP", "--metrics-addr address  [CHATBRIDGE_METRICS_ADDR]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

@@ -41,6 +41,8 @@ type service struct {
 	serve    func(context.Context, net.Listener) error
 	shutdown func(context.Context) error
 	refuse   tcpserver.Refusal // what a connection over the limits is told
+
+	unlimited bool // its connections are not counted against the limits
 }
 
 // run starts every configured server, waits for ctx to end (a signal) or
@@ -111,13 +113,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		echo := tcpserver.NewEcho(tcpserver.EchoConfig{MaxLine: cfg.maxLine, WriteTimeout: cfg.writeTimeout}, log)
 		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown, refuse: echo.Refusal})
 	}
-	if cfg.httpAddr != "" {
-		if cfg.tlsCert != "" {
-			if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
-				fmt.Fprintf(stderr, "chatbridge: --tls-cert/--tls-key: %v\n", err)
-				return 2
-			}
+	if cfg.httpAddr != "" && cfg.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --tls-cert/--tls-key: %v\n", err)
+			return 2
 		}
+	}
+	if cfg.httpAddr != "" || cfg.metricsAddr != "" {
+		// The metrics are the bridge's, even with no web page to serve.
 		site := bridge.New(hub, bridge.Config{
 			Queue:          cfg.queue,
 			WriteTimeout:   cfg.writeTimeout,
@@ -129,12 +132,21 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			TLSKeyFile:     cfg.tlsKey,
 			Web:            web.Handler(),
 			Collectors:     append(relayCollectors(relay), limiterCollectors(limiter)...),
+			MetricsApart:   cfg.metricsAddr != "",
 		}, log)
-		name := "web (http)"
-		if cfg.tlsCert != "" {
-			name = "web (https)"
+		if cfg.httpAddr != "" {
+			name := "web (http)"
+			if cfg.tlsCert != "" {
+				name = "web (https)"
+			}
+			services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown, refuse: site.Refusal})
 		}
-		services = append(services, service{name: name, addr: cfg.httpAddr, serve: site.Serve, shutdown: site.Shutdown, refuse: site.Refusal})
+		if cfg.metricsAddr != "" {
+			m := site.MetricsServer()
+			// Not limited: the operator's scraper must get in while an
+			// attack fills every other port.
+			services = append(services, service{name: "metrics", addr: cfg.metricsAddr, serve: m.Serve, shutdown: m.Shutdown, unlimited: true})
+		}
 	}
 
 	// Bind everything before serving anything, so that a taken port fails
@@ -149,7 +161,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			fmt.Fprintf(stderr, "chatbridge: cannot listen for %s on %q: %v\n", s.name, s.addr, err)
 			return 1
 		}
-		listeners = append(listeners, limiter.Listen(l, s.refuse))
+		if !s.unlimited {
+			l = limiter.Listen(l, s.refuse)
+		}
+		listeners = append(listeners, l)
 	}
 	if relay != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -122,6 +123,91 @@ func TestRunServesChatAndEchoThenStopsCleanly(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// With --metrics-addr, /metrics is served there and not on --http (or
+// with no --http at all); the metrics listener starts and stops with the
+// others.
+func TestMetricsOnAListenerOfTheirOwn(t *testing.T) {
+	for _, web := range []bool{true, false} {
+		tcpAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+		if !web {
+			httpAddr = ""
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // a failure below still stops the server
+		var stderr syncBuffer
+		exited := make(chan int, 1)
+		go func() {
+			exited <- run(ctx, []string{"--tcp", tcpAddr, "--http", httpAddr, "--metrics-addr", metricsAddr, "--log-format", "json"}, env(nil), &stderr)
+		}()
+		dialRetry(t, metricsAddr).Close()
+		get := func(url string) (int, string) {
+			t.Helper()
+			resp, err := http.Get(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, body := get("http://" + metricsAddr + "/metrics"); code != 200 || !strings.Contains(body, "chatbridge_clients") {
+			t.Fatalf("/metrics on --metrics-addr: %d %.100q", code, body)
+		}
+		if web {
+			if code, _ := get("http://" + httpAddr + "/metrics"); code != http.StatusNotFound {
+				t.Fatalf("/metrics on --http: %d, want 404", code)
+			}
+			if code, _ := get("http://" + httpAddr + "/healthz"); code != 200 {
+				t.Fatalf("/healthz on --http: %d", code)
+			}
+		}
+		http.DefaultClient.CloseIdleConnections()
+		cancel()
+		select {
+		case code := <-exited:
+			if code != 0 {
+				t.Fatalf("exit code %d; log:\n%s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("run did not return")
+		}
+		if want := `"msg":"listening","service":"metrics","addr":"` + metricsAddr; !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, stderr.String())
+		}
+		if got := strings.Contains(stderr.String(), `"service":"web (http)"`); got != web {
+			t.Errorf("web served: %v, want %v", got, web)
+		}
+	}
+}
+
+// A taken --metrics-addr fails the start like any other port; a bad one
+// is refused before anything is bound.
+func TestMetricsAddrTakenOrBad(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// Were they not refused, the servers would stop after a while.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var stderr syncBuffer
+	if code := run(ctx, []string{"--tcp", freeAddr(t), "--http", freeAddr(t), "--metrics-addr", l.Addr().String()}, env(nil), &stderr); code != 1 {
+		t.Fatalf("taken: exit code %d, want 1", code)
+	}
+	out := strings.TrimSpace(stderr.String())
+	if strings.Count(out, "\n") != 0 || !strings.Contains(out, `cannot listen for metrics on "`+l.Addr().String()) {
+		t.Fatalf("taken: stderr = %q", out)
+	}
+	var bad syncBuffer
+	if code := run(ctx, []string{"--tcp", freeAddr(t), "--metrics-addr", "localhost"}, env(nil), &bad); code != 2 {
+		t.Fatalf("bad: exit code %d, want 2", code)
+	}
+	if out := bad.String(); !strings.Contains(out, `chatbridge: --metrics-addr "localhost": address localhost: missing port in address`) {
+		t.Fatalf("bad: stderr = %q", out)
 	}
 }
 
