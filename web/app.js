@@ -40,7 +40,9 @@
     clearTimeout(state.timer);
     var q = new URLSearchParams();
     if (state.room) q.set("room", state.room);
-    var nick = state.me || storedNick();
+    // Only a name the reader chose is asked for again: guest names are the
+    // server's to give, and a reconnecting guest simply gets a new one.
+    var nick = storedNick();
     if (nick) q.set("nick", nick);
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (q.toString() ? "?" + q : "");
     setStatus("connecting", state.everOnline ? "Reconnecting…" : "Connecting…");
