@@ -70,7 +70,20 @@ type node struct {
 
 func startNode(t *testing.T, url, id string, ttl time.Duration) *node {
 	t.Helper()
-	r, err := New(Config{URL: url, NodeID: id, PresenceTTL: ttl, ReconnectWait: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	return startNodeWith(t, Config{URL: url, NodeID: id, PresenceTTL: ttl}, slog.New(slog.DiscardHandler))
+}
+
+// startNodeWith starts a node with cfg, the tests' secret and quick
+// reconnects, that logs to log.
+func startNodeWith(t *testing.T, cfg Config, log *slog.Logger) *node {
+	t.Helper()
+	if cfg.Secret == nil && !cfg.Insecure {
+		cfg.Secret = []byte(testSecret)
+	}
+	if cfg.ReconnectWait == 0 {
+		cfg.ReconnectWait = 50 * time.Millisecond
+	}
+	r, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +95,24 @@ func startNode(t *testing.T, url, id string, ttl time.Duration) *node {
 	n := &node{hub: hub, relay: r}
 	n.waitUp(t)
 	return n
+}
+
+// logBuffer is a log safe for the relay and the test at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitUp waits until the relay has set up its link.
