@@ -23,11 +23,15 @@ type testNATS struct {
 	srv  *server.Server
 	port int
 	dir  string
+	opts func(*server.Options) // changes to the options, if any
 }
 
-func startNATS(t *testing.T) *testNATS {
+func startNATS(t *testing.T) *testNATS { return startNATSWith(t, nil) }
+
+// startNATSWith starts a server with the options opts changes.
+func startNATSWith(t *testing.T, opts func(*server.Options)) *testNATS {
 	t.Helper()
-	n := &testNATS{port: -1, dir: t.TempDir()}
+	n := &testNATS{port: -1, dir: t.TempDir(), opts: opts}
 	n.start(t)
 	t.Cleanup(n.stop)
 	return n
@@ -37,10 +41,14 @@ func startNATS(t *testing.T) *testNATS {
 // the same store.
 func (n *testNATS) start(t *testing.T) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
 		NoLog: true, NoSigs: true,
-	})
+	}
+	if n.opts != nil {
+		n.opts(opts)
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
 	}

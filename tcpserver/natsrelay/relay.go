@@ -412,11 +412,16 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 		r.shutdown()
 		return fmt.Errorf("jetstream on %s: %w", r.where, err)
 	}
+	// With Required the link is set up now, as of setupAt reconnects;
+	// the link loop need not set it up again.
+	var setupAt uint64
 	if r.cfg.Required {
 		if err := r.setup(ctx); err != nil {
 			r.shutdown()
 			return err
 		}
+		setupAt = nc.Stats().Reconnects
+		r.log.Info("link to other nodes up", "url", nc.ConnectedUrlRedacted())
 	}
 	incoming := make(chan *nats.Msg, incomingQueue)
 	if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
@@ -430,7 +435,7 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	poke()
 	r.wg.Go(func() { r.deliverLoop(incoming) })
 	r.wg.Go(r.publishLoop)
-	r.wg.Go(r.linkLoop)
+	r.wg.Go(func() { r.linkLoop(r.cfg.Required, setupAt) })
 	r.wg.Go(r.names.writeLoop)
 	if !nc.IsConnected() {
 		r.log.Warn("NATS not reachable; this node works alone until it is", "url", r.where)
@@ -727,10 +732,10 @@ func (l *rateLimit) allow(now time.Time) (held int, ok bool) {
 
 // linkLoop follows the link: each time it comes, it sets up the stream,
 // the bucket and the names; each time it goes, it tells the members. It
-// also refreshes this node's names and forgets dead nodes' members.
-func (r *Relay) linkLoop() {
-	up, everUp, failing := false, false, false
-	var reconnects uint64
+// also refreshes this node's names and forgets dead nodes' members. up
+// says whether the link is up and set up already, after reconnects.
+func (r *Relay) linkLoop(up bool, reconnects uint64) {
+	everUp, failing := up, false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	refresh := time.NewTicker(r.cfg.PresenceTTL / 3)
