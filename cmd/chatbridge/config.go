@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"chatbridge/tcpserver"
 	"chatbridge/tcpserver/natsrelay"
 )
 
@@ -50,6 +51,7 @@ type config struct {
 	natsURL      string // empty: a single node
 	natsRequired bool
 	natsPrefix   string
+	natsNode     string // empty: random
 	natsCreds    string
 	natsCA       string
 
@@ -96,6 +98,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` that joins this node to the others, e.g. nats://127.0.0.1:4222 (empty: a single node)")
 	fs.BoolVar(&c.natsRequired, "nats-required", false, "refuse to start if --nats cannot be reached (otherwise start alone and keep trying)")
 	fs.StringVar(&c.natsPrefix, "nats-prefix", "chatbridge", "`prefix` of the NATS subjects, stream and bucket, so that two deployments can share one NATS")
+	fs.StringVar(&c.natsNode, "nats-node", "", "this node's `ID` on NATS, unique in the cluster, so that NATS permissions can name its subject (default: random at each start)")
 	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials `file` (.creds) this node connects with")
 	fs.StringVar(&c.natsCA, "nats-ca", "", "PEM `file` of the CAs that signed the NATS server's certificate, for tls:// URLs (default: the system's)")
 	fs.StringVar(&c.clusterSecret, "cluster-secret", "", fmt.Sprintf("the `secret` every node of the cluster shares, at least %d bytes: messages between nodes are signed with it and private messages encrypted; required with --nats (set it through the environment: the command line shows in ps)", natsrelay.MinSecret))
@@ -177,7 +180,7 @@ func (c config) check() error {
 		name string
 		set  bool
 	}{
-		{"--nats-required", c.natsRequired}, {"--nats-creds", c.natsCreds != ""}, {"--nats-ca", c.natsCA != ""},
+		{"--nats-required", c.natsRequired}, {"--nats-node", c.natsNode != ""}, {"--nats-creds", c.natsCreds != ""}, {"--nats-ca", c.natsCA != ""},
 		{"--cluster-secret", c.clusterSecret != ""}, {"--cluster-insecure", c.clusterInsecure},
 	} {
 		if f.set && c.natsURL == "" {
@@ -200,6 +203,9 @@ func (c config) checkNATS() []error {
 	}
 	if !validPrefix(c.natsPrefix) {
 		errs = append(errs, fmt.Errorf("--nats-prefix %q: use letters, digits, - or _", c.natsPrefix))
+	}
+	if c.natsNode != "" && !tcpserver.ValidName(c.natsNode, natsrelay.MaxNodeID) {
+		errs = append(errs, fmt.Errorf("--nats-node %q: use letters, digits, - or _, at most %d", c.natsNode, natsrelay.MaxNodeID))
 	}
 	switch {
 	case c.clusterSecret != "" && c.clusterInsecure:

@@ -95,6 +95,10 @@ func TestParseConfigNATS(t *testing.T) {
 		{"insecure without NATS", []string{"--cluster-insecure"}, nil, "", "--cluster-insecure needs --nats"},
 		{"credentials without NATS", []string{"--nats-creds", "a.creds"}, nil, "", "--nats-creds needs --nats"},
 		{"CA without NATS", []string{"--nats-ca", "ca.pem"}, nil, "", "--nats-ca needs --nats"},
+		{"a node ID", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", "node-a"}, nil, "nats://127.0.0.1:4222", ""},
+		{"a node ID with a dot", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", "a.b"}, nil, "", `--nats-node "a.b": use letters`},
+		{"a node ID too long", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", strings.Repeat("n", 65)}, nil, "", "at most 64"},
+		{"a node ID without NATS", []string{"--nats-node", "a"}, nil, "", "--nats-node needs --nats"},
 		{"not a NATS URL", []string{"--nats", "http://127.0.0.1:4222", "--cluster-insecure"}, nil, "", `--nats "http://127.0.0.1:4222": want nats://`},
 		{"no host", []string{"--nats", "nats://", "--cluster-insecure"}, nil, "", `--nats "nats://"`},
 		{"one bad URL of two", []string{"--nats", "nats://127.0.0.1:4222,127.0.0.1:4223", "--cluster-insecure"}, nil, "", `--nats "127.0.0.1:4223"`},
@@ -122,7 +126,7 @@ func TestParseConfigNATS(t *testing.T) {
 	var out bytes.Buffer
 	parseConfig([]string{"--cluster-secret", secret, "--help"}, env(map[string]string{"CHATBRIDGE_CLUSTER_SECRET": secret}), &out)
 	for _, want := range []string{"--nats URL  [CHATBRIDGE_NATS]", "--nats-required  [CHATBRIDGE_NATS_REQUIRED]", "--nats-prefix prefix  [CHATBRIDGE_NATS_PREFIX]", `(default "chatbridge")`,
-		"--nats-creds file  [CHATBRIDGE_NATS_CREDS]", "--nats-ca file  [CHATBRIDGE_NATS_CA]", "--cluster-secret secret  [CHATBRIDGE_CLUSTER_SECRET]", "--cluster-insecure  [CHATBRIDGE_CLUSTER_INSECURE]"} {
+		"--nats-creds file  [CHATBRIDGE_NATS_CREDS]", "--nats-node ID  [CHATBRIDGE_NATS_NODE]", "--nats-ca file  [CHATBRIDGE_NATS_CA]", "--cluster-secret secret  [CHATBRIDGE_CLUSTER_SECRET]", "--cluster-insecure  [CHATBRIDGE_CLUSTER_INSECURE]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		relay, err = natsrelay.New(natsrelay.Config{
 			URL:        cfg.natsURL,
 			Prefix:     cfg.natsPrefix,
+			NodeID:     cfg.natsNode,
 			Required:   cfg.natsRequired,
 			History:    max(cfg.history, 1),
 			Secret:     []byte(cfg.clusterSecret),

@@ -21,9 +21,8 @@ const wireVersion = 2
 // Limits on what a message from NATS may carry besides its text, which
 // obeys the hub's MaxLine (see fitsLine).
 const (
-	maxAddr   = 128
-	maxNodeID = 64
-	maxSess   = 32
+	maxAddr = 128
+	maxSess = 32
 	// maxOverhead bounds everything in a sealed room event but its text:
 	// the MAC, the field names, node, session, numbers, room, names and
 	// the address, each as JSON may escape it.
@@ -174,8 +173,11 @@ func decodeEvent(b []byte, maxLine int) (*tcpserver.Event, origin, error) {
 	}, origin{sess: w.Sess, seq: w.Seq}, nil
 }
 
+// MaxNodeID is the longest node ID, in bytes.
+const MaxNodeID = 64
+
 // validNodeID reports whether s can be a node ID: it is a subject token.
-func validNodeID(s string) bool { return tcpserver.ValidName(s, maxNodeID) }
+func validNodeID(s string) bool { return tcpserver.ValidName(s, MaxNodeID) }
 
 // wirePrivate is a private message to a member of another node: the
 // payload of a sealed request on that node's subject. Its text is
