@@ -111,41 +111,43 @@ func (r *Relay) Private(ctx context.Context, from, to, text string) (string, err
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return "", tcpserver.ErrNoSuchMember // NATS says nobody listens: its node is gone
 		}
-		name, why, err := r.readReply(subject, entry.Node, nonce, to, m.Data)
-		if err != nil {
+		reply, why, err := r.readReply(subject, entry.Node, nonce, to, m.Data)
+		switch {
+		case err != nil:
 			r.ignore(why, inbox, err)
 			continue
-		}
-		if name == "" {
+		case reply.Refused != "":
+			return "", fmt.Errorf("node %s refused it: %s", entry.Node, clip(reply.Refused))
+		case reply.Name == "":
 			return "", tcpserver.ErrNoSuchMember
 		}
-		return name, nil
+		return reply.Name, nil
 	}
 }
 
-// readReply returns the name in node's answer to the private message to
-// to that was sent on subject with nonce: "" if nobody is called so.
-func (r *Relay) readReply(subject, node string, nonce [nonceLen]byte, to string, data []byte) (string, ignored, error) {
+// readReply returns node's answer to the private message to to that was
+// sent on subject with nonce.
+func (r *Relay) readReply(subject, node string, nonce [nonceLen]byte, to string, data []byte) (wireReply, ignored, error) {
+	var w wireReply
 	if len(data) > maxEntry {
-		return "", ignoredUnverified, fmt.Errorf("%d bytes, more than an answer", len(data))
+		return w, ignoredUnverified, fmt.Errorf("%d bytes, more than an answer", len(data))
 	}
 	payload, err := r.seal.open(nil, purposeReply, subject, data)
 	if err != nil {
-		return "", ignoredUnverified, err
+		return w, ignoredUnverified, err
 	}
-	var w wireReply
 	if err := json.Unmarshal(payload, &w); err != nil {
-		return "", ignoredBad, fmt.Errorf("%w: %v", errBadMessage, err)
+		return w, ignoredBad, fmt.Errorf("%w: %v", errBadMessage, err)
 	}
 	got, err := decodeNonce(w.Nonce)
 	if err != nil || got != nonce {
 		// A valid answer to another request: replayed.
-		return "", ignoredReplayed, fmt.Errorf("answer to another private message")
+		return w, ignoredReplayed, fmt.Errorf("answer to another private message")
 	}
 	if w.V != wireVersion || w.Node != node || (w.Name != "" && !strings.EqualFold(w.Name, to)) {
-		return "", ignoredBad, fmt.Errorf("%w: answer from %q for %q", errBadMessage, w.Node, w.Name)
+		return w, ignoredBad, fmt.Errorf("%w: answer from %q for %q", errBadMessage, w.Node, w.Name)
 	}
-	return w.Name, 0, nil
+	return w, 0, nil
 }
 
 // onPrivate delivers a private message from another node to a local
@@ -160,10 +162,10 @@ func (r *Relay) onPrivate(m *nats.Msg) {
 		}
 	}
 	reply := wireReply{V: wireVersion, Node: r.cfg.NodeID, Nonce: base64.RawURLEncoding.EncodeToString(p.nonce[:])}
-	if err == nil {
-		if name, ok := r.hub.DeliverPrivate(p.from, p.to, text); ok {
-			reply.Name = name
-		}
+	if err != nil {
+		reply.Refused = clip(err.Error())
+	} else if name, ok := r.hub.DeliverPrivate(p.from, p.to, text); ok {
+		reply.Name = name
 	}
 	b, _ := marshal(reply) // strings and a number: cannot fail
 	if m.Reply != "" {
@@ -194,8 +196,11 @@ func (r *Relay) readPrivate(subject string, data []byte, now time.Time) (private
 		return p, "", ignoredBad, err
 	}
 	text = tcpserver.CleanLine([]byte(text))
-	if strings.TrimSpace(text) == "" || !fitsLine(text, r.cfg.MaxLine) {
-		return p, "", ignoredBad, fmt.Errorf("%w: private text of %d bytes", errBadMessage, len(text))
+	switch {
+	case strings.TrimSpace(text) == "":
+		return p, "", ignoredBad, fmt.Errorf("%w: a blank private message", errBadMessage)
+	case !fitsLine(text, r.cfg.MaxLine):
+		return p, "", ignoredBad, fmt.Errorf("%w: %d bytes, longer than a line there (--max-line %d)", errBadMessage, len(text), r.cfg.MaxLine)
 	}
 	return p, text, 0, nil
 }

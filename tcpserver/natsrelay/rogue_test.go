@@ -456,3 +456,119 @@ func TestRogueClientIsIgnored(t *testing.T) {
 		t.Errorf("unverified = %d", got)
 	}
 }
+
+// TestRogueCannotAnswerPrivateMessages: node c dies, its member's entry
+// lingers, and a rogue answers the private messages sent to c: unsigned,
+// signed with another secret (with the right nonce, read off the request),
+// and with a genuine answer of c's it overheard. None is taken for
+// "delivered".
+func TestRogueCannotAnswerPrivateMessages(t *testing.T) {
+	ns := startNATS(t)
+	b := startNode(t, ns.url(), "b", 0)
+	c := startNode(t, ns.url(), "c", 0)
+	rg := startRogue(t, ns.url())
+	sub, err := rg.nc.SubscribeSync("_INBOX.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap := &wiretap{sub: sub}
+	rg.nc.Flush()
+
+	bob := b.join(t, "bob", "")
+	carol := c.join(t, "carol", "")
+	bob.ask("/who", " in lobby: ", "2 in lobby: bob, carol")
+	bob.say("/msg carol first")
+	carol.expect("*bob* first")
+	bob.expect("-> *carol* first")
+	var genuine *nats.Msg
+	waitFor(t, "c's answer overheard", func() bool {
+		for _, m := range tap.seen {
+			if d := string(m.Data); strings.Contains(d, `"node":"c","nonce":`) && strings.Contains(d, `"name":"carol"`) {
+				genuine = m
+				return true
+			}
+		}
+		if m, err := tap.sub.NextMsg(10 * time.Millisecond); err == nil {
+			tap.seen = append(tap.seen, m)
+		}
+		return false
+	})
+
+	c.relay.Close() // c dies; carol's entry stays until the bucket forgets it
+	wrongSecret, err := newSealer([]byte("not the cluster secret, though long"), "chatbridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answered atomic.Int64
+	rsub, err := rg.nc.Subscribe("chatbridge.node.c.private", func(m *nats.Msg) {
+		var req wirePrivate
+		json.Unmarshal(m.Data[sealedMin:], &req)
+		forged, _ := marshal(wireReply{V: wireVersion, Node: "c", Nonce: req.Nonce, Name: "carol"})
+		m.Respond([]byte(`{"name":"carol"}`))
+		m.Respond(forged)
+		m.Respond(wrongSecret.seal(nil, purposeReply, m.Subject, forged))
+		m.Respond(genuine.Data)
+		answered.Add(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rsub.Unsubscribe()
+	rg.nc.Flush()
+	before := counts(b)
+	bob.say("/msg carol second")
+	got := bob.expectEither("second", "carol")
+	if strings.Contains(got, "-> *carol*") || !strings.Contains(got, "cannot reach carol") {
+		t.Fatalf("bob was told %q", got)
+	}
+	if answered.Load() != 1 {
+		t.Fatalf("the rogue answered %d requests", answered.Load())
+	}
+	waitIgnored(t, 4, before)
+}
+
+func TestPresenceIsBoundedPerNode(t *testing.T) {
+	ns := startNATS(t)
+	const ttl = 2 * time.Second // b refreshes its names every ttl/3
+	a := startNodeWith(t, Config{URL: ns.url(), NodeID: "a", MaxMembers: 3, PresenceTTL: ttl}, slog.New(slog.DiscardHandler))
+	b := startNode(t, ns.url(), "b", ttl)
+	for i := range 5 {
+		if err := b.relay.ClaimName(context.Background(), fmt.Sprintf("m%d", i), "lobby"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := counts(a)
+	waitIgnored(t, 2, before)
+	if names, n := a.relay.RemoteMembers("lobby", 100); n != 3 {
+		t.Fatalf("a shows %d of b's members: %q", n, names)
+	}
+	// One leaves: another takes its place at the next refresh.
+	b.relay.ReleaseName("m0")
+	waitFor(t, "a to show 3 again", func() bool {
+		names, n := a.relay.RemoteMembers("lobby", 100)
+		return n == 3 && !strings.Contains(strings.Join(names, ","), "m0")
+	})
+}
+
+// TestRelayedTextObeysMaxLine: a node takes no longer line from another
+// than its own members may type, whoever sends it.
+func TestRelayedTextObeysMaxLine(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 0)
+	b := startNodeWith(t, Config{URL: ns.url(), NodeID: "b", MaxLine: 100}, slog.New(slog.DiscardHandler))
+	bob := b.join(t, "bob", "")
+	alice := a.join(t, "alice", "")
+	bob.expect("alice")
+	long := strings.Repeat("x", 101)
+	before := counts(b)
+	alice.say(long, "/me "+long, "short line")
+	bob.expect("<alice> short line")
+	waitIgnored(t, 2, before)
+	alice.say("/msg bob " + long)
+	alice.expect("cannot reach bob on another node: node b refused it: bad message: 101 bytes, longer than a line there (--max-line 100)")
+	alice.say("/msg bob short")
+	bob.expect("*alice* short")
+	if bob.count("xxxx") != 0 {
+		t.Fatal("a line longer than b's --max-line reached bob")
+	}
+}

@@ -242,10 +242,11 @@ func decodeNonce(s string) ([nonceLen]byte, error) {
 // wireReply is a node's answer to a private message: the payload of a
 // sealed reply, bound to the request by its nonce.
 type wireReply struct {
-	V     int    `json:"v"`
-	Node  string `json:"node"`           // the node that answers
-	Nonce string `json:"nonce"`          // the request's
-	Name  string `json:"name,omitempty"` // the recipient, as spelled; "" if nobody
+	V       int    `json:"v"`
+	Node    string `json:"node"`              // the node that answers
+	Nonce   string `json:"nonce"`             // the request's
+	Name    string `json:"name,omitempty"`    // the recipient, as spelled; "" if nobody
+	Refused string `json:"refused,omitempty"` // why the node did not deliver it, if it was not for want of a recipient
 }
 
 // nameEntry is the value of a name in the names bucket: the payload of a
