@@ -572,3 +572,34 @@ func TestRelayedTextObeysMaxLine(t *testing.T) {
 		t.Fatal("a line longer than b's --max-line reached bob")
 	}
 }
+
+// TestNodesWithAnotherSecretIgnoreEachOther: what a rotated secret does
+// to nodes not yet restarted, and what --cluster-insecure nodes share.
+func TestNodesWithAnotherSecretIgnoreEachOther(t *testing.T) {
+	ns := startNATS(t)
+	discard := slog.New(slog.DiscardHandler)
+	a := startNodeWith(t, Config{URL: ns.url(), NodeID: "a"}, discard)
+	b := startNodeWith(t, Config{URL: ns.url(), NodeID: "b", Secret: []byte("the new secret, long enough")}, discard)
+	c := startNodeWith(t, Config{URL: ns.url(), NodeID: "c", Insecure: true}, discard)
+	d := startNodeWith(t, Config{URL: ns.url(), NodeID: "d", Insecure: true}, discard)
+	bob, carol, dave := b.join(t, "bob", ""), c.join(t, "carol", ""), d.join(t, "dave", "")
+	carol.expect("dave")
+	before := counts(a, b)
+	alice := a.join(t, "alice", "")
+	alice.say("from the old secret")
+	carol.say("from no secret")
+	dave.expect("<carol> from no secret") // insecure nodes still talk to each other
+	waitIgnored(t, 2, before)             // a and b saw the others' events, and ignored them
+	for _, u := range []*user{bob, carol, dave} {
+		if u.count("old secret") != 0 || u.count("alice") != 0 {
+			t.Errorf("%s heard from a node with another secret", u.name)
+		}
+	}
+	if bob.count("carol") != 0 || alice.count("carol") != 0 {
+		t.Error("a node with a secret heard from an insecure one")
+	}
+	waitFor(t, "a to see the entries of bob, carol and dave", func() bool { return a.relay.unverified.Load() >= 3+1 })
+	if _, n := a.relay.RemoteMembers("lobby", 10); n != 0 {
+		t.Errorf("a sees %d members of other nodes", n)
+	}
+}
