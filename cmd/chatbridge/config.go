@@ -9,12 +9,14 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"chatbridge/bridge"
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/natsrelay"
 )
 
 // envPrefix starts the environment variable that stands in for each flag:
@@ -61,6 +63,12 @@ type config struct {
 	natsURL      string // empty: a single node
 	natsRequired bool
 	natsPrefix   string
+	natsNode     string // empty: random
+	natsCreds    string
+	natsCA       string
+
+	clusterSecret   string // never logged
+	clusterInsecure bool
 }
 
 // list splits a comma- or space-separated flag value.
@@ -106,6 +114,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.natsURL, "nats", "", "NATS server `URL` that joins this node to the others, e.g. nats://127.0.0.1:4222 (empty: a single node)")
 	fs.BoolVar(&c.natsRequired, "nats-required", false, "refuse to start if --nats cannot be reached (otherwise start alone and keep trying)")
 	fs.StringVar(&c.natsPrefix, "nats-prefix", "chatbridge", "`prefix` of the NATS subjects, stream and bucket, so that two deployments can share one NATS")
+	fs.StringVar(&c.natsNode, "nats-node", "", "this node's `ID` on NATS, unique in the cluster, so that NATS permissions can name its subject (default: random at each start)")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials `file` (.creds) this node connects with")
+	fs.StringVar(&c.natsCA, "nats-ca", "", "PEM `file` of the CAs that signed the NATS server's certificate, for tls:// URLs (default: the system's)")
+	fs.StringVar(&c.clusterSecret, "cluster-secret", "", fmt.Sprintf("the `secret` every node of the cluster shares, at least %d bytes: messages between nodes are signed with it and private messages encrypted; required with --nats (set it through the environment: the command line shows in ps)", natsrelay.MinSecret))
+	fs.BoolVar(&c.clusterInsecure, "cluster-insecure", false, "run --nats without --cluster-secret: any client of NATS can then speak as a node, so only on a NATS nothing but the nodes can reach")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -185,11 +198,19 @@ func (c config) check() error {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
 	}
-	if c.natsURL != "" && !validPrefix(c.natsPrefix) {
-		errs = append(errs, fmt.Errorf("--nats-prefix %q: use letters, digits, - or _", c.natsPrefix))
+	if c.natsURL != "" {
+		errs = append(errs, c.checkNATS()...)
 	}
-	if c.natsRequired && c.natsURL == "" {
-		errs = append(errs, errors.New("--nats-required needs --nats"))
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"--nats-required", c.natsRequired}, {"--nats-node", c.natsNode != ""}, {"--nats-creds", c.natsCreds != ""}, {"--nats-ca", c.natsCA != ""},
+		{"--cluster-secret", c.clusterSecret != ""}, {"--cluster-insecure", c.clusterInsecure},
+	} {
+		if f.set && c.natsURL == "" {
+			errs = append(errs, fmt.Errorf("%s needs --nats", f.name))
+		}
 	}
 	var show tcpserver.ShowAddrs
 	if err := show.UnmarshalText([]byte(c.showAddrsFlag)); err != nil {
@@ -219,6 +240,50 @@ func checkAddr(addr string) error {
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
 		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
+}
+
+// checkNATS checks the flags of a node that joins others through NATS.
+func (c config) checkNATS() []error {
+	var errs []error
+	for _, u := range strings.Split(c.natsURL, ",") {
+		if err := checkNATSURL(strings.TrimSpace(u)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !validPrefix(c.natsPrefix) {
+		errs = append(errs, fmt.Errorf("--nats-prefix %q: use letters, digits, - or _", c.natsPrefix))
+	}
+	if c.natsNode != "" && !tcpserver.ValidName(c.natsNode, natsrelay.MaxNodeID) {
+		errs = append(errs, fmt.Errorf("--nats-node %q: use letters, digits, - or _, at most %d", c.natsNode, natsrelay.MaxNodeID))
+	}
+	switch {
+	case c.clusterSecret != "" && c.clusterInsecure:
+		errs = append(errs, errors.New("--cluster-secret and --cluster-insecure do not go together"))
+	case c.clusterInsecure:
+	case c.clusterSecret == "":
+		errs = append(errs, errors.New("--nats needs --cluster-secret (the same on every node), or --cluster-insecure on a NATS nothing but the nodes can reach"))
+	case len(c.clusterSecret) < natsrelay.MinSecret:
+		errs = append(errs, fmt.Errorf("--cluster-secret must be at least %d bytes", natsrelay.MinSecret))
+	}
+	return errs
+}
+
+// checkNATSURL checks one of the URLs of --nats, which may hold a
+// password: errors show it redacted.
+func checkNATSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("--nats %q: not a URL", natsrelay.RedactURL(s))
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("--nats %q: want nats://, tls://, ws:// or wss://HOST:PORT", natsrelay.RedactURL(s))
+	}
+	if u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		return fmt.Errorf("--nats %q: want nats://, tls://, ws:// or wss://HOST:PORT", natsrelay.RedactURL(s))
 	}
 	return nil
 }

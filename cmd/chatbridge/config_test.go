@@ -83,6 +83,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 }
 
 func TestParseConfigNATS(t *testing.T) {
+	const secret = "sixteen bytes at least"
 	tests := []struct {
 		name    string
 		args    []string
@@ -91,9 +92,26 @@ func TestParseConfigNATS(t *testing.T) {
 		wantErr string
 	}{
 		{"off by default", nil, nil, "", ""},
-		{"from the environment", nil, map[string]string{"CHATBRIDGE_NATS": "nats://127.0.0.1:4222", "CHATBRIDGE_NATS_PREFIX": "chat-2"}, "nats://127.0.0.1:4222", ""},
-		{"a prefix with a dot", []string{"--nats", "nats://127.0.0.1:4222", "--nats-prefix", "a.b"}, nil, "", `--nats-prefix "a.b"`},
+		{"from the environment", nil, map[string]string{"CHATBRIDGE_NATS": "nats://127.0.0.1:4222", "CHATBRIDGE_NATS_PREFIX": "chat-2", "CHATBRIDGE_CLUSTER_SECRET": secret}, "nats://127.0.0.1:4222", ""},
+		{"insecure", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure"}, nil, "nats://127.0.0.1:4222", ""},
+		{"several URLs, TLS, credentials", []string{"--nats", "tls://u:p@10.0.0.1:4222, tls://10.0.0.2:4222", "--nats-creds", "a.creds", "--nats-ca", "ca.pem", "--cluster-secret", secret}, nil, "tls://u:p@10.0.0.1:4222, tls://10.0.0.2:4222", ""},
+		{"a prefix with a dot", []string{"--nats", "nats://127.0.0.1:4222", "--nats-prefix", "a.b", "--cluster-secret", secret}, nil, "", `--nats-prefix "a.b"`},
 		{"required without a URL", []string{"--nats-required"}, nil, "", "--nats-required needs --nats"},
+		{"no secret", []string{"--nats", "nats://127.0.0.1:4222"}, nil, "", "--nats needs --cluster-secret"},
+		{"secret too short", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-secret", "short"}, nil, "", "--cluster-secret must be at least 16 bytes"},
+		{"secret and insecure", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-secret", secret, "--cluster-insecure"}, nil, "", "do not go together"},
+		{"secret without NATS", nil, map[string]string{"CHATBRIDGE_CLUSTER_SECRET": secret}, "", "--cluster-secret needs --nats"},
+		{"insecure without NATS", []string{"--cluster-insecure"}, nil, "", "--cluster-insecure needs --nats"},
+		{"credentials without NATS", []string{"--nats-creds", "a.creds"}, nil, "", "--nats-creds needs --nats"},
+		{"CA without NATS", []string{"--nats-ca", "ca.pem"}, nil, "", "--nats-ca needs --nats"},
+		{"a node ID", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", "node-a"}, nil, "nats://127.0.0.1:4222", ""},
+		{"a node ID with a dot", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", "a.b"}, nil, "", `--nats-node "a.b": use letters`},
+		{"a node ID too long", []string{"--nats", "nats://127.0.0.1:4222", "--cluster-insecure", "--nats-node", strings.Repeat("n", 65)}, nil, "", "at most 64"},
+		{"a node ID without NATS", []string{"--nats-node", "a"}, nil, "", "--nats-node needs --nats"},
+		{"not a NATS URL", []string{"--nats", "http://127.0.0.1:4222", "--cluster-insecure"}, nil, "", `--nats "http://127.0.0.1:4222": want nats://`},
+		{"no host", []string{"--nats", "nats://", "--cluster-insecure"}, nil, "", `--nats "nats://"`},
+		{"one bad URL of two", []string{"--nats", "nats://127.0.0.1:4222,127.0.0.1:4223", "--cluster-insecure"}, nil, "", `--nats "127.0.0.1:4223"`},
+		{"a bad URL's password is not shown", []string{"--nats", "nats://u:hunter22@h:4222/x", "--cluster-insecure"}, nil, "", `--nats "nats://u:redacted@h:4222/x"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,6 +120,9 @@ func TestParseConfigNATS(t *testing.T) {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
 				}
+				if strings.Contains(err.Error(), "hunter22") || strings.Contains(err.Error(), secret) {
+					t.Fatalf("the error shows a secret: %v", err)
+				}
 				return
 			}
 			if err != nil || c.natsURL != tt.wantURL {
@@ -109,12 +130,18 @@ func TestParseConfigNATS(t *testing.T) {
 			}
 		})
 	}
+	// --help lists the flags with their variables, and never a secret,
+	// however it was given.
 	var out bytes.Buffer
-	parseConfig([]string{"--help"}, env(nil), &out)
-	for _, want := range []string{"--nats URL  [CHATBRIDGE_NATS]", "--nats-required  [CHATBRIDGE_NATS_REQUIRED]", "--nats-prefix prefix  [CHATBRIDGE_NATS_PREFIX]", `(default "chatbridge")`} {
+	parseConfig([]string{"--cluster-secret", secret, "--help"}, env(map[string]string{"CHATBRIDGE_CLUSTER_SECRET": secret}), &out)
+	for _, want := range []string{"--nats URL  [CHATBRIDGE_NATS]", "--nats-required  [CHATBRIDGE_NATS_REQUIRED]", "--nats-prefix prefix  [CHATBRIDGE_NATS_PREFIX]", `(default "chatbridge")`,
+		"--nats-creds file  [CHATBRIDGE_NATS_CREDS]", "--nats-node ID  [CHATBRIDGE_NATS_NODE]", "--nats-ca file  [CHATBRIDGE_NATS_CA]", "--cluster-secret secret  [CHATBRIDGE_CLUSTER_SECRET]", "--cluster-insecure  [CHATBRIDGE_CLUSTER_INSECURE]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
+	}
+	if strings.Contains(out.String(), secret) {
+		t.Errorf("--help shows the secret:\n%s", out.String())
 	}
 }
 

@@ -68,15 +68,32 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 
 	var relay *natsrelay.Relay
 	if cfg.natsURL != "" {
+		// Presence shows at most this many members of one other node;
+		// give every node the same --max-clients.
+		maxMembers := cfg.maxClients
+		if maxMembers == 0 {
+			maxMembers = 1_000_000
+		}
 		relay, err = natsrelay.New(natsrelay.Config{
-			URL:      cfg.natsURL,
-			Prefix:   cfg.natsPrefix,
-			Required: cfg.natsRequired,
-			History:  max(cfg.history, 1),
+			URL:        cfg.natsURL,
+			Prefix:     cfg.natsPrefix,
+			NodeID:     cfg.natsNode,
+			Required:   cfg.natsRequired,
+			History:    max(cfg.history, 1),
+			Secret:     []byte(cfg.clusterSecret),
+			Insecure:   cfg.clusterInsecure,
+			Creds:      cfg.natsCreds,
+			CAFile:     cfg.natsCA,
+			MaxLine:    cfg.maxLine,
+			MaxMembers: maxMembers,
 		}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
 			return 2
+		}
+		if cfg.clusterInsecure {
+			log.Warn("--cluster-insecure: the nodes do not authenticate each other; any client of NATS can speak as a node, " +
+				"read private messages and take names. Run so only on a NATS nothing but the nodes can reach, and see \"Securing NATS\" in the README")
 		}
 	}
 	hubCfg := tcpserver.HubConfig{
@@ -177,7 +194,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
 			return 1
 		}
-		log.Info("relaying through NATS", "url", cfg.natsURL, "prefix", cfg.natsPrefix, "node", relay.NodeID())
+		log.Info("relaying through NATS", "url", natsrelay.RedactURL(cfg.natsURL), "prefix", cfg.natsPrefix, "node", relay.NodeID(),
+			"authenticated", !cfg.clusterInsecure)
 	}
 
 	if st := limiter.Stats(); st.Max > 0 && (cfg.maxClients == 0 || cfg.maxClients > st.Max) {

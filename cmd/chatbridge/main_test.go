@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -228,12 +230,100 @@ func dialRetry(t *testing.T, addr string) net.Conn {
 func TestNATSRequiredButUnreachableIsOneLineAndExitsNonZero(t *testing.T) {
 	natsAddr := freeAddr(t) // nothing listens there
 	var stderr syncBuffer
-	code := run(context.Background(), []string{"--tcp", freeAddr(t), "--http", "", "--nats", "nats://" + natsAddr, "--nats-required"}, env(nil), &stderr)
+	code := run(context.Background(), []string{"--tcp", freeAddr(t), "--http", "", "--nats", "nats://" + natsAddr, "--nats-required", "--cluster-insecure"}, env(nil), &stderr)
 	if code != 1 {
 		t.Fatalf("exit code %d, want 1; stderr:\n%s", code, stderr.String())
 	}
 	out := stderr.String()
 	if !strings.Contains(out, "chatbridge: --nats: connect to NATS at nats://"+natsAddr) {
 		t.Fatalf("stderr = %q", out)
+	}
+}
+
+// runUntil runs chatbridge with args and env until its log holds want,
+// then stops it as SIGTERM would, and returns its exit code and log.
+func runUntil(t *testing.T, args []string, environ map[string]string, want string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr syncBuffer
+	exited := make(chan int, 1)
+	go func() { exited <- run(ctx, args, env(environ), &stderr) }()
+	deadline := time.After(10 * time.Second)
+	for !strings.Contains(stderr.String(), want) {
+		select {
+		case code := <-exited:
+			return code, stderr.String()
+		case <-deadline:
+			t.Fatalf("no %q in the log:\n%s", want, stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	select {
+	case code := <-exited:
+		return code, stderr.String()
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return")
+		return 0, ""
+	}
+}
+
+func TestNATSInsecureWarnsLoudly(t *testing.T) {
+	args := []string{"--tcp", freeAddr(t), "--http", "", "--nats", "nats://" + freeAddr(t), "--cluster-insecure"}
+	code, out := runUntil(t, args, nil, `msg="relaying through NATS"`)
+	if code != 0 {
+		t.Fatalf("exit code %d:\n%s", code, out)
+	}
+	for _, want := range []string{"level=WARN msg=\"--cluster-insecure: the nodes do not authenticate each other; any client of NATS can speak as a node", "authenticated=false"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestNATSPasswordAndSecretStayOutOfTheLog(t *testing.T) {
+	const password, secret = "hunter2-hunter2", "the cluster secret, sixteen+ bytes"
+	nats := "nats://node:" + password + "@" + freeAddr(t)
+	environ := map[string]string{"CHATBRIDGE_CLUSTER_SECRET": secret}
+	for i, tt := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"--tcp", freeAddr(t), "--http", "", "--nats", nats, "--log-level", "debug"}, 0},                    // starts alone, keeps trying
+		{[]string{"--tcp", freeAddr(t), "--http", "", "--nats", nats, "--log-level", "debug", "--nats-required"}, 1}, // cannot start
+	} {
+		code, out := runUntil(t, tt.args, environ, `msg="relaying through NATS"`)
+		if code != tt.code {
+			t.Fatalf("run %d: exit code %d, want %d:\n%s", i, code, tt.code, out)
+		}
+		if strings.Contains(out, password) || strings.Contains(out, secret) {
+			t.Fatalf("the log shows a password or the secret:\n%s", out)
+		}
+		if !strings.Contains(out, "nats://node:redacted@") {
+			t.Fatalf("the log does not name NATS:\n%s", out)
+		}
+	}
+}
+
+func TestNATSBadFilesStopTheStart(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage")
+	os.WriteFile(garbage, []byte("hello"), 0o600)
+	tests := []struct {
+		flag, file, want string
+	}{
+		{"--nats-creds", filepath.Join(dir, "missing.creds"), "credentials: open " + filepath.Join(dir, "missing.creds")},
+		{"--nats-creds", garbage, "credentials " + garbage + ": no user JWT in it"},
+		{"--nats-ca", filepath.Join(dir, "missing.pem"), "CA: open " + filepath.Join(dir, "missing.pem")},
+		{"--nats-ca", garbage, "CA " + garbage + ": no PEM certificate in it"},
+	}
+	for _, tt := range tests {
+		var stderr syncBuffer
+		code := run(context.Background(), []string{"--tcp", freeAddr(t), "--http", "", "--nats", "tls://" + freeAddr(t), "--cluster-insecure", tt.flag, tt.file}, env(nil), &stderr)
+		out := strings.TrimSpace(stderr.String())
+		if code != 2 || strings.Count(out, "\n") != 0 || !strings.Contains(out, tt.want) {
+			t.Errorf("%s %s: exit code %d, stderr %q; want 2 and %q", tt.flag, tt.file, code, out, tt.want)
+		}
 	}
 }

@@ -43,8 +43,18 @@ type process struct {
 
 func startProcess(t *testing.T, ctx context.Context, name, bin string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, ctx, nil, name, bin, args...)
+}
+
+// startProcessEnv starts a process with environ added to the test's
+// environment.
+func startProcessEnv(t *testing.T, ctx context.Context, environ []string, name, bin string, args ...string) *process {
+	t.Helper()
 	p := &process{name: name, cmd: exec.CommandContext(ctx, bin, args...), out: &syncBuffer{}}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if environ != nil {
+		p.cmd.Env = append(os.Environ(), environ...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -79,7 +89,7 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 	tcpA, httpA := freeAddr(t), freeAddr(t)
 	tcpB, httpB := freeAddr(t), freeAddr(t)
 	for i, addrs := range [][2]string{{tcpA, httpA}, {tcpB, httpB}} {
-		startProcess(t, ctx, fmt.Sprintf("chatbridge %d", i+1), bin,
+		startProcessEnv(t, ctx, []string{"CHATBRIDGE_CLUSTER_SECRET=an end-to-end test's cluster secret"}, fmt.Sprintf("chatbridge %d", i+1), bin,
 			"--tcp", addrs[0], "--http", addrs[1], "--nats", natsURL, "--nats-required", "--nats-prefix", "e2e", "--log-level", "debug")
 	}
 

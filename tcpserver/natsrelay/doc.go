@@ -11,8 +11,16 @@
 //	chatbridge.room.ROOM.event     joins, leaves and name changes
 //	chatbridge.node.NODE.private   private messages for the members of NODE (request/reply)
 //	stream chatbridge_history      chatbridge.room.*.line, the last History lines per room
-//	bucket chatbridge_names        folded name -> {node, name, room}; create-only claims,
-//	                               refreshed by their node, gone after the bucket's TTL
+//	bucket chatbridge_names        folded name -> {node, name, room, time}; create-only
+//	                               claims, refreshed by their node, gone after the bucket's TTL
+//
+// Only nodes can speak: every message, answer and bucket entry is sealed
+// with a MAC keyed from the cluster secret ([Config.Secret]) over its
+// purpose, its subject (an entry: its key) and its payload, and private
+// messages' text is encrypted. A node believes nothing unsealed, nothing
+// it has seen, and nothing made more than [Config.Window] from its clock;
+// it checks each message once, however many members it then reaches. What
+// it ignores it counts, and logs at most once every few seconds.
 //
 // The hub never waits for NATS while it fans a line out: [Relay.Publish]
 // only queues, into a bounded queue that one goroutine drains; when it is
@@ -20,7 +28,7 @@
 // and goes by itself (nats.go reconnects forever); local members are told
 // "link to other nodes lost" and "link to other nodes restored".
 //
-// Goroutines: [Relay.Start] starts the publisher, the link watcher and the
-// name writer, and nats.go its own; [Relay.Close] ends all of them and
-// waits for them.
+// Goroutines: [Relay.Start] starts the publisher, the deliverer, the link
+// watcher and the name writer, and nats.go its own; [Relay.Close] ends all
+// of them and waits for them.
 package natsrelay

@@ -13,7 +13,10 @@ import (
 // hub, and closes after the servers that feed the hub have shut down.
 func ExampleNew() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	relay, err := natsrelay.New(natsrelay.Config{URL: "nats://127.0.0.1:4222"}, log)
+	relay, err := natsrelay.New(natsrelay.Config{
+		URL:    "nats://127.0.0.1:4222",
+		Secret: []byte(os.Getenv("CHATBRIDGE_CLUSTER_SECRET")), // the same on every node
+	}, log)
 	if err != nil {
 		log.Error("bad NATS config", "err", err)
 		return

@@ -23,11 +23,15 @@ type testNATS struct {
 	srv  *server.Server
 	port int
 	dir  string
+	opts func(*server.Options) // changes to the options, if any
 }
 
-func startNATS(t *testing.T) *testNATS {
+func startNATS(t *testing.T) *testNATS { return startNATSWith(t, nil) }
+
+// startNATSWith starts a server with the options opts changes.
+func startNATSWith(t *testing.T, opts func(*server.Options)) *testNATS {
 	t.Helper()
-	n := &testNATS{port: -1, dir: t.TempDir()}
+	n := &testNATS{port: -1, dir: t.TempDir(), opts: opts}
 	n.start(t)
 	t.Cleanup(n.stop)
 	return n
@@ -37,10 +41,14 @@ func startNATS(t *testing.T) *testNATS {
 // the same store.
 func (n *testNATS) start(t *testing.T) {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
 		NoLog: true, NoSigs: true,
-	})
+	}
+	if n.opts != nil {
+		n.opts(opts)
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats-server: %v", err)
 	}
@@ -70,7 +78,20 @@ type node struct {
 
 func startNode(t *testing.T, url, id string, ttl time.Duration) *node {
 	t.Helper()
-	r, err := New(Config{URL: url, NodeID: id, PresenceTTL: ttl, ReconnectWait: 50 * time.Millisecond}, slog.New(slog.DiscardHandler))
+	return startNodeWith(t, Config{URL: url, NodeID: id, PresenceTTL: ttl}, slog.New(slog.DiscardHandler))
+}
+
+// startNodeWith starts a node with cfg, the tests' secret and quick
+// reconnects, that logs to log.
+func startNodeWith(t *testing.T, cfg Config, log *slog.Logger) *node {
+	t.Helper()
+	if cfg.Secret == nil && !cfg.Insecure {
+		cfg.Secret = []byte(testSecret)
+	}
+	if cfg.ReconnectWait == 0 {
+		cfg.ReconnectWait = 50 * time.Millisecond
+	}
+	r, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +106,24 @@ func startNode(t *testing.T, url, id string, ttl time.Duration) *node {
 	n := &node{hub: hub, relay: r}
 	n.waitUp(t)
 	return n
+}
+
+// logBuffer is a log safe for the relay and the test at once.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // waitUp waits until the relay has set up its link.

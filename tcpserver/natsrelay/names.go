@@ -24,15 +24,25 @@ import (
 // PresenceTTL/3; the bucket forgets entries older than PresenceTTL, so the
 // names of a node that died come free, and its members drop out of every
 // other node's presence, within PresenceTTL.
+//
+// Entries are sealed (see sealer) with their key and the time they were
+// written. One that is not, or is older than the window, is as good as
+// absent: it shows nobody, routes no private message and may be
+// overwritten by a claim. A node puts back at once its own entries that
+// someone else deleted or overwrote, and deletes entries in its name that
+// it did not write (a replay), so that what the bucket says of its
+// members is what it wrote.
 type names struct {
 	r *Relay
 
-	mu      sync.Mutex
-	owned   map[string]*ownedName // by folded name: this node's members
-	deletes map[string]uint64     // released names still to delete, at their last revision
-	dirty   map[string]bool       // folded names the writer must write or delete
-	remote  map[string]remoteName // by folded name: other nodes' members
-	byRoom  map[string]map[string]string
+	mu       sync.Mutex
+	owned    map[string]*ownedName // by folded name: this node's members
+	claiming map[string]int        // folded names being claimed now, not yet owned
+	deletes  map[string]uint64     // released names still to delete, at their last revision
+	dirty    map[string]bool       // folded names the writer must write or delete
+	remote   map[string]remoteName // by folded name: other nodes' members
+	byRoom   map[string]map[string]string
+	perNode  map[string]int // how many of remote each node has
 
 	wake chan struct{} // the writer has work
 
@@ -55,6 +65,8 @@ type remoteName struct {
 func (n *names) init(r *Relay) {
 	n.r = r
 	n.owned = make(map[string]*ownedName)
+	n.claiming = make(map[string]int)
+	n.perNode = make(map[string]int)
 	n.deletes = make(map[string]uint64)
 	n.dirty = make(map[string]bool)
 	n.remote = make(map[string]remoteName)
@@ -69,6 +81,43 @@ func (n *names) poke() {
 	}
 }
 
+// sealEntry returns this node's entry for the member called name, in
+// room, as written now under key.
+func (r *Relay) sealEntry(key, name, room string) []byte {
+	e := nameEntry{Node: r.cfg.NodeID, Name: name, Room: room, Time: time.Now().UnixNano()}
+	return r.seal.seal(nil, purposeName, key, e.encode())
+}
+
+// readEntry opens and decodes the entry stored under key.
+func (r *Relay) readEntry(key string, b []byte, now time.Time) (nameEntry, ignored, error) {
+	if len(b) > maxEntry {
+		return nameEntry{}, ignoredUnverified, fmt.Errorf("%d bytes, more than an entry", len(b))
+	}
+	payload, err := r.seal.open(nil, purposeName, key, b)
+	if err != nil {
+		return nameEntry{}, ignoredUnverified, err
+	}
+	e, err := decodeEntry(key, payload)
+	if err != nil {
+		return e, ignoredBad, err
+	}
+	if !inWindow(e.Time, now, r.cfg.Window) {
+		return e, ignoredReplayed, fmt.Errorf("entry of %s on %s written at %v", e.Name, e.Node, timeOf(e.Time))
+	}
+	return e, 0, nil
+}
+
+// holder returns the node that holds the name stored as key, by what the
+// bucket says in b: "" if nobody does, for all this node can verify.
+func (r *Relay) holder(key string, b []byte) string {
+	e, why, err := r.readEntry(key, b, time.Now())
+	if err != nil {
+		r.ignore(why, "bucket key "+key, err)
+		return ""
+	}
+	return e.Node
+}
+
 // ClaimName implements [tcpserver.Cluster].
 func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 	n := &r.names
@@ -78,15 +127,26 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 		n.keep(key, name, room, 0)
 		return err
 	}
-	val := nameEntry{Node: r.cfg.NodeID, Name: name, Room: room}.encode()
+	n.mu.Lock()
+	n.claiming[key]++ // so that the watch does not take our new entry for a stray
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		if n.claiming[key]--; n.claiming[key] == 0 {
+			delete(n.claiming, key)
+		}
+		n.mu.Unlock()
+	}()
+	val := r.sealEntry(key, name, room)
 	rev, err := s.kv.Create(ctx, key, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		// Ours, released a moment ago and not yet deleted? Then take it back.
+		// Ours, released a moment ago and not yet deleted? Or an entry
+		// nobody can vouch for? Then take it.
 		e, gerr := s.kv.Get(ctx, key)
 		if gerr != nil {
 			return fmt.Errorf("claim %q: %w", name, gerr)
 		}
-		if old, derr := decodeEntry(key, e.Value()); derr == nil && old.Node != r.cfg.NodeID {
+		if node := r.holder(key, e.Value()); node != "" && node != r.cfg.NodeID {
 			return tcpserver.ErrNameTaken
 		}
 		rev, err = s.kv.Update(ctx, key, val, e.Revision())
@@ -215,7 +275,7 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 		}
 		return nil
 	}
-	val := nameEntry{Node: n.r.cfg.NodeID, Name: want.name, Room: want.room}.encode()
+	val := n.r.sealEntry(key, want.name, want.room)
 	var rev uint64
 	var err error
 	if want.rev != 0 {
@@ -230,9 +290,9 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 			if gerr != nil {
 				return fmt.Errorf("read %q: %w", key, gerr)
 			}
-			if old, derr := decodeEntry(key, e.Value()); derr == nil && old.Node != n.r.cfg.NodeID {
+			if other := n.r.holder(key, e.Value()); other != "" && other != n.r.cfg.NodeID {
 				n.r.log.Warn("name taken on another node while the link was down; both keep it until one leaves",
-					"name", want.name, "other", old.Node)
+					"name", want.name, "other", other)
 				n.mu.Lock()
 				if n.owned[key] == o {
 					delete(n.owned, key)
@@ -313,6 +373,7 @@ func (n *names) forgetRemote() {
 	n.mu.Lock()
 	clear(n.remote)
 	clear(n.byRoom)
+	clear(n.perNode)
 	n.mu.Unlock()
 }
 
@@ -332,25 +393,60 @@ func (n *names) stopWatch() {
 func (n *names) apply(e jetstream.KeyValueEntry) {
 	key := e.Key()
 	var entry nameEntry
-	gone := e.Operation() != jetstream.KeyValuePut
-	if !gone {
+	valid := false
+	if e.Operation() == jetstream.KeyValuePut {
+		var why ignored
 		var err error
-		if entry, err = decodeEntry(key, e.Value()); err != nil {
-			n.r.bad.Add(1)
-			gone = true
+		if entry, why, err = n.r.readEntry(key, e.Value(), time.Now()); err != nil {
+			n.r.ignore(why, "bucket key "+key, err)
+		} else {
+			valid = true
 		}
 	}
+	self := n.r.cfg.NodeID
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.forgetLocked(key)
-	if gone || entry.Node == n.r.cfg.NodeID {
+	if o, ok := n.owned[key]; ok {
+		// One of ours. Deleted, overwritten with what we cannot
+		// verify, or not what we last wrote: put ours back now. (A
+		// valid entry of another node is a claim made while the link
+		// was down; the writer sorts that out on its next round.)
+		if !valid || entry.Node == self && !entry.sameAs(nameEntry{Node: self, Name: o.name, Room: o.room}) {
+			n.dirty[key] = true
+			n.poke()
+		}
+		if !valid || entry.Node == self {
+			n.mu.Unlock()
+			return
+		}
+	} else if valid && entry.Node == self {
+		// In our name, but not ours: released a moment ago (the delete
+		// is on its way), being claimed right now, or a replay. Delete
+		// a replay.
+		if _, deleting := n.deletes[key]; !deleting && n.claiming[key] == 0 {
+			n.deletes[key] = e.Revision()
+			n.dirty[key] = true
+			n.poke()
+		}
+		n.mu.Unlock()
 		return
 	}
+	if !valid {
+		n.mu.Unlock()
+		return
+	}
+	if n.perNode[entry.Node] >= n.r.cfg.MaxMembers {
+		n.mu.Unlock()
+		n.r.ignore(ignoredBad, "bucket key "+key, fmt.Errorf("node %s has more than %d members", entry.Node, n.r.cfg.MaxMembers))
+		return
+	}
+	defer n.mu.Unlock()
 	seen := e.Created()
 	if now := time.Now(); seen.After(now) {
 		seen = now
 	}
 	n.remote[key] = remoteName{nameEntry: entry, seen: seen}
+	n.perNode[entry.Node]++
 	if entry.Room != "" {
 		room := n.byRoom[entry.Room]
 		if room == nil {
@@ -367,6 +463,9 @@ func (n *names) forgetLocked(key string) {
 		return
 	}
 	delete(n.remote, key)
+	if n.perNode[old.Node]--; n.perNode[old.Node] <= 0 {
+		delete(n.perNode, old.Node)
+	}
 	if room := n.byRoom[old.Room]; room != nil {
 		delete(room, key)
 		if len(room) == 0 {

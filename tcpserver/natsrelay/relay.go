@@ -3,16 +3,22 @@ package natsrelay
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"chatbridge/tcpserver"
@@ -27,20 +33,57 @@ const (
 // errLinkDown is what the cluster calls return while NATS cannot be asked.
 var errLinkDown = errors.New("link to other nodes is down")
 
+// MinSecret is the shortest cluster secret a relay takes, in bytes.
+const MinSecret = 16
+
 // Config is how a relay reaches NATS and names what it keeps there. The
 // zero value of a field means its default.
 type Config struct {
-	URL      string // e.g. nats://127.0.0.1:4222; required
+	// URL is the NATS server, e.g. nats://127.0.0.1:4222, or several,
+	// comma-separated, to reconnect to whichever is up; tls://host:port
+	// for TLS; user and password may be in it (nats://user:pass@host).
+	// Required.
+	URL      string
 	Prefix   string // of every subject, stream and bucket; "chatbridge"
 	NodeID   string // this node's name on NATS; random if empty
 	History  int    // lines the stream keeps per room; 20 (the hub's History)
 	Required bool   // Start fails if NATS cannot be reached now
+
+	// Secret is the cluster secret, the same on every node, at least
+	// MinSecret bytes: every message between nodes is sealed with a MAC
+	// keyed from it, and the text of private messages encrypted. Required
+	// unless Insecure.
+	Secret []byte
+	// Insecure runs without a secret: messages are sealed with a key
+	// anyone can make, so that any client of NATS can speak as a node.
+	// Only for a NATS nothing but the nodes can reach.
+	Insecure bool
+
+	Creds  string // NATS credentials file (.creds: a user JWT and its NKey seed), if NATS wants one
+	CAFile string // PEM file of the CAs that signed NATS's certificate, for tls:// URLs; else the system's
+
+	// MaxLine is the hub's MaxLine: no longer text is taken from NATS
+	// (see fitsLine), and the history stream keeps no bigger message.
+	// 4096.
+	MaxLine int
+	// MaxMembers bounds the members of one other node this node shows in
+	// presence, so that a runaway node cannot fill it. 20000.
+	MaxMembers int
+	// Window is how far from this node's clock the time of a message may
+	// be for it to be believed: messages are not believed twice, nor
+	// ever after this long, so a captured one cannot be replayed. It
+	// must allow for the nodes' clocks to differ, and be at least
+	// PresenceTTL. 60s.
+	Window time.Duration
 
 	// PresenceTTL bounds how long the members of a node that died stay in
 	// presence (and keep their names): each node refreshes its names every
 	// PresenceTTL/3, and the bucket forgets a name not refreshed for
 	// PresenceTTL. 15s.
 	PresenceTTL time.Duration
+
+	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 64 MiB
+	NamesBytes   int64 // the names bucket's size limit; 64 MiB
 
 	Queue          int           // events waiting to be published before they are dropped; 8192
 	ConnectTimeout time.Duration // for each attempt to connect; 2s
@@ -54,8 +97,23 @@ func (c Config) withDefaults() Config {
 	if c.History == 0 {
 		c.History = 20
 	}
+	if c.MaxLine == 0 {
+		c.MaxLine = 4096
+	}
+	if c.MaxMembers == 0 {
+		c.MaxMembers = 20000
+	}
+	if c.Window == 0 {
+		c.Window = 60 * time.Second
+	}
 	if c.PresenceTTL == 0 {
 		c.PresenceTTL = 15 * time.Second
+	}
+	if c.HistoryBytes == 0 {
+		c.HistoryBytes = 64 << 20
+	}
+	if c.NamesBytes == 0 {
+		c.NamesBytes = 64 << 20
 	}
 	if c.Queue == 0 {
 		c.Queue = 8192
@@ -74,13 +132,24 @@ func (c Config) withDefaults() Config {
 // after the hub's servers have shut down. Its methods are safe for
 // concurrent use.
 type Relay struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	where string // cfg.URL without passwords, for logs and errors
 
-	queue   chan *tcpserver.Event // for the publisher
-	dropped atomic.Uint64         // events the queue had no room for, or NATS refused
-	offline atomic.Uint64         // events not relayed because the link was down
-	bad     atomic.Uint64         // messages from NATS that were not ours to read
+	seal   *sealer
+	sess   string      // this run's session, for the other nodes' replay guards
+	nonces *nonceCache // private messages already delivered
+
+	queue      chan *tcpserver.Event // for the publisher
+	dropped    atomic.Uint64         // events the queue had no room for, or NATS refused
+	offline    atomic.Uint64         // events not relayed because the link was down
+	unverified atomic.Uint64         // messages from NATS without a valid MAC
+	replayed   atomic.Uint64         // sealed messages seen before, or too old to believe
+	bad        atomic.Uint64         // sealed messages malformed or over a limit
+
+	// At most one line per logEvery about what the relay ignores, and
+	// about NATS's errors: whoever can publish on NATS can cause either.
+	ignoreLog, errLog rateLimit
 
 	// Set by Start, then read-only.
 	hub    *tcpserver.Hub
@@ -120,24 +189,112 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 		return nil, fmt.Errorf("nats relay: prefix %q: use letters, digits, - or _", cfg.Prefix)
 	}
 	if cfg.NodeID == "" {
-		var b [6]byte
-		rand.Read(b[:])
-		cfg.NodeID = "n" + hex.EncodeToString(b[:])
+		cfg.NodeID = "n" + randomHex(6)
 	}
 	if !validNodeID(cfg.NodeID) {
 		return nil, fmt.Errorf("nats relay: node ID %q: use letters, digits, - or _", cfg.NodeID)
 	}
+	switch {
+	case cfg.Insecure && len(cfg.Secret) > 0:
+		return nil, errors.New("nats relay: a cluster secret, and insecure too")
+	case !cfg.Insecure && len(cfg.Secret) < MinSecret:
+		return nil, fmt.Errorf("nats relay: the cluster secret must be at least %d bytes", MinSecret)
+	}
 	if cfg.History < 1 {
 		cfg.History = 1 // the stream needs a limit; the hub then replays none
 	}
+	if cfg.Window < cfg.PresenceTTL {
+		return nil, fmt.Errorf("nats relay: window %v shorter than the presence TTL %v", cfg.Window, cfg.PresenceTTL)
+	}
+	if err := checkCreds(cfg.Creds); err != nil {
+		return nil, err
+	}
+	if err := checkCA(cfg.CAFile); err != nil {
+		return nil, err
+	}
+	seal, err := newSealer(cfg.Secret, cfg.Prefix)
+	if err != nil {
+		return nil, fmt.Errorf("nats relay: %w", err)
+	}
 	r := &Relay{
-		cfg:   cfg,
-		log:   log.With("node", cfg.NodeID),
-		queue: make(chan *tcpserver.Event, cfg.Queue),
-		poke:  make(chan struct{}, 1),
+		cfg:       cfg,
+		log:       log.With("node", cfg.NodeID),
+		where:     RedactURL(cfg.URL),
+		seal:      seal,
+		sess:      randomHex(8),
+		nonces:    newNonceCache(cfg.Window),
+		queue:     make(chan *tcpserver.Event, cfg.Queue),
+		poke:      make(chan struct{}, 1),
+		ignoreLog: rateLimit{every: logEvery},
+		errLog:    rateLimit{every: logEvery},
 	}
 	r.names.init(r)
 	return r, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// checkCreds reads a credentials file as NATS will, so that a bad one
+// stops the start instead of every connection attempt.
+func checkCreds(file string) error {
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("nats relay: credentials: %w", err)
+	}
+	if jwt, err := nkeys.ParseDecoratedJWT(b); err != nil || strings.Count(jwt, ".") != 2 || strings.ContainsAny(jwt, " \n") {
+		return fmt.Errorf("nats relay: credentials %s: no user JWT in it", file)
+	}
+	if _, err := nkeys.ParseDecoratedUserNKey(b); err != nil {
+		return fmt.Errorf("nats relay: credentials %s: %w", file, err)
+	}
+	return nil
+}
+
+// checkCA reads a file of CA certificates as NATS will.
+func checkCA(file string) error {
+	if file == "" {
+		return nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("nats relay: CA: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(b) {
+		return fmt.Errorf("nats relay: CA %s: no PEM certificate in it", file)
+	}
+	return nil
+}
+
+// RedactURL returns a NATS URL, or comma-separated URLs, with the
+// passwords and tokens in them replaced, for logs and errors.
+func RedactURL(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		u, err := url.Parse(p)
+		switch {
+		case err != nil:
+			if strings.Contains(p, "@") {
+				p = "(a URL that does not parse)"
+			}
+		case u.User != nil:
+			if _, ok := u.User.Password(); ok {
+				u.User = url.UserPassword(u.User.Username(), "redacted")
+			} else {
+				u.User = url.User("redacted") // a token
+			}
+			p = u.String()
+		}
+		parts[i] = p
+	}
+	return strings.Join(parts, ",")
 }
 
 // NodeID returns this node's name on NATS.
@@ -145,6 +302,7 @@ func (r *Relay) NodeID() string { return r.cfg.NodeID }
 
 // Collector returns the relay's counters as Prometheus metrics, read when
 // scraped: chatbridge_relay_dropped_total, chatbridge_relay_offline_total,
+// chatbridge_relay_unverified_total, chatbridge_relay_replayed_total,
 // chatbridge_relay_unreadable_total and chatbridge_relay_link_up.
 func (r *Relay) Collector() prometheus.Collector {
 	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
@@ -154,7 +312,9 @@ func (r *Relay) Collector() prometheus.Collector {
 	return relayCollectors{
 		counter("dropped_total", "Events for other nodes dropped: the relay's queue was full, or NATS refused them.", &r.dropped),
 		counter("offline_total", "Events kept on this node because the link to the others was down.", &r.offline),
-		counter("unreadable_total", "Messages from NATS that were not ours to read, ignored.", &r.bad),
+		counter("unverified_total", "Messages from NATS without a valid MAC (not made by a node with the cluster secret), ignored.", &r.unverified),
+		counter("replayed_total", "Messages from NATS with a valid MAC, seen before or too old to believe, ignored.", &r.replayed),
+		counter("unreadable_total", "Messages from NATS with a valid MAC but malformed or over a limit, ignored.", &r.bad),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatbridge_relay_link_up", Help: "1 while this node is connected to NATS."},
 			func() float64 {
 				if r.nc != nil && r.nc.IsConnected() {
@@ -218,32 +378,50 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 		nats.Timeout(r.cfg.ConnectTimeout),
 		nats.PingInterval(5 * time.Second),
 		nats.MaxPingsOutstanding(2),
+		// A node has no use for its own messages back: they would only
+		// cost a MAC check each to be thrown away.
+		nats.NoEcho(),
 		nats.ConnectHandler(func(*nats.Conn) { poke() }),
 		nats.ReconnectHandler(func(*nats.Conn) { poke() }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { poke() }),
 		nats.ClosedHandler(func(*nats.Conn) { close(r.closed) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			r.log.Warn("nats error", "err", err)
+			// A flood on a room subject makes a slow consumer, again
+			// and again.
+			if held, ok := r.errLog.allow(time.Now()); ok {
+				r.log.Warn("nats error", "err", err, "held_back", held)
+			}
 		}),
 	}
 	if !r.cfg.Required {
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
+	if r.cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(r.cfg.Creds))
+	}
+	if r.cfg.CAFile != "" {
+		opts = append(opts, nats.RootCAs(r.cfg.CAFile))
+	}
 	nc, err := nats.Connect(r.cfg.URL, opts...)
 	if err != nil {
 		r.cancel()
-		return fmt.Errorf("connect to NATS at %s: %w", r.cfg.URL, err)
+		return fmt.Errorf("connect to NATS at %s: %w", r.where, err)
 	}
 	r.nc = nc
 	if r.js, err = jetstream.New(nc); err != nil {
 		r.shutdown()
-		return fmt.Errorf("jetstream on %s: %w", r.cfg.URL, err)
+		return fmt.Errorf("jetstream on %s: %w", r.where, err)
 	}
+	// With Required the link is set up now, as of setupAt reconnects;
+	// the link loop need not set it up again.
+	var setupAt uint64
 	if r.cfg.Required {
 		if err := r.setup(ctx); err != nil {
 			r.shutdown()
 			return err
 		}
+		setupAt = nc.Stats().Reconnects
+		r.log.Info("link to other nodes up", "url", nc.ConnectedUrlRedacted())
 	}
 	incoming := make(chan *nats.Msg, incomingQueue)
 	if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
@@ -257,10 +435,10 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	poke()
 	r.wg.Go(func() { r.deliverLoop(incoming) })
 	r.wg.Go(r.publishLoop)
-	r.wg.Go(r.linkLoop)
+	r.wg.Go(func() { r.linkLoop(r.cfg.Required, setupAt) })
 	r.wg.Go(r.names.writeLoop)
 	if !nc.IsConnected() {
-		r.log.Warn("NATS not reachable; this node works alone until it is", "url", r.cfg.URL)
+		r.log.Warn("NATS not reachable; this node works alone until it is", "url", r.where)
 	}
 	return nil
 }
@@ -292,7 +470,8 @@ func (r *Relay) shutdown() {
 	case <-time.After(5 * time.Second):
 		r.log.Warn("NATS connection did not report closed")
 	}
-	r.log.Info("relay stopped", "dropped", r.dropped.Load(), "offline", r.offline.Load(), "unreadable", r.bad.Load())
+	r.log.Info("relay stopped", "dropped", r.dropped.Load(), "offline", r.offline.Load(),
+		"unverified", r.unverified.Load(), "replayed", r.replayed.Load(), "unreadable", r.bad.Load())
 }
 
 // Publish queues a local room event for the other nodes. It never blocks:
@@ -317,17 +496,18 @@ func (r *Relay) drop(why string) {
 }
 
 // publishLoop is the only goroutine that publishes room events, so they
-// leave in the order the hub made them.
+// leave in the order the hub made them, numbered in that order.
 func (r *Relay) publishLoop() {
+	p := publisher{r: r, mac: r.seal.newHash()}
 	for {
 		select {
 		case ev := <-r.queue:
-			r.publish(ev)
+			p.publish(ev)
 		case <-r.ctx.Done():
 			for {
 				select {
 				case ev := <-r.queue:
-					r.publish(ev)
+					p.publish(ev)
 				default:
 					return
 				}
@@ -336,14 +516,31 @@ func (r *Relay) publishLoop() {
 	}
 }
 
-func (r *Relay) publish(ev *tcpserver.Event) {
+// publisher is publishLoop's state.
+type publisher struct {
+	r   *Relay
+	mac hash.Hash
+	seq uint64 // of the last event published in this session
+}
+
+func (p *publisher) publish(ev *tcpserver.Event) {
+	r := p.r
 	switch ev.Kind {
 	case tcpserver.KindJoin:
 		r.names.moved(ev.From, ev.Room)
 	case tcpserver.KindNick:
 		r.names.moved(ev.To, ev.Room)
 	}
-	b, err := encodeEvent(r.cfg.NodeID, ev)
+	if !r.nc.IsConnected() {
+		r.offline.Add(1)
+		return
+	}
+	at := ev.Time
+	if at.IsZero() { // the hub stamps every event; a test's may not be
+		at = time.Now()
+	}
+	p.seq++
+	b, err := encodeEvent(r.cfg.NodeID, origin{sess: r.sess, seq: p.seq}, ev, at)
 	if err != nil {
 		r.drop(err.Error())
 		return
@@ -352,11 +549,7 @@ func (r *Relay) publish(ev *tcpserver.Event) {
 	if ev.Kind == tcpserver.KindMessage || ev.Kind == tcpserver.KindAction {
 		subject = r.lineSubject(ev.Room)
 	}
-	if !r.nc.IsConnected() {
-		r.offline.Add(1)
-		return
-	}
-	if err := r.nc.Publish(subject, b); err != nil {
+	if err := r.nc.Publish(subject, r.seal.seal(p.mac, purposeEvent, subject, b)); err != nil {
 		r.drop(err.Error())
 	}
 }
@@ -373,8 +566,11 @@ const (
 // NATS delivers them, so the events of each sender arrive in the order
 // they were sent. Lines one sender said in a row that are already waiting
 // go as one batch: a member's queue then holds one entry for them, as it
-// does for lines said on this node, however fast they come.
+// does for lines said on this node, however fast they come. It checks
+// each message once, whatever the number of members it then reaches.
 func (r *Relay) deliverLoop(incoming <-chan *nats.Msg) {
+	mac := r.seal.newHash()
+	guard := newReplayGuard(r.cfg.Window)
 	var run []*tcpserver.Event // consecutive lines of one sender in one room
 	flush := func() {
 		switch len(run) {
@@ -395,8 +591,9 @@ func (r *Relay) deliverLoop(incoming <-chan *nats.Msg) {
 		case <-r.ctx.Done():
 			return
 		}
+		now := time.Now()
 		for m != nil {
-			if ev := r.decodeRoomEvent(m); ev != nil {
+			if ev := r.receiveRoomEvent(m, mac, guard, now); ev != nil {
 				line := ev.Kind == tcpserver.KindMessage || ev.Kind == tcpserver.KindAction
 				if len(run) > 0 && (!line || len(run) == maxBatch || ev.Node != run[0].Node || ev.From != run[0].From || ev.Room != run[0].Room) {
 					flush()
@@ -417,28 +614,128 @@ func (r *Relay) deliverLoop(incoming <-chan *nats.Msg) {
 	}
 }
 
-// decodeRoomEvent returns another node's room event, or nil for our own
-// echo or garbage.
-func (r *Relay) decodeRoomEvent(m *nats.Msg) *tcpserver.Event {
-	ev, err := decodeEvent(m.Data)
+// receiveRoomEvent returns another node's room event, or nil for anything
+// else, which it counts and may log: a message without a valid MAC, one
+// seen before or too old, one on the wrong subject, garbage.
+func (r *Relay) receiveRoomEvent(m *nats.Msg, mac hash.Hash, guard *replayGuard, now time.Time) *tcpserver.Event {
+	ev, o, why, err := r.readRoomEvent(m.Subject, m.Data, mac)
 	if err != nil {
-		if n := r.bad.Add(1); n&(n-1) == 0 {
-			r.log.Warn("unreadable message from NATS ignored", "subject", m.Subject, "err", err, "count", n)
-		}
+		r.ignore(why, m.Subject, err)
 		return nil
 	}
-	if ev.Node == r.cfg.NodeID || ev.Kind == tcpserver.KindPrivate {
-		return nil // our own, back from NATS
+	if ev.Node == r.cfg.NodeID {
+		// NATS does not echo our own (NoEcho): someone sent it again.
+		r.ignore(ignoredReplayed, m.Subject, errors.New("this node's own event"))
+		return nil
+	}
+	if !guard.fresh(ev.Node, o.sess, o.seq, ev.Time.UnixNano(), now) {
+		r.ignore(ignoredReplayed, m.Subject, fmt.Errorf("event %d of %s (session %s) seen before, or made at %v", o.seq, ev.Node, o.sess, ev.Time))
+		return nil
 	}
 	return ev
 }
 
+// readRoomEvent opens and decodes a room event sealed for subject. It is
+// how live events and the history stream's lines are read.
+func (r *Relay) readRoomEvent(subject string, data []byte, mac hash.Hash) (*tcpserver.Event, origin, ignored, error) {
+	if len(data) > lineMessageMax(r.cfg.MaxLine) {
+		return nil, origin{}, ignoredUnverified, fmt.Errorf("%d bytes, more than a sealed line", len(data))
+	}
+	payload, err := r.seal.open(mac, purposeEvent, subject, data)
+	if err != nil {
+		return nil, origin{}, ignoredUnverified, err
+	}
+	ev, o, err := decodeEvent(payload, r.cfg.MaxLine)
+	if err != nil {
+		return nil, origin{}, ignoredBad, err
+	}
+	want := r.eventSubject(ev.Room)
+	if ev.Kind == tcpserver.KindMessage || ev.Kind == tcpserver.KindAction {
+		want = r.lineSubject(ev.Room)
+	}
+	if subject != want {
+		return nil, origin{}, ignoredBad, fmt.Errorf("%w: %s event on %s", errBadMessage, ev.Kind, subject)
+	}
+	return ev, o, 0, nil
+}
+
+// Why the relay ignored a message from NATS.
+type ignored int
+
+const (
+	ignoredUnverified ignored = iota // no valid MAC
+	ignoredReplayed                  // seen before, or too old (or new) to believe
+	ignoredBad                       // sealed, but malformed or over a limit
+)
+
+func (w ignored) String() string {
+	switch w {
+	case ignoredUnverified:
+		return "no valid MAC"
+	case ignoredReplayed:
+		return "replayed or stale"
+	default:
+		return "malformed or over a limit"
+	}
+}
+
+// logEvery is how often the relay may log about what it ignores.
+const logEvery = 5 * time.Second
+
+// ignore counts a message from NATS the relay ignored, and logs it if it
+// may: at most one line per logEvery, with how many were not logged.
+func (r *Relay) ignore(why ignored, subject string, err error) {
+	switch why {
+	case ignoredUnverified:
+		r.unverified.Add(1)
+	case ignoredReplayed:
+		r.replayed.Add(1)
+	default:
+		r.bad.Add(1)
+	}
+	if held, ok := r.ignoreLog.allow(time.Now()); ok {
+		r.log.Warn("message from NATS ignored", "why", why.String(), "subject", clip(subject), "err", clip(err.Error()),
+			"held_back", held, "unverified", r.unverified.Load(), "replayed", r.replayed.Load(), "unreadable", r.bad.Load())
+	}
+}
+
+// clip shortens what a stranger may have written, for the log.
+func clip(s string) string {
+	const max = 120
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
+
+// rateLimit lets something happen at most once per every.
+type rateLimit struct {
+	every time.Duration
+
+	mu   sync.Mutex
+	next time.Time
+	held int // times it was not allowed since it last was
+}
+
+// allow reports whether it may happen at now, and if so how many times it
+// was held back since it last did.
+func (l *rateLimit) allow(now time.Time) (held int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.held++
+		return 0, false
+	}
+	held, l.held, l.next = l.held, 0, now.Add(l.every)
+	return held, true
+}
+
 // linkLoop follows the link: each time it comes, it sets up the stream,
 // the bucket and the names; each time it goes, it tells the members. It
-// also refreshes this node's names and forgets dead nodes' members.
-func (r *Relay) linkLoop() {
-	up, everUp, failing := false, false, false
-	var reconnects uint64
+// also refreshes this node's names and forgets dead nodes' members. up
+// says whether the link is up and set up already, after reconnects.
+func (r *Relay) linkLoop(up bool, reconnects uint64) {
+	everUp, failing := up, false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	refresh := time.NewTicker(r.cfg.PresenceTTL / 3)
@@ -513,20 +810,27 @@ func (r *Relay) setup(ctx context.Context) error {
 		Description:       "chatbridge: the last lines of each room",
 		Subjects:          []string{r.lineSubject("*")},
 		MaxMsgsPerSubject: int64(r.cfg.History),
-		Discard:           jetstream.DiscardOld,
-		Storage:           jetstream.FileStorage,
+		// Whoever can publish on a room's subject can put a message in
+		// the stream: these bound what it costs (the nodes ignore what
+		// is not sealed).
+		MaxMsgSize: int32(lineMessageMax(r.cfg.MaxLine)),
+		MaxBytes:   r.cfg.HistoryBytes,
+		Discard:    jetstream.DiscardOld,
+		Storage:    jetstream.FileStorage,
 	})
 	if err != nil {
-		return fmt.Errorf("stream %s on %s: %w", r.streamName(), r.cfg.URL, err)
+		return fmt.Errorf("stream %s on %s: %w", r.streamName(), r.where, err)
 	}
 	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      r.bucketName(),
-		Description: "chatbridge: who is called what, on which node, in which room",
-		TTL:         r.cfg.PresenceTTL,
-		Storage:     jetstream.FileStorage,
+		Bucket:       r.bucketName(),
+		Description:  "chatbridge: who is called what, on which node, in which room",
+		TTL:          r.cfg.PresenceTTL,
+		MaxValueSize: maxEntry,
+		MaxBytes:     r.cfg.NamesBytes,
+		Storage:      jetstream.FileStorage,
 	})
 	if err != nil {
-		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.cfg.URL, err)
+		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.where, err)
 	}
 	if err := r.names.startWatch(ctx, kv); err != nil {
 		return err

@@ -268,7 +268,7 @@ func TestStartsWithoutNATSAndJoinsLater(t *testing.T) {
 	l.Close()
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
-	required, err := New(Config{URL: url, Required: true, ConnectTimeout: 200 * time.Millisecond}, nil)
+	required, err := New(Config{URL: url, Secret: []byte(testSecret), Required: true, ConnectTimeout: 200 * time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,7 +277,7 @@ func TestStartsWithoutNATSAndJoinsLater(t *testing.T) {
 	}
 	required.Close()
 
-	r, err := New(Config{URL: url, NodeID: "a", ReconnectWait: 50 * time.Millisecond, Queue: 16}, slog.New(slog.DiscardHandler))
+	r, err := New(Config{URL: url, NodeID: "a", Secret: []byte(testSecret), ReconnectWait: 50 * time.Millisecond, Queue: 16}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +348,7 @@ func TestQuickRenamesLeaveNoGhosts(t *testing.T) {
 }
 
 func TestPublishDropsWhenTheQueueIsFull(t *testing.T) {
-	r, err := New(Config{URL: "nats://127.0.0.1:1", Queue: 2}, nil) // never started: nothing drains
+	r, err := New(Config{URL: "nats://127.0.0.1:1", Secret: []byte(testSecret), Queue: 2}, nil) // never started: nothing drains
 	if err != nil {
 		t.Fatal(err)
 	}
