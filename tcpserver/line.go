@@ -61,6 +61,16 @@ func (r *LineReader) Feed(p []byte, emit func(line []byte, tooLong bool)) {
 // Pending reports whether part of a line has been read and not ended.
 func (r *LineReader) Pending() bool { return len(r.partial) > 0 }
 
+// answerTelnet makes the reader answer the telnet negotiation its client
+// starts (see telnetAnswers); the answers wait for takeTelnetAnswers. Only a
+// transport that can send them asks: a WebSocket's IAC bytes are just
+// stripped.
+func (r *LineReader) answerTelnet() { r.telnet.answer = true }
+
+// takeTelnetAnswers returns the answers to the negotiation fed since the last
+// call, as an event to queue for the member, or nil.
+func (r *LineReader) takeTelnetAnswers() *Event { return r.telnet.take() }
+
 // indexLineEnd returns the index of the first CR or LF in p, or -1.
 func indexLineEnd(p []byte) int {
 	i := bytes.IndexByte(p, '\n')

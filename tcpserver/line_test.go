@@ -271,18 +271,26 @@ func FuzzLineReader(f *testing.F) {
 	})
 }
 
-// FuzzTelnetDecode checks the decoder is the same whole or split, never
-// grows its input, and leaves no IAC that was not escaped.
+// FuzzTelnetDecode checks the decoder is the same whole or split, data and
+// answers, never grows its input, leaves no IAC that was not escaped, and
+// answers only with refusals, WILL TIMING-MARK and the AYT line, at most
+// one of each per option.
 func FuzzTelnetDecode(f *testing.F) {
 	f.Add([]byte("\xff\xfd\x03plain\xff\xff"), uint8(2))
 	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0\xff\xf1"), uint8(1))
+	f.Add([]byte("a\xff\xf4\xff\xfd\x06b\xff\xfe\x06\xff\xf6"), uint8(3))
+	f.Add([]byte("\xff\xfd\x01\xff\xfe\x01\xff\xfd\x01\xff\xfb\x1f\xff\xfc\x1f\xff\xfb\x1f\xff\xfd\xff"), uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
-		var d telnetDecoder
+		d := telnetDecoder{answer: true}
 		whole := bytes.Clone(d.decode(bytes.Clone(in)))
 		if len(whole) > len(in) {
 			t.Fatalf("decode grew %d bytes to %d", len(in), len(whole))
 		}
-		var e telnetDecoder
+		var answers []byte
+		if ev := d.take(); ev != nil {
+			answers = ev.Line()
+		}
+		e := telnetDecoder{answer: true}
 		var split []byte
 		step := int(cut%7) + 1
 		for i := 0; i < len(in); i += step {
@@ -291,8 +299,27 @@ func FuzzTelnetDecode(f *testing.F) {
 		if !bytes.Equal(whole, split) {
 			t.Fatalf("whole %q != split %q", whole, split)
 		}
+		var splitAnswers []byte
+		if ev := e.take(); ev != nil {
+			splitAnswers = ev.Line()
+		}
+		if !bytes.Equal(answers, splitAnswers) {
+			t.Fatalf("answers whole %q != split %q", answers, splitAnswers)
+		}
 		if n, m := bytes.Count(whole, []byte{0xff}), bytes.Count(in, []byte{0xff, 0xff}); n > m {
 			t.Fatalf("%d IAC bytes out, only %d escaped in", n, m)
+		}
+		seen := map[[2]byte]bool{}
+		rest := bytes.TrimSuffix(answers, []byte(aytAnswer))
+		for ; len(rest) >= 3 && rest[0] == telnetIAC; rest = rest[3:] {
+			verb, opt := rest[1], rest[2]
+			if verb != telnetWONT && verb != telnetDONT && !(verb == telnetWILL && opt == telnetTimingMark) || seen[[2]byte{verb, opt}] {
+				t.Fatalf("answers %q to %q", answers, in)
+			}
+			seen[[2]byte{verb, opt}] = true
+		}
+		if len(rest) != 0 {
+			t.Fatalf("answers %q to %q: %q is not an answer", answers, in, rest)
 		}
 	})
 }
