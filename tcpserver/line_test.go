@@ -89,7 +89,37 @@ func TestCleanLine(t *testing.T) {
 		{"plain text", "plain text"},
 		{"trailing space  \t", "trailing space"},
 		{"  leading kept", "  leading kept"},
-		{"\x1b[31mred\x1b[0m", "[31mred[0m"},
+		{"\x1b[31mred\x1b[0m", "red"},
+		// Escape sequences go whole: what a telnet user's keys send, and
+		// what would move a cursor or set a title.
+		{"abc\x1b[DX", "abcX"},
+		{"up\x1b[A down\x1b[B right\x1b[C", "up down right"},
+		{"application mode \x1bOA\x1bOD!", "application mode !"},
+		{"home\x1b[1~ end\x1b[4~ f5\x1b[15~ f12\x1b[24~", "home end f5 f12"},
+		{"ctrl-right \x1b[1;5C shift-f3 \x1b[1;2R", "ctrl-right  shift-f3"},
+		{"linux console f1 \x1b[[A f5 \x1b[[E", "linux console f1  f5"},
+		{"private modes \x1b[?1049h\x1b[?25l gone", "private modes  gone"},
+		{"cursor style \x1b[2 q gone", "cursor style  gone"},
+		{"bracketed paste \x1b[200~pasted\x1b[201~", "bracketed paste pasted"},
+		{"clear \x1b[2J\x1b[H screen", "clear  screen"},
+		{"title \x1b]0;pwned\x07 bell", "title  bell"},
+		{"title st \x1b]2;pwned\x1b\\ done", "title st  done"},
+		{"hyperlink \x1b]8;;http://x.example/\x1b\\text\x1b]8;;\x1b\\", "hyperlink text"},
+		{"title unterminated \x1b]0;pwned title", "title unterminated"},
+		{"title ended by a new escape \x1b]0;t\x1b[31mred", "title ended by a new escape red"},
+		{"title in utf-8 \x1b]0;titré ✓\x07ok", "title in utf-8 ok"},
+		{"charset \x1b(B ok \x1b#8", "charset  ok"},
+		{"alt-x \x1bx alt-1 \x1b1 reset \x1bc", "alt-x  alt-1  reset"},
+		{"esc at the end \x1b", "esc at the end"},
+		{"csi at the end \x1b[1;", "csi at the end"},
+		{"esc before a letter that is not ascii \x1bé", "esc before a letter that is not ascii é"},
+		{"esc esc \x1b\x1b[D!", "esc esc !"},
+		{"esc tab \x1b\tx", "esc tab \tx"},
+		{"csi cut by a control \x1b[1\x07m", "csi cut by a control m"},
+		{"c1 csi \u009b31mred", "c1 csi red"},
+		{"c1 osc \u009d0;title\u009c after", "c1 osc  after"},
+		{"c1 ss3 \u008fA!", "c1 ss3 !"},
+		{"marks count across an escape e\u0301\x1b[D\u0302\u0303\u0304", "marks count across an escape e\u0301\u0302\u0303"},
 		{"bell\x07", "bell"},
 		{"nul\x00", "nul"},
 		{"del\x7f", "del"},
@@ -336,6 +366,9 @@ func FuzzCleanLine(f *testing.F) {
 	f.Add([]byte("👩\u200d💻 👩\u200d\u200d💻 👩\u200d \u200d💻 ❤\ufe0f\u200d🔥 👩🏽\u200d💻"))
 	f.Add([]byte("z\u0300\u0301\u0302\u0303\u0304\ufe0f\u0305 \u0301\u0301\u0301\u0301"))
 	f.Add([]byte("👩\u0301\u200d💻 \u200d\u200d \xff\u200d🎉"))
+	f.Add([]byte("abc\x1b[DX \x1bOA \x1b[1;5C \x1b[[A \x1b[200~p\x1b[201~"))
+	f.Add([]byte("\x1b]0;title\x07 \x1b]2;t\x1b\\ \x1b]8;;u\u009c \x1b]0;t\x1b[31m \x1b]unterminated"))
+	f.Add([]byte("\x1b(B \x1bx \x1b\x1b[D \x1b\t \x1b[1\x07m \u009b31m \u008fA e\u0301\x1b[D\u0302\u0303\u0304 \x1b"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out := CleanLine(in)
 		if !utf8.ValidString(out) {
@@ -368,6 +401,19 @@ func FuzzCleanLine(f *testing.F) {
 		}
 		if again := CleanLine([]byte(out)); again != out {
 			t.Fatalf("not idempotent: %q -> %q", out, again)
+		}
+		// A whole escape sequence after plain text leaves nothing behind,
+		// whatever follows it.
+		cut := 0
+		for cut < len(in) && in[cut] >= 0x20 && in[cut] < 0x7f {
+			cut++
+		}
+		cut /= 2
+		plain := CleanLine(slices.Concat(in[:cut], in[cut:]))
+		for _, seq := range []string{"\x1b[D", "\x1b[1;31m", "\x1b[?25l", "\x1b]0;title\x07", "\x1b]2;t\x1b\\", "\x1bOA", "\x1b(B", "\x1bx", "\u009b2J", "\x1b[[A"} {
+			if got := CleanLine(slices.Concat(in[:cut], []byte(seq), in[cut:])); got != plain {
+				t.Fatalf("%q with %q at %d cleaned to %q, without it %q", in, seq, cut, got, plain)
+			}
 		}
 	})
 }

@@ -112,7 +112,7 @@ func (term *terminal) waitCount(want string, n int, d time.Duration) {
 }
 
 // TestRealTelnet drives the real telnet client, in a pseudo-terminal,
-// through what a new user does: talk, press Ctrl-C
+// through what a new user does: talk, use the arrow keys, press Ctrl-C
 // and Ctrl-\, and go on chatting. On Ctrl-C telnet sends IAC IP IAC DO
 // TIMING-MARK and throws away all it receives until the mark is answered;
 // unanswered, the user saw nothing more, ever.
@@ -131,6 +131,11 @@ func TestRealTelnet(t *testing.T) {
 
 	term.keys("hello from telnet", "Enter")
 	b.expectExact("<" + name + "> hello from telnet")
+
+	// The arrow keys' escape sequences are removed whole: in line mode
+	// the client's terminal does not interpret them, and sends them on.
+	term.keys("abc", "Left", "X", "Up", "Enter")
+	b.expectExact("<" + name + "> abcX")
 
 	for i, key := range []string{"C-c", `C-\`} {
 		term.keys(key)
