@@ -55,9 +55,14 @@ func TestHistoryIsReplayedOnJoin(t *testing.T) {
 	b := ts.dialRaw(t)
 	b.expect("Welcome")
 	for _, want := range []string{"<" + a.name + "> line 3", "<" + a.name + "> line 4", "* " + a.name + " waves"} {
-		b.expectExact(want)
+		if got := b.readLine(); unstamped(got) != want {
+			t.Fatalf("got %q, want the time and %q", got, want)
+		}
 	}
-	b.expect("*** 2 in lobby: ")
+	b.expectExact("*** end of history: 3 earlier lines, times in UTC")
+	if got := b.readLine(); !strings.HasPrefix(got, "*** 2 in lobby: ") {
+		t.Fatalf("after the history %q, want who is here", got)
+	}
 }
 
 func TestCommands(t *testing.T) {
