@@ -275,17 +275,30 @@ func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("\xff\xfd\x03\xff\xfb\x18a\xff\xff\r\x00b\r"), uint8(1))
 	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0ok\n"), uint8(5))
 	f.Add(bytes.Repeat([]byte("x"), 100), uint8(7))
+	f.Add([]byte("abc\x1b[D\xff\xf4\xff\xfd\x06X\r\n\xff\xfd\x01\xff\xf6"), uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
 		const max = 16
-		whole := feedAll(&LineReader{Max: max}, in)
+		wr, sr := &LineReader{Max: max}, &LineReader{Max: max}
+		if cut&0x80 != 0 { // as the TCP server reads: answering
+			wr.answerTelnet()
+			sr.answerTelnet()
+		}
+		whole := feedAll(wr, in)
 		var chunks [][]byte
 		step := int(cut%17) + 1
 		for i := 0; i < len(in); i += step {
 			chunks = append(chunks, in[i:min(i+step, len(in))])
 		}
-		split := feedAll(&LineReader{Max: max}, chunks...)
+		split := feedAll(sr, chunks...)
 		if !slices.Equal(whole, split) {
 			t.Fatalf("whole %q != split by %d %q", whole, step, split)
+		}
+		wa, sa := wr.takeTelnetAnswers(), sr.takeTelnetAnswers()
+		if (wa == nil) != (sa == nil) || wa != nil && !bytes.Equal(wa.Line(), sa.Line()) {
+			t.Fatalf("answers whole %v != split %v", wa, sa)
+		}
+		if wa != nil && cut&0x80 == 0 {
+			t.Fatalf("answers %q from a reader not asked to answer", wa.Line())
 		}
 		for _, l := range whole {
 			if l == "!TOOLONG" {
