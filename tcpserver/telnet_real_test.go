@@ -50,7 +50,7 @@ func (term *terminal) run(args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, term.tmux, append([]string{"-S", term.sock, "-f", "/dev/null"}, args...)...)
-	cmd.Env = append(os.Environ(), "TERM=xterm")
+	cmd.Env = append(os.Environ(), "TERM=xterm", "TMUX=") // not nested in a tmux the tests may run in
 	out, err := cmd.CombinedOutput()
 	if err != nil && args[0] != "kill-server" {
 		term.t.Fatalf("tmux %q: %v: %s", args, err, out)
