@@ -156,7 +156,8 @@ const zwj = '\u200d'
 // through here.
 //
 // Cleaning twice changes nothing: what is removed depends only on what
-// was kept before it and on the next character.
+// was kept before it and on what follows it, and nothing kept starts an
+// escape sequence.
 func CleanLine(b []byte) string {
 	clean := true
 	for _, c := range b {
