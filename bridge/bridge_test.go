@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -322,8 +323,12 @@ func TestPlainWebSocketAndTelnetShareARoom(t *testing.T) {
 	if w.name != "webby" {
 		t.Fatalf("name = %q, want webby from ?nick=", w.name)
 	}
-	if got := w.read(); got != "<telly> said before the browser came" {
+	// The history: each line with its time, then a notice that it ends.
+	if got := w.read(); !regexp.MustCompile(`^\[(\d{4}-\d\d-\d\d )?\d\d:\d\d\] <telly> said before the browser came$`).MatchString(got) {
 		t.Fatalf("history frame = %q", got)
+	}
+	if got := w.read(); got != "*** end of history: 1 earlier line, times in UTC" {
+		t.Fatalf("history's last frame = %q", got)
 	}
 	if got := w.read(); got != "*** 2 in lobby: telly, webby" {
 		t.Fatalf("presence frame = %q", got)

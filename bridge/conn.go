@@ -220,7 +220,19 @@ func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
 	if c.json {
 		return c.frame(ev.JSON())
 	}
-	if ev.Kind == tcpserver.KindHistory || ev.Kind == tcpserver.KindBatch {
+	if ev.Kind == tcpserver.KindHistory {
+		// A frame for each line of the text encoding, which is more than
+		// the lines: each has its time, and a notice ends the history.
+		for rest := ev.Line(); len(rest) > 0; {
+			line, after, _ := bytes.Cut(rest, []byte("\r\n"))
+			if err := c.frame(line); err != nil {
+				return err
+			}
+			rest = after
+		}
+		return nil
+	}
+	if ev.Kind == tcpserver.KindBatch {
 		for _, h := range ev.Events {
 			if err := c.frame(trimLineEnd(h.Line())); err != nil {
 				return err

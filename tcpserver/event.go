@@ -173,6 +173,9 @@ func (e *Event) finish() *Event {
 	for _, h := range e.Events {
 		size += len(h.line)
 	}
+	if e.Kind == KindHistory {
+		size += len(e.Events)*len("[2006-01-02 15:04] ") + len(historyEnd) + 40
+	}
 	for _, n := range e.Names {
 		size += len(n) + 2
 	}
@@ -206,7 +209,10 @@ func (e *Event) finish() *Event {
 		b = append(append(append(append(b, noticePrefix...), e.From...), " is now known as "...), e.To...)
 	case KindError:
 		b = append(append(b, "! "...), e.Text...)
-	case KindHistory, KindBatch:
+	case KindHistory:
+		e.line = e.appendHistory(b)
+		return e
+	case KindBatch:
 		for _, h := range e.Events {
 			b = append(b, h.line...)
 		}
@@ -229,4 +235,39 @@ func (e *Event) finish() *Event {
 	}
 	e.line = append(b, "\r\n"...)
 	return e
+}
+
+// historyEnd starts the notice that ends a replayed history.
+const historyEnd = noticePrefix + "end of history: "
+
+// appendHistory appends the text encoding of a history to b: each line
+// with the time it was said, "[14:02] <alice> hi", and the date too if
+// that was not the day of the replay, "[2025-03-13 23:58] <bob> night",
+// then a notice that the history ends there. Without them a newcomer on
+// a terminal cannot tell what was said before they came from what is said
+// now. Times are in UTC, as the JSON's are, and the notice says so: the
+// members of a room may be anywhere, and the server's own zone is only
+// where it happens to run.
+func (e *Event) appendHistory(b []byte) []byte {
+	now := e.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	ny, nm, nd := now.UTC().Date()
+	for _, h := range e.Events {
+		if !h.Time.IsZero() {
+			t := h.Time.UTC()
+			b = append(b, '[')
+			if y, m, d := t.Date(); y != ny || m != nm || d != nd {
+				b = append(t.AppendFormat(b, time.DateOnly), ' ')
+			}
+			b = append(t.AppendFormat(b, "15:04"), "] "...)
+		}
+		b = append(b, h.line...)
+	}
+	b = append(strconv.AppendInt(append(b, historyEnd...), int64(len(e.Events)), 10), " earlier line"...)
+	if len(e.Events) != 1 {
+		b = append(b, 's')
+	}
+	return append(b, ", times in UTC\r\n"...)
 }

@@ -1,9 +1,11 @@
 package tcpserver
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestNoticesCannotBeForged: every line the server says itself starts
@@ -111,5 +113,58 @@ func TestNoticeKinds(t *testing.T) {
 	}
 	if got := string(noticeLine("too many connections from your address")); got != "*** too many connections from your address\r\n" {
 		t.Errorf("noticeLine = %q", got)
+	}
+}
+
+// TestHistoryLines: a replayed history's lines carry the time they were
+// said, in UTC, with the date when it was not the day of the replay, and
+// a notice ends it, so that a newcomer can tell them from live lines. The
+// JSON keeps the lines as they were.
+func TestHistoryLines(t *testing.T) {
+	paris := time.FixedZone("CET", 3600)
+	replay := time.Date(2025, 3, 14, 0, 30, 0, 0, time.UTC)
+	at := func(y int, m time.Month, d, h, min int, loc *time.Location) time.Time {
+		return time.Date(y, m, d, h, min, 59, 0, loc)
+	}
+	lines := []*Event{
+		(&Event{Kind: KindMessage, From: "alice", Text: "same day", Time: at(2025, 3, 14, 0, 2, time.UTC)}).finish(),
+		(&Event{Kind: KindAction, From: "bob", Text: "waves", Time: at(2025, 3, 13, 23, 58, time.UTC)}).finish(),
+		(&Event{Kind: KindMessage, From: "carl", Text: "from Paris", Time: at(2025, 3, 14, 1, 15, paris)}).finish(),
+		(&Event{Kind: KindMessage, From: "dora", Text: "late last year", Time: at(2024, 12, 31, 9, 5, paris)}).finish(),
+		(&Event{Kind: KindMessage, From: "eve", Text: "no time"}).finish(),
+	}
+	tests := []struct {
+		name   string
+		events []*Event
+		want   []string
+	}{
+		{"times and dates", lines, []string{
+			"[00:02] <alice> same day",
+			"[2025-03-13 23:58] * bob waves",
+			"[00:15] <carl> from Paris",
+			"[2024-12-31 08:05] <dora> late last year",
+			"<eve> no time",
+			"*** end of history: 5 earlier lines, times in UTC",
+		}},
+		{"one line", lines[:1], []string{"[00:02] <alice> same day", "*** end of history: 1 earlier line, times in UTC"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := (&Event{Kind: KindHistory, Room: "lobby", Time: replay, Events: tt.events}).finish()
+			if got, want := string(ev.Line()), strings.Join(tt.want, "\r\n")+"\r\n"; got != want {
+				t.Errorf("history\n%s\nwant\n%s", got, want)
+			}
+			var w struct {
+				Events []struct{ Text string }
+			}
+			if err := json.Unmarshal(ev.JSON(), &w); err != nil || len(w.Events) != len(tt.events) || w.Events[0].Text != tt.events[0].Text {
+				t.Errorf("JSON %s: %v", ev.JSON(), err)
+			}
+		})
+	}
+	// A batch is its lines, as they are.
+	batch := (&Event{Kind: KindBatch, Events: lines[:2], Time: replay}).finish()
+	if got := string(batch.Line()); got != "<alice> same day\r\n* bob waves\r\n" {
+		t.Errorf("batch %q", got)
 	}
 }

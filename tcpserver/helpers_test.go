@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -200,6 +201,19 @@ func (c *testClient) closed() []string {
 	}
 	c.t.Fatalf("%s: connection not closed after 1000 lines", c.name)
 	return nil
+}
+
+// historyStamp is the time a replayed line of history starts with.
+var historyStamp = regexp.MustCompile(`^\[(\d{4}-\d\d-\d\d )?\d\d:\d\d\] `)
+
+// unstamped returns a replayed line of history without its time, or
+// "no time: " and the line if it has none.
+func unstamped(line string) string {
+	loc := historyStamp.FindStringIndex(line)
+	if loc == nil {
+		return "no time: " + line
+	}
+	return line[loc[1]:]
 }
 
 func dialTimeout(addr string) (net.Conn, error) {

@@ -61,6 +61,16 @@ func (r *LineReader) Feed(p []byte, emit func(line []byte, tooLong bool)) {
 // Pending reports whether part of a line has been read and not ended.
 func (r *LineReader) Pending() bool { return len(r.partial) > 0 }
 
+// answerTelnet makes the reader answer the telnet negotiation its client
+// starts (see telnetAnswers); the answers wait for takeTelnetAnswers. Only a
+// transport that can send them asks: a WebSocket's IAC bytes are just
+// stripped.
+func (r *LineReader) answerTelnet() { r.telnet.answer = true }
+
+// takeTelnetAnswers returns the answers to the negotiation fed since the last
+// call, as an event to queue for the member, or nil.
+func (r *LineReader) takeTelnetAnswers() *Event { return r.telnet.take() }
+
 // indexLineEnd returns the index of the first CR or LF in p, or -1.
 func indexLineEnd(p []byte) int {
 	i := bytes.IndexByte(p, '\n')
@@ -131,15 +141,23 @@ const maxMarks = 3
 const zwj = '\u200d'
 
 // CleanLine turns one line a user sent into text that is safe to show on
-// anyone else's terminal or page: invalid UTF-8 becomes U+FFFD; control
-// characters other than tab (ESC, BEL, NUL, DEL, the C1 range) and the
-// Unicode bidirectional overrides are removed, so no user can move another
-// user's cursor, recolour their terminal or reorder their text; so are the
-// characters that hide or disguise text (see hidden) and all but maxMarks
-// combining marks on one character; trailing white space is trimmed.
+// anyone else's terminal or page: invalid UTF-8 becomes U+FFFD; terminal
+// escape sequences are removed whole (see skipEscape), and the other
+// control characters but tab (BEL, NUL, DEL, the C1 range) and the
+// Unicode bidirectional overrides, so no user can move another user's
+// cursor, recolour their terminal or reorder their text, and the arrow
+// keys a telnet user presses leave no "[D" behind; so are the characters
+// that hide or disguise text (see hidden) and all but maxMarks combining
+// marks on one character; trailing white space is trimmed.
+//
+// Escapes are removed here, from whole lines, and not as bytes arrive: a
+// line is whole however the reads cut it, and every transport's text
+// (telnet, a WebSocket's lines and JSON messages, other nodes') comes
+// through here.
 //
 // Cleaning twice changes nothing: what is removed depends only on what
-// was kept before it and on the next character.
+// was kept before it and on what follows it, and nothing kept starts an
+// escape sequence.
 func CleanLine(b []byte) string {
 	clean := true
 	for _, c := range b {
@@ -162,11 +180,24 @@ func CleanLine(b []byte) string {
 			marks, pict = 0, false
 			continue
 		}
+		if b[0] == esc {
+			b = skipEscape(b[1:])
+			continue // marks and pict as they were: nothing was kept
+		}
 		r, size := utf8.DecodeRune(b)
 		b = b[size:]
 		switch {
 		case r == utf8.RuneError && size <= 1:
 		case r == '\t':
+		case r == 0x9b: // CSI, ESC [ in one C1 character
+			b = skipCSI(b)
+			continue
+		case r == 0x9d: // OSC
+			b = skipString(b)
+			continue
+		case r == 0x8f: // SS3
+			b = skipSS3(b)
+			continue
 		case r < 0x20, r >= 0x7f && r < 0xa0:
 			continue // C0 and C1 controls and DEL
 		case r == zwj:
@@ -193,6 +224,95 @@ func CleanLine(b []byte) string {
 		pict = pictographic(r)
 	}
 	return strings.TrimRight(sb.String(), " \t")
+}
+
+// esc starts every terminal escape sequence.
+const esc = 0x1b
+
+// skipEscape returns b, which follows an ESC, without the rest of the
+// escape sequence the ESC starts (ECMA-48): a control sequence (CSI, ESC
+// [: parameters, intermediates and a final byte: the arrow keys, colours,
+// cursor moves), an operating system command (OSC, ESC ]: a window title,
+// up to BEL or ST), SS3 and one character (ESC O A, the arrow keys in a
+// terminal's application mode), or ESC, intermediates and a final byte
+// (ESC ( B; ESC and one character: Alt and a key, ESC c). An ESC before
+// anything else (a control, a byte that is not ASCII, the end) goes alone.
+// What is unfinished at the end of the line goes to the end.
+func skipEscape(b []byte) []byte {
+	if len(b) == 0 {
+		return b
+	}
+	switch c := b[0]; {
+	case c == '[':
+		return skipCSI(b[1:])
+	case c == ']':
+		return skipString(b[1:])
+	case c == 'O':
+		return skipSS3(b[1:])
+	case c >= 0x20 && c < 0x7f:
+		i := 0
+		for i < len(b) && b[i] >= 0x20 && b[i] <= 0x2f { // intermediates
+			i++
+		}
+		if i < len(b) && b[i] >= 0x30 && b[i] < 0x7f { // the final byte
+			i++
+		}
+		return b[i:]
+	}
+	return b
+}
+
+// skipCSI returns b, which follows a CSI, without the rest of the control
+// sequence: parameter bytes (0x30-0x3F), intermediate bytes (0x20-0x2F)
+// and a final byte (0x40-0x7E). A byte that cannot come next ends it
+// there, as it does in a terminal.
+func skipCSI(b []byte) []byte {
+	// The Linux console's F1-F5 are CSI [ A to CSI [ E.
+	if len(b) >= 2 && b[0] == '[' && b[1] >= 'A' && b[1] <= 'E' {
+		return b[2:]
+	}
+	i := 0
+	for i < len(b) && b[i] >= 0x30 && b[i] <= 0x3f {
+		i++
+	}
+	for i < len(b) && b[i] >= 0x20 && b[i] <= 0x2f {
+		i++
+	}
+	if i < len(b) && b[i] >= 0x40 && b[i] <= 0x7e {
+		i++
+	}
+	return b[i:]
+}
+
+// skipString returns b, which follows an OSC, without the string and its
+// end: BEL, ST (ESC \ or U+009C) or the end of the line. Another ESC ends
+// the string and starts a sequence of its own, as in a terminal.
+func skipString(b []byte) []byte {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case 0x07:
+			return b[i+1:]
+		case esc:
+			if i+1 < len(b) && b[i+1] == '\\' {
+				return b[i+2:]
+			}
+			return b[i:]
+		case 0xc2: // U+009C, ST, in UTF-8
+			if i+1 < len(b) && b[i+1] == 0x9c {
+				return b[i+2:]
+			}
+		}
+	}
+	return nil
+}
+
+// skipSS3 returns b, which follows an SS3, without the one character it
+// shifts (a key: ESC O A is the up arrow in application mode).
+func skipSS3(b []byte) []byte {
+	if len(b) > 0 && b[0] >= 0x20 && b[0] < 0x7f {
+		return b[1:]
+	}
+	return b
 }
 
 // hidden reports whether r is a character that hides or disguises text,

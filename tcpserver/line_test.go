@@ -89,7 +89,37 @@ func TestCleanLine(t *testing.T) {
 		{"plain text", "plain text"},
 		{"trailing space  \t", "trailing space"},
 		{"  leading kept", "  leading kept"},
-		{"\x1b[31mred\x1b[0m", "[31mred[0m"},
+		{"\x1b[31mred\x1b[0m", "red"},
+		// Escape sequences go whole: what a telnet user's keys send, and
+		// what would move a cursor or set a title.
+		{"abc\x1b[DX", "abcX"},
+		{"up\x1b[A down\x1b[B right\x1b[C", "up down right"},
+		{"application mode \x1bOA\x1bOD!", "application mode !"},
+		{"home\x1b[1~ end\x1b[4~ f5\x1b[15~ f12\x1b[24~", "home end f5 f12"},
+		{"ctrl-right \x1b[1;5C shift-f3 \x1b[1;2R", "ctrl-right  shift-f3"},
+		{"linux console f1 \x1b[[A f5 \x1b[[E", "linux console f1  f5"},
+		{"private modes \x1b[?1049h\x1b[?25l gone", "private modes  gone"},
+		{"cursor style \x1b[2 q gone", "cursor style  gone"},
+		{"bracketed paste \x1b[200~pasted\x1b[201~", "bracketed paste pasted"},
+		{"clear \x1b[2J\x1b[H screen", "clear  screen"},
+		{"title \x1b]0;pwned\x07 bell", "title  bell"},
+		{"title st \x1b]2;pwned\x1b\\ done", "title st  done"},
+		{"hyperlink \x1b]8;;http://x.example/\x1b\\text\x1b]8;;\x1b\\", "hyperlink text"},
+		{"title unterminated \x1b]0;pwned title", "title unterminated"},
+		{"title ended by a new escape \x1b]0;t\x1b[31mred", "title ended by a new escape red"},
+		{"title in utf-8 \x1b]0;titré ✓\x07ok", "title in utf-8 ok"},
+		{"charset \x1b(B ok \x1b#8", "charset  ok"},
+		{"alt-x \x1bx alt-1 \x1b1 reset \x1bc", "alt-x  alt-1  reset"},
+		{"esc at the end \x1b", "esc at the end"},
+		{"csi at the end \x1b[1;", "csi at the end"},
+		{"esc before a letter that is not ascii \x1bé", "esc before a letter that is not ascii é"},
+		{"esc esc \x1b\x1b[D!", "esc esc !"},
+		{"esc tab \x1b\tx", "esc tab \tx"},
+		{"csi cut by a control \x1b[1\x07m", "csi cut by a control m"},
+		{"c1 csi \u009b31mred", "c1 csi red"},
+		{"c1 osc \u009d0;title\u009c after", "c1 osc  after"},
+		{"c1 ss3 \u008fA!", "c1 ss3 !"},
+		{"marks count across an escape e\u0301\x1b[D\u0302\u0303\u0304", "marks count across an escape e\u0301\u0302\u0303"},
 		{"bell\x07", "bell"},
 		{"nul\x00", "nul"},
 		{"del\x7f", "del"},
@@ -245,17 +275,30 @@ func FuzzLineReader(f *testing.F) {
 	f.Add([]byte("\xff\xfd\x03\xff\xfb\x18a\xff\xff\r\x00b\r"), uint8(1))
 	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0ok\n"), uint8(5))
 	f.Add(bytes.Repeat([]byte("x"), 100), uint8(7))
+	f.Add([]byte("abc\x1b[D\xff\xf4\xff\xfd\x06X\r\n\xff\xfd\x01\xff\xf6"), uint8(2))
 	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
 		const max = 16
-		whole := feedAll(&LineReader{Max: max}, in)
+		wr, sr := &LineReader{Max: max}, &LineReader{Max: max}
+		if cut&0x80 != 0 { // as the TCP server reads: answering
+			wr.answerTelnet()
+			sr.answerTelnet()
+		}
+		whole := feedAll(wr, in)
 		var chunks [][]byte
 		step := int(cut%17) + 1
 		for i := 0; i < len(in); i += step {
 			chunks = append(chunks, in[i:min(i+step, len(in))])
 		}
-		split := feedAll(&LineReader{Max: max}, chunks...)
+		split := feedAll(sr, chunks...)
 		if !slices.Equal(whole, split) {
 			t.Fatalf("whole %q != split by %d %q", whole, step, split)
+		}
+		wa, sa := wr.takeTelnetAnswers(), sr.takeTelnetAnswers()
+		if (wa == nil) != (sa == nil) || wa != nil && !bytes.Equal(wa.Line(), sa.Line()) {
+			t.Fatalf("answers whole %v != split %v", wa, sa)
+		}
+		if wa != nil && cut&0x80 == 0 {
+			t.Fatalf("answers %q from a reader not asked to answer", wa.Line())
 		}
 		for _, l := range whole {
 			if l == "!TOOLONG" {
@@ -271,18 +314,26 @@ func FuzzLineReader(f *testing.F) {
 	})
 }
 
-// FuzzTelnetDecode checks the decoder is the same whole or split, never
-// grows its input, and leaves no IAC that was not escaped.
+// FuzzTelnetDecode checks the decoder is the same whole or split, data and
+// answers, never grows its input, leaves no IAC that was not escaped, and
+// answers only with refusals, WILL TIMING-MARK and the AYT line, at most
+// one of each per option.
 func FuzzTelnetDecode(f *testing.F) {
 	f.Add([]byte("\xff\xfd\x03plain\xff\xff"), uint8(2))
 	f.Add([]byte("\xff\xfa\x18\x00xterm\xff\xf0\xff\xf1"), uint8(1))
+	f.Add([]byte("a\xff\xf4\xff\xfd\x06b\xff\xfe\x06\xff\xf6"), uint8(3))
+	f.Add([]byte("\xff\xfd\x01\xff\xfe\x01\xff\xfd\x01\xff\xfb\x1f\xff\xfc\x1f\xff\xfb\x1f\xff\xfd\xff"), uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, cut uint8) {
-		var d telnetDecoder
+		d := telnetDecoder{answer: true}
 		whole := bytes.Clone(d.decode(bytes.Clone(in)))
 		if len(whole) > len(in) {
 			t.Fatalf("decode grew %d bytes to %d", len(in), len(whole))
 		}
-		var e telnetDecoder
+		var answers []byte
+		if ev := d.take(); ev != nil {
+			answers = ev.Line()
+		}
+		e := telnetDecoder{answer: true}
 		var split []byte
 		step := int(cut%7) + 1
 		for i := 0; i < len(in); i += step {
@@ -291,8 +342,27 @@ func FuzzTelnetDecode(f *testing.F) {
 		if !bytes.Equal(whole, split) {
 			t.Fatalf("whole %q != split %q", whole, split)
 		}
+		var splitAnswers []byte
+		if ev := e.take(); ev != nil {
+			splitAnswers = ev.Line()
+		}
+		if !bytes.Equal(answers, splitAnswers) {
+			t.Fatalf("answers whole %q != split %q", answers, splitAnswers)
+		}
 		if n, m := bytes.Count(whole, []byte{0xff}), bytes.Count(in, []byte{0xff, 0xff}); n > m {
 			t.Fatalf("%d IAC bytes out, only %d escaped in", n, m)
+		}
+		seen := map[[2]byte]bool{}
+		rest := bytes.TrimSuffix(answers, []byte(aytAnswer))
+		for ; len(rest) >= 3 && rest[0] == telnetIAC; rest = rest[3:] {
+			verb, opt := rest[1], rest[2]
+			if verb != telnetWONT && verb != telnetDONT && !(verb == telnetWILL && opt == telnetTimingMark) || seen[[2]byte{verb, opt}] {
+				t.Fatalf("answers %q to %q", answers, in)
+			}
+			seen[[2]byte{verb, opt}] = true
+		}
+		if len(rest) != 0 {
+			t.Fatalf("answers %q to %q: %q is not an answer", answers, in, rest)
 		}
 	})
 }
@@ -309,6 +379,9 @@ func FuzzCleanLine(f *testing.F) {
 	f.Add([]byte("👩\u200d💻 👩\u200d\u200d💻 👩\u200d \u200d💻 ❤\ufe0f\u200d🔥 👩🏽\u200d💻"))
 	f.Add([]byte("z\u0300\u0301\u0302\u0303\u0304\ufe0f\u0305 \u0301\u0301\u0301\u0301"))
 	f.Add([]byte("👩\u0301\u200d💻 \u200d\u200d \xff\u200d🎉"))
+	f.Add([]byte("abc\x1b[DX \x1bOA \x1b[1;5C \x1b[[A \x1b[200~p\x1b[201~"))
+	f.Add([]byte("\x1b]0;title\x07 \x1b]2;t\x1b\\ \x1b]8;;u\u009c \x1b]0;t\x1b[31m \x1b]unterminated"))
+	f.Add([]byte("\x1b(B \x1bx \x1b\x1b[D \x1b\t \x1b[1\x07m \u009b31m \u008fA e\u0301\x1b[D\u0302\u0303\u0304 \x1b"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		out := CleanLine(in)
 		if !utf8.ValidString(out) {
@@ -341,6 +414,19 @@ func FuzzCleanLine(f *testing.F) {
 		}
 		if again := CleanLine([]byte(out)); again != out {
 			t.Fatalf("not idempotent: %q -> %q", out, again)
+		}
+		// A whole escape sequence after plain text leaves nothing behind,
+		// whatever follows it.
+		cut := 0
+		for cut < len(in) && in[cut] >= 0x20 && in[cut] < 0x7f {
+			cut++
+		}
+		cut /= 2
+		plain := CleanLine(slices.Concat(in[:cut], in[cut:]))
+		for _, seq := range []string{"\x1b[D", "\x1b[1;31m", "\x1b[?25l", "\x1b]0;title\x07", "\x1b]2;t\x1b\\", "\x1bOA", "\x1b(B", "\x1bx", "\u009b2J", "\x1b[[A"} {
+			if got := CleanLine(slices.Concat(in[:cut], []byte(seq), in[cut:])); got != plain {
+				t.Fatalf("%q with %q at %d cleaned to %q, without it %q", in, seq, cut, got, plain)
+			}
 		}
 	})
 }

@@ -90,7 +90,7 @@ func TestDefaultRoomIsNeverForgotten(t *testing.T) {
 		t.Fatalf("rooms = %+v, want the lobby alone", rooms)
 	}
 	e, em := connectTo(t, h, "")
-	if got := em.lines(); e.Room() != "lobby" || len(got) < 2 || got[1] != "<"+c.Name()+"> hi" {
+	if got := em.lines(); e.Room() != "lobby" || len(got) < 2 || unstamped(got[1]) != "<"+c.Name()+"> hi" {
 		t.Fatalf("a new member is in %q with %q", e.Room(), got)
 	}
 }

@@ -148,6 +148,7 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
+	c.lines.answerTelnet()
 	c.emit = func(line []byte, tooLong bool) {
 		if tooLong {
 			client.TooLong()
@@ -330,6 +331,12 @@ func (c *tcpConn) read() {
 			c.lines.Feed((*bp)[:n], c.emit)
 		}
 		c.client.Flush()
+		// Answers to telnet negotiation go after whatever the lines
+		// before them made (a DO TIMING-MARK is answered once what was
+		// sent before it is done), through the queue, in order.
+		if ev := c.lines.takeTelnetAnswers(); ev != nil {
+			c.out.Send(ev)
+		}
 	}
 	c.srv.bufs.Put(bp)
 	if err != nil {

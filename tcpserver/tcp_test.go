@@ -55,9 +55,14 @@ func TestHistoryIsReplayedOnJoin(t *testing.T) {
 	b := ts.dialRaw(t)
 	b.expect("Welcome")
 	for _, want := range []string{"<" + a.name + "> line 3", "<" + a.name + "> line 4", "* " + a.name + " waves"} {
-		b.expectExact(want)
+		if got := b.readLine(); unstamped(got) != want {
+			t.Fatalf("got %q, want the time and %q", got, want)
+		}
 	}
-	b.expect("*** 2 in lobby: ")
+	b.expectExact("*** end of history: 3 earlier lines, times in UTC")
+	if got := b.readLine(); !strings.HasPrefix(got, "*** 2 in lobby: ") {
+		t.Fatalf("after the history %q, want who is here", got)
+	}
 }
 
 func TestCommands(t *testing.T) {
@@ -223,9 +228,11 @@ func TestBadInput(t *testing.T) {
 		{"CR NUL", []byte("three\r\x00four\r\n"), []string{"three", "four"}},
 		{"LF only", []byte("five\n"), []string{"five"}},
 		{"invalid UTF-8", []byte("bad \xc3\x28 byte\r\n"), []string{"bad \uFFFD( byte"}},
-		{"escape sequences removed", []byte("\x1b[2J\x1b]0;pwned\x07red\x1b[31m!\r\n"), []string{"[2J]0;pwnedred[31m!"}},
+		{"escape sequences removed", []byte("\x1b[2J\x1b]0;pwned\x07red\x1b[31m!\r\n"), []string{"red!"}},
+		{"arrow keys removed whole", []byte("abc\x1b[D\x1b[DX\x1bOA\r\n"), []string{"abcX"}},
 		{"NUL and DEL removed", []byte("n\x00u\x7fl\r\n"), []string{"nul"}},
-		{"C1 controls removed", []byte("c\u009b1\r\n"), []string{"c1"}},
+		{"C1 controls removed", []byte("c\u00851\r\n"), []string{"c1"}},
+		{"C1 CSI removed with its parameters", []byte("c\u009b1mx\r\n"), []string{"cx"}},
 		{"tab kept", []byte("a\tb\r\n"), []string{"a\tb"}},
 		{"bidi override removed", []byte("abc\u202edef\r\n"), []string{"abcdef"}},
 		{"utf-8 kept", []byte("héllo wörld ✓\r\n"), []string{"héllo wörld ✓"}},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -220,9 +221,27 @@ func TestHistoryComesFromTheCluster(t *testing.T) {
 		want = append(want, fmt.Sprintf("<alice> line %d", i))
 	}
 	want = append(want, "* alice is done")
-	if len(got) < len(want)+1 || strings.Join(got[1:len(want)+1], "\n") != strings.Join(want, "\n") {
+	if len(got) < len(want)+2 || strings.Join(unstamped(got[1:len(want)+1]), "\n") != strings.Join(want, "\n") ||
+		got[len(want)+1] != "*** end of history: 20 earlier lines, times in UTC" {
 		t.Fatalf("carol's welcome on node b:\n%s", strings.Join(got, "\n"))
 	}
+}
+
+// historyStamp is the time a replayed line of history starts with.
+var historyStamp = regexp.MustCompile(`^\[(\d{4}-\d\d-\d\d )?\d\d:\d\d\] `)
+
+// unstamped returns lines of history without their times ("no time: " and
+// the line for one without).
+func unstamped(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if loc := historyStamp.FindStringIndex(l); loc != nil {
+			out[i] = l[loc[1]:]
+		} else {
+			out[i] = "no time: " + l
+		}
+	}
+	return out
 }
 
 func TestNATSRestartMidChat(t *testing.T) {
@@ -398,7 +417,7 @@ func TestHistoryMergesWithoutDuplicates(t *testing.T) {
 	defer c.Leave("")
 	got := u.take()
 	want := []string{"<alice> from a 1", "<alice> from a 2", "<alice> from a 3"}
-	if len(got) < 5 || strings.HasPrefix(got[4], "<") || strings.Join(got[1:4], "\n") != strings.Join(want, "\n") {
+	if len(got) < 5 || got[4] != "*** end of history: 3 earlier lines, times in UTC" || strings.Join(unstamped(got[1:4]), "\n") != strings.Join(want, "\n") {
 		t.Fatalf("carol's welcome on node b:\n%s", strings.Join(got, "\n"))
 	}
 }

@@ -89,7 +89,7 @@ func TestDecodeCleansText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Text != "hi[2J there" {
+	if ev.Text != "hi there" {
 		t.Fatalf("text = %q", ev.Text)
 	}
 }
