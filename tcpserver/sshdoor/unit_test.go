@@ -88,6 +88,22 @@ func TestKeysRemovePasteMarkersAndCutEscapes(t *testing.T) {
 	}
 }
 
+func TestKeysRewriteHomeEndAndApplicationCursorKeys(t *testing.T) {
+	for _, step := range []int{1, 2, 4096} {
+		input := "bc\x1b[1~a\x1b[4~d\r" + // Home and End as screen, tmux and the Linux console send them
+			"bc\x1bOHa\x1bOFd\r" + // as xterm does in application mode
+			"bc\x1b[7~a\x1b[8~d\r" + // rxvt
+			"ab\x1bODX\x1bOC\x1bOCY\r" + // application-mode arrows
+			"x\x1bO5\r" + // unknown: the editor drops ESC O, and 5 is typed
+			"\x1b[1;5Dz\r" // Ctrl-Left, unknown: dropped whole
+		ed, _ := editor(input, step, nil)
+		want := []string{"abcd", "abcd", "abcd", "aXbY", "x5", "z"}
+		if got := readLines(t, ed); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("step %d: lines %q, want %q", step, got, want)
+		}
+	}
+}
+
 func TestTabAsksForCompletionOnlyOnTabAndAtARate(t *testing.T) {
 	calls := 0
 	complete := func(line string, pos int, key rune) (string, int, bool) {
