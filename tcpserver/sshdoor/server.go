@@ -262,7 +262,12 @@ func (s *Server) handle(nc net.Conn) {
 		nc.Close()
 		return
 	}
-	defer s.untrack(ss)
+	untrack := true
+	defer func() {
+		if untrack {
+			s.untrack(ss)
+		}
+	}()
 	// Reads and writes alike: the handshake, authentication, the session
 	// channel and the shell request must all be done by then. The shell
 	// request lifts it (see session.start).
@@ -274,7 +279,14 @@ func (s *Server) handle(nc net.Conn) {
 		return
 	}
 	ss.sc = sc
-	ss.serve(chans, reqs)
+	// The handshake grew this goroutine's stack (key exchange, signing),
+	// and the runtime gives a stack back only slowly; the session's
+	// requests are served, for as long as it lasts, on a new one.
+	s.handlers.Go(func() {
+		defer s.untrack(ss)
+		ss.serve(chans, reqs)
+	})
+	untrack = false
 }
 
 // deadlineConn keeps a write deadline on every write the SSH library
