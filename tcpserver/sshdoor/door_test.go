@@ -245,3 +245,26 @@ func TestShutdownSaysGoodbyeAndClosesTheChannel(t *testing.T) {
 		t.Fatal("still accepting after Shutdown")
 	}
 }
+
+// ssh -T with its input from a file: the answers to the last lines come
+// before the session ends, and it ends with exit status 0.
+func TestInputThatEndsIsAQuitAfterTheAnswers(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{}, Config{})
+	bob := dialTelnet(t, td.tcpAddr)
+	for _, o := range []sshOpts{{}, {term: "xterm"}} {
+		u := dialSSH(t, td.sshAddr, "script", o)
+		u.expect("Welcome")
+		u.typ("/who\rsaid and gone\r")
+		u.in.Close()
+		u.expect("2 in lobby: ")
+		u.expect("*** bye\n")
+		if err := waitSession(u); err != nil {
+			t.Fatalf("pty %v: session ended with %v, want exit status 0", o.term != "", err)
+		}
+		bob.expect("<script> said and gone")
+		if line := bob.expect("script", "left"); strings.Contains(line, "(") {
+			t.Fatalf("leave notice %q: the end of the input is a quit", line)
+		}
+		u.close()
+	}
+}

@@ -58,7 +58,7 @@ type session struct {
 	client    *tcpserver.Client
 	wg        sync.WaitGroup // read and applySizes
 	startOnce bool
-	quit      bool // owned by read: the user left with Ctrl-D or Ctrl-C
+	quit      bool // owned by read: the client's input ended (Ctrl-D, Ctrl-C, ssh -T's end)
 
 	out tcpserver.Outbox // the queue and its writer; session is its Sink
 
@@ -437,31 +437,38 @@ func (ss *session) Failed(error) { ss.nc.Close() }
 
 // leaveReason is what the room is told when the member goes: why the
 // server ended the session, if it did, except for a shutdown, which every
-// member hears about anyway.
+// member hears about anyway, and nothing when the user left.
 func (ss *session) leaveReason() string {
 	r := ss.out.Reason()
-	if ss.quit {
-		return "" // as after /quit
-	}
-	if r == "" && ss.w.fired.Load() {
+	switch {
+	case r == tcpserver.ReasonTooSlow:
+	case ss.w.fired.Load():
 		// The write that timed out was the editor's echo, not the
 		// Outbox's: cut off all the same.
 		ss.srv.hub.CountSlowKick()
 		r = tcpserver.ReasonTooSlow
-	}
-	if r == "server shutting down" {
+	case ss.quit, r == "server shutting down":
 		r = ""
 	}
 	return r
 }
 
 // read reads what the user types and hands it to the client until the
-// session ends, then has the client leave.
+// session ends, then has the client leave. When the client's input ends
+// (Ctrl-D, Ctrl-C, or the end of what ssh -T was given), the member
+// leaves as /quit does: what is queued for it, the answers to its last
+// lines included, goes out first.
 func (ss *session) read() {
+	var ended bool
 	if ss.term != nil {
-		ss.readTerminal()
+		ended = ss.readTerminal()
 	} else {
-		ss.readLines()
+		ended = ss.readLines()
+	}
+	if ended {
+		ss.quit = true
+		ss.Close("bye")
+		ss.sc.Wait() // Drained, or the write timer, ends the connection
 	}
 	ss.client.Leave(ss.leaveReason())
 	ss.out.Stop()
@@ -469,18 +476,13 @@ func (ss *session) read() {
 	ss.out.Wait()
 }
 
-// readTerminal runs the line editor. Ctrl-D on an empty line, or Ctrl-C,
-// leaves as /quit does.
-func (ss *session) readTerminal() {
+// readTerminal runs the line editor until the input ends, when it
+// reports true, or the connection fails.
+func (ss *session) readTerminal() bool {
 	for {
 		line, err := ss.term.ReadLine()
 		if err != nil && !errors.Is(err, term.ErrPasteIndicator) {
-			if errors.Is(err, io.EOF) && ss.keys.err == nil {
-				ss.quit = true
-				ss.Close("bye")
-				ss.drain()
-			}
-			return
+			return errors.Is(err, io.EOF)
 		}
 		if ss.out.Closing() {
 			// What the member still types is not said.
@@ -490,20 +492,10 @@ func (ss *session) readTerminal() {
 	}
 }
 
-// drain reads what the client still sends until the session ends, so
-// that the last notice can go out and the client hang up.
-func (ss *session) drain() {
-	var buf [256]byte
-	for {
-		if _, err := ss.ch.Read(buf[:]); err != nil {
-			return
-		}
-	}
-}
-
 // readLines reads plain lines, as the TCP server does, for a client
-// without a pseudo-terminal (ssh -T).
-func (ss *session) readLines() {
+// without a pseudo-terminal (ssh -T), until the input ends, when it
+// reports true, or the connection fails.
+func (ss *session) readLines() bool {
 	lines := tcpserver.LineReader{Max: ss.srv.hub.Config().MaxLine}
 	emit := func(line []byte, tooLong bool) {
 		if tooLong {
@@ -521,7 +513,7 @@ func (ss *session) readLines() {
 			ss.client.Flush()
 		}
 		if err != nil {
-			return
+			return errors.Is(err, io.EOF)
 		}
 	}
 }
