@@ -202,10 +202,11 @@ func appendLine(dst, line []byte, spans []span, st style) []byte {
 		if r == '\t' {
 			w = 8 - col%8
 		}
-		if width > 0 && col+w > width && col > len(indent) {
-			if space >= 0 {
+		for width > 0 && col+w > width && col > len(indent) {
+			if space >= 0 && len(indent)+col-spaceCol <= width {
 				// The row ends at its last space; what came after it
-				// starts the next.
+				// starts the next (and if r still does not fit after
+				// it, the next row ends too).
 				dst[space] = '\n'
 				dst = insert(dst, space+1, indent)
 				col = len(indent) + col - spaceCol
