@@ -1,6 +1,7 @@
 package sshdoor
 
 import (
+	"errors"
 	"io"
 	"net"
 	"strings"
@@ -237,4 +238,30 @@ func TestTabCompletesCommandsAndNames(t *testing.T) {
 	alice.expect("bob")
 	alice.typ("\t")
 	alice.expect("bobby, bobcat")
+}
+
+// A window change between the pseudo-terminal and the shell is the size
+// the editor starts with.
+func TestWindowChangeBeforeTheShell(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{}, Config{})
+	u := dialSSH(t, td.sshAddr, "alice", sshOpts{term: "xterm", cols: 200, resize: 30})
+	u.expect("[lobby] alice> ")
+	if got := td.session(t, "alice").cols.Load(); got != 30 {
+		t.Fatalf("width %d, want 30", got)
+	}
+}
+
+// A member the hub will not have (the server full) is told why, and the
+// client exits with status 1.
+func TestMemberTheHubRefusesIsToldWhy(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{MaxClients: 1}, Config{})
+	dialTelnet(t, td.tcpAddr)
+	for _, o := range []sshOpts{{term: "xterm"}, {}} {
+		u := dialSSH(t, td.sshAddr, "alice", o)
+		u.expect("*** server full, try again later\n")
+		var exit *ssh.ExitError
+		if err := waitSession(u); !errors.As(err, &exit) || exit.ExitStatus() != 1 {
+			t.Fatalf("session ended with %v, want exit status 1", err)
+		}
+	}
 }

@@ -107,9 +107,9 @@ func (td *testDoor) session(t *testing.T, name string) *session {
 	for time.Now().Before(deadline) {
 		for _, ss := range td.door.snapshot() {
 			ss.mu.Lock()
-			started := ss.started
+			client := ss.client
 			ss.mu.Unlock()
-			if started && ss.client != nil && ss.client.Name() == name {
+			if client != nil && client.Name() == name {
 				return ss
 			}
 		}
@@ -138,6 +138,9 @@ type sshOpts struct {
 	key  ssh.Signer // nil: keyboard-interactive, no key
 	term string     // "" : no pseudo-terminal
 	cols int
+	// resize, if not 0, is a window change to this many columns sent
+	// between the pseudo-terminal and the shell.
+	resize int
 }
 
 func dialSSH(t *testing.T, addr, user string, o sshOpts) *sshUser {
@@ -164,6 +167,9 @@ func dialSSH(t *testing.T, addr, user string, o sshOpts) *sshUser {
 		}
 		if err := sess.RequestPty(o.term, 40, cols, ssh.TerminalModes{}); err != nil {
 			t.Fatal(err)
+		}
+		if o.resize != 0 {
+			sess.WindowChange(40, o.resize)
 		}
 	}
 	if u.in, err = sess.StdinPipe(); err != nil {

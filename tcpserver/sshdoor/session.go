@@ -55,10 +55,11 @@ type session struct {
 	w         *chanWriter
 	term      *term.Terminal // nil without a pseudo-terminal
 	keys      *keys
-	client    *tcpserver.Client
-	wg        sync.WaitGroup // read and applySizes
+	client    *tcpserver.Client // set under mu (read by Shutdown's tests), then read-only
+	wg        sync.WaitGroup    // read and applySizes
 	startOnce bool
 	quit      bool // owned by read: the client's input ended (Ctrl-D, Ctrl-C, ssh -T's end)
+	refused   bool // the hub would not have the member: set before the Outbox closes
 
 	out tcpserver.Outbox // the queue and its writer; session is its Sink
 
@@ -171,7 +172,13 @@ func (ss *session) request(req *ssh.Request) {
 		}
 	case "window-change":
 		var wc windowChange
-		if ss.pty && ssh.Unmarshal(req.Payload, &wc) == nil {
+		switch {
+		case !ss.pty || ssh.Unmarshal(req.Payload, &wc) != nil:
+		case !ss.startOnce:
+			// Before the shell: the editor is made with it.
+			ss.cols.Store(int32(clamp(wc.Columns, maxColumns, 80)))
+			ss.rows = clamp(wc.Rows, maxRows, 24)
+		default:
 			ss.resize(clamp(wc.Columns, maxColumns, 80), clamp(wc.Rows, maxRows, 24))
 		}
 	case "shell":
@@ -245,10 +252,13 @@ func (ss *session) start() {
 	client, err := s.hub.Connect(ss, info)
 	if err != nil {
 		s.log.Info("connection refused", "addr", ss.addr, "transport", "ssh", "reason", err)
+		ss.refused = true
 		ss.out.Close(err.Error(), tcpserver.Notice(tcpserver.KindSystem, err.Error()))
 		return
 	}
+	ss.mu.Lock()
 	ss.client = client
+	ss.mu.Unlock()
 	if ss.term != nil {
 		// Before the editor first draws it; the welcome, which the
 		// writer may be writing now, says the same.
@@ -413,7 +423,11 @@ func (ss *session) Drained(string) {
 		// notice, so that the user's shell starts on a line of its own.
 		ss.w.Write([]byte("\r\n"))
 	}
-	ss.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{0}))
+	status := uint32(0)
+	if ss.refused {
+		status = 1
+	}
+	ss.ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 	ss.ch.Close()
 	ss.nc.SetReadDeadline(time.Now().Add(ss.srv.cfg.Linger))
 }
