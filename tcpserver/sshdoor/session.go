@@ -35,11 +35,12 @@ const (
 // channel, through the line editor when the client asked for a
 // pseudo-terminal.
 //
-// Goroutines: the connection's handler runs serve (the connection's and
-// the channel's requests) until the connection ends, then waits for the
-// others; read runs the editor and feeds the client; applySizes runs
-// while window changes wait; the Outbox's writer runs while something is
-// queued. Besides these, the SSH library keeps three per connection.
+// Goroutines: serve (the connection's and the channel's requests) runs
+// from the end of the handshake until the connection ends, then waits
+// for the others; read runs the editor and feeds the client; applySizes
+// runs while window changes wait; the Outbox's writer runs while
+// something is queued. Besides these, the SSH library keeps three per
+// connection.
 type session struct {
 	srv  *Server
 	nc   *deadlineConn
@@ -55,7 +56,7 @@ type session struct {
 	w         *chanWriter
 	term      *term.Terminal // nil without a pseudo-terminal
 	keys      *keys
-	client    *tcpserver.Client // set under mu (read by Shutdown's tests), then read-only
+	client    *tcpserver.Client // set under mu, then read-only
 	wg        sync.WaitGroup    // read and applySizes
 	startOnce bool
 	quit      bool // owned by read: the client's input ended (Ctrl-D, Ctrl-C, ssh -T's end)
@@ -97,7 +98,8 @@ type windowChange struct {
 // client opens (one session, nothing else) and the requests on it. The
 // library delivers requests in order through buffered channels and stalls
 // the connection while one is full, so this loop never waits on the
-// network or the editor.
+// editor (see resize), and on the network only as long as a write may
+// take (see deadlineConn).
 func (ss *session) serve(chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	var chReqs <-chan *ssh.Request
 	for chans != nil || reqs != nil || chReqs != nil {
