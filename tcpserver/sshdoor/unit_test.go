@@ -216,7 +216,7 @@ func TestRenderColoursNamesAsWholeWords(t *testing.T) {
 	for _, ev := range rec.events {
 		got += string(render(nil, ev, style{palette: palette256}))
 	}
-	for _, w := range []string{"<" + c("alice") + "> I am alice\n<" + c("bob") + "> I am bob\n", ": " + c("alice") + ", " + c("bob") + ", " + c("carol") + "\n"} {
+	for _, w := range []string{"<" + c("alice") + "> I am alice\n", "<" + c("bob") + "> I am bob\n", ": " + c("alice") + ", " + c("bob") + ", " + c("carol") + "\n"} {
 		if !strings.Contains(got, w) {
 			t.Errorf("no %q in\n%q", w, got)
 		}
