@@ -190,12 +190,20 @@ func TestOpenSSHClientChatsWithTelnet(t *testing.T) {
 
 	// SIGTERM: goodbye, and the client exits 0.
 	cancel()
-	rows = pane.waitScreen("the end of the session", func(rows []string) bool { return hasRow(rows, "Pane is dead") })
-	if !hasRow(rows, "*** server shutting down") {
-		t.Fatalf("no goodbye:\n%s", strings.Join(rows, "\n"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// "1 0": the pane's process, ssh, has exited, with status 0.
+		state := strings.TrimSpace(pane.run("display-message", "-p", "-t", "chat", "#{pane_dead} #{pane_dead_status}"))
+		if state == "1 0" {
+			break
+		}
+		if strings.HasPrefix(state, "1 ") || time.Now().After(deadline) {
+			t.Fatalf("ssh: pane dead, status = %q, want \"1 0\":\n%s", state, strings.Join(pane.screen(), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	if status := strings.TrimSpace(pane.run("display-message", "-p", "-t", "chat", "#{pane_dead_status}")); status != "0" {
-		t.Fatalf("ssh exited with %s, want 0", status)
+	if rows := pane.screen(); !hasRow(rows, "*** server shutting down") {
+		t.Fatalf("no goodbye:\n%s", strings.Join(rows, "\n"))
 	}
 	select {
 	case code := <-exited:
