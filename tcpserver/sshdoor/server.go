@@ -169,7 +169,20 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		delay = 0
-		s.handlers.Go(func() { s.handle(nc) })
+		// Counted under the lock that Shutdown sets closed under, so that
+		// no handler is added once Shutdown waits for them.
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.handlers.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.handlers.Done()
+			s.handle(nc)
+		}()
 	}
 }
 
