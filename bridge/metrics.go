@@ -108,7 +108,7 @@ func newHubCollector(s *Server) *hubCollector {
 	}
 	return &hubCollector{
 		srv:               s,
-		clients:           d("clients", "Members connected now, by transport (tcp, ws).", "transport"),
+		clients:           d("clients", "Members connected now, by transport (tcp, ws, ssh).", "transport"),
 		rooms:             d("rooms", "Rooms kept now, empty ones included."),
 		linesIn:           d("lines_in_total", "Lines accepted from members (messages in)."),
 		deliveries:        d("deliveries_total", "Events handed to members' outbound queues (messages out)."),

@@ -27,6 +27,7 @@ type Client struct {
 	ip        string
 	transport string
 	echo      bool
+	key       string // ConnectInfo.Key
 
 	name atomic.Pointer[string] // read by anyone, written under hub.mu
 

@@ -166,6 +166,7 @@ type ConnectInfo struct {
 	Nick      string // the name asked for; "" for a guest name
 	Room      string // the room asked for; "" for the default room
 	Echo      bool   // deliver the member's own room lines back to it
+	Key       string // the fingerprint of the public key the member proved it holds (SSH), "SHA256:..."; "" for none
 }
 
 // Connect admits a new member: it checks the limits, gives it a name,
@@ -188,6 +189,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		ip:        hostOf(info.Addr),
 		transport: info.Transport,
 		echo:      info.Echo,
+		key:       info.Key,
 	}
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)

@@ -54,6 +54,7 @@ type ConnLimiter struct {
 	perIP    int // 0: no limit
 	exempt   []netip.Prefix
 	lingerWG sync.WaitGroup
+	lingerMu sync.Mutex   // orders lingerWG's Adds and Waits: one listener may close while another refuses
 	linger   atomic.Int32 // refused connections being read away now
 
 	mu   sync.Mutex
@@ -148,6 +149,12 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 // connections it refused to be read away and closed.
 func (ll *limitedListener) Close() error {
 	err := ll.Listener.Close()
+	// Every listener of the limiter shares lingerWG: another may be
+	// refusing a connection now. The lock makes its Add come before this
+	// Wait or after it (a WaitGroup's first Add must not race its Wait);
+	// the goroutines waited for do not take it.
+	ll.lim.lingerMu.Lock()
+	defer ll.lim.lingerMu.Unlock()
 	ll.lim.lingerWG.Wait()
 	return err
 }
@@ -218,6 +225,8 @@ func (l *ConnLimiter) refuse(nc net.Conn, refuse Refusal, why error) {
 		nc.Close()
 		return
 	}
+	l.lingerMu.Lock()
+	defer l.lingerMu.Unlock()
 	l.lingerWG.Go(func() {
 		defer l.linger.Add(-1)
 		defer nc.Close()

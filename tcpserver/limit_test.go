@@ -312,3 +312,51 @@ func shedChild() {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// One listener of a limiter may close while another is still reading
+// away a connection it refused: Close waits for it, and (under -race) the
+// shared WaitGroup's Add and Wait are ordered.
+func TestListenerClosesWhileAnotherRefuses(t *testing.T) {
+	lim := NewConnLimiter(ConnLimits{MaxPerIP: 1, FileLimit: 1 << 20})
+	listen := func() net.Listener {
+		inner, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return lim.Listen(inner, func(reason string) []byte { return []byte("*** " + reason + "\r\n") })
+	}
+	a, b := listen(), listen()
+	defer a.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := a.Accept() // the first; the second is refused inside Accept, which goes on waiting
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	first, err := net.Dial("tcp", a.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	held := <-accepted
+	defer held.Close()
+	go a.Accept() // ends when a is closed
+	second, err := net.Dial("tcp", a.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close() // kept open: the refusal lingers, reading
+	second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, _ := bufio.NewReader(second).ReadString('\n'); !strings.Contains(line, "too many connections") {
+		t.Fatalf("refusal %q", line)
+	}
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*lingerRefused {
+		t.Fatalf("Close took %v", took)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/crypto/ssh"
 )
 
 // benchConn is one client connection, TCP or WebSocket.
@@ -75,8 +76,9 @@ type dialer struct {
 	perSource      int // connections per local source address before the next one
 	pad            int // bytes of padding after each sent tag
 
-	mu      sync.Mutex
-	clients map[netip.Addr]*http.Client // one per source address; guarded by mu
+	mu        sync.Mutex
+	clients   map[netip.Addr]*http.Client // one per source address; guarded by mu
+	sshSigner ssh.Signer                  // made at the first SSH client; guarded by mu
 }
 
 func newDialer(tcp, ws []endpoint, wsMix float64, wsOpts wsOptions, connectTimeout time.Duration) *dialer {
@@ -135,6 +137,18 @@ func (d *dialer) dial(ctx context.Context, ep endpoint, slot int) (benchConn, er
 		c, err := dialReset(ctx, d.netDialer(src), ep.dialAddr)
 		if err != nil {
 			return nil, fmt.Errorf("dial %s: %w", ep.given, err)
+		}
+		if ep.ssh {
+			key, err := d.sshKey()
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			s, err := dialSSH(ctx, c, ep.dialAddr, key, d.pad)
+			if err != nil {
+				return nil, fmt.Errorf("dial %s: %w", ep.given, err)
+			}
+			return s, nil
 		}
 		return &tcpConn{c: c, pad: d.pad}, nil
 	}

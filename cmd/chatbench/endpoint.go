@@ -19,23 +19,26 @@ var errNotLoopback = errors.New("not a loopback address (chatbench only talks to
 // kept for the WebSocket URL (and its Host header) and for messages.
 type endpoint struct {
 	ws       bool
+	ssh      bool   // chatbridge's SSH door (a --tcp value of ssh://host:port)
 	given    string // as given on the command line
 	url      string // ws only
 	dialAddr string // "ip:port", loopback
 	ipv4     bool
 }
 
-// resolveEndpoints checks and resolves every --tcp and --ws value.
+// resolveEndpoints checks and resolves every --tcp and --ws value. A
+// --tcp value of ssh://host:port is chatbridge's SSH door.
 func resolveEndpoints(ctx context.Context, tcp, ws []string) (tcpEPs, wsEPs []endpoint, err error) {
 	for _, s := range tcp {
-		if strings.Contains(s, "://") {
-			return nil, nil, fmt.Errorf("--tcp %q: want host:port, not a URL: %w", s, errUsage)
+		hostport, isSSH := strings.CutPrefix(s, sshPrefix)
+		if strings.Contains(hostport, "://") {
+			return nil, nil, fmt.Errorf("--tcp %q: want host:port (or ssh://host:port), not a URL: %w", s, errUsage)
 		}
-		addr, err := resolveLoopback(ctx, s)
+		addr, err := resolveLoopback(ctx, hostport)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--tcp %q: %w", s, err)
 		}
-		tcpEPs = append(tcpEPs, endpoint{given: s, dialAddr: addr.String(), ipv4: addr.Addr().Is4()})
+		tcpEPs = append(tcpEPs, endpoint{given: s, ssh: isSSH, dialAddr: addr.String(), ipv4: addr.Addr().Is4()})
 	}
 	for _, s := range ws {
 		u, err := url.Parse(s)

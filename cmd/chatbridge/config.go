@@ -29,6 +29,8 @@ type config struct {
 	httpAddr    string
 	metricsAddr string // empty: /metrics is on httpAddr
 	echoAddr    string
+	sshAddr     string // empty: no SSH door
+	sshHostKey  string
 	logFormat   string
 	logLevel    slog.Level
 
@@ -89,6 +91,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.httpAddr, "http", ":8080", "`address` of the web page and WebSocket bridge (empty: off)")
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "`address` of a listener of its own for /metrics, e.g. 127.0.0.1:9100, which takes it off --http (empty: /metrics is on --http)")
 	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
+	fs.StringVar(&c.sshAddr, "ssh", "", "`address` of the SSH door, e.g. :2222: terminal users with a line editor, in the same rooms (empty: off)")
+	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh; made (ed25519, mode 0600) if it does not exist")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 
@@ -218,6 +222,12 @@ func (c config) check() error {
 	}
 	if _, err := bridge.ParseTrustedProxies(c.proxiesFlag); err != nil {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
+	}
+	switch {
+	case c.sshAddr != "" && c.sshHostKey == "":
+		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist)"))
+	case c.sshAddr == "" && c.sshHostKey != "":
+		errs = append(errs, errors.New("--ssh-host-key needs --ssh"))
 	}
 	if c.metricsAddr != "" {
 		if err := checkAddr(c.metricsAddr); err != nil {

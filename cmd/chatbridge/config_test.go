@@ -24,7 +24,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 1024 {
+	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.sshAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 1024 {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
@@ -60,6 +60,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--metrics-addr", "localhost:http"}, nil, `--metrics-addr "localhost:http": port "http": want a number`},
 		{[]string{"--metrics-addr", "[::1:9100"}, nil, `--metrics-addr "[::1:9100": address [::1:9100: missing ']' in address`},
 		{nil, map[string]string{"CHATBRIDGE_METRICS_ADDR": "127.0.0.1:70000"}, `--metrics-addr "127.0.0.1:70000": port "70000"`},
+		{[]string{"--ssh", ":2222"}, nil, "--ssh needs --ssh-host-key FILE"},
+		{[]string{"--ssh-host-key", "key"}, nil, "--ssh-host-key needs --ssh"},
+		{nil, map[string]string{"CHATBRIDGE_SSH": ":2222"}, "--ssh needs --ssh-host-key FILE"},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
@@ -75,7 +78,8 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP", "--metrics-addr address  [CHATBRIDGE_METRICS_ADDR]"} {
+	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP", "--metrics-addr address  [CHATBRIDGE_METRICS_ADDR]",
+		"--ssh address  [CHATBRIDGE_SSH]", "--ssh-host-key file  [CHATBRIDGE_SSH_HOST_KEY]"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

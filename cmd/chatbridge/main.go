@@ -1,6 +1,7 @@
 // Command chatbridge runs the chat: telnet and nc users on --tcp, browser
-// users on --http, all in the same rooms, and optionally the seed's echo
-// service on --echo. Run it with --help for the flags.
+// users on --http, SSH users on --ssh, all in the same rooms, and
+// optionally the seed's echo service on --echo. Run it with --help for
+// the flags.
 package main
 
 import (
@@ -20,10 +21,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ssh"
 
 	"chatbridge/bridge"
 	"chatbridge/tcpserver"
 	"chatbridge/tcpserver/natsrelay"
+	"chatbridge/tcpserver/sshdoor"
 	"chatbridge/web"
 )
 
@@ -129,6 +132,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if cfg.echoAddr != "" {
 		echo := tcpserver.NewEcho(tcpserver.EchoConfig{MaxLine: cfg.maxLine, WriteTimeout: cfg.writeTimeout}, log)
 		services = append(services, service{name: "echo", addr: cfg.echoAddr, serve: echo.Serve, shutdown: echo.Shutdown, refuse: echo.Refusal})
+	}
+	if cfg.sshAddr != "" {
+		key, created, err := sshdoor.HostKey(cfg.sshHostKey)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --ssh-host-key: %v\n", err)
+			return 2
+		}
+		if created {
+			log.Info("made a new SSH host key", "file", cfg.sshHostKey)
+		}
+		door, err := sshdoor.New(hub, sshdoor.Config{HostKey: key, Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --ssh: %v\n", err)
+			return 2
+		}
+		log.Info("SSH host key", "fingerprint", ssh.FingerprintSHA256(key.PublicKey()))
+		services = append(services, service{name: "ssh", addr: cfg.sshAddr, serve: door.Serve, shutdown: door.Shutdown, refuse: door.Refusal})
 	}
 	if cfg.httpAddr != "" && cfg.tlsCert != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
