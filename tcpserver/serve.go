@@ -90,7 +90,18 @@ func (g *group) serve(ctx context.Context, l net.Listener, handle func(net.Conn)
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
 		delay = 0
+		// A handler is counted under the lock shutdown takes before it
+		// waits for them: once shutdown has begun, none is added to what
+		// it waits for (a WaitGroup must not grow from zero while waited
+		// on), and the connection is closed instead.
+		g.mu.Lock()
+		if g.closed {
+			g.mu.Unlock()
+			nc.Close()
+			continue
+		}
 		g.handlers.Add(1)
+		g.mu.Unlock()
 		go func() {
 			defer g.handlers.Done()
 			handle(nc)

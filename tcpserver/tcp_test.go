@@ -2,11 +2,15 @@ package tcpserver
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -483,5 +487,50 @@ func TestLinesSentAtOnceAreSaidInBigBatches(t *testing.T) {
 	}
 	if biggest <= perBuffer {
 		t.Fatalf("the biggest batch had %d lines, no more than one %d-byte buffer's %d", biggest, readBufSize, perBuffer)
+	}
+}
+
+// Shutdown while connections keep arriving: every connection accepted
+// before or during it is either served and closed or closed at once, and
+// Serve returns once all handlers are done (a handler counted after
+// shutdown began to wait would be a WaitGroup misuse the race detector
+// reports).
+func TestShutdownWhileAccepting(t *testing.T) {
+	for range 30 {
+		hub := NewHub(HubConfig{MaxPerIP: -1}, nil)
+		srv := New(hub, Config{}, nil)
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(context.Background(), l) }()
+		stop := make(chan struct{})
+		var dialers sync.WaitGroup
+		for range 4 {
+			dialers.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					if c, err := net.DialTimeout("tcp", l.Addr().String(), time.Second); err == nil {
+						c.Close()
+					}
+				}
+			})
+		}
+		time.Sleep(5 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		cancel()
+		close(stop)
+		dialers.Wait()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Fatalf("Serve = %v", err)
+		}
 	}
 }
