@@ -25,6 +25,7 @@ type Client struct {
 	addr      string
 	shown     string // addr as join and leave notices show it; "" for none (HubConfig.ShowAddresses)
 	ip        string
+	source    string // ip as limits per address count it (see sourceKey)
 	transport string
 	echo      bool
 

@@ -189,6 +189,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		transport: info.Transport,
 		echo:      info.Echo,
 	}
+	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)
 	var notices []string
@@ -271,11 +272,11 @@ func (h *Hub) admitLocked(c *Client) error {
 	if h.cfg.MaxClients > 0 && h.clients >= h.cfg.MaxClients {
 		return ErrServerFull
 	}
-	if h.cfg.MaxPerIP > 0 && c.ip != "" && h.perIP[c.ip] >= h.cfg.MaxPerIP {
+	if h.cfg.MaxPerIP > 0 && c.source != "" && h.perIP[c.source] >= h.cfg.MaxPerIP {
 		return ErrTooManyFromIP
 	}
 	h.clients++
-	h.perIP[c.ip]++
+	h.perIP[c.source]++
 	h.transport[c.transport]++
 	return nil
 }
@@ -288,8 +289,8 @@ func (h *Hub) release(c *Client) {
 		h.cluster.ReleaseName(c.Name())
 	}
 	h.clients--
-	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
-		delete(h.perIP, c.ip)
+	if h.perIP[c.source]--; h.perIP[c.source] <= 0 {
+		delete(h.perIP, c.source)
 	}
 	h.transport[c.transport]--
 }
