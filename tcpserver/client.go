@@ -1,8 +1,6 @@
 package tcpserver
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -32,6 +30,8 @@ type Client struct {
 	name atomic.Pointer[string] // read by anyone, written under hub.mu
 
 	idx int // index in room.members; guarded by room.mu
+
+	inbox inbox // the rate of private messages to the member
 
 	// Owned by the reader.
 	room     *Room
@@ -316,38 +316,6 @@ func (c *Client) rooms() {
 		b.WriteString(")")
 	}
 	c.send(KindSystem, b.String())
-}
-
-func (c *Client) private(arg string) {
-	to, text, _ := strings.Cut(arg, " ")
-	text = strings.TrimSpace(text)
-	if to == "" || text == "" {
-		c.errorf("usage: /msg NAME TEXT")
-		return
-	}
-	h := c.hub
-	target := h.lookup(to)
-	if target == nil && h.cluster != nil && ValidNick(to) == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-		name, err := h.cluster.Private(ctx, c.Name(), to, text)
-		cancel()
-		switch {
-		case err == nil:
-			c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: name, Text: text, Echo: true}))
-			h.deliveries.Add(1)
-			return
-		case !errors.Is(err, ErrNoSuchMember):
-			c.errorf("cannot reach %s on another node: %v", to, err)
-			return
-		}
-	}
-	if target == nil {
-		c.errorf("no one called %s is here", to)
-		return
-	}
-	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text}))
-	c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text, Echo: true}))
-	h.deliveries.Add(2)
 }
 
 // allow applies flood control to one line. A member may send Burst lines

@@ -25,8 +25,8 @@ var (
 
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
-// MaxPerIP, ChangeBurst or HistoryMemory means no limit, a negative History
-// no history.
+// MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate or PrivateRatePerIP
+// means no limit, a negative History no history.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -38,6 +38,15 @@ type HubConfig struct {
 	MaxPerIP      int     // members at once from one IP address; 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
+
+	// PrivateRate private messages a second a member may be sent, all
+	// senders together, PrivateBurst at once; PrivateRatePerIP and
+	// PrivateBurstPerIP the same from any one address (IPv6: any one
+	// /64). 5 and 20, 2 and 8. See private.go.
+	PrivateRate       float64
+	PrivateBurst      int
+	PrivateRatePerIP  float64
+	PrivateBurstPerIP int
 
 	// ShowAddresses says whose address join and leave notices carry, to
 	// the room and to the relay alike; ShowAddrsTCP.
@@ -80,6 +89,14 @@ func (c HubConfig) withDefaults() HubConfig {
 	if c.ChangeEvery <= 0 {
 		c.ChangeEvery = 5 * time.Second
 	}
+	if c.PrivateRate == 0 {
+		c.PrivateRate = 5
+	}
+	def(&c.PrivateBurst, 20)
+	if c.PrivateRatePerIP == 0 {
+		c.PrivateRatePerIP = 2
+	}
+	def(&c.PrivateBurstPerIP, 8)
 	return c
 }
 
@@ -106,6 +123,11 @@ type Stats struct {
 	FloodKicks   uint64         // members cut off for flooding
 	Connections  uint64         // members admitted since start
 	HistoryBytes int64          // what the rooms' history takes now (see HubConfig.HistoryMemory)
+
+	// Private messages not delivered: over the rate of their recipient
+	// (all senders together, or from the sender's address), or with the
+	// recipient's queue half full.
+	PrivateRefusedRate, PrivateRefusedPerIP, PrivateRefusedFull uint64
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -133,6 +155,8 @@ type Hub struct {
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
 	slowKicks, floodKicks, connections     atomic.Uint64
+
+	privateRefusedRate, privateRefusedPerIP, privateRefusedFull atomic.Uint64
 }
 
 // NewHub returns a hub with the given limits.
@@ -590,6 +614,10 @@ func (h *Hub) Stats() Stats {
 		FloodKicks:   h.floodKicks.Load(),
 		Connections:  h.connections.Load(),
 		HistoryBytes: h.hist.usedBytes(),
+
+		PrivateRefusedRate:  h.privateRefusedRate.Load(),
+		PrivateRefusedPerIP: h.privateRefusedPerIP.Load(),
+		PrivateRefusedFull:  h.privateRefusedFull.Load(),
 	}
 }
 
