@@ -31,6 +31,10 @@ type Client struct {
 
 	idx int // index in room.members; guarded by room.mu
 
+	// ignored is who the member ignores (see ignoreList); nil for nobody.
+	// Stored by the reader, under the room's lock, read by anyone.
+	ignored atomic.Pointer[ignoreList]
+
 	inbox inbox // the rate of private messages to the member
 
 	// Owned by the reader.
@@ -116,7 +120,7 @@ func (c *Client) flushHeld() {
 		c.room.say(held[0], c)
 	default:
 		r := c.room
-		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held}), c)
+		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held, fromID: c.id}), c)
 	}
 }
 
@@ -168,7 +172,7 @@ func (c *Client) Leave(reason string) {
 
 func (c *Client) say(k Kind, text string) {
 	r := c.room
-	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text})
+	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
 		return
@@ -200,6 +204,10 @@ func (c *Client) command(name, arg string) {
 		c.rooms()
 	case "msg":
 		c.private(arg)
+	case "ignore":
+		c.ignore(arg)
+	case "unignore":
+		c.unignore(arg)
 	case "help":
 		for line := range strings.Lines(helpText) {
 			c.send(KindSystem, strings.TrimRight(line, "\n"))

@@ -136,7 +136,7 @@ func (c *Client) private(arg string) {
 		c.errorf("no one called %s is here", to)
 		return
 	}
-	ev := h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text})
+	ev := h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text, fromID: c.id})
 	if err := target.offerPrivate(ev, c.source); err != nil {
 		c.errorf("%v", err)
 		return
@@ -147,9 +147,14 @@ func (c *Client) private(arg string) {
 
 // offerPrivate hands c a private message from the address source ("" for
 // another node's member), within c's private-message rate and half its
-// queue, or says why not.
+// queue, or says why not. A message from someone c ignores is dropped
+// without a word, as if delivered: the sender is not told it is ignored,
+// and costs c none of its allowance.
 func (c *Client) offerPrivate(ev *Event, source string) error {
 	h := c.hub
+	if l := c.ignored.Load(); l != nil && l.hides(ev) {
+		return nil
+	}
 	wait, err := c.inbox.take(&h.cfg, source, time.Now())
 	if err != nil {
 		secs := int(math.Ceil(wait.Seconds()))

@@ -41,6 +41,10 @@ type Room struct {
 	// when it must be made again. Events share it: it is never changed,
 	// only replaced.
 	sortedNames []string
+
+	// ignorers counts the members who ignore someone (see ignoreList):
+	// while there are none, lines go to everyone without asking.
+	ignorers int
 }
 
 func newRoom(h *Hub, name string) *Room {
@@ -73,10 +77,18 @@ func (r *Room) join(c *Client, notices []string) {
 		m.Send(h.notice(KindSystem, n))
 	}
 	if lines := r.hist.linesLocked(); len(lines) > 0 {
-		m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
+		if l := c.ignored.Load(); l != nil {
+			lines = l.visible(lines)
+		}
+		if len(lines) > 0 {
+			m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
+		}
 	}
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
+	if c.ignored.Load() != nil {
+		r.ignorers++
+	}
 	if c.idx < presenceNames {
 		r.sortedNames = nil
 	}
@@ -94,6 +106,9 @@ func (r *Room) leave(c *Client, reason string) {
 	i := c.idx
 	if i >= len(r.members) || r.members[i] != c {
 		return
+	}
+	if c.ignored.Load() != nil {
+		r.ignorers--
 	}
 	if i < presenceNames {
 		r.sortedNames = nil // the last member takes c's place
@@ -172,9 +187,31 @@ func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
 
 // sendLocked queues ev for every member but except.
 func (r *Room) sendLocked(ev *Event, except *Client) int {
+	if r.ignorers > 0 {
+		return r.sendUnignoredLocked(ev, except)
+	}
 	n := 0
 	for _, m := range r.members {
 		if m == except {
+			continue
+		}
+		m.member.Send(ev)
+		n++
+	}
+	r.hub.deliveries.Add(uint64(n))
+	return n
+}
+
+// sendUnignoredLocked is sendLocked for a room where someone ignores
+// someone: each member's list has its say. It is a loop of its own so
+// that rooms where nobody ignores anyone pay one comparison an event.
+func (r *Room) sendUnignoredLocked(ev *Event, except *Client) int {
+	n := 0
+	for _, m := range r.members {
+		if m == except {
+			continue
+		}
+		if l := m.ignored.Load(); l != nil && l.hides(ev) {
 			continue
 		}
 		m.member.Send(ev)
