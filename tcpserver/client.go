@@ -31,6 +31,10 @@ type Client struct {
 
 	idx int // index in room.members; guarded by room.mu
 
+	// visible is false from the moment the member comes into a room until
+	// its join is announced (see Room.join); written under the room's lock.
+	visible atomic.Bool
+
 	// ignored is who the member ignores (see ignoreList); nil for nobody.
 	// Stored by the reader, under the room's lock, read by anyone.
 	ignored atomic.Pointer[ignoreList]
@@ -172,6 +176,9 @@ func (c *Client) Leave(reason string) {
 
 func (c *Client) say(k Kind, text string) {
 	r := c.room
+	if !c.visible.Load() {
+		r.show(c) // a newcomer who speaks is announced first
+	}
 	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
@@ -191,7 +198,7 @@ func (c *Client) command(name, arg string) {
 	case "nick":
 		c.nick(arg)
 	case "who", "names":
-		c.member.Send(c.room.presence())
+		c.member.Send(c.room.presence(c))
 	case "me":
 		if arg == "" {
 			c.errorf("usage: /me ACTION")
@@ -246,7 +253,7 @@ func (c *Client) nick(to string) {
 	r := c.room
 	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
 	r.mu.Lock()
-	r.publishLocked(ev, nil, true)
+	r.renamedLocked(c, ev)
 	r.mu.Unlock()
 }
 

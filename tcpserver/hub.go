@@ -26,7 +26,8 @@ var (
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
 // MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate or PrivateRatePerIP
-// means no limit, a negative History no history.
+// means no limit, a negative History no history, a negative AnnounceDelay
+// none.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -37,7 +38,12 @@ type HubConfig struct {
 	MaxClients    int     // members at once, all transports together; 20000
 	MaxPerIP      int     // members at once from one IP address; 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
-	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
+	AnnounceLimit int     // rooms bigger than this stop announcing joins, leaves and name changes; 200
+
+	// AnnounceDelay is how long a newcomer to a room stays unannounced,
+	// unless it speaks first; one who leaves within it is not announced
+	// at all (see Room.join); 5 s.
+	AnnounceDelay time.Duration
 
 	// PrivateRate private messages a second a member may be sent, all
 	// senders together, PrivateBurst at once; PrivateRatePerIP and
@@ -88,6 +94,9 @@ func (c HubConfig) withDefaults() HubConfig {
 	def(&c.ChangeBurst, 3)
 	if c.ChangeEvery <= 0 {
 		c.ChangeEvery = 5 * time.Second
+	}
+	if c.AnnounceDelay == 0 {
+		c.AnnounceDelay = 5 * time.Second
 	}
 	if c.PrivateRate == 0 {
 		c.PrivateRate = 5
@@ -539,7 +548,7 @@ func (h *Hub) Rooms() []RoomInfo {
 // Deliver hands an event from another node (through the [Relay]) to the
 // local members of its room, with an ID of this hub's if it has none, and keeps it in the room's history. A join,
 // leave or name change for a room nobody here is in is dropped, and one
-// for a room bigger than AnnounceLimit is not announced. A [KindBatch] of
+// for a room here bigger than AnnounceLimit is not announced. A [KindBatch] of
 // one sender's lines reaches each member as one queue entry, as a local
 // batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
@@ -584,7 +593,7 @@ func (h *Hub) Deliver(ev *Event) {
 	if r == nil {
 		return
 	}
-	if announce && ev.Kind != KindNick {
+	if announce {
 		if n, _ := r.usage(); n > h.cfg.AnnounceLimit {
 			return
 		}

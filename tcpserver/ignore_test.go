@@ -10,7 +10,7 @@ import (
 // one who ignores it, through renames, and from nobody else; /unignore
 // undoes it.
 func TestIgnoreHidesAMembersLinesAndPrivateMessages(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
 	alice, am := connectFrom(t, h, "alice", "192.0.2.1:1")
 	mallory, mm := connectFrom(t, h, "mallory", "192.0.2.2:1")
 	_, bm := connectFrom(t, h, "bob", "192.0.2.3:1")
@@ -74,7 +74,7 @@ func TestIgnoreHidesAMembersLinesAndPrivateMessages(t *testing.T) {
 // those the newcomer ignores; and whoever comes back under an ignored
 // name is ignored too.
 func TestIgnoreHidesHistoryAndFollowsTheName(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
 	alice, am := connectFrom(t, h, "alice", "192.0.2.1:1")
 	mallory, _ := connectFrom(t, h, "mallory", "192.0.2.2:1")
 	bob, _ := connectFrom(t, h, "bob", "192.0.2.3:1")
@@ -189,7 +189,7 @@ func TestRoomCountsItsIgnorers(t *testing.T) {
 // no allocation either way.
 func TestIgnoringAllocatesNothingPerDelivery(t *testing.T) {
 	allocs := func(ignore bool) float64 {
-		h := NewHub(HubConfig{MaxPerIP: -1, MaxClients: -1, Rate: -1}, nil)
+		h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, MaxClients: -1, Rate: -1}, nil)
 		var sender *Client
 		for i := range 1000 {
 			c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i), Nick: fmt.Sprintf("m%d", i)})

@@ -184,7 +184,7 @@ func (m *outboxMember) queued() (n int, r bool) {
 // cut off for it: the messages that do not fit in half its queue are
 // refused, their senders told, and the room still reaches it.
 func TestPrivateMessagesNeverCutTheRecipientOff(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, PrivateRate: -1, PrivateRatePerIP: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, PrivateRate: -1, PrivateRatePerIP: -1}, nil)
 	sink := &blockedSink{release: make(chan struct{})}
 	victim := &outboxMember{}
 	victim.out.Init(h, 16, sink)
