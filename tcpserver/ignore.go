@@ -157,7 +157,7 @@ func (c *Client) listIgnored(list *ignoreList) {
 }
 
 // setIgnored stores c's new list (nil for nobody) and keeps its room's
-// count of members who ignore someone, under the room's lock, so that
+// list of members who ignore someone, under the room's lock, so that
 // fan-out sees the two agree. Reader only.
 func (c *Client) setIgnored(l *ignoreList) {
 	r := c.room
@@ -167,8 +167,8 @@ func (c *Client) setIgnored(l *ignoreList) {
 	c.ignored.Store(l)
 	switch {
 	case had && l == nil:
-		r.ignorers--
+		r.dropIgnorerLocked(c)
 	case !had && l != nil:
-		r.ignorers++
+		r.ignorers = append(r.ignorers, c)
 	}
 }

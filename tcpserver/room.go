@@ -49,9 +49,10 @@ type Room struct {
 	// their own, and their leave is not announced either.
 	pending map[*Client]*pendingJoin
 
-	// ignorers counts the members who ignore someone (see ignoreList):
-	// while there are none, lines go to everyone without asking.
-	ignorers int
+	// ignorers are the members who ignore someone (see ignoreList): an
+	// event that none of them ignores goes to everyone without asking
+	// each member.
+	ignorers []*Client
 }
 
 // pendingJoin is a join to announce once the timer fires.
@@ -102,7 +103,7 @@ func (r *Room) join(c *Client, notices []string) {
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
 	if c.ignored.Load() != nil {
-		r.ignorers++
+		r.ignorers = append(r.ignorers, c)
 	}
 	r.lastActive = time.Now()
 	if r.pending == nil {
@@ -173,7 +174,7 @@ func (r *Room) leave(c *Client, reason string) {
 		delete(r.pending, c)
 	}
 	if c.ignored.Load() != nil {
-		r.ignorers--
+		r.dropIgnorerLocked(c)
 	}
 	if r.sortedNames != nil && i < r.namesEnd {
 		r.sortedNames = nil // the last member takes c's place
@@ -277,7 +278,7 @@ func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
 
 // sendLocked queues ev for every member but except.
 func (r *Room) sendLocked(ev *Event, except *Client) int {
-	if r.ignorers > 0 {
+	if len(r.ignorers) > 0 && r.ignoredLocked(ev) {
 		return r.sendUnignoredLocked(ev, except)
 	}
 	n := 0
@@ -292,9 +293,27 @@ func (r *Room) sendLocked(ev *Event, except *Client) int {
 	return n
 }
 
-// sendUnignoredLocked is sendLocked for a room where someone ignores
-// someone: each member's list has its say. It is a loop of its own so
-// that rooms where nobody ignores anyone pay one comparison an event.
+// ignoredLocked reports whether someone in the room ignores ev. It asks
+// the few who ignore anyone once an event, so that the loop over every
+// member asks nobody unless someone does.
+func (r *Room) ignoredLocked(ev *Event) bool {
+	for _, c := range r.ignorers {
+		if c.ignored.Load().hides(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropIgnorerLocked takes c out of the room's ignorers.
+func (r *Room) dropIgnorerLocked(c *Client) {
+	if i := slices.Index(r.ignorers, c); i >= 0 {
+		r.ignorers = slices.Delete(r.ignorers, i, i+1)
+	}
+}
+
+// sendUnignoredLocked is sendLocked for an event someone in the room
+// ignores: each member's list has its say.
 func (r *Room) sendUnignoredLocked(ev *Event, except *Client) int {
 	n := 0
 	for _, m := range r.members {
