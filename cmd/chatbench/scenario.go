@@ -31,7 +31,7 @@ func scenarioDescription(name string) string {
 			"are cut off, the server's RSS stays under --max-rss."
 	case "churn":
 		return "churn: --workers clients connect and disconnect for --duration, half of them\n" +
-			"abruptly (TCP reset, WebSocket dropped without a close frame), from 1024 addresses\n" +
+			"abruptly (TCP reset, WebSocket dropped without a close frame), from 4096 addresses\n" +
 			"in turn: goroutines and RSS (from --metrics) come back to their baseline, /who shows\n" +
 			"no stale member, and a member watching is shown none of them coming or going.\n" +
 			"Meanwhile one address connects as fast as it can: the server's default --connect-rate\n" +
