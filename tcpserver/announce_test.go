@@ -270,3 +270,39 @@ func mapsEqual(a, b map[string]bool) bool {
 	}
 	return true
 }
+
+// Members who come and go unannounced do not make the room list who is
+// here again, however they are placed among the others: a churn of them
+// in a big room costs no sorting.
+func TestQuietChurnKeepsThePresenceList(t *testing.T) {
+	h := NewHub(HubConfig{AnnounceDelay: time.Hour, MaxPerIP: -1, Rate: -1, MaxClients: -1}, nil)
+	var shown []*Client
+	for i := range 150 {
+		c, _ := connectFrom(t, h, fmt.Sprintf("u%03d", i), "192.0.2.1:1")
+		c.Handle([]byte("here"))
+		shown = append(shown, c)
+	}
+	var quiet []*Client
+	for i := range 50 {
+		c, _ := connectFrom(t, h, fmt.Sprintf("q%02d", i), "192.0.2.2:1")
+		quiet = append(quiet, c)
+	}
+	r := shown[0].room
+	list := func() []string {
+		shown[0].Handle([]byte("/who"))
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.sortedNames
+	}
+	shown[10].Leave("") // the last, q49, takes its place, among the listed
+	before := list()
+	if len(before) != presenceNames || slices.Contains(before, "u010") {
+		t.Fatalf("listed %d: %q", len(before), before)
+	}
+	for _, c := range quiet {
+		c.Leave("")
+	}
+	if after := list(); &after[0] != &before[0] {
+		t.Fatal("the list was made again after members who were never announced left")
+	}
+}

@@ -176,8 +176,11 @@ func (r *Room) leave(c *Client, reason string) {
 	if c.ignored.Load() != nil {
 		r.dropIgnorerLocked(c)
 	}
-	if r.sortedNames != nil && i < r.namesEnd {
-		r.sortedNames = nil // the last member takes c's place
+	if r.sortedNames != nil && !quiet && i < r.namesEnd {
+		// c may be listed. (A member not announced is not, and one moved
+		// into its place from past namesEnd need not be: the list is of
+		// the members announced, the first of them if there are more.)
+		r.sortedNames = nil
 	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
