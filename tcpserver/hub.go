@@ -36,7 +36,7 @@ type HubConfig struct {
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
 	MaxClients    int     // members at once, all transports together; 20000
-	MaxPerIP      int     // members at once from one IP address; 100
+	MaxPerIP      int     // members at once from one IP address (IPv6: one /64); 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
 	AnnounceLimit int     // rooms bigger than this stop announcing joins, leaves and name changes; 200
 
