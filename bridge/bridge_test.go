@@ -50,6 +50,9 @@ func start(t *testing.T, hc tcpserver.HubConfig, cfg Config) *stack {
 	if hc.MaxPerIP == 0 {
 		hc.MaxPerIP = -1
 	}
+	if hc.AnnounceDelay == 0 {
+		hc.AnnounceDelay = -1 // joins announced at once: the tests wait for them
+	}
 	hub := tcpserver.NewHub(hc, nil)
 	if cfg.Web == nil {
 		cfg.Web = web.Handler()

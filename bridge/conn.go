@@ -78,6 +78,10 @@ type wsConn struct {
 // Send queues ev (see [tcpserver.Outbox.Send]).
 func (c *wsConn) Send(ev *tcpserver.Event) { c.out.Send(ev) }
 
+// TrySend queues ev if there is room for it (see
+// [tcpserver.Outbox.TrySend]).
+func (c *wsConn) TrySend(ev *tcpserver.Event) bool { return c.out.TrySend(ev) }
+
 // Close sends what is queued, then a close frame with reason, and closes.
 func (c *wsConn) Close(reason string) {
 	if c.out.Close(reason) {

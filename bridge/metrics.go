@@ -100,6 +100,7 @@ type hubCollector struct {
 	linesIn, deliveries, refused, rejected *prometheus.Desc
 	slowKicks, floodKicks, connections     *prometheus.Desc
 	handshakeFailures                      *prometheus.Desc
+	privateRefused                         *prometheus.Desc
 }
 
 func newHubCollector(s *Server) *hubCollector {
@@ -118,13 +119,14 @@ func newHubCollector(s *Server) *hubCollector {
 		floodKicks:        d("flood_disconnects_total", "Members cut off for flooding."),
 		connections:       d("connections_total", "Members admitted since start."),
 		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
+		privateRefused:    d("private_refused_total", "Private messages not delivered: over the recipient's rate (rate), over its rate from the sender's address (per_ip), or its queue half full (queue).", "reason"),
 	}
 }
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
-		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures,
+		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures, c.privateRefused,
 	} {
 		ch <- d
 	}
@@ -159,6 +161,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.floodKicks, st.FloodKicks)
 	counter(c.connections, st.Connections)
 	counter(c.handshakeFailures, c.srv.handshakeFailures.Load())
+	for reason, n := range map[string]uint64{"rate": st.PrivateRefusedRate, "per_ip": st.PrivateRefusedPerIP, "queue": st.PrivateRefusedFull} {
+		ch <- prometheus.MustNewConstMetric(c.privateRefused, prometheus.CounterValue, float64(n), reason)
+	}
 }
 
 // slogPrinter adapts the server's logger to promhttp's error log.

@@ -1,8 +1,6 @@
 package tcpserver
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -25,6 +23,7 @@ type Client struct {
 	addr      string
 	shown     string // addr as join and leave notices show it; "" for none (HubConfig.ShowAddresses)
 	ip        string
+	source    string // ip as limits per address count it (see sourceKey)
 	transport string
 	echo      bool
 	key       string // ConnectInfo.Key
@@ -32,6 +31,16 @@ type Client struct {
 	name atomic.Pointer[string] // read by anyone, written under hub.mu
 
 	idx int // index in room.members; guarded by room.mu
+
+	// visible is false from the moment the member comes into a room until
+	// its join is announced (see Room.join); written under the room's lock.
+	visible atomic.Bool
+
+	// ignored is who the member ignores (see ignoreList); nil for nobody.
+	// Stored by the reader, under the room's lock, read by anyone.
+	ignored atomic.Pointer[ignoreList]
+
+	inbox inbox // the rate of private messages to the member
 
 	// Owned by the reader.
 	room     *Room
@@ -116,7 +125,7 @@ func (c *Client) flushHeld() {
 		c.room.say(held[0], c)
 	default:
 		r := c.room
-		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held}), c)
+		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held, fromID: c.id}), c)
 	}
 }
 
@@ -168,7 +177,10 @@ func (c *Client) Leave(reason string) {
 
 func (c *Client) say(k Kind, text string) {
 	r := c.room
-	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text})
+	if !c.visible.Load() {
+		r.show(c) // a newcomer who speaks is announced first
+	}
+	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
 		return
@@ -187,7 +199,7 @@ func (c *Client) command(name, arg string) {
 	case "nick":
 		c.nick(arg)
 	case "who", "names":
-		c.member.Send(c.room.presence())
+		c.member.Send(c.room.presence(c))
 	case "me":
 		if arg == "" {
 			c.errorf("usage: /me ACTION")
@@ -200,6 +212,10 @@ func (c *Client) command(name, arg string) {
 		c.rooms()
 	case "msg":
 		c.private(arg)
+	case "ignore":
+		c.ignore(arg)
+	case "unignore":
+		c.unignore(arg)
 	case "help":
 		for line := range strings.Lines(helpText) {
 			c.send(KindSystem, strings.TrimRight(line, "\n"))
@@ -238,7 +254,7 @@ func (c *Client) nick(to string) {
 	r := c.room
 	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
 	r.mu.Lock()
-	r.publishLocked(ev, nil, true)
+	r.renamedLocked(c, ev)
 	r.mu.Unlock()
 }
 
@@ -316,38 +332,6 @@ func (c *Client) rooms() {
 		b.WriteString(")")
 	}
 	c.send(KindSystem, b.String())
-}
-
-func (c *Client) private(arg string) {
-	to, text, _ := strings.Cut(arg, " ")
-	text = strings.TrimSpace(text)
-	if to == "" || text == "" {
-		c.errorf("usage: /msg NAME TEXT")
-		return
-	}
-	h := c.hub
-	target := h.lookup(to)
-	if target == nil && h.cluster != nil && ValidNick(to) == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-		name, err := h.cluster.Private(ctx, c.Name(), to, text)
-		cancel()
-		switch {
-		case err == nil:
-			c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: name, Text: text, Echo: true}))
-			h.deliveries.Add(1)
-			return
-		case !errors.Is(err, ErrNoSuchMember):
-			c.errorf("cannot reach %s on another node: %v", to, err)
-			return
-		}
-	}
-	if target == nil {
-		c.errorf("no one called %s is here", to)
-		return
-	}
-	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text}))
-	c.member.Send(h.stamp(&Event{Kind: KindPrivate, From: c.Name(), To: target.Name(), Text: text, Echo: true}))
-	h.deliveries.Add(2)
 }
 
 // allow applies flood control to one line. A member may send Burst lines

@@ -24,7 +24,7 @@ func count(lines []string, s string) int {
 func TestNameAndRoomChangesHaveTheirOwnRate(t *testing.T) {
 	// Lines without limit, and few strikes allowed (3*Burst): were a
 	// refused change counted as a refused line, mallory would be cut off.
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, Burst: 2, ChangeBurst: 3, ChangeEvery: time.Hour}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, Burst: 2, ChangeBurst: 3, ChangeEvery: time.Hour}, nil)
 	mallory, mm := connect(t, h, "mallory")
 	_, bm := connect(t, h, "bob")
 	mm.lines()

@@ -78,17 +78,23 @@ func (h *Hub) Notice(text string) {
 }
 
 // DeliverPrivate hands a private message from a member of another node to
-// the local member called to. It reports that member's name and whether
-// there is one.
-func (h *Hub) DeliverPrivate(from, to, text string) (string, bool) {
+// the local member called to, within that member's rate of private
+// messages and half its queue, as a local one is (see [Client.private]);
+// the sender's address is not known here, so only the rate of all senders
+// together applies. It returns that member's name, [ErrNoSuchMember] if
+// nobody here is called to, or why the message was not delivered, fit to
+// show its sender.
+func (h *Hub) DeliverPrivate(from, to, text string) (string, error) {
 	target := h.lookup(to)
 	if target == nil {
-		return "", false
+		return "", ErrNoSuchMember
 	}
 	name := target.Name()
-	target.member.Send(h.stamp(&Event{Kind: KindPrivate, From: from, To: name, Text: text}))
-	h.deliveries.Add(1)
-	return name, true
+	ev := h.stamp(&Event{Kind: KindPrivate, From: from, To: name, Text: text})
+	if err := target.offerPrivate(ev, ""); err != nil {
+		return "", err
+	}
+	return name, nil
 }
 
 // ResyncHistory makes every room take its history from the cluster again

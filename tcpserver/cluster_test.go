@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -71,14 +72,14 @@ func TestNoticeAndDeliverPrivate(t *testing.T) {
 			t.Fatalf("notice: got %q", got)
 		}
 	}
-	if name, ok := h.DeliverPrivate("zed", "ALICE", "psst"); !ok || name != "alice" {
-		t.Fatalf("DeliverPrivate = %q, %v", name, ok)
+	if name, err := h.DeliverPrivate("zed", "ALICE", "psst"); err != nil || name != "alice" {
+		t.Fatalf("DeliverPrivate = %q, %v", name, err)
 	}
 	if got := am.lines(); len(got) != 1 || got[0] != "*zed* psst" {
 		t.Fatalf("alice got %q", got)
 	}
-	if _, ok := h.DeliverPrivate("zed", "nobody", "psst"); ok {
-		t.Fatal("delivered to nobody")
+	if _, err := h.DeliverPrivate("zed", "nobody", "psst"); !errors.Is(err, ErrNoSuchMember) {
+		t.Fatalf("DeliverPrivate to nobody: %v, want ErrNoSuchMember", err)
 	}
 }
 

@@ -79,6 +79,8 @@ const helpText = `Commands:
   /join ROOM       go to another room (made on first join)
   /rooms           list rooms and how many are in each
   /msg NAME TEXT   send TEXT to NAME only
+  /ignore NAME     stop seeing NAME's lines and private messages (/ignore alone lists)
+  /unignore NAME   see them again
   /help            this list
   /quit            leave the chat
 Anything else you type is said to the room; start a line with // to say one that begins with /.`

@@ -91,6 +91,10 @@ type Event struct {
 	// "-> *bob* text" receipt).
 	Echo bool
 
+	// fromID is the ID of the local client that said it (see
+	// [Client.ID]), for /ignore to follow it through renames; 0 if none.
+	fromID uint64
+
 	Names  []string // KindPresence: the members, at most presenceNames of them
 	Count  int      // KindPresence: how many members in all
 	Events []*Event // KindHistory, KindBatch: the lines, oldest first

@@ -28,6 +28,9 @@ func startServer(t *testing.T, hc HubConfig, cfg Config) *testServer {
 	if hc.MaxPerIP == 0 {
 		hc.MaxPerIP = -1
 	}
+	if hc.AnnounceDelay == 0 {
+		hc.AnnounceDelay = -1 // joins announced at once: the tests wait for them
+	}
 	hub := NewHub(hc, nil)
 	srv := New(hub, cfg, nil)
 	l, err := net.Listen("tcp", "127.0.0.1:0")

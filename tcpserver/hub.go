@@ -25,8 +25,9 @@ var (
 
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
-// MaxPerIP, ChangeBurst or HistoryMemory means no limit, a negative History
-// no history.
+// MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate or PrivateRatePerIP
+// means no limit, a negative History no history, a negative AnnounceDelay
+// none.
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -35,9 +36,23 @@ type HubConfig struct {
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
 	MaxClients    int     // members at once, all transports together; 20000
-	MaxPerIP      int     // members at once from one IP address; 100
+	MaxPerIP      int     // members at once from one IP address (IPv6: one /64); 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
-	AnnounceLimit int     // rooms bigger than this stop announcing joins and leaves; 200
+	AnnounceLimit int     // rooms bigger than this stop announcing joins, leaves and name changes; 200
+
+	// AnnounceDelay is how long a newcomer to a room stays unannounced,
+	// unless it speaks first; one who leaves within it is not announced
+	// at all (see Room.join); 5 s.
+	AnnounceDelay time.Duration
+
+	// PrivateRate private messages a second a member may be sent, all
+	// senders together, PrivateBurst at once; PrivateRatePerIP and
+	// PrivateBurstPerIP the same from any one address (IPv6: any one
+	// /64). 5 and 20, 2 and 8. See private.go.
+	PrivateRate       float64
+	PrivateBurst      int
+	PrivateRatePerIP  float64
+	PrivateBurstPerIP int
 
 	// ShowAddresses says whose address join and leave notices carry, to
 	// the room and to the relay alike; ShowAddrsTCP.
@@ -80,6 +95,17 @@ func (c HubConfig) withDefaults() HubConfig {
 	if c.ChangeEvery <= 0 {
 		c.ChangeEvery = 5 * time.Second
 	}
+	if c.AnnounceDelay == 0 {
+		c.AnnounceDelay = 5 * time.Second
+	}
+	if c.PrivateRate == 0 {
+		c.PrivateRate = 5
+	}
+	def(&c.PrivateBurst, 20)
+	if c.PrivateRatePerIP == 0 {
+		c.PrivateRatePerIP = 2
+	}
+	def(&c.PrivateBurstPerIP, 8)
 	return c
 }
 
@@ -106,6 +132,11 @@ type Stats struct {
 	FloodKicks   uint64         // members cut off for flooding
 	Connections  uint64         // members admitted since start
 	HistoryBytes int64          // what the rooms' history takes now (see HubConfig.HistoryMemory)
+
+	// Private messages not delivered: over the rate of their recipient
+	// (all senders together, or from the sender's address), or with the
+	// recipient's queue half full.
+	PrivateRefusedRate, PrivateRefusedPerIP, PrivateRefusedFull uint64
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -133,6 +164,8 @@ type Hub struct {
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
 	slowKicks, floodKicks, connections     atomic.Uint64
+
+	privateRefusedRate, privateRefusedPerIP, privateRefusedFull atomic.Uint64
 }
 
 // NewHub returns a hub with the given limits.
@@ -191,6 +224,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		echo:      info.Echo,
 		key:       info.Key,
 	}
+	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)
 	var notices []string
@@ -273,11 +307,11 @@ func (h *Hub) admitLocked(c *Client) error {
 	if h.cfg.MaxClients > 0 && h.clients >= h.cfg.MaxClients {
 		return ErrServerFull
 	}
-	if h.cfg.MaxPerIP > 0 && c.ip != "" && h.perIP[c.ip] >= h.cfg.MaxPerIP {
+	if h.cfg.MaxPerIP > 0 && c.source != "" && h.perIP[c.source] >= h.cfg.MaxPerIP {
 		return ErrTooManyFromIP
 	}
 	h.clients++
-	h.perIP[c.ip]++
+	h.perIP[c.source]++
 	h.transport[c.transport]++
 	return nil
 }
@@ -290,8 +324,8 @@ func (h *Hub) release(c *Client) {
 		h.cluster.ReleaseName(c.Name())
 	}
 	h.clients--
-	if h.perIP[c.ip]--; h.perIP[c.ip] <= 0 {
-		delete(h.perIP, c.ip)
+	if h.perIP[c.source]--; h.perIP[c.source] <= 0 {
+		delete(h.perIP, c.source)
 	}
 	h.transport[c.transport]--
 }
@@ -516,7 +550,7 @@ func (h *Hub) Rooms() []RoomInfo {
 // Deliver hands an event from another node (through the [Relay]) to the
 // local members of its room, with an ID of this hub's if it has none, and keeps it in the room's history. A join,
 // leave or name change for a room nobody here is in is dropped, and one
-// for a room bigger than AnnounceLimit is not announced. A [KindBatch] of
+// for a room here bigger than AnnounceLimit is not announced. A [KindBatch] of
 // one sender's lines reaches each member as one queue entry, as a local
 // batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
@@ -561,7 +595,7 @@ func (h *Hub) Deliver(ev *Event) {
 	if r == nil {
 		return
 	}
-	if announce && ev.Kind != KindNick {
+	if announce {
 		if n, _ := r.usage(); n > h.cfg.AnnounceLimit {
 			return
 		}
@@ -591,6 +625,10 @@ func (h *Hub) Stats() Stats {
 		FloodKicks:   h.floodKicks.Load(),
 		Connections:  h.connections.Load(),
 		HistoryBytes: h.hist.usedBytes(),
+
+		PrivateRefusedRate:  h.privateRefusedRate.Load(),
+		PrivateRefusedPerIP: h.privateRefusedPerIP.Load(),
+		PrivateRefusedFull:  h.privateRefusedFull.Load(),
 	}
 }
 

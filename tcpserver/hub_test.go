@@ -84,8 +84,8 @@ func (r *linkedRelay) Publish(ev *Event) {
 
 func TestRelaySeamJoinsTwoHubs(t *testing.T) {
 	ra, rb := &linkedRelay{}, &linkedRelay{}
-	a := NewHub(HubConfig{Relay: ra}, nil)
-	b := NewHub(HubConfig{Relay: rb}, nil)
+	a := NewHub(HubConfig{AnnounceDelay: -1, Relay: ra}, nil)
+	b := NewHub(HubConfig{AnnounceDelay: -1, Relay: rb}, nil)
 	ra.peers, rb.peers = []*Hub{b}, []*Hub{a}
 
 	alice, am := connect(t, a, "alice")
@@ -111,7 +111,7 @@ func TestRelaySeamJoinsTwoHubs(t *testing.T) {
 }
 
 func TestBigRoomsDoNotAnnounceJoinsAndLeaves(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, AnnounceLimit: 3}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, AnnounceLimit: 3}, nil)
 	_, first := connect(t, h, "")
 	for range 2 {
 		connect(t, h, "")
@@ -271,7 +271,7 @@ func (r *recordingRelay) Publish(ev *Event) {
 
 func TestHeldLinesGoAsOneBatchInOrder(t *testing.T) {
 	relay := &recordingRelay{}
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, Relay: relay}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, Relay: relay}, nil)
 	alice, _ := connect(t, h, "alice")
 	_, bm := connect(t, h, "bob")
 	bm.lines()
@@ -338,7 +338,7 @@ func TestCompareFoldOrdersAsLowerCase(t *testing.T) {
 // between joins; it must follow every join into it, leave from it and
 // rename in it.
 func TestPresenceFollowsJoinsLeavesAndRenames(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1}, nil)
 	names := func() ([]string, int) {
 		t.Helper()
 		_, m := connect(t, h, "")
@@ -385,7 +385,7 @@ func TestPresenceFollowsJoinsLeavesAndRenames(t *testing.T) {
 // What a member says reaches the others cleaned, whatever the command:
 // invisible characters are gone and marks do not pile up.
 func TestSaidTextIsCleaned(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1}, nil)
 	mallory, _ := connect(t, h, "mallory")
 	_, am := connect(t, h, "alice")
 	am.lines()

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"errors"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
@@ -24,8 +25,15 @@ type ConnLimits struct {
 	// that accepting never fails for want of a descriptor.
 	MaxConns int
 	// MaxPerIP is the most connections open at once from one address
-	// [no limit].
+	// (IPv6: one /64, see addrKey) [no limit].
 	MaxPerIP int
+	// ConnectRate is how many new connections one address may open a
+	// second, after a burst of ConnectBurst [no limit; 10 x ConnectRate].
+	// Connecting and leaving over and over is otherwise free, and each
+	// connection a chat member's costs the server a welcome, a history
+	// and a name.
+	ConnectRate  float64
+	ConnectBurst int
 	// Exempt lists peers not counted per address: trusted reverse
 	// proxies, each of which carries many visitors. They still count
 	// towards MaxConns.
@@ -57,14 +65,15 @@ type ConnLimiter struct {
 	lingerMu sync.Mutex   // orders lingerWG's Adds and Waits: one listener may close while another refuses
 	linger   atomic.Int32 // refused connections being read away now
 
-	mu   sync.Mutex
-	open int
-	byIP map[netip.Addr]int
+	mu    sync.Mutex
+	open  int
+	byIP  map[netip.Addr]int // by addrKey
+	rates *connectRates      // nil: no ConnectRate
 
 	spareMu sync.Mutex
 	spare   io.Closer // a descriptor held back, see shed
 
-	refusedFull, refusedPerIP atomic.Uint64
+	refusedFull, refusedPerIP, refusedRate atomic.Uint64
 }
 
 // ConnStats is a snapshot of a [ConnLimiter]'s counters.
@@ -73,6 +82,7 @@ type ConnStats struct {
 	Max          int    // the effective MaxConns (0: no limit)
 	RefusedFull  uint64 // refused because MaxConns were open, or no descriptor was left
 	RefusedPerIP uint64 // refused because MaxPerIP were open from the same address
+	RefusedRate  uint64 // refused because the address opened more than ConnectRate a second
 }
 
 // NewConnLimiter returns a limiter for limits.
@@ -89,6 +99,13 @@ func NewConnLimiter(limits ConnLimits) *ConnLimiter {
 		exempt: limits.Exempt,
 		byIP:   make(map[netip.Addr]int),
 	}
+	if limits.ConnectRate > 0 {
+		burst := limits.ConnectBurst
+		if burst <= 0 {
+			burst = max(int(math.Ceil(10*limits.ConnectRate)), 1)
+		}
+		l.rates = newConnectRates(limits.ConnectRate, burst)
+	}
 	if limits.FileLimit > 0 {
 		budget := max(limits.FileLimit-limits.Reserve, 1)
 		if l.max == 0 || l.max > budget {
@@ -104,7 +121,7 @@ func (l *ConnLimiter) Stats() ConnStats {
 	l.mu.Lock()
 	open := l.open
 	l.mu.Unlock()
-	return ConnStats{Open: open, Max: l.max, RefusedFull: l.refusedFull.Load(), RefusedPerIP: l.refusedPerIP.Load()}
+	return ConnStats{Open: open, Max: l.max, RefusedFull: l.refusedFull.Load(), RefusedPerIP: l.refusedPerIP.Load(), RefusedRate: l.refusedRate.Load()}
 }
 
 // A Refusal makes the bytes a listener's refused connections are sent,
@@ -161,21 +178,30 @@ func (ll *limitedListener) Close() error {
 
 // admit counts in a connection from addr (invalid: not an IP peer), or
 // says why it may not come in.
-func (l *ConnLimiter) admit(addr netip.Addr) error {
+func (l *ConnLimiter) admit(addr netip.Addr) error { return l.admitAt(addr, time.Now()) }
+
+func (l *ConnLimiter) admitAt(addr netip.Addr, now time.Time) error {
+	key := addrKey(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max {
 		l.refusedFull.Add(1)
 		return ErrServerFull
 	}
-	perIP := addr.IsValid() && l.perIP > 0 && !l.exempted(addr)
-	if perIP && l.byIP[addr] >= l.perIP {
+	counted := addr.IsValid() && !l.exempted(addr)
+	// Every try counts against the rate, refused or not: an address
+	// that keeps knocking at its MaxPerIP is slowing nobody down.
+	if counted && l.rates != nil && !l.rates.take(key, now) {
+		l.refusedRate.Add(1)
+		return ErrConnectRate
+	}
+	if counted && l.perIP > 0 && l.byIP[key] >= l.perIP {
 		l.refusedPerIP.Add(1)
 		return ErrTooManyFromIP
 	}
 	l.open++
 	if addr.IsValid() {
-		l.byIP[addr]++
+		l.byIP[key]++
 	}
 	return nil
 }
@@ -191,16 +217,73 @@ func (l *ConnLimiter) exempted(addr netip.Addr) bool {
 
 // release counts out a connection from addr.
 func (l *ConnLimiter) release(addr netip.Addr) {
+	key := addrKey(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
 	if !addr.IsValid() {
 		return
 	}
-	if l.byIP[addr]--; l.byIP[addr] <= 0 {
-		delete(l.byIP, addr)
+	if l.byIP[key]--; l.byIP[key] <= 0 {
+		delete(l.byIP, key)
 	}
 }
+
+// ErrConnectRate refuses a connection from an address that opened more
+// than ConnLimits.ConnectRate a second.
+var ErrConnectRate = errors.New("too many connections from your address; slow down")
+
+// maxConnectRates bounds the addresses a connectRates keeps in each of
+// its two maps: about 3 MiB in all, however many addresses connect.
+const maxConnectRates = 1 << 15
+
+// connectRates is a token bucket per address (see addrKey), in memory
+// bounded whatever the number of addresses. An address's bucket is whole
+// again window after its last connection, and a whole bucket is as good
+// as none, so the buckets live in two maps: cur, the addresses seen since
+// turned, and prev, those seen the window before. Every window cur
+// becomes prev and the old prev, whose buckets have all refilled, is
+// dropped. If cur fills up first, it turns early: some buckets are then
+// forgotten before they refill, which only an attacker with more than
+// maxConnectRates addresses can bring about, and who gains little by it.
+// Guarded by the limiter's lock.
+type connectRates struct {
+	rate, burst float64
+	window      time.Duration
+	cur, prev   map[netip.Addr]tokenBucket
+	turned      time.Time
+}
+
+func newConnectRates(rate float64, burst int) *connectRates {
+	return &connectRates{
+		rate:   rate,
+		burst:  float64(burst),
+		window: time.Duration(float64(burst) / rate * float64(time.Second)),
+		cur:    make(map[netip.Addr]tokenBucket),
+	}
+}
+
+// take takes a connection from key's bucket, and reports whether there
+// was one to take.
+func (cr *connectRates) take(key netip.Addr, now time.Time) bool {
+	if now.Sub(cr.turned) >= cr.window || len(cr.cur) >= maxConnectRates {
+		cr.prev, cr.cur, cr.turned = cr.cur, make(map[netip.Addr]tokenBucket, len(cr.cur)/2), now
+	}
+	b, ok := cr.cur[key]
+	if !ok {
+		if b, ok = cr.prev[key]; ok {
+			delete(cr.prev, key)
+		} else {
+			b.tokens = cr.burst
+		}
+	}
+	took := b.take(now, cr.rate, cr.burst)
+	cr.cur[key] = b
+	return took
+}
+
+// size returns how many addresses cr keeps.
+func (cr *connectRates) size() int { return len(cr.cur) + len(cr.prev) }
 
 // refuse tells nc why it is refused and closes it. A client that already
 // sent something (a request, telnet's negotiation) would get a reset for
@@ -321,6 +404,34 @@ func peerIP(nc net.Conn) netip.Addr {
 		return ta.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
+}
+
+// addrKey is the address limits per address count addr under: an IPv4
+// address as it is, an IPv6 address by its /64, which is what one host
+// or one subscriber is given (as Ergo and InspIRCd count IPv6 clones:
+// counted one by one, an address from a /64 is a new one for each of
+// 2^64 connections).
+func addrKey(addr netip.Addr) netip.Addr {
+	if addr.Is6() && !addr.Is4In6() {
+		if p, err := addr.WithZone("").Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return addr
+}
+
+// sourceKey is addrKey for an address given as text ("" for none); text
+// that is not an IP address is its own key.
+func sourceKey(ip string) string {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ip
+	}
+	addr = addrKey(addr.Unmap())
+	if addr.Is6() {
+		return addr.String() + "/64"
+	}
+	return addr.String()
 }
 
 // outOfFiles reports whether err says the process, or the system, has

@@ -360,3 +360,172 @@ func TestListenerClosesWhileAnotherRefuses(t *testing.T) {
 		t.Fatalf("Close took %v", took)
 	}
 }
+
+// An address may open ConnectRate connections a second after a burst of
+// ConnectBurst, whether they stay or not; every try counts. Other
+// addresses, and trusted proxies, are not slowed down by it.
+func TestConnLimiterConnectRate(t *testing.T) {
+	l := NewConnLimiter(ConnLimits{ConnectRate: 10, ConnectBurst: 5, MaxPerIP: 3, FileLimit: 1 << 20,
+		Exempt: []netip.Prefix{netip.MustParsePrefix("192.0.2.200/32")}})
+	a, b, proxy := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.200")
+	now := time.Unix(1000, 0)
+	for i := range 5 {
+		// Connecting and leaving: never more than one open at once.
+		if err := l.admitAt(a, now); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		l.release(a)
+	}
+	if err := l.admitAt(a, now); err != ErrConnectRate {
+		t.Fatalf("sixth at once: %v, want %v", err, ErrConnectRate)
+	}
+	if err := l.admitAt(b, now); err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	for i := range 20 {
+		if err := l.admitAt(proxy, now); err != nil {
+			t.Fatalf("a trusted proxy's connection %d: %v", i, err)
+		}
+	}
+	if err := l.admitAt(a, now.Add(99*time.Millisecond)); err != ErrConnectRate {
+		t.Fatalf("99ms later: %v, want %v", err, ErrConnectRate)
+	}
+	if err := l.admitAt(a, now.Add(200*time.Millisecond)); err != nil {
+		t.Fatalf("200ms later: %v", err)
+	}
+	// Knocking at MaxPerIP spends the allowance too: by then the whole
+	// burst is due again, two of them open, and the rest are spent
+	// knocking.
+	knock := now.Add(time.Second)
+	for range 2 {
+		if err := l.admitAt(a, knock); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		if err := l.admitAt(a, knock); err != ErrTooManyFromIP {
+			t.Fatalf("knock %d: %v, want %v", i, err, ErrTooManyFromIP)
+		}
+	}
+	if err := l.admitAt(a, knock); err != ErrConnectRate {
+		t.Fatalf("after knocking: %v, want %v", err, ErrConnectRate)
+	}
+	if st := l.Stats(); st.RefusedRate != 3 || st.RefusedPerIP != 3 {
+		t.Fatalf("stats %+v, want 3 refused for the rate and 3 per address", st)
+	}
+}
+
+// IPv6 addresses count per /64, for MaxPerIP and ConnectRate alike: a
+// host given a /64 has 2^64 addresses.
+func TestConnLimiterCountsIPv6By64(t *testing.T) {
+	l := NewConnLimiter(ConnLimits{ConnectRate: 1, ConnectBurst: 2, MaxPerIP: 2, FileLimit: 1 << 20})
+	now := time.Unix(1000, 0)
+	for i, addr := range []string{"2001:db8:0:1::1", "2001:db8:0:1:ffff:ffff:ffff:ffff"} {
+		if err := l.admitAt(netip.MustParseAddr(addr), now); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	for range 2 {
+		if err := l.admitAt(netip.MustParseAddr("2001:db8:0:1::99"), now.Add(time.Hour)); err != ErrTooManyFromIP {
+			t.Fatalf("a third from the /64: %v, want %v", err, ErrTooManyFromIP)
+		}
+	}
+	if err := l.admitAt(netip.MustParseAddr("2001:db8:0:1::99"), now.Add(time.Hour)); err != ErrConnectRate {
+		t.Fatalf("a fourth try from the /64: %v, want %v", err, ErrConnectRate)
+	}
+	if err := l.admitAt(netip.MustParseAddr("2001:db8:0:2::1"), now); err != nil {
+		t.Fatalf("the next /64: %v", err)
+	}
+	l.release(netip.MustParseAddr("2001:db8:0:1::1"))
+	if err := l.admitAt(netip.MustParseAddr("2001:db8:0:1::7"), now.Add(2*time.Hour)); err != nil {
+		t.Fatalf("after one left: %v", err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"192.0.2.1", "192.0.2.1"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+		{"fe80::1%eth0", "fe80::/64"},
+		{"", ""},
+		{"pipe", "pipe"},
+	} {
+		if got := sourceKey(tc.in); got != tc.want {
+			t.Errorf("sourceKey(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// However many addresses connect, the limiter keeps a rate for a bounded
+// number of them, and forgets those whose allowance is whole again.
+func TestConnectRatesStayBounded(t *testing.T) {
+	cr := newConnectRates(10, 100) // whole again 10 s after the last connection
+	now := time.Unix(1000, 0)
+	for i := range 3 * maxConnectRates {
+		ip := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i), 0, 0, 0, 0, 0, 0, 0, 0, 1})
+		cr.take(ip, now.Add(time.Duration(i)*time.Microsecond))
+		if cr.size() > 2*maxConnectRates {
+			t.Fatalf("%d addresses kept after %d", cr.size(), i+1)
+		}
+	}
+	// The addresses of the last window are dropped at the next turn.
+	one := netip.MustParseAddr("192.0.2.1")
+	later := now.Add(time.Minute)
+	for range 100 {
+		cr.take(one, later)
+	}
+	if cr.take(one, later) {
+		t.Fatal("the 101st at once was let in")
+	}
+	if n := cr.size(); n > maxConnectRates+1 {
+		t.Fatalf("a window on, %d addresses kept", n)
+	}
+	// A window later: only the one seen since, still spent but for the 50
+	// due by then.
+	for range 50 {
+		if !cr.take(one, later.Add(5*time.Second)) {
+			t.Fatal("5 s later, 50 more are due")
+		}
+	}
+	if cr.take(one, later.Add(5*time.Second)) {
+		t.Fatal("the 51st 5 s later was let in")
+	}
+	cr.take(one, later.Add(11*time.Second))
+	if n := cr.size(); n != 1 {
+		t.Fatalf("two windows on, %d addresses kept, want 1", n)
+	}
+}
+
+// Over a real listener: a client that reconnects faster than the rate is
+// refused with the reason, at once.
+func TestConnLimiterRefusesConnectingTooFast(t *testing.T) {
+	s := startLimited(t, ConnLimits{ConnectRate: 0.01, ConnectBurst: 3})
+	for range 3 {
+		s.dialFrom("127.0.0.1")
+		s.take().Close()
+	}
+	s.refused(s.dialFrom("127.0.0.1"), ErrConnectRate)
+	s.dialFrom("127.0.0.2")
+	s.take()
+	if st := s.lim.Stats(); st.RefusedRate != 1 {
+		t.Fatalf("stats %+v, want 1 refused for the rate", st)
+	}
+}
+
+// The hub's own count per address, for visitors a trusted proxy names,
+// counts IPv6 by /64 too.
+func TestHubCountsIPv6By64(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: 1}, nil)
+	a, err := h.Connect(&fakeMember{}, ConnectInfo{Addr: "[2001:db8:0:1::1]:1", Nick: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Connect(&fakeMember{}, ConnectInfo{Addr: "[2001:db8:0:1::2]:1", Nick: "b"}); err != ErrTooManyFromIP {
+		t.Fatalf("a second from the /64: %v, want %v", err, ErrTooManyFromIP)
+	}
+	if _, err := h.Connect(&fakeMember{}, ConnectInfo{Addr: "[2001:db8:0:2::1]:1", Nick: "c"}); err != nil {
+		t.Fatalf("the next /64: %v", err)
+	}
+	a.Leave("")
+	if _, err := h.Connect(&fakeMember{}, ConnectInfo{Addr: "[2001:db8:0:1::2]:1", Nick: "b"}); err != nil {
+		t.Fatalf("after the first left: %v", err)
+	}
+}

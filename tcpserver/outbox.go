@@ -80,6 +80,23 @@ func (o *Outbox) Send(ev *Event) {
 	o.startLocked()
 }
 
+// TrySend queues ev only while the queue is less than half full, and
+// reports whether it did. Unlike Send it never cuts the member off: it is
+// for what others choose to send the member (a private message), whose
+// sender can be told it was not delivered. The other half of the queue
+// is kept for the room, so that what others send one member never brings
+// it nearer to being cut off than half its queue.
+func (o *Outbox) TrySend(ev *Event) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closing || 2*len(o.queue) >= o.limit {
+		return false
+	}
+	o.queue = append(o.queue, ev)
+	o.startLocked()
+	return true
+}
+
 // Close takes no more events; the writer writes what is queued, then
 // last, then calls the sink's Drained with reason. It reports false if
 // the Outbox was already closing.

@@ -47,7 +47,7 @@ func (l *pipeListener) dial(t *testing.T) *testClient {
 }
 
 func TestChatOverNetPipe(t *testing.T) {
-	hub := NewHub(HubConfig{MaxPerIP: -1}, nil)
+	hub := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1}, nil)
 	srv := New(hub, Config{}, nil)
 	l := newPipeListener()
 	done := make(chan error, 1)

@@ -36,12 +36,27 @@ type Room struct {
 	lastActive time.Time
 	synced     uint64 // the hub's histEpoch when history last came from the cluster
 
-	// sortedNames is the sorted names of the first presenceNames members, as
-	// a presence event lists them, kept while those members stay; nil
-	// when it must be made again. Events share it: it is never changed,
-	// only replaced.
+	// sortedNames is the sorted names of the first presenceNames shown
+	// members, as a presence event lists them, kept while those members
+	// stay; nil when it must be made again. Events share it: it is never
+	// changed, only replaced. namesEnd is the index in members just past
+	// the last one looked at to make it.
 	sortedNames []string
+	namesEnd    int
+
+	// pending holds the members whose join is not announced yet (see
+	// join), each with its timer. They are not in presence events but
+	// their own, and their leave is not announced either.
+	pending map[*Client]*pendingJoin
+
+	// ignorers are the members who ignore someone (see ignoreList): an
+	// event that none of them ignores goes to everyone without asking
+	// each member.
+	ignorers []*Client
 }
+
+// pendingJoin is a join to announce once the timer fires.
+type pendingJoin struct{ timer *time.Timer }
 
 func newRoom(h *Hub, name string) *Room {
 	r := &Room{hub: h, name: name, lastActive: time.Now()}
@@ -53,7 +68,12 @@ func newRoom(h *Hub, name string) *Room {
 func (r *Room) Name() string { return r.name }
 
 // join adds c and tells it where it is (hello, any notices, history, who
-// is here), then announces it to the others.
+// is here), then announces it to the others: after HubConfig.AnnounceDelay,
+// or as soon as it says something, whichever comes first (at once if the
+// delay is negative). A member who leaves before that is never announced,
+// its leave neither: connecting and leaving over and over shows nobody
+// anything. (InspIRCd's delayed join, channel mode +D, does the same until
+// the newcomer speaks.)
 func (r *Room) join(c *Client, notices []string) {
 	h := r.hub
 	hello := &Event{Kind: KindHello, Room: r.name, To: c.Name()}
@@ -73,20 +93,71 @@ func (r *Room) join(c *Client, notices []string) {
 		m.Send(h.notice(KindSystem, n))
 	}
 	if lines := r.hist.linesLocked(); len(lines) > 0 {
-		m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
+		if l := c.ignored.Load(); l != nil {
+			lines = l.visible(lines)
+		}
+		if len(lines) > 0 {
+			m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
+		}
 	}
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
-	if c.idx < presenceNames {
-		r.sortedNames = nil
+	if c.ignored.Load() != nil {
+		r.ignorers = append(r.ignorers, c)
 	}
-	m.Send(r.presenceLocked())
 	r.lastActive = time.Now()
+	if r.pending == nil {
+		r.pending = make(map[*Client]*pendingJoin)
+	}
+	p := &pendingJoin{}
+	r.pending[c] = p
+	c.visible.Store(false)
+	m.Send(r.presenceLocked(c))
+	if d := h.cfg.AnnounceDelay; d >= 0 {
+		p.timer = time.AfterFunc(d, func() { r.showWhenDue(c, p) })
+		return
+	}
+	r.showLocked(c)
+}
+
+// showWhenDue announces c's join, pending as p, if it is still pending:
+// c may have left, spoken, or left and come back meanwhile.
+func (r *Room) showWhenDue(c *Client, p *pendingJoin) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pending[c] == p {
+		r.showLocked(c)
+	}
+}
+
+// show announces c's join now if it is still pending: c is about to say
+// something to the room.
+func (r *Room) show(c *Client) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.pending[c]; ok {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		r.showLocked(c)
+	}
+}
+
+// showLocked makes pending c one of the members everyone sees, and
+// announces it, unless the room is bigger than AnnounceLimit.
+func (r *Room) showLocked(c *Client) {
+	h := r.hub
+	delete(r.pending, c)
+	c.visible.Store(true)
+	if len(r.sortedNames) < presenceNames {
+		r.sortedNames = nil // c is one more to list; a full list may stay as it is
+	}
 	join := h.stamp(&Event{Kind: KindJoin, Room: r.name, From: c.Name(), Addr: c.shown})
 	r.publishLocked(join, c, len(r.members) <= h.cfg.AnnounceLimit)
 }
 
-// leave removes c and announces it, with reason if there is one.
+// leave removes c and announces it, with reason if there is one, if its
+// join was announced.
 func (r *Room) leave(c *Client, reason string) {
 	h := r.hub
 	r.mu.Lock()
@@ -95,8 +166,21 @@ func (r *Room) leave(c *Client, reason string) {
 	if i >= len(r.members) || r.members[i] != c {
 		return
 	}
-	if i < presenceNames {
-		r.sortedNames = nil // the last member takes c's place
+	p, quiet := r.pending[c]
+	if quiet {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		delete(r.pending, c)
+	}
+	if c.ignored.Load() != nil {
+		r.dropIgnorerLocked(c)
+	}
+	if r.sortedNames != nil && !quiet && i < r.namesEnd {
+		// c may be listed. (A member not announced is not, and one moved
+		// into its place from past namesEnd need not be: the list is of
+		// the members announced, the first of them if there are more.)
+		r.sortedNames = nil
 	}
 	last := len(r.members) - 1
 	r.members[i] = r.members[last]
@@ -105,10 +189,35 @@ func (r *Room) leave(c *Client, reason string) {
 	r.members = r.members[:last]
 	if len(r.members) == 0 {
 		r.members = nil // give back a big room's array
+		r.pending = nil
 	}
 	r.lastActive = time.Now()
+	if quiet {
+		return
+	}
 	ev := h.stamp(&Event{Kind: KindLeave, Room: r.name, From: c.Name(), Addr: c.shown, Text: reason})
 	r.publishLocked(ev, nil, len(r.members)+1 <= h.cfg.AnnounceLimit)
+}
+
+// renamedLocked tells the room that c, a member, is now known by ev.To
+// (ev is the KindNick event). The room is told only if it was told c is
+// here and is no bigger than AnnounceLimit: a hundred members renaming
+// in a room of thousands would otherwise be a hundred notices to each.
+// c itself is always told (the page learns its new name so), and the
+// relay is told if the room was; the other nodes apply their own limit.
+func (r *Room) renamedLocked(c *Client, ev *Event) {
+	if _, quiet := r.pending[c]; quiet {
+		c.member.Send(ev)
+		r.hub.deliveries.Add(1)
+		return
+	}
+	if len(r.members) <= r.hub.cfg.AnnounceLimit {
+		r.publishLocked(ev, nil, true)
+		return
+	}
+	c.member.Send(ev)
+	r.hub.deliveries.Add(1)
+	r.publishLocked(ev, nil, false)
 }
 
 // say sends ev, a line c said or did, or a KindBatch of them, to the
@@ -172,9 +281,49 @@ func (r *Room) publishLocked(ev *Event, except *Client, local bool) {
 
 // sendLocked queues ev for every member but except.
 func (r *Room) sendLocked(ev *Event, except *Client) int {
+	if len(r.ignorers) > 0 && r.ignoredLocked(ev) {
+		return r.sendUnignoredLocked(ev, except)
+	}
 	n := 0
 	for _, m := range r.members {
 		if m == except {
+			continue
+		}
+		m.member.Send(ev)
+		n++
+	}
+	r.hub.deliveries.Add(uint64(n))
+	return n
+}
+
+// ignoredLocked reports whether someone in the room ignores ev. It asks
+// the few who ignore anyone once an event, so that the loop over every
+// member asks nobody unless someone does.
+func (r *Room) ignoredLocked(ev *Event) bool {
+	for _, c := range r.ignorers {
+		if c.ignored.Load().hides(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropIgnorerLocked takes c out of the room's ignorers.
+func (r *Room) dropIgnorerLocked(c *Client) {
+	if i := slices.Index(r.ignorers, c); i >= 0 {
+		r.ignorers = slices.Delete(r.ignorers, i, i+1)
+	}
+}
+
+// sendUnignoredLocked is sendLocked for an event someone in the room
+// ignores: each member's list has its say.
+func (r *Room) sendUnignoredLocked(ev *Event, except *Client) int {
+	n := 0
+	for _, m := range r.members {
+		if m == except {
+			continue
+		}
+		if l := m.ignored.Load(); l != nil && l.hides(ev) {
 			continue
 		}
 		m.member.Send(ev)
@@ -195,26 +344,34 @@ func (r *Room) rememberLocked(ev *Event) {
 	r.hist.addLocked(ev)
 }
 
-// presence returns who is in the room, as an event for one member.
-func (r *Room) presence() *Event {
+// presence returns who is in the room, as an event for asker.
+func (r *Room) presence(asker *Client) *Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.presenceLocked()
+	return r.presenceLocked(asker)
 }
 
-// presenceLocked lists the first presenceNames members, sorted. Sorting
-// them for every join of a big room cost a tenth of a connection's CPU, so
-// the list is kept (see Room.sortedNames) until one of them leaves or is
-// renamed; in a cluster, where other nodes' members come into it, it is
-// made each time.
-func (r *Room) presenceLocked() *Event {
-	count := len(r.members)
+// presenceLocked lists the first presenceNames members whose join was
+// announced, sorted, and asker too if it is one not yet announced: a
+// member not announced to the room shows in nobody's list but its own,
+// so that the page, which keeps its list from presence, joins and
+// leaves, never lists one whose leave it will not be told. Sorting the
+// names for every join of a big room cost a tenth of a connection's CPU,
+// so the list is kept (see Room.sortedNames) until one of them leaves or
+// is renamed, or a member is announced among them; in a cluster, where
+// other nodes' members come into it, it is made each time.
+func (r *Room) presenceLocked(asker *Client) *Event {
+	count := len(r.members) - len(r.pending)
 	names := r.sortedNames
 	if names == nil {
-		names = make([]string, 0, min(len(r.members), presenceNames))
-		for _, m := range r.members[:min(len(r.members), presenceNames)] {
-			names = append(names, m.Name())
+		names = make([]string, 0, min(count, presenceNames))
+		i := 0
+		for ; i < len(r.members) && len(names) < presenceNames; i++ {
+			if m := r.members[i]; r.pending[m] == nil {
+				names = append(names, m.Name())
+			}
 		}
+		r.namesEnd = i
 		if cl := r.hub.cluster; cl != nil {
 			remote, n := cl.RemoteMembers(r.name, presenceNames-len(names))
 			names = append(names, remote...)
@@ -225,7 +382,22 @@ func (r *Room) presenceLocked() *Event {
 			r.sortedNames = names
 		}
 	}
+	if _, quiet := r.pending[asker]; quiet {
+		count++
+		if len(names) < presenceNames {
+			names = withName(names, asker.Name())
+		}
+	}
 	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}).finish()
+}
+
+// withName returns a copy of the sorted names with name in its place.
+func withName(names []string, name string) []string {
+	i, _ := slices.BinarySearchFunc(names, name, compareFold)
+	out := make([]string, 0, len(names)+1)
+	out = append(out, names[:i]...)
+	out = append(out, name)
+	return append(out, names[i:]...)
 }
 
 // renamed forgets the kept presence list: a member's name changed.

@@ -24,7 +24,7 @@ func TestShowAddressesByTransport(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.policy.String()+"/"+tt.transport, func(t *testing.T) {
 			relay := &recordingRelay{}
-			h := NewHub(HubConfig{MaxPerIP: -1, ShowAddresses: tt.policy, Relay: relay}, nil)
+			h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, ShowAddresses: tt.policy, Relay: relay}, nil)
 			_, watcher := connect(t, h, "watcher")
 			watcher.lines()
 			c, err := h.Connect(&fakeMember{}, ConnectInfo{Addr: addr, Transport: tt.transport, Nick: "alice"})

@@ -183,6 +183,9 @@ type tcpConn struct {
 // Send queues ev (see [Outbox.Send]).
 func (c *tcpConn) Send(ev *Event) { c.out.Send(ev) }
 
+// TrySend queues ev if there is room for it (see [Outbox.TrySend]).
+func (c *tcpConn) TrySend(ev *Event) bool { return c.out.TrySend(ev) }
+
 // Close sends what is queued, then "*** reason", then hangs up.
 func (c *tcpConn) Close(reason string) { c.closeGracefully(reason) }
 

@@ -12,7 +12,7 @@ func (c *Client) Key() string { return c.key }
 // RoomNames returns the names the member's room lists, as /who does: at
 // most 100 (other nodes' members included), sorted without regard to
 // case. The slice is shared and must not be changed. Reader only.
-func (c *Client) RoomNames() []string { return c.room.presence().Names }
+func (c *Client) RoomNames() []string { return c.room.presence(c).Names }
 
 // Notice returns a server notice (k is [KindSystem]) or an error (k is
 // [KindError]) for one member, ready to send: for a transport that

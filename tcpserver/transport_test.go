@@ -6,7 +6,7 @@ import (
 )
 
 func TestClientKeyAndRoomNames(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1}, nil)
+	h := NewHub(HubConfig{MaxPerIP: -1, AnnounceDelay: -1}, nil)
 	bob, _ := connect(t, h, "bob")
 	defer bob.Leave("")
 	m := &fakeMember{}

@@ -100,6 +100,7 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 			return echoFlood(ctx, e.v.echo, held)
 		})
 	}
+	attack("private messages aimed at one member do not cut it off", func(ctx context.Context) (bool, string) { return privateFlood(ctx, tcpAddr) })
 
 	exchanged, late := p.exchange(actx, 200*time.Millisecond, time.Second)
 	wg.Wait()

@@ -34,6 +34,7 @@ const (
 
 	// fillBatch is how many rooms are asked for at once.
 	fillBatch = 32
+	fillFirst = 20 // the first source address is 127.0.0.1 + fillFirst
 )
 
 // roomFill is one WebSocket member alone in each room, JSON protocol, as
@@ -84,15 +85,15 @@ func decodeEvents(frame []byte) ([]fillEvent, error) {
 }
 
 // fillRooms opens members into rooms abuse-0, abuse-1, ..., fillBatch at
-// a time, from 127.0.0.11 onwards (50 an address, clear of the attacks'
-// addresses), until the server puts one in another room or most are in.
+// a time, from 127.0.0.21 onwards (50 an address, clear of the attacks'
+// addresses, whose connections per second are counted too), until the server puts one in another room or most are in.
 // It returns what it got, and what went wrong, if anything.
 func fillRooms(ctx context.Context, e *scenarioEnv, most int) (*roomFill, error) {
 	cc := e.cc
 	cc.wsOpts = wsOptions{subprotocol: jsonSubprotocol}
 	d := cc.newDialer()
 	defer d.closeIdle()
-	first := 10 * d.perSource // 127.0.0.11
+	first := fillFirst * d.perSource // 127.0.0.21
 	f := &roomFill{}
 	for start := 0; start < most && f.defaultRoom == ""; start += fillBatch {
 		n := min(fillBatch, most-start)
@@ -310,7 +311,7 @@ func (f *roomFill) newestSurvives(ctx context.Context, e *scenarioEnv) (int, err
 	cc.wsOpts = wsOptions{subprotocol: jsonSubprotocol}
 	d := cc.newDialer()
 	defer d.closeIdle()
-	visitor, w, err := joinRoom(ctx, d, e.cc.ws[0], m.room, 10*d.perSource+len(f.members))
+	visitor, w, err := joinRoom(ctx, d, e.cc.ws[0], m.room, fillFirst*d.perSource+len(f.members))
 	if err != nil {
 		return 0, err
 	}

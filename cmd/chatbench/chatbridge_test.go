@@ -119,7 +119,7 @@ func TestLoadToolAgainstChatbridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	srv := startChatbridge(t, "--rate", "0", "--max-per-ip", "0")
+	srv := startChatbridge(t, "--rate", "0", "--max-per-ip", "0", "--connect-rate", "0")
 	pid := strconv.Itoa(srv.pid)
 	ends := []string{"--tcp", srv.tcp, "--ws", srv.ws}
 

@@ -131,6 +131,12 @@ func (d *dialer) dial(ctx context.Context, ep endpoint, slot int) (benchConn, er
 	if err != nil {
 		return nil, err
 	}
+	return d.dialFrom(ctx, ep, src)
+}
+
+// dialFrom connects to ep from the local address src (the zero Addr: the
+// kernel's choice).
+func (d *dialer) dialFrom(ctx context.Context, ep endpoint, src netip.Addr) (benchConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.connectTimeout)
 	defer cancel()
 	if !ep.ws {

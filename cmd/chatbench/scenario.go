@@ -31,8 +31,11 @@ func scenarioDescription(name string) string {
 			"are cut off, the server's RSS stays under --max-rss."
 	case "churn":
 		return "churn: --workers clients connect and disconnect for --duration, half of them\n" +
-			"abruptly (TCP reset, WebSocket dropped without a close frame): goroutines and RSS\n" +
-			"(from --metrics) come back to their baseline, and /who shows no stale member."
+			"abruptly (TCP reset, WebSocket dropped without a close frame), from 4096 addresses\n" +
+			"in turn: goroutines and RSS (from --metrics) come back to their baseline, /who shows\n" +
+			"no stale member, and a member watching is shown none of them coming or going.\n" +
+			"Meanwhile one address connects as fast as it can: the server's default --connect-rate\n" +
+			"refuses it past 100 at once and 10 a second."
 	case "abuse":
 		return "abuse: first every room the server will make, taken by a WebSocket each before\n" +
 			"anyone enters the default room: telnet is still welcomed there; then 20 lines of\n" +
@@ -41,8 +44,9 @@ func scenarioDescription(name string) string {
 			"bad input at once (telnet IAC storms, a --big-line MiB line, invalid UTF-8, escapes,\n" +
 			"NUL, floods, oversize and malformed WebSocket messages, a foreign origin, --idle\n" +
 			"connections from one address, requests whose body never comes, an echo flood with\n" +
-			"--echo) while a TCP and a WS probe exchange a line every 200ms: each arrives within\n" +
-			"1s, and nothing raw ever reaches them."
+			"--echo, 100 connections from one address sending 4 KB private messages to one member\n" +
+			"reading 128 KiB/s, which must not be cut off) while a TCP and a WS probe exchange a\n" +
+			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them."
 	case "soak":
 		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
 			"or reordered, and goroutines and RSS (from --metrics) end where they began."

@@ -47,6 +47,10 @@ type config struct {
 	maxPerIP      int
 	maxRooms      int
 	announceLimit int
+	announceDelay time.Duration
+	connectRate   float64
+	privateRate   float64
+	privatePerIP  float64
 
 	shutdownTimeout time.Duration
 	gcPercent       int
@@ -108,7 +112,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.IntVar(&c.maxClients, "max-clients", 20000, "connections at once, every listener together, members or not; never more than the open-file limit less 64 (0: only that)")
 	fs.IntVar(&c.maxPerIP, "max-per-ip", 100, "connections at once from one IP address, every listener together, members or not (0: no limit)")
 	fs.IntVar(&c.maxRooms, "max-rooms", 1000, "rooms kept at once; the longest-idle empty room is forgotten first")
-	fs.IntVar(&c.announceLimit, "announce-limit", 200, "rooms with more `members` than this stop announcing joins and leaves")
+	fs.IntVar(&c.announceLimit, "announce-limit", 200, "rooms with more `members` than this stop announcing joins, leaves and name changes")
+	fs.DurationVar(&c.announceDelay, "announce-delay", 5*time.Second, "how long a newcomer to a room goes unannounced unless it speaks; who leaves sooner is never announced, its leave neither (0: announce at once)")
+	fs.Float64Var(&c.connectRate, "connect-rate", 10, "new connections per second from one IP address (IPv6: one /64), every listener together, after a burst of 10 times as many (0: no limit)")
+	fs.Float64Var(&c.privateRate, "private-rate", 5, "private messages per second one member may be sent, all senders together, after a burst of 4 times as many (0: no limit)")
+	fs.Float64Var(&c.privatePerIP, "private-rate-per-ip", 2, "private messages per second one member may be sent from any one IP address (IPv6: one /64), after a burst of 4 times as many (0: no limit)")
 	fs.StringVar(&c.allowOrigins, "allow-origin", "", "other `origins` whose pages may open /ws, comma-separated host patterns such as docs.example.com or *.example.com (the page's own origin is always allowed)")
 	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
@@ -237,7 +245,30 @@ func (c config) check() error {
 	if c.writeTimeout <= 0 || c.shutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--write-timeout and --shutdown-timeout must be positive"))
 	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"--connect-rate", c.connectRate}, {"--private-rate", c.privateRate}, {"--private-rate-per-ip", c.privatePerIP}} {
+		if !(r.v >= 0 && r.v <= maxRate) { // NaN too
+			errs = append(errs, fmt.Errorf("%s %v: want a number from 0 (no limit) to %d", r.name, r.v, maxRate))
+		}
+	}
+	if c.announceDelay < 0 || c.announceDelay > maxAnnounceDelay {
+		errs = append(errs, fmt.Errorf("--announce-delay %v: want 0 (at once) to %v", c.announceDelay, maxAnnounceDelay))
+	}
 	return errors.Join(errs...)
+}
+
+// Bounds of the rate and delay flags: past them a value is a mistake
+// (and a burst of ten times 1e308 no number at all).
+const (
+	maxRate          = 1_000_000
+	maxAnnounceDelay = time.Hour
+)
+
+// burstOf is the burst that goes with a rate: times its rate, at least 1.
+func burstOf(rate float64, times int) int {
+	return max(int(math.Ceil(rate*float64(times))), 1)
 }
 
 // checkAddr says what is wrong with addr as a listener's address: it
@@ -343,7 +374,7 @@ func (b *byteSize) String() string {
 }
 
 // noLimit turns the command line's "0: no limit" into the hub's -1.
-func noLimit[T int | float64](v T) T {
+func noLimit[T int | float64 | time.Duration](v T) T {
 	if v == 0 {
 		return -1
 	}

@@ -27,6 +27,23 @@ func TestParseConfigDefaults(t *testing.T) {
 	if c.tcpAddr != ":5000" || c.httpAddr != ":8080" || c.echoAddr != "" || c.sshAddr != "" || c.maxLine != 4096 || c.history != 20 || c.queue != 1024 {
 		t.Fatalf("defaults = %+v", c)
 	}
+	if c.connectRate != 10 || c.announceDelay != 5*time.Second || c.privateRate != 5 || c.privatePerIP != 2 {
+		t.Fatalf("defaults = %+v", c)
+	}
+}
+
+// The rate flags' bursts: ten times --connect-rate, four times the
+// private rates, and at least one.
+func TestBurstOf(t *testing.T) {
+	for _, tc := range []struct {
+		rate  float64
+		times int
+		want  int
+	}{{10, 10, 100}, {5, 4, 20}, {2, 4, 8}, {0.01, 10, 1}, {0, 4, 1}, {0.25, 10, 3}} {
+		if got := burstOf(tc.rate, tc.times); got != tc.want {
+			t.Errorf("burstOf(%v, %d) = %d, want %d", tc.rate, tc.times, got, tc.want)
+		}
+	}
 }
 
 func TestParseConfigFlagsBeatEnvironment(t *testing.T) {
@@ -63,6 +80,17 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--ssh", ":2222"}, nil, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--ssh-host-key", "key"}, nil, "--ssh-host-key needs --ssh"},
 		{nil, map[string]string{"CHATBRIDGE_SSH": ":2222"}, "--ssh needs --ssh-host-key FILE"},
+		{[]string{"--connect-rate", "-1"}, nil, "--connect-rate -1: want a number from 0 (no limit) to 1000000"},
+		{[]string{"--connect-rate", "NaN"}, nil, "--connect-rate NaN: want a number"},
+		{[]string{"--connect-rate", "1e308"}, nil, "--connect-rate 1e+308: want a number"},
+		{[]string{"--connect-rate", "Inf"}, nil, "--connect-rate +Inf: want a number"},
+		{nil, map[string]string{"CHATBRIDGE_CONNECT_RATE": "lots"}, `CHATBRIDGE_CONNECT_RATE="lots"`},
+		{[]string{"--private-rate", "-0.5"}, nil, "--private-rate -0.5: want a number"},
+		{[]string{"--private-rate-per-ip", "2000000"}, nil, "--private-rate-per-ip 2e+06: want a number"},
+		{nil, map[string]string{"CHATBRIDGE_PRIVATE_RATE_PER_IP": "NaN"}, "--private-rate-per-ip NaN: want a number"},
+		{[]string{"--announce-delay", "-1s"}, nil, "--announce-delay -1s: want 0 (at once) to 1h0m0s"},
+		{[]string{"--announce-delay", "2h"}, nil, "--announce-delay 2h0m0s: want 0 (at once) to 1h0m0s"},
+		{[]string{"--announce-delay", "5"}, nil, `invalid value "5" for flag -announce-delay`},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
@@ -79,7 +107,7 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 	for _, want := range []string{"--tcp address  [CHATBRIDGE_TCP]", `(default ":5000")`, "--http", "--echo", "--max-line", "--rate", "--burst", "--queue", "--write-timeout", "--max-clients", "--max-per-ip", "--shutdown-timeout", "--log-format", "CHATBRIDGE_MAX_PER_IP", "--metrics-addr address  [CHATBRIDGE_METRICS_ADDR]",
-		"--ssh address  [CHATBRIDGE_SSH]", "--ssh-host-key file  [CHATBRIDGE_SSH_HOST_KEY]"} {
+		"--ssh address  [CHATBRIDGE_SSH]", "--ssh-host-key file  [CHATBRIDGE_SSH_HOST_KEY]", "--connect-rate", "CHATBRIDGE_ANNOUNCE_DELAY", "--private-rate-per-ip"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}

@@ -110,7 +110,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxPerIP:      noLimit(cfg.maxPerIP),
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
+		AnnounceDelay: noLimit(cfg.announceDelay),
 		ShowAddresses: cfg.showAddresses,
+
+		PrivateRate:       noLimit(cfg.privateRate),
+		PrivateBurst:      burstOf(cfg.privateRate, 4),
+		PrivateRatePerIP:  noLimit(cfg.privatePerIP),
+		PrivateBurstPerIP: burstOf(cfg.privatePerIP, 4),
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
@@ -121,11 +127,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 
-	// Every connection on every listener counts against --max-clients and
-	// --max-per-ip from the moment it is accepted, member or not.
-	// Trusted proxies carry many visitors each: the hub counts those by the
-	// address the proxy names (see bridge.Config.TrustedProxies).
-	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies})
+	// Every connection on every listener counts against --max-clients,
+	// --max-per-ip and --connect-rate from the moment it is accepted,
+	// member or not. Trusted proxies carry many visitors each: the hub
+	// counts those by the address the proxy names (see
+	// bridge.Config.TrustedProxies).
+	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{
+		MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies,
+		ConnectRate: cfg.connectRate, ConnectBurst: burstOf(cfg.connectRate, 10),
+	})
 
 	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
@@ -273,7 +283,7 @@ func limiterCollectors(l *tcpserver.ConnLimiter) []prometheus.Collector {
 	refused := func(read func(tcpserver.ConnStats) uint64) func() float64 {
 		return func() float64 { return float64(read(l.Stats())) }
 	}
-	help := "Connections refused at accept, before any protocol: the server full, or too many from one address."
+	help := "Connections refused at accept, before any protocol: the server full, too many open from one address, or too many opened from one address a second."
 	return []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chatbridge_connections_open", Help: "Connections open on every listener, members or not."},
 			func() float64 { return float64(l.Stats().Open) }),
@@ -281,6 +291,8 @@ func limiterCollectors(l *tcpserver.ConnLimiter) []prometheus.Collector {
 			refused(func(s tcpserver.ConnStats) uint64 { return s.RefusedFull })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatbridge_connections_refused_total", Help: help, ConstLabels: prometheus.Labels{"reason": "per_ip"}},
 			refused(func(s tcpserver.ConnStats) uint64 { return s.RefusedPerIP })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chatbridge_connections_refused_total", Help: help, ConstLabels: prometheus.Labels{"reason": "rate"}},
+			refused(func(s tcpserver.ConnStats) uint64 { return s.RefusedRate })),
 	}
 }
 

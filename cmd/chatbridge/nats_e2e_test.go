@@ -90,7 +90,8 @@ func TestNATSEndToEndTwoNodes(t *testing.T) {
 	tcpB, httpB := freeAddr(t), freeAddr(t)
 	for i, addrs := range [][2]string{{tcpA, httpA}, {tcpB, httpB}} {
 		startProcessEnv(t, ctx, []string{"CHATBRIDGE_CLUSTER_SECRET=an end-to-end test's cluster secret"}, fmt.Sprintf("chatbridge %d", i+1), bin,
-			"--tcp", addrs[0], "--http", addrs[1], "--nats", natsURL, "--nats-required", "--nats-prefix", "e2e", "--log-level", "debug")
+			"--tcp", addrs[0], "--http", addrs[1], "--nats", natsURL, "--nats-required", "--nats-prefix", "e2e", "--log-level", "debug",
+			"--announce-delay", "0") // joins at once: the test waits for them
 	}
 
 	// A telnet user on node A.

@@ -264,7 +264,8 @@ func securedCluster(t *testing.T, ctx context.Context, bin, addr, ca string, ser
 	start := func(id, password, tcp string) {
 		nodes = append(nodes, startProcessEnv(t, ctx, secret, id, bin,
 			"--tcp", tcp, "--http", "", "--nats-node", id, "--nats", "tls://"+id+":"+password+"@"+addr, "--nats-ca", ca,
-			"--nats-required", "--log-level", "debug"))
+			"--nats-required", "--log-level", "debug",
+			"--announce-delay", "0")) // joins at once: the test waits for them
 	}
 
 	// node-a alone: a line said in dev reaches only the stream.

@@ -127,7 +127,7 @@ func TestOpenSSHClientChatsWithTelnet(t *testing.T) {
 	var logs syncBuffer
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run(ctx, []string{"--tcp", tcpAddr, "--http", "", "--ssh", sshAddr, "--ssh-host-key", filepath.Join(dir, "host_key"), "--log-level", "debug"}, env(nil), &logs)
+		exited <- run(ctx, []string{"--tcp", tcpAddr, "--http", "", "--ssh", sshAddr, "--ssh-host-key", filepath.Join(dir, "host_key"), "--log-level", "debug", "--announce-delay", "0"}, env(nil), &logs)
 	}()
 	dialRetry(t, sshAddr).Close()
 

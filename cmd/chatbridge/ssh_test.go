@@ -83,7 +83,7 @@ func readUntil(t *testing.T, r *bufio.Reader, want string) string {
 func TestSSHDoorServesAndCountsAgainstTheLimits(t *testing.T) {
 	tcpAddr, sshAddr := freeAddr(t), freeAddr(t)
 	keyFile := filepath.Join(t.TempDir(), "host_key")
-	logs := startRun(t, "--tcp", tcpAddr, "--http", "", "--ssh", sshAddr, "--ssh-host-key", keyFile, "--max-per-ip", "2")
+	logs := startRun(t, "--tcp", tcpAddr, "--http", "", "--ssh", sshAddr, "--ssh-host-key", keyFile, "--max-per-ip", "2", "--announce-delay", "0")
 
 	_, in, out, _ := sshChat(t, sshAddr, "alice")
 	readUntil(t, out, "Welcome to chatbridge, alice!")

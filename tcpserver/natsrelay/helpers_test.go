@@ -97,8 +97,8 @@ func startNodeWith(t *testing.T, cfg Config, log *slog.Logger) *node {
 	}
 	// No limit on lines or on name changes: the tests talk and rename
 	// as fast as they can (TestQuickRenamesLeaveNoGhosts renames 20 times
-	// at once).
-	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
+	// at once), and joins are announced at once: the tests wait for them.
+	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1, AnnounceDelay: -1}, nil)
 	if err := r.Start(context.Background(), hub); err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func (u *user) matching(prefix string) []string {
 
 // ask sends a command and waits for an answer containing want, asking
 // again while the answer lacks it (presence spreads in milliseconds, not
-// at once).
+// at once), and joins are announced at once: the tests wait for them.
 func (u *user) ask(cmd, answer, want string) string {
 	u.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

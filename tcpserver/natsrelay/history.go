@@ -162,10 +162,18 @@ func (r *Relay) onPrivate(m *nats.Msg) {
 		}
 	}
 	reply := wireReply{V: wireVersion, Node: r.cfg.NodeID, Nonce: base64.RawURLEncoding.EncodeToString(p.nonce[:])}
+	if err == nil {
+		var name string
+		name, err = r.hub.DeliverPrivate(p.from, p.to, text)
+		switch {
+		case err == nil:
+			reply.Name = name
+		case errors.Is(err, tcpserver.ErrNoSuchMember):
+			err = nil // no name: nobody here is called p.to
+		}
+	}
 	if err != nil {
 		reply.Refused = clip(err.Error())
-	} else if name, ok := r.hub.DeliverPrivate(p.from, p.to, text); ok {
-		reply.Name = name
 	}
 	b, _ := marshal(reply) // strings and a number: cannot fail
 	if m.Reply != "" {

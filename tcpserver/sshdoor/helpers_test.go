@@ -50,6 +50,9 @@ func startDoor(t *testing.T, hc tcpserver.HubConfig, cfg Config) *testDoor {
 	if hc.MaxPerIP == 0 {
 		hc.MaxPerIP = -1
 	}
+	if hc.AnnounceDelay == 0 {
+		hc.AnnounceDelay = -1 // the tests wait for joins: announce them at once
+	}
 	hub := tcpserver.NewHub(hc, nil)
 	if cfg.HostKey == nil {
 		cfg.HostKey = newKey(t)

@@ -155,7 +155,7 @@ func TestHistoryIsBounded(t *testing.T) {
 // dave, in the room with them, was sent.
 func hubEvents(t *testing.T, do func(alice, bob, carol *tcpserver.Client)) []*tcpserver.Event {
 	t.Helper()
-	h := tcpserver.NewHub(tcpserver.HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	h := tcpserver.NewHub(tcpserver.HubConfig{MaxPerIP: -1, Rate: -1, AnnounceDelay: -1}, nil)
 	var cs []*tcpserver.Client
 	for _, n := range []string{"alice", "bob", "carol"} {
 		c, err := h.Connect(&recorder{}, tcpserver.ConnectInfo{Nick: n, Addr: "192.0.2.1:1"})
@@ -205,7 +205,7 @@ func TestRenderColoursNamesAsWholeWords(t *testing.T) {
 	}
 
 	// Who is here, and a history, each line its own name.
-	h := tcpserver.NewHub(tcpserver.HubConfig{MaxPerIP: -1, Rate: -1}, nil)
+	h := tcpserver.NewHub(tcpserver.HubConfig{MaxPerIP: -1, Rate: -1, AnnounceDelay: -1}, nil)
 	for _, n := range []string{"alice", "bob"} {
 		cl, _ := h.Connect(&recorder{}, tcpserver.ConnectInfo{Nick: n, Addr: "192.0.2.1:1"})
 		cl.Handle([]byte("I am " + n))
