@@ -22,6 +22,7 @@
   // be refused again: wait at least this long.
   var REFUSED_WAIT = 10000;
   var PENDING_FOR = 15000; // an error this soon after a send is about it
+  var JOINED = 50; // ms: lines of one sender this close in a history were one message
 
   var $ = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(location.search);
@@ -282,7 +283,7 @@
         continue;
       }
       try {
-        handle(ev, out, 0, false);
+        handle(ev, out);
       } catch (e) {
         // A malformed event is dropped; the rest of the frame goes on.
       }
@@ -297,12 +298,11 @@
     return ev !== null && typeof ev === "object" && !Array.isArray(ev) && typeof ev.type === "string";
   }
 
-  // handle applies one event to the page's state and adds the lines it
-  // shows to out.items. depth is 1 inside a history or batch event, which
-  // may hold only lines: never another history or batch.
-  function handle(ev, out, depth, fromHistory) {
+  // handle applies one event of a frame to the page's state and adds the
+  // lines it shows to out.items. A history or batch event holds lines
+  // only (see says): never another history or batch.
+  function handle(ev, out) {
     if (!isEvent(ev)) return;
-    if (depth > 0 && ev.type !== "message" && ev.type !== "action") return;
     switch (ev.type) {
       case "hello": hello(ev, out); break;
       case "history": {
@@ -311,33 +311,16 @@
         if (!fresh.length) return;
         var room = state.room;
         out.items.push({ make: function () { return divider("Earlier in #" + room); } });
-        fresh.forEach(function (h) { handle(h, out, 1, true); });
+        says(fresh, out, true, JOINED);
         out.items.push({ make: function () { return divider("Now"); } });
         break;
       }
-      case "batch": {
+      case "batch":
         // Lines one member sent at once, such as a message written on
-        // several lines: a run of messages from one sender is one entry,
-        // shown as it was written (a fenced code block across them too).
+        // several lines.
         if (!Array.isArray(ev.events)) return;
-        var run = [];
-        var flush = function () {
-          if (run.length) chat(run[0], "", run.map(function (r) { return str(r.text); }).join("\n"), out, fromHistory, run.length);
-          run = [];
-        };
-        ev.events.forEach(function (h) {
-          if (!isEvent(h) || (h.type !== "message" && h.type !== "action") || !remember(h)) return;
-          if (h.type === "action") {
-            flush();
-            chat(h, "action", str(h.text), out, fromHistory, 1);
-          } else {
-            if (run.length && run[0].from !== h.from) flush();
-            run.push(h);
-          }
-        });
-        flush();
+        says(ev.events, out, false, 0);
         break;
-      }
       case "presence": {
         if (!Array.isArray(ev.names)) return;
         var names = ev.names.filter(function (n) { return typeof n === "string"; });
@@ -353,10 +336,10 @@
         break;
       }
       case "message":
-        if (remember(ev)) chat(ev, "", str(ev.text), out, fromHistory);
+        if (remember(ev)) chat(ev, "", str(ev.text), out, false);
         break;
       case "action":
-        if (remember(ev)) chat(ev, "action", str(ev.text), out, fromHistory);
+        if (remember(ev)) chat(ev, "action", str(ev.text), out, false);
         break;
       case "private": privateLine(ev, out); break;
       case "join":
@@ -547,6 +530,30 @@
       h = Math.imul(h, 16777619);
     }
     return "n" + ((h >>> 0) % 12);
+  }
+
+  // says shows the lines of a batch or a history: a run of messages from
+  // one sender is one entry, as it was written (a fenced code block across
+  // them too). A history keeps lines one by one, so there a run must also
+  // have been said together: each line within joined ms of the one before.
+  function says(list, out, fromHistory, joined) {
+    var run = [];
+    var flush = function () {
+      if (run.length) chat(run[0], "", run.map(function (r) { return str(r.text); }).join("\n"), out, fromHistory, run.length);
+      run = [];
+    };
+    list.forEach(function (h) {
+      if (!isEvent(h) || (h.type !== "message" && h.type !== "action") || !remember(h)) return;
+      if (h.type === "action") {
+        flush();
+        chat(h, "action", str(h.text), out, fromHistory, 1);
+        return;
+      }
+      var prev = run[run.length - 1];
+      if (prev && (prev.from !== h.from || joined && !(Math.abs(Date.parse(str(h.time)) - Date.parse(str(prev.time))) <= joined))) flush();
+      run.push(h);
+    });
+    flush();
   }
 
   // chat adds a message or action of lines lines (a run of a batch).
@@ -980,6 +987,14 @@
       submit();
     });
     transcript.addEventListener("scroll", onScroll, { passive: true });
+    // A transcript that was at its end stays there when it changes size: a
+    // phone's keyboard opening, a launcher's panel opening after lines came
+    // while it was hidden.
+    if ("ResizeObserver" in window) {
+      new ResizeObserver(function () {
+        if (state.atBottom) transcript.scrollTop = transcript.scrollHeight;
+      }).observe(transcript);
+    }
     $("jump").addEventListener("click", function () {
       scrollToEnd();
       input.focus();
