@@ -1,8 +1,14 @@
 package bridge
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -81,6 +87,10 @@ func shot(t *testing.T, ctx context.Context, name string, sel ...string) {
 	if err := chromedp.Run(ctx, act); err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
+	png, err := smallPNG(png)
+	if err != nil {
+		t.Fatal(err)
+	}
 	dirs := []string{t.TempDir()}
 	if d := os.Getenv("CHATBRIDGE_SHOTS"); d != "" {
 		dirs = append(dirs, d)
@@ -91,6 +101,45 @@ func shot(t *testing.T, ctx context.Context, name string, sel ...string) {
 		}
 	}
 	t.Logf("screenshot %s: %d bytes", name, len(png))
+}
+
+// smallPNG re-encodes a screenshot with its 256 most common colours: a
+// page is a few colours and the anti-aliased edges between them, and the
+// README's pictures should stay small.
+func smallPNG(b []byte) ([]byte, error) {
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	r := img.Bounds()
+	counts := make(map[color.RGBA]int)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			counts[color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)]++
+		}
+	}
+	common := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(common, func(a, b color.RGBA) int { return cmp.Compare(counts[b], counts[a]) })
+	var pal color.Palette
+	for _, c := range common[:min(256, len(common))] {
+		pal = append(pal, c)
+	}
+	out := image.NewPaletted(r, pal)
+	index := make(map[color.RGBA]uint8)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			c := color.RGBAModel.Convert(img.At(x, y)).(color.RGBA)
+			i, ok := index[c]
+			if !ok {
+				i = uint8(pal.Index(c))
+				index[c] = i
+			}
+			out.SetColorIndex(x, y, i)
+		}
+	}
+	var buf bytes.Buffer
+	err = (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out)
+	return buf.Bytes(), err
 }
 
 // evalIn evaluates expr, which must be truthy, in the frame (nil: the
@@ -400,6 +449,32 @@ func TestBrowserMultiLineMessage(t *testing.T) {
 	if pre != "go vet ./..." {
 		t.Fatalf("code block %q", pre)
 	}
+
+	// The room's history keeps the lines one by one; a newcomer still
+	// sees each message in one piece.
+	var entries []string
+	if err := chromedp.Run(ctx,
+		chromedp.Reload(),
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(@class, "divider")][contains(., "Now")]`, chromedp.BySearch),
+		chromedp.Evaluate(`Array.from(document.querySelectorAll('[role="log"] .line .text')).map(function (e) { return e.textContent; })`, &entries),
+	); err != nil {
+		t.Fatal(err)
+	}
+	var lines, blocks int
+	for _, e := range entries {
+		if strings.Contains(e, "second line") {
+			lines++
+			if e != "first line\nsecond line" {
+				t.Errorf("from the history: %q", e)
+			}
+		}
+		if strings.Contains(e, "go vet") {
+			blocks++
+		}
+	}
+	if lines != 1 || blocks != 1 {
+		t.Fatalf("from the history: %d entries with the two lines, %d with the block: %q", lines, blocks, entries)
+	}
 }
 
 // A line the server refuses stays in the box, with the reason beside it.
@@ -573,9 +648,6 @@ func TestBrowserEmbedTheme(t *testing.T) {
 		if inline != "null" || border != "solid" {
 			t.Errorf("iframe style attribute %q, border %q", inline, border)
 		}
-		if tt.scheme == "light" && strings.Contains(tt.attrs, "dark") {
-			shot(t, ctx, "dark.png")
-		}
 	}
 }
 
@@ -659,7 +731,6 @@ func TestBrowserLauncherAndMessagesToTheHost(t *testing.T) {
 	if expanded != "true" {
 		t.Errorf("aria-expanded %q when open", expanded)
 	}
-	shot(t, ctx, "launcher.png")
 	// Nothing the host posted was said: the first line telnet gets from
 	// the embed is the one typed in it.
 	if err := chromedp.Run(ctx, chromedp.SendKeys(`[name="message"]`, "typed in the embed\r", chromedp.ByQuery, chromedp.FromNode(f))); err != nil {
@@ -764,7 +835,6 @@ func TestBrowserPhoneLayoutAndKeyboard(t *testing.T) {
 	if transcriptH < 0.75*viewH {
 		t.Errorf("the transcript has %.0f of %.0f px", transcriptH, viewH)
 	}
-	shot(t, ctx, "phone.png")
 
 	// Tab to the menu button.
 	var focused string
@@ -845,4 +915,114 @@ func TestMultiLineMessageIsOneBatch(t *testing.T) {
 			t.Fatalf("telnet got %q, want %q", l, want)
 		}
 	}
+}
+
+// TestBrowserScreenshots makes the README's pictures of a conversation
+// (CHATBRIDGE_SHOTS=$PWD/web/shots go test -run TestBrowserScreenshots
+// ./bridge), checking on the way what each shows: the desktop page with
+// the room beside the transcript, a phone where the transcript has most
+// of the screen, the dark scheme, and the launcher open on a docs page.
+func TestBrowserScreenshots(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{ChangeBurst: -1}, Config{})
+	ctx := browser(t)
+	ada := st.telnet(t)
+	ada.send("/nick ada")
+	ada.expect("now known as ada")
+	bob := st.telnet(t)
+	bob.send("/nick bob")
+	bob.expect("now known as bob")
+	if err := chromedp.Run(ctx,
+		chromedp.EmulateViewport(1000, 620),
+		chromedp.Navigate(st.httpURL+"/"),
+		chromedp.Evaluate(`localStorage.setItem("chatbridge.nick", "sam"); true`, nil),
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`#status[data-state="online"]`),
+	); err != nil {
+		t.Fatal(err)
+	}
+	ada.expect("sam joined")
+	say := func(keys ...string) {
+		t.Helper()
+		acts := []chromedp.Action{chromedp.Click(`[name="message"]`, chromedp.ByQuery)}
+		for i, k := range keys {
+			if i > 0 {
+				acts = append(acts, chromedp.KeyEvent(kb.Enter, chromedp.KeyModifiers(input.ModifierShift)))
+			}
+			acts = append(acts, chromedp.KeyEvent(k))
+		}
+		acts = append(acts, chromedp.KeyEvent(kb.Enter))
+		if err := chromedp.Run(ctx, acts...); err != nil {
+			t.Fatal(err)
+		}
+		ada.expect("<sam> " + keys[len(keys)-1])
+	}
+	ada.send("has anyone tried the new `--embed-origins` check?")
+	bob.expect("has anyone")
+	say("yes: it refuses anything that is not an origin, see https://example.com/docs/embedding")
+	bob.send("/me is reading the README")
+	ada.expect("reading the README")
+	ada.send("sam: thanks! and the launcher?")
+	bob.expect("and the launcher")
+	say("```", `<script src="https://chat.example/embed.js"`, `        data-room="docs" data-mode="launcher"></script>`, "```")
+	bob.send("/msg sam nice, that is what our docs need")
+	bob.expect("-> *sam*")
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`[role="log"] .line.private`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+
+	var side, chat float64
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.getElementById("menu").getBoundingClientRect().left`, &side),
+		chromedp.Evaluate(`document.getElementById("transcript").getBoundingClientRect().right`, &chat),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if side < chat {
+		t.Errorf("desktop: the room details (left %.0f) are not beside the transcript (right %.0f)", side, chat)
+	}
+	shot(t, ctx, "desktop.png")
+
+	var bg string
+	if err := chromedp.Run(ctx,
+		setScheme("dark"),
+		chromedp.Evaluate(`getComputedStyle(document.body).backgroundColor`, &bg),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if bg != "rgb(15, 17, 21)" {
+		t.Errorf("dark: background %s", bg)
+	}
+	shot(t, ctx, "dark.png")
+
+	var transcriptH float64
+	if err := chromedp.Run(ctx,
+		setScheme("light"),
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(1), chromedp.EmulateMobile),
+		chromedp.Evaluate(`document.getElementById("transcript").getBoundingClientRect().height`, &transcriptH),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if transcriptH < 0.75*844 {
+		t.Errorf("phone: the transcript has %.0f of 844 px", transcriptH)
+	}
+	shot(t, ctx, "phone.png")
+
+	docs := docsPage(t, fmt.Sprintf(`<p>Questions? Ask in the chat: the button in the corner.</p><script src="%s/embed.js" data-room="lobby" data-mode="launcher"></script>`, st.httpURL))
+	if err := chromedp.Run(ctx,
+		chromedp.EmulateViewport(900, 640),
+		chromedp.Navigate(docs),
+	); err != nil {
+		t.Fatal(err)
+	}
+	frameNode(t, ctx)
+	bob.send("welcome to the docs chat")
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`.chatbridge-badge`, chromedp.ByQuery),
+		chromedp.Click(`.chatbridge-launcher`, chromedp.ByQuery),
+		chromedp.WaitVisible(`.chatbridge-panel iframe`, chromedp.ByQuery),
+		chromedp.WaitNotVisible(`.chatbridge-badge`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "launcher.png")
 }
