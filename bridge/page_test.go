@@ -1026,3 +1026,66 @@ func TestBrowserScreenshots(t *testing.T) {
 	}
 	shot(t, ctx, "launcher.png")
 }
+
+// The embed minds its host: it does not take the focus on load, does not
+// tell docs readers about /help, offers to rejoin after /quit, and with
+// data-height="auto" grows with its lines up to data-max-height.
+func TestBrowserEmbedManners(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{})
+	ctx := browser(t)
+	tel := st.telnet(t)
+	docs := docsPage(t, fmt.Sprintf(`<p><input id="search" aria-label="Search"></p><script src="%s/embed.js" data-height="auto" data-max-height="500"></script>`, st.httpURL))
+	if err := chromedp.Run(ctx, chromedp.Navigate(docs)); err != nil {
+		t.Fatal(err)
+	}
+	f := frameNode(t, ctx)
+	in := chromedp.FromNode(f)
+	var active, welcome string
+	var h0 int
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#status[data-state="online"]`, chromedp.ByQuery, in),
+		chromedp.Evaluate(`document.activeElement.tagName`, &active),
+		chromedp.Text(`[role="log"] .line.notice`, &welcome, chromedp.ByQuery, in),
+		chromedp.Evaluate(`document.querySelector("iframe.chatbridge-embed").getBoundingClientRect().height`, &h0),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if active != "BODY" {
+		t.Errorf("after load the focus is on %s", active)
+	}
+	if strings.Contains(welcome, "/help") || !strings.Contains(welcome, "Welcome") {
+		t.Errorf("the embed's welcome: %q", welcome)
+	}
+
+	// Lines make it grow, up to its maximum.
+	for i := range 40 {
+		tel.send(fmt.Sprintf("line %d for the height", i))
+	}
+	var h1 int
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "line 39 for the height")]`, chromedp.BySearch, in),
+		chromedp.Poll(`document.querySelector("iframe.chatbridge-embed").height === "500" && 500`, &h1, chromedp.WithPollingTimeout(5*time.Second)),
+	); err != nil {
+		t.Fatalf("the iframe did not grow to 500 px from %d: %v", h0, err)
+	}
+	if h0 >= 400 {
+		t.Errorf("an almost empty chat was %d px tall", h0)
+	}
+
+	// /quit: a button to rejoin, which does.
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys(`[name="message"]`, "/quit\r", chromedp.ByQuery, in),
+		chromedp.WaitVisible(`button.rejoin`, chromedp.ByQuery, in),
+		chromedp.Click(`button.rejoin`, chromedp.ByQuery, in),
+		chromedp.WaitVisible(`#status[data-state="online"]`, chromedp.ByQuery, in),
+	); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	if err := chromedp.Run(ctx, chromedp.Text(`[role="log"]`, &text, chromedp.ByQuery, in)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(text, "Reload") {
+		t.Errorf("the embed says to reload: %q", text)
+	}
+}
