@@ -196,3 +196,41 @@ func TestAllowHostsRefusesOtherHosts(t *testing.T) {
 		t.Fatal("no hello for an allowed host")
 	}
 }
+
+// FuzzHostLists checks that whatever ParseEmbedOrigins accepts is a list
+// of sources that cannot break out of frame-ancestors, and that whatever
+// ParseAllowHosts accepts is bare host names or addresses.
+func FuzzHostLists(f *testing.F) {
+	for _, s := range []string{"*", "'self' https://docs.example.com:8443", "*.example.com, http://[::1]:80",
+		"https://a.example; report-uri https://evil.example/x *", "chat.example.com,*.example.org 10.0.0.1 [::1]", "'none'", "javascript:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if srcs, err := ParseEmbedOrigins(s); err == nil {
+			if len(srcs) == 0 {
+				t.Fatalf("%q: accepted as nothing", s)
+			}
+			for _, src := range srcs {
+				if strings.ContainsAny(src, ";,\"\\ \t\r\n\x00") || src == "" {
+					t.Fatalf("%q: source %q could break out of the directive", s, src)
+				}
+				if strings.Contains(src, "'") && src != "'self'" && src != "'none'" {
+					t.Fatalf("%q: keyword %q", s, src)
+				}
+				if strings.Contains(src, ":") && !strings.HasPrefix(src, "http://") && !strings.HasPrefix(src, "https://") && !strings.HasPrefix(src, "*.") {
+					t.Fatalf("%q: scheme of %q", s, src)
+				}
+				if i := strings.Index(src, "://"); i >= 0 && strings.ContainsAny(src[i+3:], "/?#@") {
+					t.Fatalf("%q: %q has more than an origin", s, src)
+				}
+			}
+		}
+		if hosts, err := ParseAllowHosts(s); err == nil {
+			for _, h := range hosts {
+				if h == "" || strings.ContainsAny(h, "/?#@;, \t\r\n[]") || h != strings.ToLower(h) {
+					t.Fatalf("%q: host %q", s, h)
+				}
+			}
+		}
+	})
+}
