@@ -24,6 +24,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	"github.com/coder/websocket"
@@ -1087,5 +1088,64 @@ func TestBrowserEmbedManners(t *testing.T) {
 	}
 	if strings.Contains(text, "Reload") {
 		t.Errorf("the embed says to reload: %q", text)
+	}
+}
+
+// While its tab is hidden, the page counts in its title the lines the
+// reader has not seen, and a line naming the reader is highlighted; back
+// on the tab, the count goes.
+func TestBrowserUnreadTitleAndMentions(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	ctx := browser(t)
+	tel := st.telnet(t)
+	var me string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`#status[data-state="online"]`),
+		chromedp.Value(`#nick`, &me, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	// Another tab in front hides this one. (A hidden tab runs no
+	// animation frames: the polls below use a timer.)
+	other, cancel := chromedp.NewContext(ctx)
+	defer cancel()
+	if err := chromedp.Run(other, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(other, target.ActivateTarget(chromedp.FromContext(other).Target.TargetID)); err != nil {
+		t.Fatal(err)
+	}
+	var hidden bool
+	if err := chromedp.Run(ctx, chromedp.Poll(`document.hidden`, &hidden, chromedp.WithPollingTimeout(5*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("the page's tab is not hidden: %v", err)
+	}
+	tel.send("a line you have not seen")
+	tel.send("and one for you, " + strings.ToUpper(me) + ".")
+	var title string
+	if err := chromedp.Run(ctx, chromedp.Poll(`document.title.indexOf("(2) ") === 0 && document.title`, &title, chromedp.WithPollingTimeout(5*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		var now string
+		chromedp.Run(ctx, chromedp.Title(&now))
+		t.Fatalf("title %q while hidden: %v", now, err)
+	}
+	if title != "(2) #lobby · chatbridge" {
+		t.Errorf("title %q", title)
+	}
+	var mentions []string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`Array.from(document.querySelectorAll('[role="log"] .line.mention .text')).map(function (e) { return e.textContent; })`, &mentions),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if len(mentions) != 1 || !strings.Contains(mentions[0], "and one for you") {
+		t.Errorf("highlighted: %q", mentions)
+	}
+	if err := chromedp.Run(ctx,
+		target.ActivateTarget(chromedp.FromContext(ctx).Target.TargetID),
+		chromedp.Poll(`document.title === "#lobby · chatbridge"`, nil, chromedp.WithPollingTimeout(5*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)),
+	); err != nil {
+		var now string
+		chromedp.Run(ctx, chromedp.Title(&now))
+		t.Fatalf("title %q back on the tab: %v", now, err)
 	}
 }

@@ -400,7 +400,9 @@
     updateSnippet();
     // The embed welcomes in its own words: its readers did not come to
     // learn commands.
-    var text = embedded ? "Welcome, " + ev.to + "! You are in #" + room + "." : str(ev.text);
+    var text = str(ev.text);
+    if (embedded) text = state.welcomed ? "You are now in #" + room + " as " + ev.to + "." : "Welcome, " + ev.to + "! You are in #" + room + ".";
+    state.welcomed = true;
     out.items.push(notice(ev, text));
     post({ type: "ready", room: room });
   }
@@ -810,7 +812,9 @@
 
   function mentioned(m) {
     post({ type: "mention", from: m.from, room: state.room, private: !!m.private });
-    if (!notifyOn() || (!document.hidden && document.hasFocus())) return;
+    // The embed leaves notifying to the page around it, which hears of
+    // the mention.
+    if (embedded || !notifyOn() || (!document.hidden && document.hasFocus())) return;
     try {
       var n = new Notification(m.private ? m.from + " (private)" : m.from + " in #" + state.room, {
         body: m.text.slice(0, 200), tag: "chatbridge-mention", icon: "/icon-192.png",
