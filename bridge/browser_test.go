@@ -243,6 +243,18 @@ func TestBrowserPageReconnectsAfterRestart(t *testing.T) {
 	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="offline"]`)); err != nil {
 		t.Fatalf("page did not go offline: %v", err)
 	}
+	// Offline: the member list is marked stale, and one line says so.
+	var stale bool
+	var outage string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.getElementById("people").classList.contains("stale")`, &stale),
+		chromedp.Text(`[role="log"] .line.outage`, &outage, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !stale || !strings.Contains(outage, "server shutting down") {
+		t.Fatalf("offline: members stale %v, outage line %q", stale, outage)
+	}
 
 	// A new server on the same address, same hub.
 	l, err := net.Listen("tcp", addr)
@@ -254,6 +266,19 @@ func TestBrowserPageReconnectsAfterRestart(t *testing.T) {
 
 	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="online"]`)); err != nil {
 		t.Fatalf("page did not reconnect: %v", err)
+	}
+	// Back: the same one line says lines may have been missed, and the
+	// member list is live again.
+	var outages int
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.getElementById("people").classList.contains("stale")`, &stale),
+		chromedp.Evaluate(`document.querySelectorAll('[role="log"] .line.outage').length`, &outages),
+		chromedp.Text(`[role="log"] .line.outage`, &outage, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if stale || outages != 1 || !strings.Contains(outage, "may be missing") {
+		t.Fatalf("back: members stale %v, %d outage lines, %q", stale, outages, outage)
 	}
 	tel := st.telnet(t)
 	tel.send("welcome back, page")

@@ -824,10 +824,23 @@ func TestBrowserPhoneLayoutAndKeyboard(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	tel.send("hello from a phone's point of view")
+	tel.send("hello from a phone's point of view, in a line long enough to wrap on a screen this narrow, twice or more")
 	var transcriptH, viewH float64
+	var aligned bool
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "phone's point")]`, chromedp.BySearch),
+		// Wrapped lines line up with the text, not under the time.
+		chromedp.Evaluate(`(function () {
+			var line = Array.from(document.querySelectorAll('[role="log"] .line')).pop();
+			var time = line.querySelector("time").getBoundingClientRect();
+			var starts = {}; // the left of each line of the text
+			Array.from(line.querySelector(".text").getClientRects()).forEach(function (r) {
+				var top = Math.round(r.top);
+				starts[top] = Math.min(starts[top] === undefined ? Infinity : starts[top], Math.round(r.left));
+			});
+			var lefts = Object.keys(starts).sort(function (a, b) { return a - b; }).map(function (k) { return starts[k]; });
+			return lefts.length >= 3 && lefts.every(function (l) { return l > time.right; }) && lefts.slice(1).every(function (l) { return l === lefts[1]; });
+		})()`, &aligned),
 		chromedp.Evaluate(`document.getElementById("transcript").getBoundingClientRect().height`, &transcriptH),
 		chromedp.Evaluate(`window.innerHeight`, &viewH),
 	); err != nil {
@@ -835,6 +848,9 @@ func TestBrowserPhoneLayoutAndKeyboard(t *testing.T) {
 	}
 	if transcriptH < 0.75*viewH {
 		t.Errorf("the transcript has %.0f of %.0f px", transcriptH, viewH)
+	}
+	if !aligned {
+		t.Error("a wrapped line does not line up with its text")
 	}
 
 	// Tab to the menu button.
