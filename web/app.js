@@ -5,7 +5,7 @@
 // A frame from the server (one event, or an array of them) is handled
 // event by event, each checked on its own, and then drawn at once: one
 // fragment, one trim, one scroll. A frame of thousands of events draws
-// only its last MAX_LINES lines and says how many it left out.
+// only its last FRAME_LINES lines and says how many it left out.
 "use strict";
 
 (function () {
@@ -49,6 +49,8 @@
     ticker: null,
     outage: null, // the transcript line of the current outage, updated in place
     outageWhy: "",
+    outageSince: null, // when a connection that had said hello ended
+    welcomed: false, // a hello came once
     quit: false,
     lastWho: false,
     pending: null, // the last thing sent: {text, last, at}
@@ -57,6 +59,7 @@
     unseen: 0, // lines below the marker the reader has not scrolled to
     unreadTitle: 0, // lines while the tab is hidden
     unreadEmbed: 0, // lines while the embed is out of sight
+    unreadChanged: false,
     inView: true,
     mentionRe: null,
   };
@@ -99,7 +102,9 @@
 
   // The embed tells its parent page about unread lines and mentions, and
   // nothing else; it listens to no message from it. Messages go to the
-  // parent's origin when the browser says what it is.
+  // parent's origin when the browser says what it is (Chromium and Safari
+  // through ancestorOrigins, others through the referrer, unless the page
+  // sends none); failing that, to any.
   var parentOrigin = (function () {
     try {
       if (location.ancestorOrigins && location.ancestorOrigins.length) return location.ancestorOrigins[0];
@@ -202,7 +207,10 @@
   // place: the status in the bar, and one line in the transcript.
   function showOutage() {
     var secs = Math.max(0, Math.ceil((state.reconnectAt - Date.now()) / 1000));
-    setStatus("offline", "Offline, retrying in " + secs + " s");
+    // The status is a live region: it says "Offline, retrying" once, and
+    // the seconds are for the eye only.
+    setStatus("offline", "Offline, retrying");
+    $("status-count").textContent = " in " + secs + " s";
     var text = (state.outageSince ? "Disconnected: " : "Cannot connect: ") + state.outageWhy + ". Trying again in " + secs + " s…";
     if (!state.outage) {
       var el = document.createElement("div");
@@ -212,7 +220,7 @@
       span.className = "text";
       el.appendChild(span);
       state.outage = el;
-    render([{ make: function () { return el; } }]);
+      render([{ make: function () { return el; } }]);
     }
     state.outage.lastChild.textContent = text;
   }
@@ -258,6 +266,7 @@
 
   function setStatus(s, text) {
     statusEl.dataset.state = s;
+    $("status-count").textContent = "";
     if (statusText.textContent !== text) statusText.textContent = text;
     var btn = document.querySelector("#send-form button");
     if (btn) btn.disabled = s !== "online";
