@@ -388,7 +388,7 @@
   }
 
   function hello(ev, out) {
-    var room = str(ev.room);
+    var room = str(ev.room).replace(/^#/, "");
     if (!ROOM_RE.test(room) || !NAME_RE.test(str(ev.to))) return;
     state.online = true;
     state.retry = 0;
