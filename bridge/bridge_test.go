@@ -92,8 +92,15 @@ func (st *stack) stop(t *testing.T) {
 		t.Errorf("tcp Shutdown: %v", err)
 	}
 	for range 2 {
-		if err := <-st.done; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("Serve = %v", err)
+		select {
+		case err := <-st.done:
+			if !errors.Is(err, ErrServerClosed) {
+				t.Errorf("Serve = %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			// A test that failed between stopping a server and starting
+			// its successor leaves one Serve fewer: do not hang on it.
+			t.Errorf("a Serve did not return within 10 s of Shutdown")
 		}
 	}
 	st.done = nil

@@ -5,16 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"chatbridge/tcpserver"
@@ -77,6 +77,24 @@ func browser(t *testing.T) context.Context {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	// An exception thrown by the page's scripts, in any of its frames,
+	// fails the test, whatever the test looks at.
+	var mu sync.Mutex
+	var thrown []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventExceptionThrown); ok {
+			mu.Lock()
+			thrown = append(thrown, e.ExceptionDetails.Error())
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range thrown {
+			t.Errorf("the page threw: %s", e)
 		}
 	})
 	if err := chromedp.Run(ctx); err != nil {
@@ -154,7 +172,7 @@ func TestBrowserPageAndTelnetChatTogether(t *testing.T) {
 	err := chromedp.Run(ctx,
 		chromedp.Navigate(st.httpURL+"/?room=lobby"),
 		chromedp.WaitVisible(`#status[data-state="online"]`),
-		chromedp.SendKeys(`input[name="message"]`, "hello from the page\r"),
+		chromedp.SendKeys(`[name="message"]`, "hello from the page\r"),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -169,35 +187,25 @@ func TestBrowserPageAndTelnetChatTogether(t *testing.T) {
 
 func TestBrowserEmbedOnAnotherOrigin(t *testing.T) {
 	st := start(t, tcpserver.HubConfig{}, Config{})
-	docs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprintf(w, `<!doctype html><title>Docs</title><h1>Some docs</h1>
-<script src="%s/embed.js" data-room="docs" data-height="420"></script><p>after the chat</p>`, st.httpURL)
-	}))
-	defer docs.Close()
+	docs := docsPage(t, fmt.Sprintf(`<script src="%s/embed.js" data-room="docs" data-height="420"></script>`, st.httpURL))
 	ctx := browser(t)
 	tel := st.telnet(t)
 	tel.send("/join docs")
 	tel.expect("You are now in docs")
 
-	var frames []*cdp.Node
-	err := chromedp.Run(ctx,
-		chromedp.Navigate(docs.URL),
-		chromedp.WaitVisible(`iframe.chatbridge-embed`, chromedp.ByQuery),
-		chromedp.Nodes(`iframe.chatbridge-embed`, &frames, chromedp.ByQuery),
-	)
-	if err != nil {
+	if err := chromedp.Run(ctx, chromedp.Navigate(docs)); err != nil {
 		t.Fatal(err)
 	}
+	frame := frameNode(t, ctx)
 	var src string
 	var ok bool
 	if err := chromedp.Run(ctx, chromedp.AttributeValue(`iframe.chatbridge-embed`, "src", &src, &ok, chromedp.ByQuery)); err != nil || src != st.httpURL+"/embed?room=docs" {
 		t.Fatalf("iframe src %q (%v)", src, err)
 	}
-	in := chromedp.FromNode(frames[0])
-	err = chromedp.Run(ctx,
+	in := chromedp.FromNode(frame)
+	err := chromedp.Run(ctx,
 		chromedp.WaitVisible(`#status[data-state="online"]`, chromedp.ByQuery, in),
-		chromedp.SendKeys(`input[name="message"]`, "hello from the embed\r", chromedp.ByQuery, in),
+		chromedp.SendKeys(`[name="message"]`, "hello from the embed\r", chromedp.ByQuery, in),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +243,22 @@ func TestBrowserPageReconnectsAfterRestart(t *testing.T) {
 	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="offline"]`)); err != nil {
 		t.Fatalf("page did not go offline: %v", err)
 	}
+	// Offline: the member list is marked stale, and one line says so.
+	var stale bool
+	var outage string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.getElementById("people").classList.contains("stale")`, &stale),
+		chromedp.Text(`[role="log"] .line.outage`, &outage, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	// The line names the server's reason (close 1001), or, when a busy
+	// machine lets the connection drop before the browser reads the close
+	// frame, says the connection was lost (1006): seen under the whole
+	// suite's load.
+	if !stale || !strings.Contains(outage, "server shutting down") && !strings.Contains(outage, "connection lost") {
+		t.Fatalf("offline: members stale %v, outage line %q", stale, outage)
+	}
 
 	// A new server on the same address, same hub.
 	l, err := net.Listen("tcp", addr)
@@ -246,6 +270,19 @@ func TestBrowserPageReconnectsAfterRestart(t *testing.T) {
 
 	if err := chromedp.Run(ctx, chromedp.WaitVisible(`#status[data-state="online"]`)); err != nil {
 		t.Fatalf("page did not reconnect: %v", err)
+	}
+	// Back: the same one line says lines may have been missed, and the
+	// member list is live again.
+	var outages int
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`document.getElementById("people").classList.contains("stale")`, &stale),
+		chromedp.Evaluate(`document.querySelectorAll('[role="log"] .line.outage').length`, &outages),
+		chromedp.Text(`[role="log"] .line.outage`, &outage, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if stale || outages != 1 || !strings.Contains(outage, "may be missing") {
+		t.Fatalf("back: members stale %v, %d outage lines, %q", stale, outages, outage)
 	}
 	tel := st.telnet(t)
 	tel.send("welcome back, page")

@@ -544,6 +544,12 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 		client.Garbled(garbled)
 		return
 	}
+	if len(lines) > 1 {
+		// A message written on several lines is said as one batch, so
+		// that every page shows it as it was written, in one piece.
+		client.Hold()
+		defer client.Flush()
+	}
 	for _, line := range lines {
 		client.Handle([]byte(line))
 	}

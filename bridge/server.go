@@ -56,9 +56,15 @@ type Config struct {
 	AllowOrigins []string
 
 	// EmbedOrigins are the CSP frame-ancestors sources of /embed, the
-	// sites that may frame it [*]. The full page may only be framed by
-	// its own origin.
+	// sites that may frame it [*], in the forms ParseEmbedOrigins takes;
+	// if any is not, nobody may frame it. The full page may only be
+	// framed by its own origin.
 	EmbedOrigins []string
+
+	// AllowHosts, if not empty, are the only host names the server
+	// answers to (see ParseAllowHosts); a request naming any other gets
+	// 421, except /healthz (see checkHost).
+	AllowHosts []string
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For or
 	// Forwarded header says who the client is (see Server.clientAddr);
@@ -330,7 +336,13 @@ func (s *Server) untrack(c *wsConn) {
 }
 
 func (s *Server) routes() http.Handler {
-	r := newRouter()
+	var r *router
+	if len(s.cfg.AllowHosts) > 0 {
+		allow := s.cfg.AllowHosts
+		r = newRouter(func(next http.Handler) http.Handler { return checkHost(allow, next) })
+	} else {
+		r = newRouter()
+	}
 	r.route("/ws", http.HandlerFunc(s.serveWS), http.MethodGet)
 	r.route("/healthz", http.HandlerFunc(healthz), http.MethodGet, http.MethodHead)
 	if !s.cfg.MetricsApart {
@@ -342,7 +354,15 @@ func (s *Server) routes() http.Handler {
 		web = http.NotFoundHandler()
 	}
 	pageCSP := cspBase + "'self'"
-	embedCSP := cspBase + strings.Join(cspSources(s.cfg.EmbedOrigins), " ")
+	sources, err := ParseEmbedOrigins(strings.Join(s.cfg.EmbedOrigins, " "))
+	if err != nil {
+		// The command line refuses these at start; a Config made in code
+		// gets the same rule, and a bad entry frames nothing rather than
+		// something nobody meant.
+		s.log.Error("embed origins refused: nobody may frame /embed", "err", err)
+		sources = []string{"'none'"}
+	}
+	embedCSP := cspBase + strings.Join(sources, " ")
 	r.Group(func(r chi.Router) {
 		r.Use(func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -387,11 +407,15 @@ type router struct {
 // a method chi does not know is told of them.
 const methodsPage = "GET, HEAD"
 
-func newRouter() *router {
+// Any middlewares given run after commonHeaders and before the methods
+// check.
+func newRouter(mw ...func(http.Handler) http.Handler) *router {
 	r := &router{Mux: chi.NewRouter(), allow: make(map[string][]string)}
 	// None of these wrap the ResponseWriter or the request's context:
 	// /ws must see the real connection, and outlives the request.
-	r.Use(commonHeaders, r.methods)
+	r.Use(commonHeaders)
+	r.Use(mw...)
+	r.Use(r.methods)
 	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) { notAllowed(w, methodsPage) })
 	return r
 }
@@ -430,20 +454,6 @@ const cspBase = "default-src 'self'; script-src 'self'; style-src 'self'; img-sr
 // cspNone is the Content-Security-Policy of every answer but the page's:
 // it loads nothing, and nobody may frame it.
 const cspNone = "default-src 'none'; frame-ancestors 'none'"
-
-// cspSources keeps the sources that cannot break out of the directive.
-func cspSources(list []string) []string {
-	var out []string
-	for _, s := range list {
-		if s != "" && !strings.ContainsAny(s, ";, \t\r\n") {
-			out = append(out, s)
-		}
-	}
-	if len(out) == 0 {
-		return []string{"'none'"}
-	}
-	return out
-}
 
 // commonHeaders gives every answer nosniff and cspNone; the page's routes
 // put their own policy in its place.

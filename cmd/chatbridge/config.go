@@ -32,7 +32,7 @@ type config struct {
 	sshAddr     string // empty: no SSH door
 	sshHostKey  string
 	logFormat   string
-	logLevel    slog.Level
+	logLevel    levelFlag
 
 	defaultRoom   string
 	history       int
@@ -57,7 +57,8 @@ type config struct {
 	gcPercentSet    bool // given by flag or environment, not the default
 
 	allowOrigins string // comma-separated
-	embedOrigins string // comma-separated
+	embedOrigins string // comma-separated, checked by bridge.ParseEmbedOrigins
+	allowHosts   string // comma-separated, checked by bridge.ParseAllowHosts
 	tlsCert      string
 	tlsKey       string
 
@@ -65,6 +66,8 @@ type config struct {
 	proxiesFlag    string // --trusted-proxies
 	showAddresses  tcpserver.ShowAddrs
 	trustedProxies []netip.Prefix
+	embedSources   []string // embedOrigins, parsed
+	allowHostList  []string // allowHosts, parsed
 
 	natsURL      string // empty: a single node
 	natsRequired bool
@@ -98,7 +101,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.sshAddr, "ssh", "", "`address` of the SSH door, e.g. :2222: terminal users with a line editor, in the same rooms (empty: off)")
 	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh; made (ed25519, mode 0600) if it does not exist")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
-	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	c.logLevel = levelFlag(slog.LevelInfo)
+	fs.Var(&c.logLevel, "log-level", "`level` of the log: debug, info, warn or error")
 
 	fs.StringVar(&c.defaultRoom, "room", "lobby", "the `room` members start in")
 	fs.IntVar(&c.history, "history", 20, "`lines` of history each room replays on join")
@@ -118,7 +122,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Float64Var(&c.privateRate, "private-rate", 5, "private messages per second one member may be sent, all senders together, after a burst of 4 times as many (0: no limit)")
 	fs.Float64Var(&c.privatePerIP, "private-rate-per-ip", 2, "private messages per second one member may be sent from any one IP address (IPv6: one /64), after a burst of 4 times as many (0: no limit)")
 	fs.StringVar(&c.allowOrigins, "allow-origin", "", "other `origins` whose pages may open /ws, comma-separated host patterns such as docs.example.com or *.example.com (the page's own origin is always allowed)")
-	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
+	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated: scheme://host[:port] such as https://docs.example.com, *.example.com, 'self', or alone * (any site) or 'none'")
+	fs.StringVar(&c.allowHosts, "allow-host", "", "host `names` the web server answers to, comma-separated, such as chat.example.com, *.example.com or an IP address; a request for another gets 421, except /healthz (empty: any)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "private key `file` (PEM) for --tls-cert")
 	fs.StringVar(&c.showAddrsFlag, "show-addresses", "tcp", "`whose` address join and leave notices show: tcp (telnet/nc members'), all or none; the log keeps every address")
@@ -144,7 +149,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 			if name != "" {
 				fmt.Fprintf(out, " %s", name)
 			}
-			fmt.Fprintf(out, "  [%s]\n    \t%s (default %q)\n", envName(f.Name), usage, f.DefValue)
+			fmt.Fprintf(out, "  [%s]\n    \t%s", envName(f.Name), usage)
+			// An empty or false default is "off", which the usage says;
+			// "(default \"\")" would only be noise.
+			if f.DefValue != "" && f.DefValue != "false" {
+				fmt.Fprintf(out, " (default %q)", f.DefValue)
+			}
+			fmt.Fprintln(out)
 		})
 	}
 
@@ -180,6 +191,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	// check has refused what does not parse.
 	c.showAddresses.UnmarshalText([]byte(c.showAddrsFlag))
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
+	c.embedSources, _ = bridge.ParseEmbedOrigins(c.embedOrigins)
+	c.allowHostList, _ = bridge.ParseAllowHosts(c.allowHosts)
 	return c, nil
 }
 
@@ -236,6 +249,12 @@ func (c config) check() error {
 		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist)"))
 	case c.sshAddr == "" && c.sshHostKey != "":
 		errs = append(errs, errors.New("--ssh-host-key needs --ssh"))
+	}
+	if _, err := bridge.ParseEmbedOrigins(c.embedOrigins); err != nil {
+		errs = append(errs, fmt.Errorf("--embed-origins %w", err))
+	}
+	if _, err := bridge.ParseAllowHosts(c.allowHosts); err != nil {
+		errs = append(errs, fmt.Errorf("--allow-host %w", err))
 	}
 	if c.metricsAddr != "" {
 		if err := checkAddr(c.metricsAddr); err != nil {
@@ -333,6 +352,14 @@ func checkNATSURL(s string) error {
 func validPrefix(s string) bool {
 	return s != "" && len(s) <= 32 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == ""
 }
+
+// levelFlag is --log-level: slog's level names, shown in lower case as
+// the usage asks for them (slog.Level itself says "INFO").
+type levelFlag slog.Level
+
+func (l *levelFlag) Set(s string) error { return (*slog.Level)(l).UnmarshalText([]byte(s)) }
+
+func (l *levelFlag) String() string { return strings.ToLower(slog.Level(*l).String()) }
 
 // byteSize is a flag's number of bytes: plain, or with a binary suffix
 // (64MiB).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -91,12 +92,33 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--announce-delay", "-1s"}, nil, "--announce-delay -1s: want 0 (at once) to 1h0m0s"},
 		{[]string{"--announce-delay", "2h"}, nil, "--announce-delay 2h0m0s: want 0 (at once) to 1h0m0s"},
 		{[]string{"--announce-delay", "5"}, nil, `invalid value "5" for flag -announce-delay`},
+		{[]string{"--embed-origins", "https://docs.example.com; report-uri https://evil.example/x *"}, nil, `--embed-origins "https://docs.example.com;": want scheme://host[:port]`},
+		{[]string{"--embed-origins", "'unsafe-inline'"}, nil, `--embed-origins "'unsafe-inline'"`},
+		{nil, map[string]string{"CHATBRIDGE_EMBED_ORIGINS": "javascript:alert(1)"}, `--embed-origins "javascript:alert(1)"`},
+		{[]string{"--embed-origins", ""}, nil, "--embed-origins empty"},
+		{[]string{"--embed-origins", "*,https://docs.example.com"}, nil, "--embed-origins * stands alone"},
+		{[]string{"--allow-host", "chat.example.com:8080"}, nil, `--allow-host "chat.example.com:8080": want a host name`},
+		{[]string{"--allow-host", "http://chat.example.com"}, nil, `--allow-host "http://chat.example.com"`},
 	}
 	for _, tt := range tests {
 		_, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("parseConfig(%q, %v) = %v, want %q", tt.args, tt.env, err, tt.want)
 		}
+	}
+}
+
+func TestParseConfigEmbedOriginsAndAllowHost(t *testing.T) {
+	c, err := parseConfig(nil, env(nil), &bytes.Buffer{})
+	if err != nil || len(c.embedSources) != 1 || c.embedSources[0] != "*" || c.allowHostList != nil {
+		t.Fatalf("defaults: %q %q %v", c.embedSources, c.allowHostList, err)
+	}
+	c, err = parseConfig([]string{"--embed-origins", "https://docs.example.com, *.example.org 'self'", "--allow-host", "Chat.Example.com,10.0.0.5"}, env(nil), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.embedSources, " ") != "https://docs.example.com *.example.org 'self'" || strings.Join(c.allowHostList, " ") != "chat.example.com 10.0.0.5" {
+		t.Fatalf("got %q and %q", c.embedSources, c.allowHostList)
 	}
 }
 
@@ -111,6 +133,31 @@ func TestHelpListsEveryFlagWithItsVariable(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
+	}
+	// An empty or false default says nothing; the log level reads as the
+	// flag takes it.
+	for _, bad := range []string{`(default "")`, `(default "false")`, "INFO"} {
+		if strings.Contains(out.String(), bad) {
+			t.Errorf("--help says %q:\n%s", bad, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), `--log-level level  [CHATBRIDGE_LOG_LEVEL]`) || !strings.Contains(out.String(), `(default "info")`) {
+		t.Errorf("--help does not show the log level's default as info:\n%s", out.String())
+	}
+}
+
+func TestLogLevelFlag(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want slog.Level
+	}{{"debug", slog.LevelDebug}, {"WARN", slog.LevelWarn}, {"error", slog.LevelError}} {
+		c, err := parseConfig([]string{"--log-level", tt.in}, env(nil), &bytes.Buffer{})
+		if err != nil || slog.Level(c.logLevel) != tt.want {
+			t.Errorf("--log-level %s = %v, %v", tt.in, slog.Level(c.logLevel), err)
+		}
+	}
+	if _, err := parseConfig(nil, env(map[string]string{"CHATBRIDGE_LOG_LEVEL": "loud"}), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `CHATBRIDGE_LOG_LEVEL="loud"`) {
+		t.Errorf("a bad level = %v", err)
 	}
 }
 

@@ -173,7 +173,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			WriteTimeout:   cfg.writeTimeout,
 			SendBuffer:     cfg.sendBuffer,
 			AllowOrigins:   list(cfg.allowOrigins),
-			EmbedOrigins:   list(cfg.embedOrigins),
+			EmbedOrigins:   cfg.embedSources,
+			AllowHosts:     cfg.allowHostList,
 			TrustedProxies: cfg.trustedProxies,
 			TLSCertFile:    cfg.tlsCert,
 			TLSKeyFile:     cfg.tlsKey,
@@ -297,7 +298,7 @@ func limiterCollectors(l *tcpserver.ConnLimiter) []prometheus.Collector {
 }
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.logLevel}
+	opts := &slog.HandlerOptions{Level: slog.Level(cfg.logLevel)}
 	if cfg.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
