@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -66,6 +67,8 @@ type wsConn struct {
 
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
+	pause  tcpserver.Pause   // stops the reader while the member's lines wait for the rate
+	paused atomic.Uint32     // pauses begun, for the keepalive
 
 	out tcpserver.Outbox // the queue and its writer; wsConn is its Sink
 	wg  sync.WaitGroup   // the keepalive
@@ -297,6 +300,7 @@ func (c *wsConn) keepalive() {
 	c.mu.Unlock()
 	defer c.wg.Done()
 
+	paused := c.paused.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PongTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()
@@ -306,7 +310,10 @@ func (c *wsConn) keepalive() {
 	if c.out.Closing() {
 		return
 	}
-	if err != nil {
+	// While the member's lines wait for the rate its reader reads
+	// nothing, the pong included; a member that sent more than the rate
+	// allows is not dead.
+	if err != nil && c.paused.Load() == paused && !c.pause.Paused() {
 		c.leave = "ping timeout"
 		c.out.Stop()
 		c.wire.closeNow()
@@ -371,9 +378,9 @@ func (c *wsConn) read() {
 	}
 }
 
-// readMessages reads until the connection ends (false) or is parked
-// (true). The buffer a message is read into is borrowed from a pool once
-// the message has started to arrive, and given back at once.
+// readMessages reads until the connection ends (false) or is parked or
+// paused (true). The buffer a message is read into is borrowed from a
+// pool once the message has started to arrive, and given back at once.
 //
 // Messages that arrived together are said together, as the TCP server
 // does with the lines of one read: while another whole message is already
@@ -388,9 +395,17 @@ func (c *wsConn) read() {
 // hands that back with the connection untouched (a ping's pong, read on
 // the way, included), and the reader parks instead of waiting deep in the
 // library with a grown stack.
+//
+// Flood control: while lines the member sent wait for the rate, the
+// reader reads nothing (see lagging); it checks after each batch, so a
+// batch of messages already read is handed over whole, and what does not
+// fit in the member's backlog is refused.
 func (c *wsConn) readMessages() (parked bool) {
 	ctx := context.Background() // ending a read is done by closing the connection
 	client := c.client
+	if c.lagging() {
+		return true
+	}
 	mayPark := c.idle != nil
 	held := 0
 	for {
@@ -438,7 +453,50 @@ func (c *wsConn) readMessages() (parked bool) {
 			c.readFailed(err)
 			return false
 		}
+		if !more && c.lagging() {
+			return true
+		}
 	}
+}
+
+// lagging hands the client the turn of the lines that wait for the rate,
+// if any, and reports true if some still wait: the reader is then paused
+// until the next may go, holding its count in the server's group of
+// readers as a parked one does, and the caller must return. Once the
+// connection is closing nothing more is said: what waits is dropped when
+// the member leaves.
+func (c *wsConn) lagging() bool {
+	client := c.client
+	if !client.Waiting() || c.out.Closing() {
+		return false
+	}
+	client.Hold()
+	wait := client.Resume()
+	client.Flush()
+	if wait <= 0 {
+		return false
+	}
+	c.srv.wg.Add(1)
+	c.paused.Add(1)
+	if c.pause.Sleep(wait, c.goRead) {
+		return true
+	}
+	c.srv.wg.Done()
+	return false
+}
+
+// goRead starts a reader in a goroutine of its own; it takes over the
+// count a parked or paused connection holds in the server's group.
+func (c *wsConn) goRead() { go c.read() }
+
+// wake makes sure a reader runs from now on: the connection is being
+// ended, and a parked or paused reader would never see it end. It runs
+// before the connection is closed, on every path (see wireConn.beforeClose).
+func (c *wsConn) wake() {
+	if c.idle != nil {
+		c.idle.Wake()
+	}
+	c.pause.Wake()
 }
 
 // readMessage reads all of a message into buf, which is bigger than the
@@ -508,14 +566,22 @@ func (c *wsConn) setLeave(reason string) {
 	c.mu.Unlock()
 }
 
-// handle acts on one message from the client.
+// handle acts on one message from the client. Every message costs at
+// least one line against flood control, even one that holds none (an
+// empty frame, an empty JSON message): nothing can be sent faster than
+// lines can.
 func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg []byte) {
 	if !c.json {
 		// Plain mode: every line of the frame is a line typed at a
 		// terminal; text and binary frames alike, for websockify-style
 		// clients.
+		none := true
 		for line := range lines(msg) {
 			client.Handle(line)
+			none = false
+		}
+		if none {
+			client.Handle(nil)
 		}
 		return
 	}
@@ -527,6 +593,9 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 	if garbled != "" {
 		client.Garbled(garbled)
 		return
+	}
+	if len(lines) == 0 {
+		client.Handle(nil)
 	}
 	for _, line := range lines {
 		client.Handle([]byte(line))

@@ -536,9 +536,9 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 	// What a writer may read (c.idle, through the wire's beforeClose) is
 	// set before the connection is tracked, where a shutdown can reach it.
 	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
-		c.idle = p.Register(c.wire.raw, func() { go c.read() })
-		c.wire.beforeClose = c.idle.Wake
+		c.idle = p.Register(c.wire.raw, c.goRead)
 	}
+	c.wire.beforeClose = c.wake
 	if !s.track(c) {
 		c.closeBriefly(websocket.StatusGoingAway, reasonShutdown, refuseGrace)
 		s.wg.Done()

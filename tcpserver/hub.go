@@ -26,7 +26,8 @@ var (
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
 // MaxPerIP, ChangeBurst or HistoryMemory means no limit, a negative History
-// no history.
+// no history, a negative Backlog that no line waits (over the rate is
+// refused at once).
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -34,6 +35,7 @@ type HubConfig struct {
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
+	Backlog       int     // lines over the rate that may wait their turn, per member, before more are refused (see flood.go); 100
 	MaxClients    int     // members at once, all transports together; 20000
 	MaxPerIP      int     // members at once from one IP address; 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
@@ -72,6 +74,7 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.Rate = 10
 	}
 	def(&c.Burst, 20)
+	def(&c.Backlog, 100)
 	def(&c.MaxClients, 20000)
 	def(&c.MaxPerIP, 100)
 	def(&c.MaxRooms, 1000)

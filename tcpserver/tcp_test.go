@@ -268,16 +268,23 @@ func TestOverlongLineIsRefusedAndSkipped(t *testing.T) {
 	b.quiet()
 }
 
-func TestFloodIsRefusedThenCut(t *testing.T) {
-	ts := startServer(t, HubConfig{Rate: 1, Burst: 3}, Config{})
+// Over the rate, lines wait their turn; past the backlog they are
+// refused, with one notice saying how many; a member that goes on
+// flooding is cut off.
+func TestFloodWaitsThenIsRefusedThenCut(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: 1, Burst: 3, Backlog: 2}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
 
-	a.send("1", "2", "3", "4")
+	a.send("1", "2", "3", "4", "5", "6")
 	for _, want := range []string{"1", "2", "3"} {
 		b.expectExact("<" + a.name + "> " + want)
 	}
-	a.expectExact("! slow down: at most 1 lines a second; that line was not sent")
+	a.expectExact("! slow down: 1 line was not sent (at most 1 lines a second, and 2 waiting their turn)")
+	b.quiet()
+	for _, want := range []string{"4", "5"} {
+		b.expectExact("<" + a.name + "> " + want) // a second apart
+	}
 	b.quiet()
 
 	// Keep flooding: cut off with a reason, and the room is told.
