@@ -630,16 +630,13 @@ func lines(b []byte) iter.Seq[[]byte] {
 // several lines is several lines; a "command" is one line, "/" added if
 // it lacks one.
 func clientLines(msg []byte) (said []string, garbled string) {
-	var in struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+	typ, text, garbled := clientMessage(msg)
+	if garbled != "" {
+		return nil, garbled
 	}
-	if err := json.Unmarshal(msg, &in); err != nil {
-		return nil, "malformed JSON: " + err.Error()
-	}
-	switch in.Type {
+	switch typ {
 	case "message":
-		for b := range lines([]byte(in.Text)) {
+		for b := range lines([]byte(text)) {
 			line := string(b)
 			if strings.HasPrefix(line, "/") {
 				line = "/" + line
@@ -648,7 +645,7 @@ func clientLines(msg []byte) (said []string, garbled string) {
 		}
 		return said, ""
 	case "command":
-		text := strings.TrimSpace(in.Text)
+		text := strings.TrimSpace(text)
 		if strings.ContainsAny(text, "\r\n") {
 			return nil, "a command is one line"
 		}
@@ -657,5 +654,93 @@ func clientLines(msg []byte) (said []string, garbled string) {
 		}
 		return []string{text}, ""
 	}
-	return nil, `unknown message type; send {"type":"message","text":...} or {"type":"command","text":"/nick bob"}`
+	return nil, "unknown message type; " + messageForm
+}
+
+// clientMessage reads one JSON message from the page strictly: one
+// object with exactly the keys "type" and "text", in lower case, each
+// once, both strings, and nothing after it. Anything else is refused,
+// with why: a message that two JSON parsers could read two ways (one
+// takes the last of two "type" keys, another the first; one matches
+// "TYPE" to "type", another does not) could pass for a harmless message
+// wherever it is checked, and run a command here. Unknown keys are
+// refused too rather than ignored: the protocol is versioned by its
+// subprotocol's name, so a client with more to say would ask for another
+// one, and a key misspelt is told, not lost. (A key spelt with escapes,
+// "typ\u0065", is "type" to every parser, and taken as such.)
+func clientMessage(msg []byte) (typ, text, garbled string) {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	tok, err := dec.Token()
+	if err != nil {
+		return "", "", malformed(err)
+	}
+	if tok != json.Delim('{') {
+		return "", "", "malformed JSON: a message is an object; " + messageForm
+	}
+	var seen [2]bool
+	var val [2]string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", "", malformed(err)
+		}
+		key, _ := tok.(string) // in an object, always a string
+		i := 0
+		switch key {
+		case "type":
+		case "text":
+			i = 1
+		default:
+			return "", "", fmt.Sprintf("unknown key %q; %s", clip(key, 40), messageForm)
+		}
+		if seen[i] {
+			return "", "", fmt.Sprintf("duplicate key %q; %s", key, messageForm)
+		}
+		seen[i] = true
+		if tok, err = dec.Token(); err != nil {
+			return "", "", malformed(err)
+		}
+		s, ok := tok.(string)
+		if !ok {
+			return "", "", fmt.Sprintf("%q must be a string; %s", key, messageForm)
+		}
+		val[i] = s
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return "", "", malformed(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return "", "", "malformed JSON: more after the message; send one message per frame"
+	}
+	switch {
+	case !seen[0]:
+		return "", "", `"type" is missing; ` + messageForm
+	case !seen[1]:
+		return "", "", `"text" is missing; ` + messageForm
+	}
+	return val[0], val[1], ""
+}
+
+// messageForm ends every refusal of a message that is not one.
+const messageForm = `send {"type":"message","text":"..."} or {"type":"command","text":"/nick bob"}`
+
+// malformed is the notice for a message that is not JSON.
+func malformed(err error) string {
+	if err == io.EOF {
+		return "malformed JSON: the message is empty or cut short"
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+// clip shortens s to at most n bytes, on a character boundary, for a
+// notice.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }
