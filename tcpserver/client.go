@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -164,6 +165,21 @@ func (c *Client) Leave(reason string) {
 	c.hub.release(c)
 	c.hub.dropIfEmpty(c.room)
 	c.hub.log.Debug("member left", "name", c.Name(), "addr", c.addr, "reason", reason)
+	c.logCutOff(reason)
+}
+
+// logCutOff logs a member the server cut off, a line per kind of cut-off
+// per LogEvery at most: many at once is an attack, or the server falling
+// behind, and the operator should see it while it happens.
+func (c *Client) logCutOff(reason string) {
+	switch reason {
+	case ReasonTooSlow:
+		c.hub.logs.Log(slog.LevelInfo, "members cut off as too slow", "member cut off as too slow",
+			"name", c.Name(), "addr", c.addr, "transport", c.transport)
+	case reasonFlooding:
+		c.hub.logs.Log(slog.LevelWarn, "members cut off for flooding", "member cut off for flooding",
+			"name", c.Name(), "addr", c.addr, "transport", c.transport)
+	}
 }
 
 func (c *Client) say(k Kind, text string) {

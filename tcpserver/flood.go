@@ -27,6 +27,10 @@ import (
 // at all (a line too long, malformed JSON) cost what a line costs, so that
 // nothing can be sent faster than lines can.
 
+// reasonFlooding is why a member who floods is cut off, for its leave
+// notice.
+const reasonFlooding = "flooding"
+
 // backlogBytes bounds the bytes of the lines one member may have waiting,
 // besides HubConfig.Backlog: a flood of long lines holds at most this
 // much of the server's memory per member. One line may always wait,
@@ -162,7 +166,7 @@ func (c *Client) refuse(q *backlog, now time.Time) {
 	}
 	if c.strikes > limit {
 		c.hub.floodKicks.Add(1)
-		c.reason = "flooding"
+		c.reason = reasonFlooding
 		c.backlog = nil
 		c.member.Close(fmt.Sprintf("disconnected: flooding (more than %g lines a second)", cfg.Rate))
 	}

@@ -116,7 +116,8 @@ type Stats struct {
 type Hub struct {
 	cfg     HubConfig
 	log     *slog.Logger
-	cluster Cluster // cfg.Relay, if it is one; nil on a single node
+	logs    *LogThrottle // members cut off: at most a line per kind per LogEvery
+	cluster Cluster      // cfg.Relay, if it is one; nil on a single node
 	hist    *historyStore
 
 	// lobby is the default room. It is made with the hub, is in rooms
@@ -146,6 +147,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h := &Hub{
 		cfg:       cfg.withDefaults(),
 		log:       log,
+		logs:      NewLogThrottle(log, LogEvery),
 		names:     newNameBook(),
 		rooms:     make(map[string]*Room),
 		perIP:     make(map[string]int),

@@ -79,6 +79,7 @@ type Server struct {
 	group   group
 
 	idle idlepoll.Lazy // parks idle members while any Serve runs
+	logs *LogThrottle  // refusals and failed accepts, a line per kind per LogEvery
 }
 
 // New returns a TCP chat server whose members join hub.
@@ -86,7 +87,8 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{hub: hub, cfg: cfg.withDefaults(), log: log}
+	s := &Server{hub: hub, cfg: cfg.withDefaults(), log: log, logs: NewLogThrottle(log, LogEvery)}
+	s.group.logs = s.logs
 	s.bufs.New = func() any {
 		b := make([]byte, readBufSize)
 		return &b
@@ -142,7 +144,7 @@ func (s *Server) handle(nc net.Conn) {
 	client, err := s.hub.Connect(c, ConnectInfo{Addr: addr, Transport: "tcp"})
 	if err != nil {
 		s.group.untrack(c)
-		s.log.Info("connection refused", "addr", addr, "reason", err)
+		s.logs.Log(slog.LevelInfo, "connections refused ("+err.Error()+")", "connection refused", "addr", addr, "reason", err)
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write(noticeLine(err.Error()))
 		nc.Close()

@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	// --max-per-ip from the moment it is accepted, member or not.
 	// Trusted proxies carry many visitors each: the hub counts those by the
 	// address the proxy names (see bridge.Config.TrustedProxies).
-	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies})
+	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies, Log: log})
 
 	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
