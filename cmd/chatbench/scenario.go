@@ -42,7 +42,10 @@ func scenarioDescription(name string) string {
 			"NUL, floods, oversize and malformed WebSocket messages, a foreign origin, --idle\n" +
 			"connections from one address, requests whose body never comes, an echo flood with\n" +
 			"--echo) while a TCP and a WS probe exchange a line every 200ms: each arrives within\n" +
-			"1s, and nothing raw ever reaches them."
+			"1s, and nothing raw ever reaches them. Meanwhile, at the server's default rate: 40\n" +
+			"lines bunched by a stall and 80 pasted lines all arrive, at the rate, their senders\n" +
+			"refused nothing; empty JSON commands and NUL lines sent flat out are cut off as\n" +
+			"floods; JSON with duplicate keys, keys in capitals or a null text runs no command."
 	case "soak":
 		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
 			"or reordered, and goroutines and RSS (from --metrics) end where they began."
