@@ -57,18 +57,18 @@ const reasonShutdown = "server shutting down"
 // server's. Its reader is the goroutine the server starts for it (see
 // Server.serveWS), which also owns the hub's Client.
 type wsConn struct {
-	srv  *Server
-	ws   *websocket.Conn
-	wire *wireConn
-	json bool // speaks JSONProtocol rather than plain lines
-	addr string
+	srv    *Server
+	ws     *websocket.Conn
+	wire   *wireConn
+	json   bool          // speaks JSONProtocol rather than plain lines
+	paused atomic.Uint32 // pauses begun, for the keepalive; here, it fits in json's padding
+	addr   string
 
 	readLimit int64 // the most bytes a message from the client may have
 
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
 	pause  tcpserver.Pause   // stops the reader while the member's lines wait for the rate
-	paused atomic.Uint32     // pauses begun, for the keepalive
 
 	out tcpserver.Outbox // the queue and its writer; wsConn is its Sink
 	wg  sync.WaitGroup   // the keepalive

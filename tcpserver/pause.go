@@ -1,7 +1,7 @@
 package tcpserver
 
 import (
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,14 +13,17 @@ import (
 //
 // Whoever ends the connection must call Wake before closing it, as for a
 // parked one: a paused reader would otherwise see the end only when the
-// timer fires. The zero Pause is ready to use.
+// timer fires. The zero Pause is ready to use; it is one word, so that
+// members who never wait pay next to nothing for it.
 type Pause struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	ready   func() // what starts the next reader, while pending
-	pending bool   // armed: ready has yet to be called
-	awake   bool   // woken to end: never paused again
+	state atomic.Pointer[pauseState] // nil: running; woken: never paused again; else paused
 }
+
+// pauseState is one pause: what starts the next reader.
+type pauseState struct{ ready func() }
+
+// woken is the state of a Pause woken for good.
+var woken = new(pauseState)
 
 // Sleep arranges for ready to be called once, after d, and reports true:
 // the caller must then return, and from here on another reader may be
@@ -28,54 +31,30 @@ type Pause struct {
 // being ended (see Wake): the caller goes on at once. ready must not block
 // (start a goroutine).
 func (p *Pause) Sleep(d time.Duration, ready func()) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.awake {
+	st := &pauseState{ready: ready}
+	if !p.state.CompareAndSwap(nil, st) {
 		return false
 	}
-	p.ready, p.pending = ready, true
-	p.timer = time.AfterFunc(d, p.fire)
+	// Whichever of the timer and Wake takes st out calls ready; a timer
+	// that comes second does nothing.
+	time.AfterFunc(d, func() {
+		if p.state.CompareAndSwap(st, nil) {
+			ready()
+		}
+	})
 	return true
 }
 
 // Wake ends a pause at once, starting the next reader now, and makes any
 // later Sleep report false.
 func (p *Pause) Wake() {
-	p.mu.Lock()
-	p.awake = true
-	if p.timer != nil {
-		p.timer.Stop()
-	}
-	ready := p.take()
-	p.mu.Unlock()
-	if ready != nil {
-		ready()
+	if st := p.state.Swap(woken); st != nil && st != woken {
+		st.ready()
 	}
 }
 
 // Paused reports whether a reader is due: the connection is paused.
 func (p *Pause) Paused() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pending
-}
-
-func (p *Pause) fire() {
-	p.mu.Lock()
-	ready := p.take()
-	p.mu.Unlock()
-	if ready != nil {
-		ready()
-	}
-}
-
-// take returns ready if it is due, and makes it not due. Called with mu
-// held.
-func (p *Pause) take() func() {
-	if !p.pending {
-		return nil
-	}
-	ready := p.ready
-	p.ready, p.pending, p.timer = nil, false, nil
-	return ready
+	st := p.state.Load()
+	return st != nil && st != woken
 }

@@ -152,14 +152,16 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
-	c.emit = func(line []byte, tooLong bool) {
-		if tooLong {
-			client.TooLong()
-			return
-		}
-		client.Handle(line)
-	}
 	c.next()
+}
+
+// emit hands the client one line the reader split off (see LineReader).
+func (c *tcpConn) emit(line []byte, tooLong bool) {
+	if tooLong {
+		c.client.TooLong()
+		return
+	}
+	c.client.Handle(line)
 }
 
 // tcpConn is one telnet or nc user: a [Member] whose writer goroutine runs
@@ -173,7 +175,6 @@ type tcpConn struct {
 	client *Client
 	lines  LineReader
 	wait   *readWaiter // nil where there is no poller
-	emit   func(line []byte, tooLong bool)
 
 	// idle parks the connection between reads (see package idlepoll);
 	// nil where connections are not parked. pause stops the reader while
