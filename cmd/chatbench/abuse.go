@@ -90,7 +90,7 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	attack("80 pasted lines all arrive, and the sender stays", func(context.Context) (bool, string) {
 		return pasteArrives(ctx, tcpAddr, net.IPv4(127, 0, 0, 18), net.IPv4(127, 0, 0, 19), 80, "pasted")
 	})
-	attack("input that cleans to nothing is a flood too", func(ctx context.Context) (bool, string) { return emptyFlood(ctx, tcpAddr, wsURL) })
+	attack("input that cleans to nothing is a flood too", func(context.Context) (bool, string) { return emptyFlood(ctx, tcpAddr, wsURL) })
 	attack("ambiguous JSON gets an error, never runs a command", func(ctx context.Context) (bool, string) { return ambiguousJSON(ctx, wsURL) })
 	attack(fmt.Sprintf("an oversize WebSocket message (%d KiB) closes with 1009", oversizeBytes>>10), func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
 	attack("malformed JSON gets an error, the client stays", func(ctx context.Context) (bool, string) { return badJSON(ctx, wsURL) })

@@ -87,10 +87,13 @@ func pasteArrives(ctx context.Context, addr string, src, rcv net.IP, n int, tag 
 // emptyFlood: four JSON WebSockets from one address send empty commands
 // flat out, and a telnet client from another sends lines of NUL bytes:
 // what cleans to nothing costs what a line costs, so each is cut off for
-// flooding, soon.
+// flooding. A flooder's first read is usually more than can wait, and it
+// is cut off at once; on a busy server it may take the next read, which
+// comes once the lines that wait have gone (10 s at the default rate):
+// hence the limit.
 func emptyFlood(ctx context.Context, tcpAddr, wsURL string) (bool, string) {
 	const sockets = 4
-	const limit = 10 * time.Second
+	const limit = 30 * time.Second
 	type outcome struct {
 		cut  bool
 		how  string
