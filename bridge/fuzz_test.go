@@ -89,6 +89,10 @@ func FuzzClientLines(f *testing.F) {
 		if garbled == "" && !strict {
 			t.Fatalf("took %q, which is not an object of one \"type\" and one \"text\", both strings", msg)
 		}
+		wellFormed := in.Type == "message" || in.Type == "command" && !strings.ContainsAny(in.Text, "\r\n")
+		if strict && wellFormed && garbled != "" {
+			t.Fatalf("refused %q, a well-formed message: %s", msg, garbled)
+		}
 		for _, line := range lines {
 			if strings.ContainsAny(line, "\r\n") {
 				t.Fatalf("line %q has a line break", line)
@@ -126,9 +130,9 @@ func TestLinesEndAsInATerminal(t *testing.T) {
 
 // strictlyTypeAndText reads msg as the JSON decoder's tokens: it reports
 // whether msg is one object whose keys are exactly "type" and "text",
-// each once, with string values, and nothing after it; and what "type"
-// says.
-func strictlyTypeAndText(msg []byte) (in struct{ Type string }, ok bool) {
+// each once, with string values, and nothing after it; and what they
+// say.
+func strictlyTypeAndText(msg []byte) (in struct{ Type, Text string }, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return in, false
@@ -148,6 +152,8 @@ func strictlyTypeAndText(msg []byte) (in struct{ Type string }, ok bool) {
 		seen[k] = true
 		if k == "type" {
 			in.Type = v
+		} else {
+			in.Text = v
 		}
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
@@ -179,5 +185,23 @@ func TestAmbiguousJSONIsRefused(t *testing.T) {
 	w.send(`{"type":"message","text":"still here"}`)
 	if got := tel.expect("still here"); got != "<"+w.name+"> still here" {
 		t.Fatalf("telnet got %q; nothing else may have been said", got)
+	}
+}
+
+// BenchmarkClientLines reads a typical message and a long one, whose
+// "<" are escaped as the page's JSON.stringify does not, but Go's
+// encoder does.
+func BenchmarkClientLines(b *testing.B) {
+	for _, tt := range []struct{ name, text string }{
+		{"short", "hello, everybody: a line of typical length"},
+		{"4000 escaped", strings.Repeat("<", 4000)},
+	} {
+		msg, _ := json.Marshal(map[string]string{"type": "message", "text": tt.text})
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				clientLines(msg)
+			}
+		})
 	}
 }
