@@ -39,7 +39,9 @@ func TestWebSocketLinesWaitTheirTurn(t *testing.T) {
 }
 
 // What cleans to nothing costs what a line costs: each of these, sent
-// flat out, is a flood and its sender is cut off.
+// flat out, is a flood and its sender is cut off. (A small backlog, so
+// that the first read or two that find the flood refuse more than can
+// wait, however few messages each finds.)
 func TestWebSocketInputThatCleansToNothingIsAFloodToo(t *testing.T) {
 	for _, tt := range []struct {
 		name, msg string
@@ -52,7 +54,7 @@ func TestWebSocketInputThatCleansToNothingIsAFloodToo(t *testing.T) {
 		{"plain frame of NUL bytes", "\x00\x00\x00", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			st := start(t, tcpserver.HubConfig{Rate: 10, Burst: 2}, Config{})
+			st := start(t, tcpserver.HubConfig{Rate: 10, Burst: 2, Backlog: 5}, Config{})
 			var w *wsClient
 			if tt.json {
 				w = st.jsonClient(t, "")
@@ -110,4 +112,26 @@ func TestWaitingWebSocketIsNotDroppedForALatePong(t *testing.T) {
 	}
 	tel.send("/who")
 	tel.expect("2 in lobby")
+}
+
+// A member cut off while its reader is between messages: the close
+// handshake (the writer's, through the library) reads frames while the
+// reader looks for the next message. Under the race detector this found
+// the reader's look unguarded.
+func TestCutOffWhileReading(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{Rate: 10, Burst: 2, Backlog: 2}, Config{})
+	for range 60 {
+		w := st.plain(t, "")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		for range 300 {
+			if w.c.Write(ctx, websocket.MessageText, []byte("flood")) != nil {
+				break
+			}
+		}
+		cancel()
+		if code, _ := w.closeStatus(); code != websocket.StatusPolicyViolation {
+			t.Fatalf("close %v, want 1008", code)
+		}
+		w.c.CloseNow()
+	}
 }
