@@ -276,7 +276,7 @@ func TestFloodWaitsThenIsRefusedThenCut(t *testing.T) {
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
 
-	a.send("1", "2", "3", "4", "5", "6")
+	a.write([]byte("1\r\n2\r\n3\r\n4\r\n5\r\n6\r\n")) // in one read
 	for _, want := range []string{"1", "2", "3"} {
 		b.expectExact("<" + a.name + "> " + want)
 	}
@@ -288,11 +288,11 @@ func TestFloodWaitsThenIsRefusedThenCut(t *testing.T) {
 	b.quiet()
 
 	// Keep flooding: cut off with a reason, and the room is told.
-	var lines []string
+	var flood strings.Builder
 	for i := range 20 {
-		lines = append(lines, fmt.Sprintf("flood %d", i))
+		fmt.Fprintf(&flood, "flood %d\r\n", i)
 	}
-	a.send(lines...)
+	a.write([]byte(flood.String()))
 	got := a.closed()
 	if len(got) == 0 || got[len(got)-1] != "*** disconnected: flooding (more than 1 lines a second)" {
 		t.Fatalf("flooder saw %q before close", got)
