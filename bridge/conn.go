@@ -348,6 +348,10 @@ func (c *wsConn) finish() {
 // maxHeld is the most messages said to the room as one batch.
 const maxHeld = 256
 
+// readOnMax is how many messages the reader reads on, without waiting,
+// while its member is being refused (see readMessages): three batches.
+const readOnMax = 3 * maxHeld
+
 // read is a WebSocket's reader. It runs holding one count in the server's
 // group of readers (Server.wg), which it gives back when it returns: it
 // reads messages and hands them to the client until the connection ends,
@@ -399,7 +403,10 @@ func (c *wsConn) read() {
 // Flood control: while lines the member sent wait for the rate, the
 // reader reads nothing (see lagging); it checks after each batch, so a
 // batch of messages already read is handed over whole, and what does not
-// fit in the member's backlog is refused.
+// fit in the member's backlog is refused. While the member is being
+// refused, the reader reads on, without waiting, up to readOnMax more
+// messages of what has already come, as the TCP server reads on: a
+// flood is measured whole, and its sender cut off at once.
 func (c *wsConn) readMessages() (parked bool) {
 	ctx := context.Background() // ending a read is done by closing the connection
 	client := c.client
@@ -407,7 +414,7 @@ func (c *wsConn) readMessages() (parked bool) {
 		return true
 	}
 	mayPark := c.idle != nil
-	held := 0
+	held, readOn := 0, 0
 	for {
 		c.wire.idleOK.Store(mayPark)
 		typ, r, err := c.ws.Reader(ctx)
@@ -415,7 +422,10 @@ func (c *wsConn) readMessages() (parked bool) {
 		if errors.Is(err, errIdle) {
 			// What was buffered may have ended in a control frame.
 			client.Flush()
-			held = 0
+			held, readOn = 0, 0
+			if c.lagging() { // read on while refused, and found no more
+				return true
+			}
 			c.srv.wg.Add(1) // the parked connection's count
 			if c.idle.Park() {
 				return true // another reader may be running from here on
@@ -443,6 +453,9 @@ func (c *wsConn) readMessages() (parked bool) {
 		if err == nil && !c.out.Closing() {
 			c.handle(client, typ, (*bp)[:n])
 		}
+		if client.Refusing() {
+			readOn++
+		}
 		c.srv.readBufs.Put(bp)
 		if !more && held > 0 || err != nil {
 			client.Flush()
@@ -453,7 +466,14 @@ func (c *wsConn) readMessages() (parked bool) {
 			c.readFailed(err)
 			return false
 		}
-		if !more && c.lagging() {
+		if more {
+			continue
+		}
+		if client.Refusing() && mayPark && readOn < readOnMax {
+			continue
+		}
+		readOn = 0
+		if c.lagging() {
 			return true
 		}
 	}

@@ -135,3 +135,26 @@ func TestCutOffWhileReading(t *testing.T) {
 		w.c.CloseNow()
 	}
 }
+
+// A flood that reaches the server at once is read on, without waiting,
+// while its sender is being refused, as the TCP server reads on: all of
+// it is measured, and its sender cut off at once, not when its lines
+// that wait have gone (10 s at the defaults).
+func TestWebSocketFloodIsMeasuredWhole(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	c := st.dialRaw(t, "", nil)
+	c.text(3 * time.Second) // welcome
+	var flood []byte
+	for i := range 400 {
+		flood = append(flood, clientFrame(finBit|opText, fmt.Appendf(nil, "%-100d", i), -1)...)
+	}
+	start := time.Now()
+	c.write(flood)
+	code, reason := c.closeFrame(3 * time.Second)
+	if code != websocket.StatusPolicyViolation || !strings.Contains(reason, "flooding") {
+		t.Fatalf("close %v %q, want 1008 for flooding", code, reason)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("cut off after %v", took)
+	}
+}

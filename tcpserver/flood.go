@@ -99,6 +99,14 @@ func (c *Client) take(line []byte, garbled string) {
 // it reads any more. Reader only.
 func (c *Client) Waiting() bool { return c.backlog != nil }
 
+// Refusing reports whether lines the member sent have been refused, the
+// backlog being full, since it was last told (see Resume). A transport
+// may then read on, without waiting, what has already arrived, as the TCP
+// server reads on up to 32 KiB: a flood is then measured whole, and its
+// sender cut off at once, rather than at its next read, once the lines
+// that wait have gone. Reader only.
+func (c *Client) Refusing() bool { return c.backlog != nil && c.backlog.refused > 0 }
+
 // Resume handles the waiting lines that the rate allows now, in order,
 // and tells the member how many of its lines were refused since it was
 // last told, if any. It reports how long until the next waiting line may

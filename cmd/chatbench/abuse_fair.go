@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -95,42 +96,47 @@ func emptyFlood(ctx context.Context, tcpAddr, wsURL string) (bool, string) {
 	const sockets = 4
 	const limit = 30 * time.Second
 	type outcome struct {
+		name string
 		cut  bool
 		how  string
 		took time.Duration
 	}
 	results := make(chan outcome, sockets+1)
 	var wg sync.WaitGroup
-	for range sockets {
+	for i := range sockets {
 		wg.Go(func() {
 			start := time.Now()
 			cut, how := wsEmptyFlood(ctx, wsURL, net.IPv4(127, 0, 0, 15), limit)
-			results <- outcome{cut, how, time.Since(start)}
+			results <- outcome{fmt.Sprintf("ws%d", i+1), cut, how, time.Since(start)}
 		})
 	}
 	wg.Go(func() {
 		start := time.Now()
 		cut, how := tcpNULFlood(ctx, tcpAddr, net.IPv4(127, 0, 0, 16), limit)
-		results <- outcome{cut, how, time.Since(start)}
+		results <- outcome{"telnet", cut, how, time.Since(start)}
 	})
 	wg.Wait()
 	close(results)
-	ok, cut, slowest := true, 0, time.Duration(0)
-	var problems []string
+	var list []outcome
 	for r := range results {
+		list = append(list, r)
+	}
+	slices.SortFunc(list, func(a, b outcome) int { return strings.Compare(a.name, b.name) })
+	ok := true
+	var took, problems []string
+	for _, r := range list {
 		if !r.cut {
 			ok = false
-			problems = append(problems, r.how)
+			problems = append(problems, r.name+": "+r.how)
 			continue
 		}
-		cut++
-		slowest = max(slowest, r.took)
+		took = append(took, fmt.Sprintf("%s %v", r.name, r.took.Round(time.Millisecond)))
 	}
 	if !ok {
-		return false, fmt.Sprintf("%d of %d cut off within %v; %s", cut, sockets+1, limit, strings.Join(problems, "; "))
+		return false, fmt.Sprintf("%d of %d cut off within %v (%s); %s", len(took), sockets+1, limit, strings.Join(took, ", "), strings.Join(problems, "; "))
 	}
-	return true, fmt.Sprintf("%d JSON WebSockets sending empty commands and a telnet client sending NUL lines, flat out: all cut off for flooding, the last after %v",
-		sockets, slowest.Round(time.Millisecond))
+	return true, fmt.Sprintf("%d JSON WebSockets sending empty commands and a telnet client sending NUL lines, flat out: all cut off for flooding, after %s",
+		sockets, strings.Join(took, ", "))
 }
 
 // wsEmptyFlood sends {"type":"command","text":""} flat out from src until
