@@ -216,3 +216,29 @@ func TestLinesWaitOverNetPipe(t *testing.T) {
 		t.Fatalf("Serve = %v", err)
 	}
 }
+
+// BenchmarkHandle is one line from a member to a room of ten, through
+// flood control (at a rate it never reaches) and without it.
+func BenchmarkHandle(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		rate float64
+	}{{"no-limit", -1}, {"flood-control", 1e12}} {
+		b.Run(tt.name, func(b *testing.B) {
+			h := NewHub(HubConfig{MaxPerIP: -1, Rate: tt.rate, Burst: 1 << 30, History: -1}, nil)
+			var sender *Client
+			for i := range 10 {
+				c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				sender = c
+			}
+			line := []byte("hello, everybody: a line of typical length")
+			b.ReportAllocs()
+			for b.Loop() {
+				sender.Handle(line)
+			}
+		})
+	}
+}
