@@ -515,7 +515,9 @@ func TestOversizeFrameClosesWith1009(t *testing.T) {
 }
 
 func TestFloodClosesWithPolicyViolation(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{Rate: 1, Burst: 2}, Config{})
+	// 40 messages: 2 at once, 5 waiting their turn (half a second), and
+	// the rest more than can wait.
+	st := start(t, tcpserver.HubConfig{Rate: 10, Burst: 2, Backlog: 5}, Config{})
 	w := st.plain(t, "")
 	for i := range 40 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -56,16 +57,18 @@ const reasonShutdown = "server shutting down"
 // server's. Its reader is the goroutine the server starts for it (see
 // Server.serveWS), which also owns the hub's Client.
 type wsConn struct {
-	srv  *Server
-	ws   *websocket.Conn
-	wire *wireConn
-	json bool // speaks JSONProtocol rather than plain lines
-	addr string
+	srv    *Server
+	ws     *websocket.Conn
+	wire   *wireConn
+	json   bool          // speaks JSONProtocol rather than plain lines
+	paused atomic.Uint32 // pauses begun, for the keepalive; here, it fits in json's padding
+	addr   string
 
 	readLimit int64 // the most bytes a message from the client may have
 
 	client *tcpserver.Client // set before the first read
 	idle   *idlepoll.Conn    // parks the reader between messages; nil if not
+	pause  tcpserver.Pause   // stops the reader while the member's lines wait for the rate
 
 	out tcpserver.Outbox // the queue and its writer; wsConn is its Sink
 	wg  sync.WaitGroup   // the keepalive
@@ -313,6 +316,7 @@ func (c *wsConn) keepalive() {
 	c.mu.Unlock()
 	defer c.wg.Done()
 
+	paused := c.paused.Load()
 	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PongTimeout)
 	err := c.ws.Ping(ctx)
 	cancel()
@@ -322,7 +326,10 @@ func (c *wsConn) keepalive() {
 	if c.out.Closing() {
 		return
 	}
-	if err != nil {
+	// While the member's lines wait for the rate its reader reads
+	// nothing, the pong included; a member that sent more than the rate
+	// allows is not dead.
+	if err != nil && c.paused.Load() == paused && !c.pause.Paused() {
 		c.leave = "ping timeout"
 		c.out.Stop()
 		c.wire.closeNow()
@@ -357,6 +364,10 @@ func (c *wsConn) finish() {
 // maxHeld is the most messages said to the room as one batch.
 const maxHeld = 256
 
+// readOnMax is how many messages the reader reads on, without waiting,
+// while its member is being refused (see readMessages): three batches.
+const readOnMax = 3 * maxHeld
+
 // read is a WebSocket's reader. It runs holding one count in the server's
 // group of readers (Server.wg), which it gives back when it returns: it
 // reads messages and hands them to the client until the connection ends,
@@ -387,9 +398,9 @@ func (c *wsConn) read() {
 	}
 }
 
-// readMessages reads until the connection ends (false) or is parked
-// (true). The buffer a message is read into is borrowed from a pool once
-// the message has started to arrive, and given back at once.
+// readMessages reads until the connection ends (false) or is parked or
+// paused (true). The buffer a message is read into is borrowed from a
+// pool once the message has started to arrive, and given back at once.
 //
 // Messages that arrived together are said together, as the TCP server
 // does with the lines of one read: while another whole message is already
@@ -404,11 +415,22 @@ func (c *wsConn) read() {
 // hands that back with the connection untouched (a ping's pong, read on
 // the way, included), and the reader parks instead of waiting deep in the
 // library with a grown stack.
+//
+// Flood control: while lines the member sent wait for the rate, the
+// reader reads nothing (see lagging); it checks after each batch, so a
+// batch of messages already read is handed over whole, and what does not
+// fit in the member's backlog is refused. While the member is being
+// refused, the reader reads on, without waiting, up to readOnMax more
+// messages of what has already come, as the TCP server reads on: a
+// flood is measured whole, and its sender cut off at once.
 func (c *wsConn) readMessages() (parked bool) {
 	ctx := context.Background() // ending a read is done by closing the connection
 	client := c.client
+	if c.lagging() {
+		return true
+	}
 	mayPark := c.idle != nil
-	held := 0
+	held, readOn := 0, 0
 	for {
 		c.wire.idleOK.Store(mayPark)
 		typ, r, err := c.ws.Reader(ctx)
@@ -416,7 +438,10 @@ func (c *wsConn) readMessages() (parked bool) {
 		if errors.Is(err, errIdle) {
 			// What was buffered may have ended in a control frame.
 			client.Flush()
-			held = 0
+			held, readOn = 0, 0
+			if c.lagging() { // read on while refused, and found no more
+				return true
+			}
 			c.srv.wg.Add(1) // the parked connection's count
 			if c.idle.Park() {
 				return true // another reader may be running from here on
@@ -444,6 +469,9 @@ func (c *wsConn) readMessages() (parked bool) {
 		if err == nil && !c.out.Closing() {
 			c.handle(client, typ, (*bp)[:n])
 		}
+		if client.Refusing() {
+			readOn++
+		}
 		c.srv.readBufs.Put(bp)
 		if !more && held > 0 || err != nil {
 			client.Flush()
@@ -454,7 +482,57 @@ func (c *wsConn) readMessages() (parked bool) {
 			c.readFailed(err)
 			return false
 		}
+		if more {
+			continue
+		}
+		if client.Refusing() && mayPark && readOn < readOnMax {
+			continue
+		}
+		readOn = 0
+		if c.lagging() {
+			return true
+		}
 	}
+}
+
+// lagging hands the client the turn of the lines that wait for the rate,
+// if any, and reports true if some still wait: the reader is then paused
+// until the next may go, holding its count in the server's group of
+// readers as a parked one does, and the caller must return. Once the
+// connection is closing nothing more is said: what waits is dropped when
+// the member leaves.
+func (c *wsConn) lagging() bool {
+	client := c.client
+	if !client.Waiting() || c.out.Closing() {
+		return false
+	}
+	client.Hold()
+	wait := client.Resume()
+	client.Flush()
+	if wait <= 0 {
+		return false
+	}
+	c.srv.wg.Add(1)
+	c.paused.Add(1)
+	if c.pause.Sleep(wait, c.goRead) {
+		return true
+	}
+	c.srv.wg.Done()
+	return false
+}
+
+// goRead starts a reader in a goroutine of its own; it takes over the
+// count a parked or paused connection holds in the server's group.
+func (c *wsConn) goRead() { go c.read() }
+
+// wake makes sure a reader runs from now on: the connection is being
+// ended, and a parked or paused reader would never see it end. It runs
+// before the connection is closed, on every path (see wireConn.beforeClose).
+func (c *wsConn) wake() {
+	if c.idle != nil {
+		c.idle.Wake()
+	}
+	c.pause.Wake()
 }
 
 // readMessage reads all of a message into buf, which is bigger than the
@@ -524,14 +602,22 @@ func (c *wsConn) setLeave(reason string) {
 	c.mu.Unlock()
 }
 
-// handle acts on one message from the client.
+// handle acts on one message from the client. Every message costs at
+// least one line against flood control, even one that holds none (an
+// empty frame, an empty JSON message): nothing can be sent faster than
+// lines can.
 func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg []byte) {
 	if !c.json {
 		// Plain mode: every line of the frame is a line typed at a
 		// terminal; text and binary frames alike, for websockify-style
 		// clients.
+		none := true
 		for line := range lines(msg) {
 			client.Handle(line)
+			none = false
+		}
+		if none {
+			client.Handle(nil)
 		}
 		return
 	}
@@ -543,6 +629,9 @@ func (c *wsConn) handle(client *tcpserver.Client, typ websocket.MessageType, msg
 	if garbled != "" {
 		client.Garbled(garbled)
 		return
+	}
+	if len(lines) == 0 {
+		client.Handle(nil)
 	}
 	if len(lines) > 1 {
 		// A message written on several lines is said as one batch, so
@@ -583,16 +672,13 @@ func lines(b []byte) iter.Seq[[]byte] {
 // several lines is several lines; a "command" is one line, "/" added if
 // it lacks one.
 func clientLines(msg []byte) (said []string, garbled string) {
-	var in struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
+	typ, text, garbled := clientMessage(msg)
+	if garbled != "" {
+		return nil, garbled
 	}
-	if err := json.Unmarshal(msg, &in); err != nil {
-		return nil, "malformed JSON: " + err.Error()
-	}
-	switch in.Type {
+	switch typ {
 	case "message":
-		for b := range lines([]byte(in.Text)) {
+		for b := range lines([]byte(text)) {
 			line := string(b)
 			if strings.HasPrefix(line, "/") {
 				line = "/" + line
@@ -601,7 +687,7 @@ func clientLines(msg []byte) (said []string, garbled string) {
 		}
 		return said, ""
 	case "command":
-		text := strings.TrimSpace(in.Text)
+		text := strings.TrimSpace(text)
 		if strings.ContainsAny(text, "\r\n") {
 			return nil, "a command is one line"
 		}
@@ -610,5 +696,155 @@ func clientLines(msg []byte) (said []string, garbled string) {
 		}
 		return []string{text}, ""
 	}
-	return nil, `unknown message type; send {"type":"message","text":...} or {"type":"command","text":"/nick bob"}`
+	return nil, "unknown message type; " + messageForm
+}
+
+// clientMessage reads one JSON message from the page strictly: one
+// object with exactly the keys "type" and "text", in lower case, each
+// once, both strings, and nothing after it. Anything else is refused,
+// with why: a message that two JSON parsers could read two ways (one
+// takes the last of two "type" keys, another the first; one matches
+// "TYPE" to "type", another does not) could pass for a harmless message
+// wherever it is checked, and run a command here. Unknown keys are
+// refused too rather than ignored: the protocol is versioned by its
+// subprotocol's name, so a client with more to say would ask for another
+// one, and a key misspelt is told, not lost. (A key spelt with escapes,
+// "typ\u0065", is "type" to every parser, and taken as such.)
+//
+// Such a message is small JSON: an object whose values are all strings.
+// It is scanned here, its strings decoded, in one pass as cheap as
+// decoding it into a struct; the standard decoder only says what is wrong
+// with a message that is not JSON at all.
+func clientMessage(msg []byte) (typ, text, garbled string) {
+	refuse := func(why string) (string, string, string) {
+		if !json.Valid(msg) {
+			var v struct{}
+			why = "malformed JSON: " + json.Unmarshal(msg, &v).Error()
+		}
+		return "", "", why
+	}
+	const malformed = "malformed JSON"
+	p := skipSpace(msg)
+	if len(p) == 0 || p[0] != '{' {
+		return refuse("malformed JSON: a message is an object; " + messageForm)
+	}
+	p = skipSpace(p[1:])
+	var seen [2]bool
+	var val [2]string
+	if len(p) == 0 || p[0] != '}' { // {} has no key at all
+		for {
+			n := stringLen(p)
+			if n == 0 {
+				return refuse(malformed)
+			}
+			key, ok := jsonString(p[:n])
+			if !ok {
+				return refuse(malformed)
+			}
+			i := 0
+			switch key {
+			case "type":
+			case "text":
+				i = 1
+			default:
+				return refuse(fmt.Sprintf("unknown key %q; %s", clip(key, 40), messageForm))
+			}
+			if seen[i] {
+				return refuse(fmt.Sprintf("duplicate key %q; %s", key, messageForm))
+			}
+			seen[i] = true
+			if p = skipSpace(p[n:]); len(p) == 0 || p[0] != ':' {
+				return refuse(malformed)
+			}
+			p = skipSpace(p[1:])
+			if len(p) == 0 || p[0] != '"' {
+				return refuse(fmt.Sprintf("%q must be a string; %s", key, messageForm))
+			}
+			n = stringLen(p)
+			if n == 0 {
+				return refuse(malformed)
+			}
+			if val[i], ok = jsonString(p[:n]); !ok {
+				return refuse(malformed)
+			}
+			if p = skipSpace(p[n:]); len(p) > 0 && p[0] == '}' {
+				break
+			}
+			if len(p) == 0 || p[0] != ',' {
+				return refuse(malformed)
+			}
+			p = skipSpace(p[1:])
+		}
+	}
+	if len(skipSpace(p[1:])) > 0 {
+		return refuse("malformed JSON: more after the message; send one message per frame")
+	}
+	switch {
+	case !seen[0]:
+		return refuse(`"type" is missing; ` + messageForm)
+	case !seen[1]:
+		return refuse(`"text" is missing; ` + messageForm)
+	}
+	return val[0], val[1], ""
+}
+
+// jsonString decodes the JSON string q, quotes included, and reports
+// whether it is one. One without escapes or control characters is its
+// bytes: no decoder needed.
+func jsonString(q []byte) (string, bool) {
+	b := q[1 : len(q)-1]
+	plain := utf8.Valid(b)
+	for _, c := range b {
+		if c < 0x20 || c == '\\' {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return string(b), true
+	}
+	var s string
+	err := json.Unmarshal(q, &s)
+	return s, err == nil
+}
+
+// skipSpace skips JSON white space.
+func skipSpace(p []byte) []byte {
+	for len(p) > 0 && (p[0] == ' ' || p[0] == '\t' || p[0] == '\n' || p[0] == '\r') {
+		p = p[1:]
+	}
+	return p
+}
+
+// stringLen returns the length of the JSON string p starts with, quotes
+// included, or 0 if p does not start with a whole one.
+func stringLen(p []byte) int {
+	if len(p) == 0 || p[0] != '"' {
+		return 0
+	}
+	for i := 1; i < len(p); i++ {
+		switch p[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// messageForm ends every refusal of a message that is not one.
+const messageForm = `send {"type":"message","text":"..."} or {"type":"command","text":"/nick bob"}`
+
+// clip shortens s to at most n bytes, on a character boundary, for a
+// notice.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
 }

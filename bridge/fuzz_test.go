@@ -1,9 +1,13 @@
 package bridge
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
+
+	"chatbridge/tcpserver"
 )
 
 func TestClientLines(t *testing.T) {
@@ -22,7 +26,30 @@ func TestClientLines(t *testing.T) {
 		{"command of two lines", `{"type":"command","text":"/nick a\n/quit"}`, nil, "a command is one line"},
 		{"not JSON", `hello`, nil, "malformed JSON"},
 		{"wrong type", `{"type":"shout","text":"x"}`, nil, "unknown message type"},
-		{"text not a string", `{"type":"message","text":5}`, nil, "malformed JSON"},
+		{"text not a string", `{"type":"message","text":5}`, nil, `"text" must be a string`},
+		{"keys in either order, white space", ` { "text" : "hi" , "type" : "message" } `, []string{"hi"}, ""},
+		{"an empty message", `{"type":"message","text":""}`, nil, ""},
+
+		// Strict: one reading only, whatever parser reads it.
+		{"duplicate type", `{"type":"message","type":"command","text":"/me waves"}`, nil, `duplicate key "type"`},
+		{"duplicate text", `{"type":"message","text":"a","text":"/quit"}`, nil, `duplicate key "text"`},
+		{"key in capitals", `{"TYPE":"command","type":"message","text":"/me x"}`, nil, `unknown key "TYPE"`},
+		{"key in mixed case", `{"tYpe":"message","teXt":"x"}`, nil, `unknown key "tYpe"`},
+		{"key spelt with an escape is the same key", `{"typ\u0065":"command","text":"/quit"}`, []string{"/quit"}, ""},
+		{"text null", `{"type":"message","text":null}`, nil, `"text" must be a string`},
+		{"type null", `{"type":null,"text":"x"}`, nil, `"type" must be a string`},
+		{"text an object", `{"type":"message","text":{"a":1}}`, nil, `"text" must be a string`},
+		{"text an array", `{"type":"message","text":["x"]}`, nil, `"text" must be a string`},
+		{"text true", `{"type":"message","text":true}`, nil, `"text" must be a string`},
+		{"unknown key", `{"type":"message","text":"x","room":"admin"}`, nil, `unknown key "room"`},
+		{"text missing", `{"type":"command"}`, nil, `"text" is missing`},
+		{"type missing", `{"text":"hi"}`, nil, `"type" is missing`},
+		{"not an object", `["message","hi"]`, nil, "malformed JSON"},
+		{"a string", `"hi"`, nil, "malformed JSON"},
+		{"null", `null`, nil, "malformed JSON"},
+		{"trailing data", `{"type":"message","text":"a"}{"type":"command","text":"/quit"}`, nil, "malformed JSON"},
+		{"trailing garbage", `{"type":"message","text":"a"} x`, nil, "malformed JSON"},
+		{"truncated", `{"type":"message","text":"a"`, nil, "malformed JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,11 +66,17 @@ func TestClientLines(t *testing.T) {
 
 // Whatever a page sends, clientLines answers lines or a notice, never
 // both; no line carries a line break; a message never becomes a command.
+// What it takes is one JSON object of exactly the keys "type" and "text",
+// each once, both strings, so that any other JSON parser reads it the
+// same way.
 func FuzzClientLines(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"message","text":"hi"}`, `{"type":"command","text":"/nick bob"}`,
 		`{"type":"message","text":"/quit\n//x\r\ny"}`, `{"type":"command","text":"a\nb"}`,
 		`{"type":1}`, `[]`, `{"type":"message","text":"\u001b[2J\u0000"}`, `{`, ``,
+		`{"type":"message","type":"command","text":"/me x"}`, `{"TYPE":"command","text":"/quit"}`,
+		`{"type":"message","text":null}`, `{"type":"message","text":"x","extra":{}}`,
+		`{"type":"message","text":"x"} {}`, `{"typ\u0065":"command","text":"/quit"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -52,8 +85,14 @@ func FuzzClientLines(f *testing.F) {
 		if garbled != "" && lines != nil {
 			t.Fatalf("both lines %q and notice %q", lines, garbled)
 		}
-		var in struct{ Type string }
-		json.Unmarshal(msg, &in)
+		in, strict := strictlyTypeAndText(msg)
+		if garbled == "" && !strict {
+			t.Fatalf("took %q, which is not an object of one \"type\" and one \"text\", both strings", msg)
+		}
+		wellFormed := in.Type == "message" || in.Type == "command" && !strings.ContainsAny(in.Text, "\r\n")
+		if strict && wellFormed && garbled != "" {
+			t.Fatalf("refused %q, a well-formed message: %s", msg, garbled)
+		}
 		for _, line := range lines {
 			if strings.ContainsAny(line, "\r\n") {
 				t.Fatalf("line %q has a line break", line)
@@ -86,5 +125,83 @@ func TestLinesEndAsInATerminal(t *testing.T) {
 		if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
 			t.Errorf("lines(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// strictlyTypeAndText reads msg as the JSON decoder's tokens: it reports
+// whether msg is one object whose keys are exactly "type" and "text",
+// each once, with string values, and nothing after it; and what they
+// say.
+func strictlyTypeAndText(msg []byte) (in struct{ Type, Text string }, ok bool) {
+	dec := json.NewDecoder(bytes.NewReader(msg))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return in, false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return in, false
+		}
+		val, err := dec.Token()
+		k, _ := key.(string)
+		v, isString := val.(string)
+		if err != nil || !isString || (k != "type" && k != "text") || seen[k] {
+			return in, false
+		}
+		seen[k] = true
+		if k == "type" {
+			in.Type = v
+		} else {
+			in.Text = v
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return in, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return in, false
+	}
+	return in, len(seen) == 2
+}
+
+// Over the wire: a message that another parser could read as a command
+// gets an error event, and does nothing else; the member stays.
+func TestAmbiguousJSONIsRefused(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{}, Config{})
+	tel := st.telnet(t)
+	w := st.jsonClient(t, "")
+	tel.expect(w.name + " joined")
+	for _, msg := range []string{
+		`{"type":"message","type":"command","text":"/me runs a command"}`,
+		`{"TYPE":"command","type":"message","text":"/me runs a command"}`,
+		`{"type":"message","text":null}`,
+	} {
+		w.send(msg)
+		if ev := w.expectEvent("error", nil); !strings.Contains(ev.Text, "key") && !strings.Contains(ev.Text, "must be a string") {
+			t.Fatalf("%s: error %q", msg, ev.Text)
+		}
+	}
+	w.send(`{"type":"message","text":"still here"}`)
+	if got := tel.expect("still here"); got != "<"+w.name+"> still here" {
+		t.Fatalf("telnet got %q; nothing else may have been said", got)
+	}
+}
+
+// BenchmarkClientLines reads a typical message and a long one, whose
+// "<" are escaped as the page's JSON.stringify does not, but Go's
+// encoder does.
+func BenchmarkClientLines(b *testing.B) {
+	for _, tt := range []struct{ name, text string }{
+		{"short", "hello, everybody: a line of typical length"},
+		{"4000 escaped", strings.Repeat("<", 4000)},
+	} {
+		msg, _ := json.Marshal(map[string]string{"type": "message", "text": tt.text})
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				clientLines(msg)
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -128,6 +129,10 @@ type Server struct {
 	router http.Handler
 	http   *http.Server
 
+	// logs takes what an attack makes many of (failed accepts,
+	// handshakes and members refused): a line per kind per LogEvery.
+	logs *tcpserver.LogThrottle
+
 	readLimitPlain, readLimitJSON int64
 	readBufs                      sync.Pool // *[]byte, for one message at a time
 	corkBufs                      sync.Pool // *[]byte, see wireConn
@@ -152,6 +157,7 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 		hub:   hub,
 		cfg:   cfg.withDefaults(),
 		log:   log,
+		logs:  tcpserver.NewLogThrottle(log, tcpserver.LogEvery),
 		conns: make(map[*wsConn]struct{}),
 	}
 	// A plain frame is a line, perhaps with its line end; a JSON frame
@@ -185,9 +191,28 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          stdlog.New(httpErrors{s}, "", 0),
 	}
 	return s
+}
+
+// httpErrors takes what net/http logs. Its accept errors (out of
+// descriptors, most likely) are logged at warn, a line per LogEvery, as
+// the TCP server's are; the rest (a TLS handshake that failed, ...) at
+// debug, as they come.
+type httpErrors struct{ s *Server }
+
+// acceptError starts what net/http logs when accepting fails.
+const acceptError = "http: Accept error: "
+
+func (h httpErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	if err, ok := strings.CutPrefix(msg, acceptError); ok {
+		h.s.logs.Log(slog.LevelWarn, "failed accepts on the web port", "accept failed; retrying", "service", "http", "err", err)
+	} else {
+		h.s.log.Debug(msg)
+	}
+	return len(p), nil
 }
 
 // Handler returns the server's routes, for tests and for mounting
@@ -488,7 +513,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// ".example.com", and "a..example.com" too. No real site's host
 		// has one, so it is refused whatever the patterns.
 		s.handshakeFailures.Add(1)
-		s.log.Info("websocket handshake refused", "addr", r.RemoteAddr, "origin", origin, "err", "origin host has an empty label")
+		s.logs.Log(slog.LevelInfo, "WebSocket handshakes refused", "websocket handshake refused",
+			"addr", r.RemoteAddr, "origin", origin, "err", "origin host has an empty label")
 		http.Error(w, "Origin host has an empty label", http.StatusForbidden)
 		return
 	}
@@ -501,7 +527,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// Accept has answered: 403 for a foreign origin, 4xx for a bad
 		// handshake.
 		s.handshakeFailures.Add(1)
-		s.log.Info("websocket handshake refused", "addr", addr, "origin", r.Header.Get("Origin"), "err", err)
+		s.logs.Log(slog.LevelInfo, "WebSocket handshakes refused", "websocket handshake refused",
+			"addr", addr, "origin", r.Header.Get("Origin"), "err", err)
 		return
 	}
 	c := &wsConn{
@@ -546,9 +573,9 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 	// What a writer may read (c.idle, through the wire's beforeClose) is
 	// set before the connection is tracked, where a shutdown can reach it.
 	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
-		c.idle = p.Register(c.wire.raw, func() { go c.read() })
-		c.wire.beforeClose = c.idle.Wake
+		c.idle = p.Register(c.wire.raw, c.goRead)
 	}
+	c.wire.beforeClose = c.wake
 	if !s.track(c) {
 		c.closeBriefly(websocket.StatusGoingAway, reasonShutdown, refuseGrace)
 		s.wg.Done()
@@ -556,7 +583,8 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 	}
 	client, err := s.hub.Connect(c, info)
 	if err != nil {
-		s.log.Info("connection refused", "addr", info.Addr, "transport", "ws", "reason", err)
+		s.logs.Log(slog.LevelInfo, "connections refused ("+err.Error()+")", "connection refused",
+			"addr", info.Addr, "transport", "ws", "reason", err)
 		code := websocket.StatusTryAgainLater
 		if errors.Is(err, tcpserver.ErrHubClosed) {
 			code = websocket.StatusGoingAway

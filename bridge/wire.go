@@ -82,6 +82,15 @@ type wireConn struct {
 	frames frameCounter
 	taken  uint64 // messages the reader has read, of frames.ended
 
+	// rmu guards what the reading side keeps (early, ahead and frames)
+	// between Read, called under the library's read lock, and
+	// messageReady, which the member's reader calls between messages,
+	// outside it: a close handshake (the library's, in the writer's
+	// goroutine) may be reading frames meanwhile. A Read holds it
+	// throughout, a network read included; only that handshake ever
+	// makes the reader wait for it.
+	rmu sync.Mutex
+
 	// beforeClose, if set, runs before the connection is closed, on every
 	// path: it wakes a parked reader while the descriptor is still ours.
 	beforeClose func()
@@ -108,6 +117,8 @@ var errIdle = errors.New("nothing to read yet")
 var errTooBig = errors.New("message over the read limit")
 
 func (w *wireConn) Read(p []byte) (int, error) {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
 	if w.frames.over {
 		w.dropAhead()
 		return 0, errTooBig
@@ -198,6 +209,8 @@ func (w *wireConn) readAhead() {
 // bytes of a frame are not enough; a message ends with its last frame.
 // Reader only.
 func (w *wireConn) messageReady() bool {
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
 	if w.frames.ended > w.taken {
 		return true
 	}

@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -13,9 +14,11 @@ import (
 // flood control, and the commands it may use. A transport makes one with
 // [Hub.Connect] and feeds it every line the member sends.
 //
-// Handle, TooLong and Leave must be called from one goroutine, the one
-// that reads the member's connection; the fields below marked "owned by
-// the reader" are touched by no other.
+// Handle, TooLong, Garbled, Resume and Leave must be called from one
+// goroutine, the one that reads the member's connection; the fields below
+// marked "owned by the reader" are touched by no other. A transport calls
+// Resume after handing over what one read brought, and reads no more
+// while it reports lines waiting (see flood.go).
 type Client struct {
 	hub       *Hub
 	member    Member
@@ -50,7 +53,7 @@ type Client struct {
 	bucket   tokenBucket // lines it may send now
 	strikes  float64     // refused lines, leaking away over time
 	strikeAt time.Time
-	limited  bool        // told it is sending too fast, and not yet let through again
+	backlog  *backlog    // what waits for the rate (see flood.go); nil when nothing does
 	changes  tokenBucket // name and room changes it may make now
 	holding  bool        // Hold is in force: room lines wait in held for Flush
 	held     []*Event    // lines said while holding
@@ -74,21 +77,28 @@ func (c *Client) Room() string { return c.room.name }
 
 // Handle acts on one line the member sent: a command or a line to say to
 // the room. The line is cleaned (see [CleanLine]) first; blank lines are
-// ignored. Handle may be given the reader's own buffer: it keeps nothing
+// not said. Every line, blank or not, goes through flood control first:
+// one over the rate waits its turn, and is handled by a later Resume (see
+// flood.go). Handle may be given the reader's own buffer: it keeps nothing
 // of it.
 func (c *Client) Handle(line []byte) {
-	if c.left || c.reason != "" {
-		return
-	}
 	if len(line) > c.hub.cfg.MaxLine {
 		c.TooLong()
 		return
 	}
-	text := CleanLine(line)
-	if strings.TrimSpace(text) == "" {
+	c.take(line, "")
+}
+
+// act handles one line, or what was not a line (garbled), that flood
+// control let through.
+func (c *Client) act(line []byte, garbled string) {
+	if garbled != "" {
+		c.hub.refused.Add(1)
+		c.errorf("%s", garbled)
 		return
 	}
-	if !c.allow(time.Now()) {
+	text := CleanLine(line)
+	if strings.TrimSpace(text) == "" {
 		return
 	}
 	c.hub.linesIn.Add(1)
@@ -129,40 +139,32 @@ func (c *Client) flushHeld() {
 	}
 }
 
-// TooLong tells the member its line was over the limit and not sent.
+// TooLong tells the member its line was over the limit and not sent. It
+// counts against flood control like a line, and is told in its turn.
 func (c *Client) TooLong() {
-	if c.left {
-		return
-	}
-	c.hub.refused.Add(1)
-	c.errorf("line too long (more than %d bytes); it was not sent", c.hub.cfg.MaxLine)
+	c.take(nil, fmt.Sprintf("line too long (more than %d bytes); it was not sent", c.hub.cfg.MaxLine))
 }
 
 // Garbled tells the member that what it sent was not a line at all (a
 // WebSocket client's malformed JSON, say), with why as the error. It
 // counts against flood control like a line, so that garbage cannot be sent
-// faster than lines can.
+// faster than lines can, and is told in its turn.
 func (c *Client) Garbled(why string) {
-	if c.left || c.reason != "" {
-		return
-	}
-	if !c.allow(time.Now()) {
-		return
-	}
-	c.hub.refused.Add(1)
-	c.errorf("%s", why)
+	c.take(nil, why)
 }
 
 // Leave takes the member out of its room and frees its name. reason, if
 // not empty, is shown in the leave notice ("too slow", "flooding"); a
-// reason the hub itself gave, such as a flood kick, wins over it. Leave
-// runs once; later calls do nothing.
+// reason the hub itself gave, such as a flood kick, wins over it. Lines
+// still waiting for the rate are dropped. Leave runs once; later calls do
+// nothing.
 func (c *Client) Leave(reason string) {
 	if c.left {
 		return
 	}
 	c.flushHeld()
 	c.left = true
+	c.backlog = nil
 	if c.reason != "" {
 		reason = c.reason
 	}
@@ -173,6 +175,21 @@ func (c *Client) Leave(reason string) {
 	c.hub.release(c)
 	c.hub.dropIfEmpty(c.room)
 	c.hub.log.Debug("member left", "name", c.Name(), "addr", c.addr, "reason", reason)
+	c.logCutOff(reason)
+}
+
+// logCutOff logs a member the server cut off, a line per kind of cut-off
+// per LogEvery at most: many at once is an attack, or the server falling
+// behind, and the operator should see it while it happens.
+func (c *Client) logCutOff(reason string) {
+	switch reason {
+	case ReasonTooSlow:
+		c.hub.logs.Log(slog.LevelInfo, "members cut off as too slow", "member cut off as too slow",
+			"name", c.Name(), "addr", c.addr, "transport", c.transport)
+	case reasonFlooding:
+		c.hub.logs.Log(slog.LevelWarn, "members cut off for flooding", "member cut off for flooding",
+			"name", c.Name(), "addr", c.addr, "transport", c.transport)
+	}
 }
 
 func (c *Client) say(k Kind, text string) {
@@ -332,38 +349,6 @@ func (c *Client) rooms() {
 		b.WriteString(")")
 	}
 	c.send(KindSystem, b.String())
-}
-
-// allow applies flood control to one line. A member may send Burst lines
-// at once and Rate a second after that. Lines over the limit are refused,
-// with one notice per spell of flooding; a member that goes on flooding is
-// cut off.
-func (c *Client) allow(now time.Time) bool {
-	cfg := &c.hub.cfg
-	if cfg.Rate < 0 || c.bucket.take(now, cfg.Rate, float64(cfg.Burst)) {
-		c.limited = false
-		return true
-	}
-	c.hub.refused.Add(1)
-	if !c.limited {
-		c.limited = true
-		c.errorf("slow down: at most %g lines a second; that line was not sent", cfg.Rate)
-	}
-	// Strikes leak away at half the allowed rate, so a member that keeps
-	// sending at twice the rate or more fills up and is cut off, while one
-	// paste of a few dozen lines is only trimmed.
-	if !c.strikeAt.IsZero() {
-		c.strikes = max(0, c.strikes-now.Sub(c.strikeAt).Seconds()*cfg.Rate/2)
-	}
-	c.strikeAt = now
-	c.strikes++
-	if c.strikes > float64(3*cfg.Burst) {
-		c.hub.floodKicks.Add(1)
-		c.reason = "flooding"
-		c.member.Close(fmt.Sprintf("disconnected: flooding (more than %g lines a second)", cfg.Rate))
-		return false
-	}
-	return false
 }
 
 // tokenBucket is a plain token bucket, owned by one goroutine.

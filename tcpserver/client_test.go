@@ -93,7 +93,8 @@ func TestOnlyChangesMadeCount(t *testing.T) {
 }
 
 // A change still counts as a line against flood control, before its own
-// rate: the line rate refuses it first.
+// rate: over the line rate it waits its turn like a line; with no room to
+// wait, the line rate refuses it first.
 func TestChangesCountAsLines(t *testing.T) {
 	h := NewHub(HubConfig{MaxPerIP: -1, Rate: 0.001, Burst: 2, ChangeBurst: 10}, nil)
 	c, m := connect(t, h, "")
@@ -101,8 +102,25 @@ func TestChangesCountAsLines(t *testing.T) {
 	for i := range 3 {
 		c.Handle(fmt.Appendf(nil, "/nick n%d", i))
 	}
+	wait := c.Resume()
+	if got := m.lines(); count(got, "is now known as") != 2 || len(got) != 2 || c.Name() != "n1" {
+		t.Fatalf("got %q (name %s), want two renames and the third waiting", got, c.Name())
+	}
+	if !c.Waiting() || wait < 900*time.Second {
+		t.Fatalf("the third waits %v (waiting %v), want its turn in about 1000 s", wait, c.Waiting())
+	}
+
+	h = NewHub(HubConfig{MaxPerIP: -1, Rate: 0.001, Burst: 2, Backlog: -1, ChangeBurst: 10}, nil)
+	c, m = connect(t, h, "")
+	m.lines()
+	for i := range 3 {
+		c.Handle(fmt.Appendf(nil, "/nick n%d", i))
+	}
+	if wait := c.Resume(); wait != 0 || c.Waiting() {
+		t.Fatalf("nothing may wait, yet Resume says %v", wait)
+	}
 	got := m.lines()
-	if n := count(got, "is now known as"); n != 2 || count(got, "! slow down") != 1 {
+	if n := count(got, "is now known as"); n != 2 || count(got, "! slow down: 1 line was not sent") != 1 {
 		t.Fatalf("got %q, want two renames and one slow down", got)
 	}
 }

@@ -50,7 +50,9 @@ func NewEcho(cfg EchoConfig, log *slog.Logger) *EchoServer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &EchoServer{cfg: cfg, log: log}
+	s := &EchoServer{cfg: cfg, log: log}
+	s.group.logs = NewLogThrottle(log, LogEvery)
+	return s
 }
 
 // Serve accepts echo clients on l; see [Server.Serve].

@@ -27,7 +27,8 @@ var (
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
 // MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate or PrivateRatePerIP
 // means no limit, a negative History no history, a negative AnnounceDelay
-// none.
+// none, a negative Backlog that no line waits (over the rate is refused at
+// once).
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -35,6 +36,7 @@ type HubConfig struct {
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
+	Backlog       int     // lines over the rate that may wait their turn, per member, before more are refused (see flood.go); 100
 	MaxClients    int     // members at once, all transports together; 20000
 	MaxPerIP      int     // members at once from one IP address (IPv6: one /64); 100
 	MaxRooms      int     // rooms kept at once, empty or not, besides the default room; 1000
@@ -87,6 +89,7 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.Rate = 10
 	}
 	def(&c.Burst, 20)
+	def(&c.Backlog, 100)
 	def(&c.MaxClients, 20000)
 	def(&c.MaxPerIP, 100)
 	def(&c.MaxRooms, 1000)
@@ -144,7 +147,8 @@ type Stats struct {
 type Hub struct {
 	cfg     HubConfig
 	log     *slog.Logger
-	cluster Cluster // cfg.Relay, if it is one; nil on a single node
+	logs    *LogThrottle // members cut off: at most a line per kind per LogEvery
+	cluster Cluster      // cfg.Relay, if it is one; nil on a single node
 	hist    *historyStore
 
 	// lobby is the default room. It is made with the hub, is in rooms
@@ -176,6 +180,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h := &Hub{
 		cfg:       cfg.withDefaults(),
 		log:       log,
+		logs:      NewLogThrottle(log, LogEvery),
 		names:     newNameBook(),
 		rooms:     make(map[string]*Room),
 		perIP:     make(map[string]int),

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -44,6 +45,9 @@ type ConnLimits struct {
 	// listeners, the poller, logs, the link to other nodes and the
 	// connections being refused [64].
 	Reserve int
+	// Log is where refusals are logged, a line per reason per LogEvery
+	// at most, with how many more there were [nowhere].
+	Log *slog.Logger
 }
 
 // lingerRefused bounds how long, and how many at once, refused connections
@@ -61,6 +65,7 @@ type ConnLimiter struct {
 	max      int // 0: no limit
 	perIP    int // 0: no limit
 	exempt   []netip.Prefix
+	logs     *LogThrottle
 	lingerWG sync.WaitGroup
 	lingerMu sync.Mutex   // orders lingerWG's Adds and Waits: one listener may close while another refuses
 	linger   atomic.Int32 // refused connections being read away now
@@ -97,6 +102,7 @@ func NewConnLimiter(limits ConnLimits) *ConnLimiter {
 		max:    max(limits.MaxConns, 0),
 		perIP:  max(limits.MaxPerIP, 0),
 		exempt: limits.Exempt,
+		logs:   NewLogThrottle(limits.Log, LogEvery),
 		byIP:   make(map[netip.Addr]int),
 	}
 	if limits.ConnectRate > 0 {
@@ -292,6 +298,7 @@ func (cr *connectRates) size() int { return len(cr.cur) + len(cr.prev) }
 // read away for a moment, in a goroutine of its own, at most
 // maxLingerRefused of them at once. Past that it is simply closed.
 func (l *ConnLimiter) refuse(nc net.Conn, refuse Refusal, why error) {
+	l.logRefused(nc, why)
 	var answer []byte
 	if refuse != nil {
 		answer = refuse(why.Error())
@@ -344,6 +351,7 @@ func (l *ConnLimiter) shed(ln net.Listener, refuse Refusal) bool {
 	dl.SetDeadline(time.Time{})
 	if err == nil {
 		l.refusedFull.Add(1)
+		l.logRefused(nc, ErrServerFull, "descriptors", "none left")
 		if refuse != nil {
 			nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 			nc.Write(refuse(ErrServerFull.Error()))
@@ -352,6 +360,12 @@ func (l *ConnLimiter) shed(ln net.Listener, refuse Refusal) bool {
 	}
 	l.spare = openSpare()
 	return err == nil
+}
+
+// logRefused logs a connection refused at accept, why and from where.
+func (l *ConnLimiter) logRefused(nc net.Conn, why error, args ...any) {
+	l.logs.Log(slog.LevelWarn, "connections refused at accept ("+why.Error()+")", "connection refused at accept",
+		append([]any{"addr", nc.RemoteAddr().String(), "reason", why.Error()}, args...)...)
 }
 
 // wrap makes nc give its count back when it is closed. A TCP connection

@@ -12,7 +12,7 @@ import (
 // are, they add no goroutine, and every way a parked connection can end
 // still ends it (the client hangs up, the server cuts it off, shutdown).
 func TestIdleMembersHoldNoGoroutine(t *testing.T) {
-	ts := startServer(t, HubConfig{Rate: 1, Burst: 2, AnnounceLimit: 1}, Config{})
+	ts := startServer(t, HubConfig{Rate: 1, Burst: 2, Backlog: 5, AnnounceLimit: 1}, Config{})
 	settle := func() int {
 		var n int
 		for range 50 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"syscall"
@@ -27,6 +28,8 @@ type conn interface {
 // handler goroutine that group starts and waits for; Serve does not return
 // while any is running.
 type group struct {
+	logs *LogThrottle // failed accepts; set by the server before Serve
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[conn]struct{}
@@ -79,6 +82,8 @@ func (g *group) serve(ctx context.Context, l net.Listener, handle func(net.Conn)
 				// Out of file descriptors, most likely: wait for some to be
 				// freed rather than spin, as net/http does.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				g.logs.Log(slog.LevelWarn, "failed accepts", "accept failed; retrying",
+					"addr", l.Addr().String(), "err", err, "retry_in", delay)
 				select {
 				case <-time.After(delay):
 				case <-ctx.Done():

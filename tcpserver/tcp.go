@@ -2,6 +2,8 @@ package tcpserver
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"runtime"
@@ -77,6 +79,7 @@ type Server struct {
 	group   group
 
 	idle idlepoll.Lazy // parks idle members while any Serve runs
+	logs *LogThrottle  // refusals and failed accepts, a line per kind per LogEvery
 }
 
 // New returns a TCP chat server whose members join hub.
@@ -84,7 +87,8 @@ func New(hub *Hub, cfg Config, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{hub: hub, cfg: cfg.withDefaults(), log: log}
+	s := &Server{hub: hub, cfg: cfg.withDefaults(), log: log, logs: NewLogThrottle(log, LogEvery)}
+	s.group.logs = s.logs
 	s.bufs.New = func() any {
 		b := make([]byte, readBufSize)
 		return &b
@@ -140,7 +144,7 @@ func (s *Server) handle(nc net.Conn) {
 	client, err := s.hub.Connect(c, ConnectInfo{Addr: addr, Transport: "tcp"})
 	if err != nil {
 		s.group.untrack(c)
-		s.log.Info("connection refused", "addr", addr, "reason", err)
+		s.logs.Log(slog.LevelInfo, "connections refused ("+err.Error()+")", "connection refused", "addr", addr, "reason", err)
 		nc.SetWriteDeadline(time.Now().Add(time.Second))
 		nc.Write(noticeLine(err.Error()))
 		nc.Close()
@@ -149,14 +153,16 @@ func (s *Server) handle(nc net.Conn) {
 	c.client = client
 	c.lines.Max = s.hub.cfg.MaxLine
 	c.lines.answerTelnet()
-	c.emit = func(line []byte, tooLong bool) {
-		if tooLong {
-			client.TooLong()
-			return
-		}
-		client.Handle(line)
-	}
 	c.next()
+}
+
+// emit hands the client one line the reader split off (see LineReader).
+func (c *tcpConn) emit(line []byte, tooLong bool) {
+	if tooLong {
+		c.client.TooLong()
+		return
+	}
+	c.client.Handle(line)
 }
 
 // tcpConn is one telnet or nc user: a [Member] whose writer goroutine runs
@@ -170,11 +176,12 @@ type tcpConn struct {
 	client *Client
 	lines  LineReader
 	wait   *readWaiter // nil where there is no poller
-	emit   func(line []byte, tooLong bool)
 
 	// idle parks the connection between reads (see package idlepoll);
-	// nil where connections are not parked.
-	idle *idlepoll.Conn
+	// nil where connections are not parked. pause stops the reader while
+	// the member's lines wait for the rate.
+	idle  *idlepoll.Conn
+	pause Pause
 
 	out      Outbox        // the queue and its writer; tcpConn is its Sink
 	deadline WriteDeadline // the writer's; guarded by out's lock
@@ -309,8 +316,12 @@ func (c *tcpConn) spawn() {
 // ends, when it has the client leave. Between reads it waits for data
 // without holding a buffer; the buffer for one read is borrowed from a
 // pool. After a read with data in it, it yields to the writers that read
-// may have woken and hops (see hop).
+// may have woken and hops (see hop). While the member's lines wait for
+// the rate it reads nothing (see lagging).
 func (c *tcpConn) read() {
+	if c.lagging() {
+		return
+	}
 	if c.wait != nil {
 		if err := c.wait.wait(); err != nil {
 			c.end()
@@ -319,6 +330,7 @@ func (c *tcpConn) read() {
 	}
 	bp := c.srv.bufs.Get().(*[]byte)
 	n, err := c.conn.Read(*bp)
+	var wait time.Duration
 	// Once the connection is closing, what the member still sends is not
 	// said; one look per read, not per line.
 	if n > 0 && !c.out.Closing() {
@@ -328,11 +340,13 @@ func (c *tcpConn) read() {
 		// already arrived is read too, without waiting, up to moreReads
 		// buffers, and said in the same batch. A client sending flat out
 		// then costs each member one write per moreReads+1 buffers of
-		// lines, not one per buffer.
+		// lines, not one per buffer. (A flood is read on too, and what
+		// does not fit in its sender's backlog is refused.)
 		for k := 0; n == len(*bp) && err == nil && c.wait != nil && k < moreReads; k++ {
 			n, err = ReadNow(c.wait.rc, *bp)
 			c.lines.Feed((*bp)[:n], c.emit)
 		}
+		wait = c.client.Resume()
 		c.client.Flush()
 		// Answers to telnet negotiation go after whatever the lines
 		// before them made (a DO TIMING-MARK is answered once what was
@@ -342,6 +356,12 @@ func (c *tcpConn) read() {
 		}
 	}
 	c.srv.bufs.Put(bp)
+	// Lines that wait are said before the end of the stream is acted on:
+	// a paste followed by a hang-up arrives whole. The end is read again
+	// once they have gone.
+	if (err == nil || errors.Is(err, io.EOF)) && c.pauseFor(wait) {
+		return
+	}
 	if err != nil {
 		c.end()
 		return
@@ -370,13 +390,46 @@ func (c *tcpConn) next() {
 	c.hop()
 }
 
+// lagging hands the client the turn of the lines that wait for the rate,
+// if any, and reports true if some still wait: the reader is then paused
+// until the next may go (see pauseFor), and the caller must return. Once
+// the connection is closing nothing more is said: the lines that wait are
+// dropped when the member leaves.
+func (c *tcpConn) lagging() bool {
+	if !c.client.Waiting() || c.out.Closing() {
+		return false
+	}
+	c.client.Hold()
+	wait := c.client.Resume()
+	c.client.Flush()
+	return c.pauseFor(wait)
+}
+
+// pauseFor pauses the reader for d, if d is positive, without a goroutine
+// (see Pause), and reports whether it did: then the caller must return.
+// A paused connection holds one count in the group's handlers, as a
+// parked one does, which the reader the pause starts takes over. It does
+// not pause a connection being ended (see wake).
+func (c *tcpConn) pauseFor(d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	c.srv.group.handlers.Add(1)
+	if c.pause.Sleep(d, c.spawn) {
+		return true
+	}
+	c.srv.group.handlers.Done()
+	return false
+}
+
 // wake makes sure a reader runs for c from now on: the server is ending
-// the connection, and a parked one would never see it end. It must be
-// called before the connection is closed.
+// the connection, and a parked or paused one would never see it end. It
+// must be called before the connection is closed.
 func (c *tcpConn) wake() {
 	if c.idle != nil {
 		c.idle.Wake()
 	}
+	c.pause.Wake()
 }
 
 // end finishes the session once the connection is done with.

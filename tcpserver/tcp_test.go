@@ -279,24 +279,31 @@ func TestOverlongLineIsRefusedAndSkipped(t *testing.T) {
 	b.quiet()
 }
 
-func TestFloodIsRefusedThenCut(t *testing.T) {
-	ts := startServer(t, HubConfig{Rate: 1, Burst: 3}, Config{})
+// Over the rate, lines wait their turn; past the backlog they are
+// refused, with one notice saying how many; a member that goes on
+// flooding is cut off.
+func TestFloodWaitsThenIsRefusedThenCut(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: 1, Burst: 3, Backlog: 2}, Config{})
 	a, b := ts.dial(t), ts.dial(t)
 	a.expect(b.name + " (")
 
-	a.send("1", "2", "3", "4")
+	a.write([]byte("1\r\n2\r\n3\r\n4\r\n5\r\n6\r\n")) // in one read
 	for _, want := range []string{"1", "2", "3"} {
 		b.expectExact("<" + a.name + "> " + want)
 	}
-	a.expectExact("! slow down: at most 1 lines a second; that line was not sent")
+	a.expectExact("! slow down: 1 line was not sent (at most 1 lines a second, and 2 waiting their turn)")
+	b.quiet()
+	for _, want := range []string{"4", "5"} {
+		b.expectExact("<" + a.name + "> " + want) // a second apart
+	}
 	b.quiet()
 
 	// Keep flooding: cut off with a reason, and the room is told.
-	var lines []string
+	var flood strings.Builder
 	for i := range 20 {
-		lines = append(lines, fmt.Sprintf("flood %d", i))
+		fmt.Fprintf(&flood, "flood %d\r\n", i)
 	}
-	a.send(lines...)
+	a.write([]byte(flood.String()))
 	got := a.closed()
 	if len(got) == 0 || got[len(got)-1] != "*** disconnected: flooding (more than 1 lines a second)" {
 		t.Fatalf("flooder saw %q before close", got)

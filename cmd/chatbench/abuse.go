@@ -84,6 +84,14 @@ func runAbuse(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	})
 	attack("garbage lines (bad UTF-8, escapes, NUL) are cleaned", func(ctx context.Context) (bool, string) { return garbage(ctx, tcpAddr) })
 	attack("a flood is cut off", func(ctx context.Context) (bool, string) { return flood(ctx, tcpAddr) })
+	attack("lines bunched by a stall all arrive, at the rate", func(context.Context) (bool, string) {
+		return pasteArrives(ctx, tcpAddr, net.IPv4(127, 0, 0, 13), net.IPv4(127, 0, 0, 14), 40, "stalled")
+	})
+	attack("80 pasted lines all arrive, and the sender stays", func(context.Context) (bool, string) {
+		return pasteArrives(ctx, tcpAddr, net.IPv4(127, 0, 0, 18), net.IPv4(127, 0, 0, 19), 80, "pasted")
+	})
+	attack("input that cleans to nothing is a flood too", func(context.Context) (bool, string) { return emptyFlood(ctx, tcpAddr, wsURL) })
+	attack("ambiguous JSON gets an error, never runs a command", func(ctx context.Context) (bool, string) { return ambiguousJSON(ctx, wsURL) })
 	attack(fmt.Sprintf("an oversize WebSocket message (%d KiB) closes with 1009", oversizeBytes>>10), func(ctx context.Context) (bool, string) { return oversize(ctx, wsURL) })
 	attack("malformed JSON gets an error, the client stays", func(ctx context.Context) (bool, string) { return badJSON(ctx, wsURL) })
 	attack("a wrong subprotocol gets plain lines or a refusal", func(ctx context.Context) (bool, string) { return wrongSubprotocol(ctx, wsURL) })

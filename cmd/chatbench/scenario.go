@@ -46,7 +46,11 @@ func scenarioDescription(name string) string {
 			"connections from one address, requests whose body never comes, an echo flood with\n" +
 			"--echo, 100 connections from one address sending 4 KB private messages to one member\n" +
 			"reading 128 KiB/s, which must not be cut off) while a TCP and a WS probe exchange a\n" +
-			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them."
+			"line every 200ms: each arrives within 1s, and nothing raw ever reaches them. Meanwhile,\n" +
+			"at the server's default rate: 40 lines bunched by a stall and 80 pasted lines all\n" +
+			"arrive, at the rate, their senders refused nothing; empty JSON commands and NUL lines\n" +
+			"sent flat out are cut off as floods; JSON with duplicate keys, keys in capitals or a\n" +
+			"null text runs no command."
 	case "soak":
 		return "soak: a mixed TCP and WS population chats for --duration: nothing lost, duplicated\n" +
 			"or reordered, and goroutines and RSS (from --metrics) end where they began."

@@ -108,7 +108,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.IntVar(&c.history, "history", 20, "`lines` of history each room replays on join")
 	fs.Var(&c.historyMemory, "history-memory", "`bytes` the history of all rooms together may take, text and JSON of each line counted, in bytes or with KiB, MiB or GiB; when full, the oldest lines of the rooms least recently active go first")
 	fs.IntVar(&c.maxLine, "max-line", 4096, "longest line accepted, in `bytes`")
-	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send (0: no limit)")
+	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send; lines over it wait their turn, up to 100 (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
 	fs.IntVar(&c.queue, "queue", 1024, "`messages` queued for a member before it is cut off as too slow")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off (at least three quarters of it)")

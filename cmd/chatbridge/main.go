@@ -134,7 +134,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	// bridge.Config.TrustedProxies).
 	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{
 		MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies,
-		ConnectRate: cfg.connectRate, ConnectBurst: burstOf(cfg.connectRate, 10),
+		ConnectRate: cfg.connectRate, ConnectBurst: burstOf(cfg.connectRate, 10), Log: log,
 	})
 
 	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)

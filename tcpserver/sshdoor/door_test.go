@@ -3,6 +3,7 @@ package sshdoor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -266,5 +267,30 @@ func TestInputThatEndsIsAQuitAfterTheAnswers(t *testing.T) {
 			t.Fatalf("leave notice %q: the end of the input is a quit", line)
 		}
 		u.close()
+	}
+}
+
+// Lines typed faster than the rate wait their turn and are all said, at
+// the rate, as on telnet (see tcpserver's flood control): a paste into
+// the SSH editor is not cut.
+func TestPastedLinesWaitTheirTurn(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{Rate: 20, Burst: 5}, Config{})
+	for _, pty := range []bool{true, false} {
+		term := ""
+		if pty {
+			term = "xterm"
+		}
+		alice := dialSSH(t, td.sshAddr, "alice", sshOpts{term: term})
+		alice.expect("alice")
+		bob := dialTelnet(t, td.tcpAddr)
+		var paste strings.Builder
+		for i := range 15 {
+			fmt.Fprintf(&paste, "line %d\r", i)
+		}
+		alice.typ(paste.String())
+		for i := range 15 {
+			bob.expect(fmt.Sprintf("<alice> line %d", i))
+		}
+		alice.close()
 	}
 }

@@ -505,6 +505,7 @@ func (ss *session) readTerminal() bool {
 			continue
 		}
 		ss.handle(line)
+		ss.resume()
 	}
 }
 
@@ -527,10 +528,23 @@ func (ss *session) readLines() bool {
 			ss.client.Hold()
 			lines.Feed(buf[:n], emit)
 			ss.client.Flush()
+			ss.resume()
 		}
 		if err != nil {
 			return errors.Is(err, io.EOF)
 		}
+	}
+}
+
+// resume has the hub say the member's lines that wait for the rate (see
+// tcpserver.Client.Resume), at the rate, reading nothing meanwhile, as
+// the TCP server does: what the member types next stays in SSH's window,
+// which then stops the client. The session's reader is a goroutine of its
+// own, so it waits here, in steps, and stops waiting once the connection
+// is closing.
+func (ss *session) resume() {
+	for d := ss.client.Resume(); d > 0 && !ss.out.Closing(); d = ss.client.Resume() {
+		time.Sleep(min(d, 100*time.Millisecond))
 	}
 }
 
