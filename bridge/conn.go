@@ -128,6 +128,16 @@ func (c *wsConn) Abort(reason string) {
 // Failed drops a connection whose write failed.
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
+// Cost is what ev weighs in the member's queue: its JSON for a JSON
+// client (encoded here, once for every member, if nobody has asked for it
+// yet), its text line otherwise, about what its frames take.
+func (c *wsConn) Cost(ev *tcpserver.Event) int {
+	if c.json {
+		return len(ev.JSON())
+	}
+	return len(ev.Line())
+}
+
 // WriteEvents writes batch in one write to the network: in plain mode one
 // frame per line; in JSON mode one frame, an event or an array of events,
 // for each 64 KiB or so (see jsonBatch). The frames are made here (see
