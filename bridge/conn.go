@@ -214,16 +214,7 @@ func (c *wsConn) jsonBatch(batch []*tcpserver.Event) error {
 
 // jsonArray gathers the events as one frame of n bytes, a JSON array.
 func (c *wsConn) jsonArray(batch []*tcpserver.Event, n int) error {
-	return c.wire.gatherFrame(n, func(b []byte) []byte {
-		b = append(b, jsonBatchOpen...)
-		for i, ev := range batch {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, ev.JSON()...)
-		}
-		return append(b, jsonBatchClose...)
-	})
+	return c.wire.gatherArray(batch, n)
 }
 
 func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
@@ -242,9 +233,7 @@ func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
 }
 
 // frame gathers one text frame holding p.
-func (c *wsConn) frame(p []byte) error {
-	return c.wire.gatherFrame(len(p), func(b []byte) []byte { return append(b, p...) })
-}
+func (c *wsConn) frame(p []byte) error { return c.wire.gatherFrame(p) }
 
 // trimLineEnd drops the CRLF the text protocol ends each line with: in
 // plain mode a frame is a line.
