@@ -39,6 +39,7 @@ type config struct {
 	rate          float64
 	burst         int
 	queue         int
+	queueBytes    byteSize
 	writeTimeout  time.Duration
 	sendBuffer    int
 	maxClients    int
@@ -81,7 +82,7 @@ func list(s string) []string {
 // variable counts: CHATBRIDGE_HTTP= turns the web bridge off. Usage and
 // errors go to out.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
-	c := config{historyMemory: tcpserver.DefaultHistoryMemory}
+	c := config{historyMemory: tcpserver.DefaultHistoryMemory, queueBytes: tcpserver.DefaultQueueBytes}
 	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
 
@@ -99,6 +100,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
 	fs.IntVar(&c.queue, "queue", 1024, "`messages` queued for a member before it is cut off as too slow")
+	fs.Var(&c.queueBytes, "queue-bytes", "`bytes` waiting for a member, queued and being written, before it is cut off as too slow, counted as its transport sends them (text lines, or JSON), in bytes or with KiB, MiB or GiB; at least 16 of --max-line (0: no bound in bytes)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off (at least three quarters of it)")
 	fs.IntVar(&c.sendBuffer, "send-buffer", 128<<10, "kernel send buffer of each member's socket, in `bytes` (-1: the kernel's, which grows to megabytes)")
 	fs.IntVar(&c.maxClients, "max-clients", 20000, "connections at once, every listener together, members or not; never more than the open-file limit less 64 (0: only that)")
@@ -188,6 +190,9 @@ func (c config) check() error {
 		if positive[name] <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
 		}
+	}
+	if c.queueBytes != 0 && c.queueBytes < byteSize(16*max(c.maxLine, 1)) {
+		errs = append(errs, fmt.Errorf("--queue-bytes must be 0 (no bound) or at least 16 lines of --max-line (%d bytes)", 16*max(c.maxLine, 1)))
 	}
 	if c.historyMemory < 1 {
 		errs = append(errs, errors.New("--history-memory must be at least 1 byte (--history 0 keeps no history)"))

@@ -124,7 +124,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	// address the proxy names (see bridge.Config.TrustedProxies).
 	limiter := tcpserver.NewConnLimiter(tcpserver.ConnLimits{MaxConns: cfg.maxClients, MaxPerIP: cfg.maxPerIP, Exempt: cfg.trustedProxies})
 
-	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
+	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, QueueBytes: noLimit(int(cfg.queueBytes)), WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
 	if cfg.echoAddr != "" {
 		echo := tcpserver.NewEcho(tcpserver.EchoConfig{MaxLine: cfg.maxLine, WriteTimeout: cfg.writeTimeout}, log)
@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// The metrics are the bridge's, even with no web page to serve.
 		site := bridge.New(hub, bridge.Config{
 			Queue:          cfg.queue,
+			QueueBytes:     noLimit(int(cfg.queueBytes)),
 			WriteTimeout:   cfg.writeTimeout,
 			SendBuffer:     cfg.sendBuffer,
 			AllowOrigins:   list(cfg.allowOrigins),
