@@ -14,14 +14,11 @@ import (
 	"github.com/coder/websocket"
 )
 
-// runSlow: healthy chat alone, then beside clients that never read.
+// runSlow: healthy chat alone, then beside clients that never read and
+// clients that read slowly.
 func runSlow(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
-	reading := "never-reading"
-	if e.v.slowRate > 0 {
-		reading = fmt.Sprintf("%d bytes/s", e.v.slowRate)
-	}
-	r := &scenarioResult{Params: fmt.Sprintf("%d receivers, %d senders at %g lines/s of %d bytes, %d %s clients, %s per phase",
-		e.v.receivers, e.v.senders, e.v.rate, e.v.pad, e.v.slow, reading, e.v.duration/2)}
+	r := &scenarioResult{Params: fmt.Sprintf("%d receivers, %d senders at %g lines/s of %d bytes, %d never-reading clients, %d reading %d bytes/s, %s per phase",
+		e.v.receivers, e.v.senders, e.v.rate, e.v.pad, e.v.slow, e.v.slowReaders, e.v.slowRate, e.v.duration/2)}
 	e.baseline(ctx, r)
 	stop := e.watchRSS(ctx)
 	defer stop()
@@ -39,14 +36,22 @@ func runSlow(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	d := e.cc.newDialer()
 	defer d.closeIdle()
 	first := e.v.receivers + e.v.senders
-	slow := make([]*slowClient, 0, e.v.slow)
-	defer func() { closeSlow(slow) }()
-	for i := range e.v.slow {
-		c, err := dialSlow(ctx, d, d.endpointFor(i), first+i, e.v.slowRate)
+	var slow, readers []*slowClient
+	defer func() { closeSlow(slow); closeSlow(readers) }()
+	for i := range e.v.slow + e.v.slowReaders {
+		rate := 0
+		if i >= e.v.slow {
+			rate = e.v.slowRate
+		}
+		c, err := dialSlow(ctx, d, d.endpointFor(i), first+i, rate)
 		if err != nil {
 			return nil, fmt.Errorf("slow client %d: %w", i, err)
 		}
-		slow = append(slow, c)
+		if rate == 0 {
+			slow = append(slow, c)
+		} else {
+			readers = append(readers, c)
+		}
 	}
 
 	with, err := e.fanout(ctx, e.v.duration/2)
@@ -56,16 +61,38 @@ func runSlow(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 	r.addFanout(with)
 	checkHealthy(r, base)
 	checkHealthy(r, with)
-	bound := 2*base.LatP99us + 2000 // 2x, and 2ms for a run too quiet to measure
-	r.check("healthy p99 within 2x", with.LatP99us <= bound,
-		"p99 %.1f ms alone, %.1f ms beside slow clients (bound %.1f ms)", base.LatP99us/1e3, with.LatP99us/1e3, bound/1e3)
-	r.Clients += len(slow)
+	if len(readers) == 0 {
+		bound := 2*base.LatP99us + 2000 // 2x, and 2ms for a run too quiet to measure
+		r.check("healthy p99 within 2x", with.LatP99us <= bound,
+			"p99 %.1f ms alone, %.1f ms beside slow clients (bound %.1f ms)", base.LatP99us/1e3, with.LatP99us/1e3, bound/1e3)
+	} else {
+		// Writing to the readers is work the server does (and reading,
+		// the load tool, on the same machine): the healthy ones may wait
+		// for the CPU, but not for the readers' backlogs.
+		r.check("healthy p99 under 1 s", with.LatP99us <= 1e6,
+			"p99 %.1f ms alone, %.1f ms beside %d slow readers", base.LatP99us/1e3, with.LatP99us/1e3, len(readers))
+	}
+	r.Clients += len(slow) + len(readers)
 
-	if e.v.slowRate <= 0 {
-		// A slow client's last write may still be waiting for the
-		// server's write timeout: give it that long before looking
-		// (reading would let the write through).
-		sleepCtx(ctx, e.v.grace)
+	// A slow client's last write may still be waiting for the server's
+	// write timeout: give it that long before looking (reading would let
+	// the write through). Readers at a rate stay as long as they keep up;
+	// the ones that do not are cut off in their turn. Either is right:
+	// what matters is what they cost the server while they lag, and that
+	// it gives it back. The traffic has stopped; what they still hold
+	// after --grace is what the server keeps for them.
+	sleepCtx(ctx, e.v.grace)
+	if len(readers) > 0 {
+		cut := 0
+		for _, c := range readers {
+			if c.endedByServer() {
+				cut++
+			}
+		}
+		r.check("slow readers", true, "%d of %d reading %d bytes/s have read to their end, cut off by the server; server RSS %d KiB %s after the traffic",
+			cut, len(readers), e.v.slowRate, e.rss(ctx), e.v.grace)
+	}
+	if len(slow) > 0 {
 		cut := 0
 		for _, c := range slow {
 			if endedByServer(ctx, c.conn, 10*time.Second) {
@@ -73,25 +100,11 @@ func runSlow(ctx context.Context, e *scenarioEnv) (*scenarioResult, error) {
 			}
 		}
 		r.check("slow clients cut off", cut == len(slow), "%d of %d closed by the server", cut, len(slow))
-	} else {
-		// Readers at a rate stay as long as they keep up; the ones that
-		// do not are cut off in their turn. Either is right: what
-		// matters is what they cost the server while they lag, and that
-		// it gives it back. The traffic has stopped; what they still
-		// hold after --grace is what the server keeps for them.
-		sleepCtx(ctx, e.v.grace)
-		cut := 0
-		for _, c := range slow {
-			if c.endedByServer() {
-				cut++
-			}
-		}
-		r.check("slow readers", true, "%d of %d reading %d bytes/s cut off by the server; server RSS %d KiB %s after the traffic",
-			cut, len(slow), e.v.slowRate, e.rss(ctx), e.v.grace)
 	}
 	e.checkRSS(r, stop())
 	closeSlow(slow)
-	slow = nil
+	closeSlow(readers)
+	slow, readers = nil, nil
 	e.settleBack(ctx, r, 32)
 	return r, nil
 }
