@@ -361,8 +361,11 @@ func (e *scenarioEnv) baseline(ctx context.Context, r *scenarioResult) {
 	}
 }
 
-// settleBack waits (up to 15s) for the server's goroutines to come back
-// to the baseline, then checks them and the RSS against it.
+// settleBack waits (up to 15s) for the server's goroutines and RSS to come
+// back to the baseline, then checks them against it. (The Go runtime
+// gives memory back to the system some time after a collection finds it
+// free, and collects only as the heap grows or every two minutes: RSS is
+// given that long.)
 func (e *scenarioEnv) settleBack(ctx context.Context, r *scenarioResult, rssSlackMiB int64) {
 	e.settleBackTo(ctx, r, r.RSSBeforeKiB, "before", rssSlackMiB)
 }
@@ -386,7 +389,8 @@ func (e *scenarioEnv) settleBackTo(ctx context.Context, r *scenarioResult, rssBa
 	var err error
 	for {
 		m, err = e.metrics.read(ctx)
-		if err == nil && m.goroutines <= r.GoroutinesBefore+slack || time.Now().After(deadline) || ctx.Err() != nil {
+		settled := err == nil && m.goroutines <= r.GoroutinesBefore+slack && m.rssKiB <= rssBase+rssSlackMiB<<10
+		if settled || time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
 		sleepCtx(ctx, 200*time.Millisecond)
