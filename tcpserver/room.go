@@ -34,7 +34,8 @@ type Room struct {
 	mu         sync.Mutex
 	members    []*Client // Client.idx is the index here
 	lastActive time.Time
-	synced     uint64 // the hub's histEpoch when history last came from the cluster
+	synced     uint64     // the hub's histEpoch when history last came from the cluster
+	budget     roomBudget // what the room may still deliver
 
 	// sortedNames is the sorted names of the first presenceNames members, as
 	// a presence event lists them, kept while those members stay; nil
@@ -115,12 +116,31 @@ func (r *Room) leave(c *Client, reason string) {
 // room. Lines are kept in the history one by one, and go to the relay one
 // by one; local members get a batch as one event, so a member's queue
 // holds one entry however many lines a read carried.
-func (r *Room) say(ev *Event, from *Client) {
+//
+// A line (or batch) goes only if the room's budget has room for it (see
+// roomBudget); if not, say reports false and how long to wait, and
+// nothing of it is sent, kept or relayed.
+func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 	except := from
 	if from != nil && from.echo {
 		except = nil // it asked for its own lines back
 	}
+	lines := 1
+	if ev.Kind == KindBatch {
+		lines = len(ev.Events)
+	}
+	rates := r.hub.budget
 	r.mu.Lock()
+	n := len(r.members)
+	if except != nil {
+		n-- // the sender is a member
+	}
+	if !r.budget.take(ev.Time, rates, lines, len(ev.line), n) {
+		wait = r.budget.wait(rates, lines, len(ev.line), n)
+		r.mu.Unlock()
+		r.hub.roomBusy.Add(uint64(lines))
+		return false, wait
+	}
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.publishLocked(ev, except, true)
@@ -138,13 +158,21 @@ func (r *Room) say(ev *Event, from *Client) {
 	}
 	r.mu.Unlock()
 	r.hub.trimHistory()
+	return true, 0
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
 // in the history if it is a line, or its lines if it is a batch. It is how
-// relayed events arrive.
+// relayed events arrive. Their lines are charged to the room's budget but
+// never refused (see roomBudget.charge).
 func (r *Room) broadcast(ev *Event, except *Client) {
 	r.mu.Lock()
+	switch ev.Kind {
+	case KindMessage, KindAction:
+		r.budget.charge(time.Now(), r.hub.budget, 1, len(ev.line), len(r.members))
+	case KindBatch:
+		r.budget.charge(time.Now(), r.hub.budget, len(ev.Events), len(ev.line), len(r.members))
+	}
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.sendLocked(ev, except)
