@@ -666,7 +666,7 @@ func TestHeadersHealthAndMetrics(t *testing.T) {
 	st.plain(t, "")
 	st.telnet(t)
 	_, body = get("/metrics")
-	for _, want := range []string{`chatbridge_clients{transport="tcp"} 1`, `chatbridge_clients{transport="ws"} 1`, "chatbridge_rooms 1", "chatbridge_lines_in_total", "chatbridge_deliveries_total", "chatbridge_slow_consumer_disconnects_total", "chatbridge_flood_disconnects_total", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{`chatbridge_clients{transport="tcp"} 1`, `chatbridge_clients{transport="ws"} 1`, "chatbridge_rooms 1", "chatbridge_lines_in_total", "chatbridge_deliveries_total", "chatbridge_slow_consumer_disconnects_total", "chatbridge_flood_disconnects_total", "chatbridge_room_busy_lines_total 0", "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

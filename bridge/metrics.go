@@ -99,6 +99,7 @@ type hubCollector struct {
 	clients, rooms                         *prometheus.Desc
 	linesIn, deliveries, refused, rejected *prometheus.Desc
 	slowKicks, floodKicks, connections     *prometheus.Desc
+	roomBusy                               *prometheus.Desc
 	handshakeFailures                      *prometheus.Desc
 }
 
@@ -117,6 +118,7 @@ func newHubCollector(s *Server) *hubCollector {
 		slowKicks:         d("slow_consumer_disconnects_total", "Members cut off for not reading fast enough."),
 		floodKicks:        d("flood_disconnects_total", "Members cut off for flooding."),
 		connections:       d("connections_total", "Members admitted since start."),
+		roomBusy:          d("room_busy_lines_total", "Lines refused because their room's output budget (--room-rate, --room-bytes) was spent."),
 		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
 	}
 }
@@ -124,7 +126,7 @@ func newHubCollector(s *Server) *hubCollector {
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
-		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures,
+		c.slowKicks, c.floodKicks, c.connections, c.roomBusy, c.handshakeFailures,
 	} {
 		ch <- d
 	}
@@ -158,6 +160,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowKicks, st.SlowKicks)
 	counter(c.floodKicks, st.FloodKicks)
 	counter(c.connections, st.Connections)
+	counter(c.roomBusy, st.RoomBusy)
 	counter(c.handshakeFailures, c.srv.handshakeFailures.Load())
 }
 
