@@ -46,6 +46,8 @@ type config struct {
 	maxPerIP      int
 	maxRooms      int
 	announceLimit int
+	roomRate      int
+	roomBytes     byteSize
 
 	shutdownTimeout time.Duration
 	gcPercent       int
@@ -82,7 +84,7 @@ func list(s string) []string {
 // variable counts: CHATBRIDGE_HTTP= turns the web bridge off. Usage and
 // errors go to out.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
-	c := config{historyMemory: tcpserver.DefaultHistoryMemory, queueBytes: tcpserver.DefaultQueueBytes}
+	c := config{historyMemory: tcpserver.DefaultHistoryMemory, queueBytes: tcpserver.DefaultQueueBytes, roomBytes: tcpserver.DefaultRoomBytes}
 	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
 
@@ -107,6 +109,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.IntVar(&c.maxPerIP, "max-per-ip", 100, "connections at once from one IP address, every listener together, members or not (0: no limit)")
 	fs.IntVar(&c.maxRooms, "max-rooms", 1000, "rooms kept at once; the longest-idle empty room is forgotten first")
 	fs.IntVar(&c.announceLimit, "announce-limit", 200, "rooms with more `members` than this stop announcing joins and leaves")
+	fs.IntVar(&c.roomRate, "room-rate", tcpserver.DefaultRoomRate, "each room's output budget in `deliveries` a second (lines times the members who get them), one second's worth at once; a member's line over it is refused with a notice that the room is busy (0: no budget)")
+	fs.Var(&c.roomBytes, "room-bytes", "each room's output budget in `bytes` delivered a second (line bytes times members), one second's worth at once, with KiB, MiB or GiB (0: no budget)")
 	fs.StringVar(&c.allowOrigins, "allow-origin", "", "other `origins` whose pages may open /ws, comma-separated host patterns such as docs.example.com or *.example.com (the page's own origin is always allowed)")
 	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "certificate `file` (PEM): serve HTTPS and WSS")
@@ -197,8 +201,8 @@ func (c config) check() error {
 	if c.historyMemory < 1 {
 		errs = append(errs, errors.New("--history-memory must be at least 1 byte (--history 0 keeps no history)"))
 	}
-	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 {
-		errs = append(errs, errors.New("--history, --rate, --max-clients and --max-per-ip must not be negative"))
+	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 || c.roomRate < 0 {
+		errs = append(errs, errors.New("--history, --rate, --max-clients, --max-per-ip and --room-rate must not be negative"))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))

@@ -107,6 +107,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxPerIP:      noLimit(cfg.maxPerIP),
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
+		RoomRate:      noLimit(float64(cfg.roomRate)),
+		RoomBytes:     noLimit(float64(cfg.roomBytes)),
 		ShowAddresses: cfg.showAddresses,
 	}
 	if relay != nil {
