@@ -47,6 +47,14 @@ func TestReliabilityScenarios(t *testing.T) {
 		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "20", "--rate", "8", "--pad", "4000",
 			"--slow", "6", "--slow-readers", "200", "--slow-rate", "20000", "--duration", "6s", "--grace", "3s"}, append(flags, "--max-rss", "64")...)...)
 	})
+	t.Run("crowd", func(t *testing.T) {
+		// A room of 200 with the budget a room of 10,000 has by default
+		// (4 lines a second): 20 senders of 1 KB lines, within their own
+		// flood limit, say 40 times more.
+		flags := with(t, "--room-rate", "800")
+		runBench(t, bench, append([]string{"crowd", "--receivers", "200", "--senders", "20", "--rate", "8", "--pad", "1000",
+			"--duration", "3s", "--room-rate", "800"}, flags...)...)
+	})
 	t.Run("churn", func(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")
 	})

@@ -19,7 +19,7 @@ import (
 // The reliability scenarios: each drives a server (chatbridge or any chat
 // on loopback) through one kind of trouble while healthy clients chat,
 // checks what must hold, and exits non-zero when something does not.
-var scenarios = []string{"slow", "churn", "abuse", "soak", "restart"}
+var scenarios = []string{"slow", "crowd", "churn", "abuse", "soak", "restart"}
 
 func isScenario(name string) bool { return slices.Contains(scenarios, name) }
 
@@ -31,6 +31,11 @@ func scenarioDescription(name string) string {
 			"ones lose nothing, their p99 stays within 2x (under 1s beside readers), the ones that\n" +
 			"never read are cut off, the server's RSS stays under --max-rss and comes back to\n" +
 			"within 32 MiB of where it was."
+	case "crowd":
+		return "crowd: --senders say lines of --pad bytes at --rate each (within a member's flood\n" +
+			"limit) to a room of --receivers, together more than it can carry to everyone: the\n" +
+			"server may refuse lines, but answers each with an error to its sender; every line\n" +
+			"it lets through reaches every reader, p99 under 1s, and no reader is cut off."
 	case "churn":
 		return "churn: --workers clients connect and disconnect for --duration, half of them\n" +
 			"abruptly (TCP reset, WebSocket dropped without a close frame): goroutines and RSS\n" +
@@ -68,6 +73,7 @@ type scenarioFlags struct {
 	slow               int
 	slowReaders        int
 	slowRate           int // bytes a second
+	roomRate           int // deliveries a second
 	grace              time.Duration
 	maxRSS             int64 // MiB
 	workers            int
@@ -100,6 +106,7 @@ func newScenarioFlags(name string, out io.Writer) (*flag.FlagSet, *scenarioFlags
 	fs.IntVar(&v.slowRate, "slow-rate", 100_000, "slow: `bytes` a second each of --slow-readers reads")
 	fs.DurationVar(&v.grace, "grace", 12*time.Second, "slow: how long after the traffic the slow ones must be cut off by (the server's write timeout, and some)")
 	fs.Int64Var(&v.maxRSS, "max-rss", 512, "the server's RSS must stay under this many `MiB`")
+	fs.IntVar(&v.roomRate, "room-rate", 0, "crowd: the server's --room-rate, in `deliveries` a second, to check the room was held to it (0: not checked)")
 	fs.IntVar(&v.workers, "workers", 50, "churn: clients connecting and disconnecting at once")
 	fs.IntVar(&v.idle, "idle", 1000, "abuse: idle connections opened from one address")
 	fs.IntVar(&v.bigLine, "big-line", 100, "abuse: MiB of one line sent with no newline")
@@ -222,6 +229,8 @@ func runScenario(ctx context.Context, name string, args []string, std stdio) int
 	switch name {
 	case "slow":
 		r, err = runSlow(ctx, env)
+	case "crowd":
+		r, err = runCrowd(ctx, env)
 	case "churn":
 		r, err = runChurn(ctx, env)
 	case "abuse":
@@ -289,13 +298,18 @@ func newScenarioEnv(ctx context.Context, v *scenarioFlags, log *slog.Logger) (*s
 // fanout runs healthy chat: the scenario's receivers and senders, both
 // transports, for d.
 func (e *scenarioEnv) fanout(ctx context.Context, d time.Duration) (*result, error) {
-	return runFanout(ctx, fanoutConfig{
+	return runFanout(ctx, e.fanoutConfig(d), e.log)
+}
+
+// fanoutConfig is the scenario's healthy chat for d.
+func (e *scenarioEnv) fanoutConfig(d time.Duration) fanoutConfig {
+	return fanoutConfig{
 		clientConfig: e.cc,
 		receivers:    e.v.receivers, senders: e.v.senders,
 		rate: e.v.rate, duration: d,
 		drain: 2 * time.Second, settle: 300 * time.Millisecond, window: 1000,
 		noBurst: true, // healthy users: never over the server's flood limit
-	}, e.log)
+	}
 }
 
 // rss returns the server's resident memory in KiB, from --pid or else
