@@ -38,14 +38,15 @@ func TestReliabilityScenarios(t *testing.T) {
 		run(t, "soak", "--receivers", "60", "--senders", "4", "--rate", "5", "--duration", "60s")
 	})
 	t.Run("slow", func(t *testing.T) {
-		// The server's defaults. 20 senders make 640 KB/s of lines for
-		// each member: the ones that never read pass --queue-bytes, and
-		// are cut off, within a second; 200 that read 20 KB/s fall as
-		// far behind. Before the bound in bytes, the server took 334 MiB
-		// for them and kept it.
-		flags := with(t)
-		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "20", "--rate", "8", "--pad", "4000",
-			"--slow", "6", "--slow-readers", "200", "--slow-rate", "20000", "--duration", "6s", "--grace", "3s"}, append(flags, "--max-rss", "64")...)...)
+		// 8 senders make 256 KB/s of lines for each member, 50 MB/s in
+		// all (under the default room budget); with a quarter of the
+		// default --queue-bytes, the ones that never read pass it, and
+		// are cut off, within two seconds, and 150 that read 20 KB/s fall
+		// as far behind. Before the bound in bytes, the server took 95
+		// MiB for them and kept it.
+		flags := with(t, "--queue-bytes", "256KiB")
+		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "8", "--rate", "8", "--pad", "4000",
+			"--slow", "6", "--slow-readers", "150", "--slow-rate", "20000", "--duration", "6s", "--grace", "3s"}, append(flags, "--max-rss", "64")...)...)
 	})
 	t.Run("crowd", func(t *testing.T) {
 		// A room of 200 with the budget a room of 10,000 has by default
@@ -53,7 +54,7 @@ func TestReliabilityScenarios(t *testing.T) {
 		// flood limit, say 40 times more.
 		flags := with(t, "--room-rate", "800")
 		runBench(t, bench, append([]string{"crowd", "--receivers", "200", "--senders", "20", "--rate", "8", "--pad", "1000",
-			"--duration", "3s", "--room-rate", "800"}, flags...)...)
+			"--duration", "2s", "--room-rate", "800"}, flags...)...)
 	})
 	t.Run("churn", func(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")
