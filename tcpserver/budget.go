@@ -10,7 +10,7 @@ import (
 // to 5,000 to 10,000 WebSocket members, beside the load tool that reads
 // it all, with p99 under a second (see README, "A room has a budget").
 const (
-	DefaultRoomRate  = 100_000  // deliveries (lines times the members who get them) a second
+	DefaultRoomRate  = 25_000   // deliveries (lines times the members who get them) a second
 	DefaultRoomBytes = 64 << 20 // bytes delivered (bytes times members) a second
 )
 

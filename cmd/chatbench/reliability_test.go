@@ -49,9 +49,9 @@ func TestReliabilityScenarios(t *testing.T) {
 			"--slow", "6", "--slow-readers", "150", "--slow-rate", "20000", "--duration", "6s", "--grace", "3s"}, append(flags, "--max-rss", "64")...)...)
 	})
 	t.Run("crowd", func(t *testing.T) {
-		// A room of 200 with the budget a room of 10,000 has by default
-		// (4 lines a second): 20 senders of 1 KB lines, within their own
-		// flood limit, say 40 times more.
+		// A room of 200 held to 4 lines a second, as a room of 6,000 is
+		// by default: 20 senders of 1 KB lines, within their own flood
+		// limit, say 40 times more.
 		flags := with(t, "--room-rate", "800")
 		runBench(t, bench, append([]string{"crowd", "--receivers", "200", "--senders", "20", "--rate", "8", "--pad", "1000",
 			"--duration", "2s", "--room-rate", "800"}, flags...)...)
