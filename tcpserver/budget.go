@@ -8,7 +8,8 @@ import (
 // Defaults of a room's output budget (see HubConfig.RoomRate and
 // HubConfig.RoomBytes), measured on two cores: what the server delivers
 // to 5,000 to 10,000 WebSocket members, beside the load tool that reads
-// it all, with p99 under a second (see README, "A room has a budget").
+// it all, with p99 under a second (see README, "What the server does
+// with bad input").
 const (
 	DefaultRoomRate  = 25_000   // deliveries (lines times the members who get them) a second
 	DefaultRoomBytes = 64 << 20 // bytes delivered (bytes times members) a second
@@ -70,9 +71,18 @@ func (b *roomBudget) take(now time.Time, r budgetRates, lines, bytes, n int) boo
 	if !fits(b.deliveries, d, r.deliveries) || !fits(b.bytes, by, r.bytes) {
 		return false
 	}
-	b.deliveries -= d
-	b.bytes -= by
+	b.draw(r, d, by)
 	return true
+}
+
+// draw takes d deliveries and by bytes from the buckets that bound.
+func (b *roomBudget) draw(r budgetRates, d, by float64) {
+	if r.deliveries > 0 {
+		b.deliveries -= d
+	}
+	if r.bytes > 0 {
+		b.bytes -= by
+	}
 }
 
 // charge draws the cost of lines delivered to n members whether the
@@ -84,8 +94,7 @@ func (b *roomBudget) charge(now time.Time, r budgetRates, lines, bytes, n int) {
 		return
 	}
 	b.refill(now, r)
-	b.deliveries -= float64(lines * n)
-	b.bytes -= float64(bytes) * float64(n)
+	b.draw(r, float64(lines*n), float64(bytes)*float64(n))
 }
 
 // wait says how long until lines of bytes in all, delivered to n

@@ -132,7 +132,7 @@ func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 	rates := r.hub.budget
 	r.mu.Lock()
 	n := len(r.members)
-	if except != nil {
+	if except != nil && n > 0 {
 		n-- // the sender is a member
 	}
 	if !r.budget.take(ev.Time, rates, lines, len(ev.line), n) {
