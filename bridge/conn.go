@@ -130,13 +130,26 @@ func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
 // Cost is what ev weighs in the member's queue: its JSON for a JSON
 // client (encoded here, once for every member, if nobody has asked for it
-// yet), its text line otherwise, about what its frames take.
+// yet), its text line otherwise, about what its frames take. The JSON of
+// a history or batch is its lines' and an envelope's: encoding it whole
+// would check every line's JSON again, under the room's lock.
 func (c *wsConn) Cost(ev *tcpserver.Event) int {
-	if c.json {
+	if !c.json {
+		return len(ev.Line())
+	}
+	if ev.Kind != tcpserver.KindHistory && ev.Kind != tcpserver.KindBatch {
 		return len(ev.JSON())
 	}
-	return len(ev.Line())
+	n := jsonEnvelope + len(ev.Room) + len(ev.From)
+	for _, line := range ev.Events {
+		n += len(line.JSON()) + 1 // and a comma
+	}
+	return n
 }
+
+// jsonEnvelope is about what a history or batch event's JSON takes
+// besides its lines, room and sender: its type, ID, time and field names.
+const jsonEnvelope = 96
 
 // WriteEvents writes batch in one write to the network: in plain mode one
 // frame per line; in JSON mode one frame, an event or an array of events,
