@@ -501,7 +501,10 @@ func (f *fanoutRun) sendLoop(ctx context.Context, s *sender, t0 time.Time) {
 		} else if !time.Now().Before(end) {
 			return
 		}
-		for seq-low >= f.cfg.window {
+		// A paced sender whose lines the server may refuse keeps its
+		// pace: the receivers' highest line stays behind while the room
+		// refuses it, and it is not racing them.
+		for seq-low >= f.cfg.window && !(f.cfg.refusable && interval > 0) {
 			if low = f.windowFloor(s.id, seq); seq-low < f.cfg.window {
 				break
 			}
