@@ -29,6 +29,29 @@ type roomBudget struct {
 	last       time.Time // when the buckets were last brought up to date; zero: full
 }
 
+// jsonEnvelope is about what a line's JSON takes besides its text, room
+// and sender: its type, ID, time and field names.
+const jsonEnvelope = 100
+
+// lineBytes is the most one member may be sent for a line: its text
+// line, or its JSON (see Event.JSON), in which '<', '>' and '&' take six
+// bytes each and '"', '\' and a tab two. Without the JSON a line of 4,000
+// '<' would be budgeted at 4 KB and sent to each of the page's members as
+// 24 KB. Other characters that JSON escapes never get this far (see
+// CleanLine).
+func lineBytes(ev *Event) int {
+	extra := 0
+	for i := 0; i < len(ev.Text); i++ {
+		switch ev.Text[i] {
+		case '<', '>', '&':
+			extra += 5
+		case '"', '\\', '\t':
+			extra++
+		}
+	}
+	return max(len(ev.line), jsonEnvelope+len(ev.Room)+len(ev.From)+len(ev.Text)+extra)
+}
+
 // budgetRates are the hub's, a rate of 0 or less meaning no bound.
 type budgetRates struct {
 	deliveries, bytes float64

@@ -17,7 +17,7 @@ func TestSmallRoomsNeverMeetTheDefaultBudget(t *testing.T) {
 		members = 20
 		burst   = 20   // HubConfig.Burst's default
 		rate    = 10   // lines a second each, HubConfig.Rate's default
-		line    = 4200 // --max-line's 4096, a name and the frame
+		line    = 4230 // --max-line's 4096 as JSON, a name and the envelope
 		seconds = 120
 	)
 	var b roomBudget
@@ -228,5 +228,57 @@ func TestNoRoomBudget(t *testing.T) {
 	}
 	if got := rm.lines(); len(got) != 1000 {
 		t.Fatalf("reader got %d of 1000 lines", len(got))
+	}
+}
+
+// A line's cost in bytes is the most any member is sent for it: its JSON,
+// where '<' takes six bytes, when that is longer than its text line.
+// Whatever a member may say, the cost is at least the JSON, and not much
+// more.
+func TestLineBytesIsWhatTheLongestEncodingTakes(t *testing.T) {
+	h := NewHub(HubConfig{}, nil)
+	texts := []string{"", "hi", strings.Repeat("x", 4000), strings.Repeat("<", 4000), `a "quoted" \ path	tab`,
+		"é and 👩‍💻 & <b> bold </b>", strings.Repeat("&>", 100)}
+	for i := range 200 { // and whatever CleanLine lets through
+		b := make([]byte, 64)
+		for j := range b {
+			b[j] = byte(i*131 + j*7)
+		}
+		texts = append(texts, CleanLine(b))
+	}
+	for _, text := range texts {
+		for _, k := range []Kind{KindMessage, KindAction} {
+			ev := h.stamp(&Event{Kind: k, Room: "a-long-room-name", From: "somebody-with-a-name", Text: text})
+			got, json := lineBytes(ev), len(ev.JSON())
+			if got < json || got < len(ev.Line()) || got > max(json, len(ev.Line()))+40 {
+				t.Fatalf("%s %.30q: costs %d; JSON %d, line %d", k, text, got, json, len(ev.Line()))
+			}
+		}
+	}
+}
+
+// So a room of the page's members finds '<' lines six times dearer than
+// lines of letters of the same length.
+func TestBusyRoomCountsJSON(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
+	sender, sm := connect(t, h, "s")
+	_, rm := connect(t, h, "r")
+	sm.lines()
+	rm.lines()
+	for range 10 {
+		sender.Handle([]byte(strings.Repeat("<", 4000))) // 24 KB each
+	}
+	if got := len(rm.lines()); got != 4 {
+		t.Fatalf("%d lines of 4,000 '<' within 100,000 bytes, want 4", got)
+	}
+	h2 := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
+	sender, _ = connect(t, h2, "s")
+	_, rm = connect(t, h2, "r")
+	rm.lines()
+	for range 30 {
+		sender.Handle([]byte(strings.Repeat("x", 4000))) // 4 KB each
+	}
+	if got := len(rm.lines()); got != 24 {
+		t.Fatalf("%d lines of 4,000 'x' within 100,000 bytes, want 24", got)
 	}
 }

@@ -125,18 +125,25 @@ func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 	if from != nil && from.echo {
 		except = nil // it asked for its own lines back
 	}
-	lines := 1
-	if ev.Kind == KindBatch {
-		lines = len(ev.Events)
-	}
+	lines, bytes := 1, 0
 	rates := r.hub.budget
+	if !rates.unbounded() {
+		if ev.Kind != KindBatch {
+			bytes = lineBytes(ev)
+		} else {
+			lines = len(ev.Events)
+			for _, line := range ev.Events {
+				bytes += lineBytes(line)
+			}
+		}
+	}
 	r.mu.Lock()
 	n := len(r.members)
 	if except != nil && n > 0 {
 		n-- // the sender is a member
 	}
-	if !r.budget.take(ev.Time, rates, lines, len(ev.line), n) {
-		wait = r.budget.wait(rates, lines, len(ev.line), n)
+	if !r.budget.take(ev.Time, rates, lines, bytes, n) {
+		wait = r.budget.wait(rates, lines, bytes, n)
 		r.mu.Unlock()
 		r.hub.roomBusy.Add(uint64(lines))
 		return false, wait
@@ -166,12 +173,19 @@ func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 // relayed events arrive. Their lines are charged to the room's budget but
 // never refused (see roomBudget.charge).
 func (r *Room) broadcast(ev *Event, except *Client) {
-	r.mu.Lock()
+	lines, bytes := 0, 0
 	switch ev.Kind {
 	case KindMessage, KindAction:
-		r.budget.charge(time.Now(), r.hub.budget, 1, len(ev.line), len(r.members))
+		lines, bytes = 1, lineBytes(ev)
 	case KindBatch:
-		r.budget.charge(time.Now(), r.hub.budget, len(ev.Events), len(ev.line), len(r.members))
+		lines = len(ev.Events)
+		for _, line := range ev.Events {
+			bytes += lineBytes(line)
+		}
+	}
+	r.mu.Lock()
+	if lines > 0 {
+		r.budget.charge(time.Now(), r.hub.budget, lines, bytes, len(r.members))
 	}
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
