@@ -229,7 +229,7 @@ func (ss *session) start() {
 		ss.term.History = &history{}
 		ss.term.SetSize(int(ss.cols.Load()), ss.rows)
 	}
-	ss.out.Init(s.hub, s.cfg.Queue, ss)
+	ss.out.Init(s.hub, s.cfg.Queue, s.cfg.QueueBytes, ss)
 
 	ss.mu.Lock()
 	if ss.closing {
@@ -337,6 +337,12 @@ func (ss *session) BeginBatch() {}
 
 // Interrupt ends a write in progress: the member is cut off.
 func (ss *session) Interrupt() { ss.w.interrupt() }
+
+// Cost is what ev weighs in the member's queue: its text line, which is
+// what the member is written (the editor adds only colour codes, line
+// breaks where it wraps, and its redraws of the prompt), and what the
+// event keeps alive while it waits.
+func (ss *session) Cost(ev *tcpserver.Event) int { return len(ev.Line()) }
 
 // WriteEvents writes a batch: through the editor, which puts it above the
 // prompt and the half-typed line, or as plain lines without a terminal.
