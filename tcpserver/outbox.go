@@ -111,19 +111,25 @@ func (o *Outbox) Send(ev *Event) {
 	o.startLocked()
 }
 
-// TrySend queues ev only while the queue is less than half full, and
-// reports whether it did. Unlike Send it never cuts the member off: it is
-// for what others choose to send the member (a private message), whose
-// sender can be told it was not delivered. The other half of the queue
-// is kept for the room, so that what others send one member never brings
-// it nearer to being cut off than half its queue.
+// TrySend queues ev only while the queue is less than half full, in
+// events and in bytes (ev's cost included), and reports whether it did.
+// Unlike Send it never cuts the member off: it is for what others choose
+// to send the member (a private message), whose sender can be told it was
+// not delivered. The other half of the queue is kept for the room, so
+// that what others send one member never brings it nearer to being cut
+// off than half its queue.
 func (o *Outbox) TrySend(ev *Event) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.closing || 2*len(o.queue) >= o.limit {
 		return false
 	}
+	cost := o.sink.Cost(ev)
+	if o.maxBytes > 0 && 2*(o.queued+o.inBatch+cost) > o.maxBytes {
+		return false
+	}
 	o.queue = append(o.queue, ev)
+	o.queued += cost
 	o.startLocked()
 	return true
 }

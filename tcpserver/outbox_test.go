@@ -148,3 +148,42 @@ func TestOutboxNoByteBound(t *testing.T) {
 	<-sink.done
 	o.Wait()
 }
+
+// TestOutboxTrySendKeepsHalfTheBytes: what others choose to send a member
+// (TrySend) takes at most half its bound in bytes, counted with the rest,
+// so that the room's lines still find the other half and the member is
+// not cut off for what it was sent privately.
+func TestOutboxTrySendKeepsHalfTheBytes(t *testing.T) {
+	hub := NewHub(HubConfig{}, nil)
+	sink := newGateSink()
+	var o Outbox
+	o.Init(hub, 1000, 10_000, sink)
+
+	o.Send(sizedLine(1000))
+	<-sink.writes // the writer holds it: 1,000 being written
+	for i := range 4 {
+		if !o.TrySend(sizedLine(1000)) {
+			t.Fatalf("TrySend %d refused with %d bytes waiting, half the bound 5,000", i, 1000*(i+1))
+		}
+	}
+	if o.TrySend(sizedLine(10)) {
+		t.Fatal("TrySend took a line past half the bound in bytes")
+	}
+	o.mu.Lock()
+	queued, inBatch := o.queued, o.inBatch
+	o.mu.Unlock()
+	if queued != 4000 || inBatch != 1000 {
+		t.Fatalf("%d bytes queued and %d being written, want 4,000 and 1,000", queued, inBatch)
+	}
+	o.Send(sizedLine(5000)) // the room's half: 10,000 waiting, at the bound
+	if o.Closing() {
+		t.Fatalf("cut off (%q) at the bound", o.Reason())
+	}
+	if st := hub.Stats(); st.SlowKicks != 0 {
+		t.Fatalf("SlowKicks = %d, want 0", st.SlowKicks)
+	}
+	sink.release <- nil
+	<-sink.writes
+	sink.release <- nil
+	o.Wait()
+}
