@@ -326,6 +326,14 @@ func (ss *session) closeNow() { ss.nc.Close() }
 // Send queues ev (see [tcpserver.Outbox.Send]).
 func (ss *session) Send(ev *tcpserver.Event) { ss.out.Send(ev) }
 
+// TrySend queues ev if there is room for it (see
+// [tcpserver.Outbox.TrySend]): a private message others send the member
+// never cuts it off.
+func (ss *session) TrySend(ev *tcpserver.Event) bool { return ss.out.TrySend(ev) }
+
+// The hub offers private messages through TrySend to a member that has it.
+var _ interface{ TrySend(*tcpserver.Event) bool } = (*session)(nil)
+
 // Close sends what is queued, then "*** reason", then ends the session.
 func (ss *session) Close(reason string) {
 	ss.out.Close(reason, tcpserver.Notice(tcpserver.KindSystem, reason))
