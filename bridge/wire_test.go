@@ -400,10 +400,11 @@ func (m *eventSink) Send(ev *tcpserver.Event) {
 func (m *eventSink) Close(string) {}
 
 // saidEvents has a member say each of texts and returns the events
-// another member of the room got for them, as the hub makes them.
+// another member of the room got for them, as the hub makes them. The
+// speaker's join is announced at once, not with its first line.
 func saidEvents(t *testing.T, texts []string) []*tcpserver.Event {
 	t.Helper()
-	hub := tcpserver.NewHub(tcpserver.HubConfig{Rate: -1, MaxPerIP: -1, MaxLine: 1 << 20}, nil)
+	hub := tcpserver.NewHub(tcpserver.HubConfig{AnnounceDelay: -1, Rate: -1, MaxPerIP: -1, MaxLine: 1 << 20}, nil)
 	speaker, err := hub.Connect(&eventSink{}, tcpserver.ConnectInfo{Addr: "192.0.2.1:1", Nick: "ada"})
 	if err != nil {
 		t.Fatal(err)

@@ -120,7 +120,7 @@ func TestBusyRoomRefusesTheSender(t *testing.T) {
 	// 50 deliveries a second: five lines to ten members at once. Flood
 	// control lets every line through (a billion a second), and would
 	// cut the sender off after 30 strikes (3*Burst).
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: 1e9, Burst: 10, RoomRate: 50, RoomBytes: -1, Relay: relay}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: 1e9, Burst: 10, RoomRate: 50, RoomBytes: -1, Relay: relay}, nil)
 	sender, sm := connect(t, h, "loud")
 	var readers []*fakeMember
 	for i := range 10 {
@@ -169,7 +169,7 @@ func TestBusyRoomRefusesTheSender(t *testing.T) {
 // Lines a member's read carried (a batch) go together or not at all, and
 // the member is told how many were not sent.
 func TestBusyRoomRefusesABatchWhole(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: 3, RoomBytes: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, RoomRate: 3, RoomBytes: -1}, nil)
 	sender, sm := connect(t, h, "paste")
 	_, rm := connect(t, h, "reader")
 	sm.lines()
@@ -197,7 +197,7 @@ func TestBusyRoomRefusesABatchWhole(t *testing.T) {
 // Lines relayed from another node are delivered whatever the budget, and
 // charged to it: this node's members then find the room busy.
 func TestRelayedLinesAreChargedNotRefused(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: 10, RoomBytes: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, RoomRate: 10, RoomBytes: -1}, nil)
 	local, lm := connect(t, h, "local")
 	_, rm := connect(t, h, "reader")
 	lm.lines()
@@ -219,7 +219,7 @@ func TestRelayedLinesAreChargedNotRefused(t *testing.T) {
 
 // With the budget off (negative rates), nothing is refused.
 func TestNoRoomBudget(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: -1}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: -1}, nil)
 	sender, _ := connect(t, h, "a")
 	_, rm := connect(t, h, "b")
 	rm.lines()
@@ -260,7 +260,7 @@ func TestLineBytesIsWhatTheLongestEncodingTakes(t *testing.T) {
 // So a room of the page's members finds '<' lines six times dearer than
 // lines of letters of the same length.
 func TestBusyRoomCountsJSON(t *testing.T) {
-	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
+	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
 	sender, sm := connect(t, h, "s")
 	_, rm := connect(t, h, "r")
 	sm.lines()
@@ -271,7 +271,7 @@ func TestBusyRoomCountsJSON(t *testing.T) {
 	if got := len(rm.lines()); got != 4 {
 		t.Fatalf("%d lines of 4,000 '<' within 100,000 bytes, want 4", got)
 	}
-	h2 := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
+	h2 := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, RoomRate: -1, RoomBytes: 100_000}, nil)
 	sender, _ = connect(t, h2, "s")
 	_, rm = connect(t, h2, "r")
 	rm.lines()
