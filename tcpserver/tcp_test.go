@@ -398,6 +398,13 @@ func TestWriteTimeoutCutsAStuckReader(t *testing.T) {
 func TestQueueBytesCutsAMemberFarBehind(t *testing.T) {
 	ts := startServer(t, HubConfig{Rate: -1, MaxLine: 8192}, Config{Queue: 1 << 20, QueueBytes: 64 << 10, WriteTimeout: time.Minute})
 	stuck := ts.dialRaw(t) // never reads
+	// Its join is announced before the others come, not among the lines
+	// fast must read.
+	for deadline := time.Now().Add(5 * time.Second); ts.hub.Stats().Clients["tcp"] != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck client never joined")
+		}
+	}
 	sender := ts.dial(t)
 	fast := ts.dial(t)
 	sender.expect(fast.name + " (")
