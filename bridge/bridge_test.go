@@ -539,8 +539,8 @@ func TestFloodClosesWithPolicyViolation(t *testing.T) {
 func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 	// The slow one is cut when a write of its has waited a second; the
 	// queue is long enough that the fast one, starved of CPU on a busy
-	// machine, is not.
-	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 4096, WriteTimeout: time.Second})
+	// machine, is not (4,096 lines of 900 bytes).
+	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{Queue: 4096, QueueBytes: 4 << 20, WriteTimeout: time.Second})
 	slow, _, err := st.dialWS(t, "", nil) // never reads
 	if err != nil {
 		t.Fatal(err)
@@ -579,6 +579,35 @@ func TestSlowWebSocketIsCutWhileOthersReceive(t *testing.T) {
 	}
 	if r := <-got; r.count != n {
 		t.Fatalf("fast got %d of %d: %v", r.count, n, r.err)
+	}
+	tel.expect(" left (too slow)")
+	if st.hub.Stats().SlowKicks != 1 {
+		t.Fatalf("stats = %+v", st.hub.Stats())
+	}
+}
+
+// A JSON member that stops reading is cut off once what it has waiting,
+// counted as the JSON it would be sent, passes QueueBytes: lines of "<"
+// weigh six times their text there.
+func TestQueueBytesCountsWhatAJSONMemberIsSent(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{Rate: -1, MaxLine: 8192}, Config{Queue: 1 << 20, QueueBytes: 256 << 10, WriteTimeout: time.Minute})
+	stuck, _, err := st.dialWS(t, "", &websocket.DialOptions{Subprotocols: []string{JSONProtocol}}) // never reads
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = stuck
+	tel := st.telnet(t)
+	fast := st.telnet(t)
+	tel.expect(fast.name + " (")
+	payload := strings.Repeat("<", 4000) // 24 KB of JSON
+	start := time.Now()
+	sent := 0
+	for ; st.hub.Stats().SlowKicks == 0; sent++ {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("not cut off after %d lines", sent)
+		}
+		tel.send(payload)
+		fast.expect(payload)
 	}
 	tel.expect(" left (too slow)")
 	if st.hub.Stats().SlowKicks != 1 {
@@ -654,7 +683,7 @@ func TestHeadersHealthAndMetrics(t *testing.T) {
 	st.plain(t, "")
 	st.telnet(t)
 	_, body = get("/metrics")
-	for _, want := range []string{`chatbridge_clients{transport="tcp"} 1`, `chatbridge_clients{transport="ws"} 1`, "chatbridge_rooms 1", "chatbridge_lines_in_total", "chatbridge_deliveries_total", "chatbridge_slow_consumer_disconnects_total", "chatbridge_flood_disconnects_total", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{`chatbridge_clients{transport="tcp"} 1`, `chatbridge_clients{transport="ws"} 1`, "chatbridge_rooms 1", "chatbridge_lines_in_total", "chatbridge_deliveries_total", "chatbridge_slow_consumer_disconnects_total", "chatbridge_flood_disconnects_total", "chatbridge_room_busy_lines_total 0", "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -135,6 +135,29 @@ func (c *wsConn) Abort(reason string) {
 // Failed drops a connection whose write failed.
 func (c *wsConn) Failed(error) { c.wire.closeNow() }
 
+// Cost is what ev weighs in the member's queue: its JSON for a JSON
+// client (encoded here, once for every member, if nobody has asked for it
+// yet), its text line otherwise, about what its frames take. The JSON of
+// a history or batch is its lines' and an envelope's: encoding it whole
+// would check every line's JSON again, under the room's lock.
+func (c *wsConn) Cost(ev *tcpserver.Event) int {
+	if !c.json {
+		return len(ev.Line())
+	}
+	if ev.Kind != tcpserver.KindHistory && ev.Kind != tcpserver.KindBatch {
+		return len(ev.JSON())
+	}
+	n := jsonEnvelope + len(ev.Room) + len(ev.From)
+	for _, line := range ev.Events {
+		n += len(line.JSON()) + 1 // and a comma
+	}
+	return n
+}
+
+// jsonEnvelope is about what a history or batch event's JSON takes
+// besides its lines, room and sender: its type, ID, time and field names.
+const jsonEnvelope = 96
+
 // WriteEvents writes batch in one write to the network: in plain mode one
 // frame per line; in JSON mode one frame, an event or an array of events,
 // for each 64 KiB or so (see jsonBatch). The frames are made here (see
@@ -211,16 +234,7 @@ func (c *wsConn) jsonBatch(batch []*tcpserver.Event) error {
 
 // jsonArray gathers the events as one frame of n bytes, a JSON array.
 func (c *wsConn) jsonArray(batch []*tcpserver.Event, n int) error {
-	return c.wire.gatherFrame(n, func(b []byte) []byte {
-		b = append(b, jsonBatchOpen...)
-		for i, ev := range batch {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, ev.JSON()...)
-		}
-		return append(b, jsonBatchClose...)
-	})
+	return c.wire.gatherArray(batch, n)
 }
 
 func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
@@ -251,9 +265,7 @@ func (c *wsConn) writeEvent(ev *tcpserver.Event) error {
 }
 
 // frame gathers one text frame holding p.
-func (c *wsConn) frame(p []byte) error {
-	return c.wire.gatherFrame(len(p), func(b []byte) []byte { return append(b, p...) })
-}
+func (c *wsConn) frame(p []byte) error { return c.wire.gatherFrame(p) }
 
 // trimLineEnd drops the CRLF the text protocol ends each line with: in
 // plain mode a frame is a line.

@@ -99,6 +99,7 @@ type hubCollector struct {
 	clients, rooms                         *prometheus.Desc
 	linesIn, deliveries, refused, rejected *prometheus.Desc
 	slowKicks, floodKicks, connections     *prometheus.Desc
+	roomBusy                               *prometheus.Desc
 	handshakeFailures                      *prometheus.Desc
 	privateRefused                         *prometheus.Desc
 }
@@ -118,6 +119,7 @@ func newHubCollector(s *Server) *hubCollector {
 		slowKicks:         d("slow_consumer_disconnects_total", "Members cut off for not reading fast enough."),
 		floodKicks:        d("flood_disconnects_total", "Members cut off for flooding."),
 		connections:       d("connections_total", "Members admitted since start."),
+		roomBusy:          d("room_busy_lines_total", "Lines refused because their room's output budget (--room-rate, --room-bytes) was spent."),
 		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
 		privateRefused:    d("private_refused_total", "Private messages not delivered: over the recipient's rate (rate), over its rate from the sender's address (per_ip), or its queue half full (queue).", "reason"),
 	}
@@ -126,7 +128,7 @@ func newHubCollector(s *Server) *hubCollector {
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
-		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures, c.privateRefused,
+		c.slowKicks, c.floodKicks, c.connections, c.roomBusy, c.handshakeFailures, c.privateRefused,
 	} {
 		ch <- d
 	}
@@ -160,6 +162,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.slowKicks, st.SlowKicks)
 	counter(c.floodKicks, st.FloodKicks)
 	counter(c.connections, st.Connections)
+	counter(c.roomBusy, st.RoomBusy)
 	counter(c.handshakeFailures, c.srv.handshakeFailures.Load())
 	for reason, n := range map[string]uint64{"rate": st.PrivateRefusedRate, "per_ip": st.PrivateRefusedPerIP, "queue": st.PrivateRefusedFull} {
 		ch <- prometheus.MustNewConstMetric(c.privateRefused, prometheus.CounterValue, float64(n), reason)

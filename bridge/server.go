@@ -37,6 +37,7 @@ var ErrServerClosed = tcpserver.ErrServerClosed
 // brackets.
 type Config struct {
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
+	QueueBytes   int           // bytes queued and being written for a member before it is cut off as too slow [tcpserver.DefaultQueueBytes; negative: no bound]
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off, at least three quarters of it [10s]
 	PingInterval time.Duration // how often each WebSocket is pinged [30s]
 	PongTimeout  time.Duration // how long the pong may take before the connection is dropped [10s]
@@ -91,6 +92,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = 1024
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = tcpserver.DefaultQueueBytes
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -538,7 +542,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		json: strings.EqualFold(ws.Subprotocol(), JSONProtocol), // as the library agreed it
 		addr: addr,
 	}
-	c.out.Init(s.hub, s.cfg.Queue, c)
+	c.out.Init(s.hub, s.cfg.Queue, s.cfg.QueueBytes, c)
 	if c.json {
 		c.setReadLimit(s.readLimitJSON)
 	} else {

@@ -32,9 +32,17 @@ const (
 	connWriteBuf = 256
 )
 
-// corkKeep is the largest cork buffer returned to the pool; a burst that
-// needed more is left to the garbage collector.
-const corkKeep = 64 << 10
+// corkChunk is the most the cork gathers before it writes. A member far
+// behind is written in chunks of this size, as the TCP server's writer
+// writes (tcpserver's outBufSize), and a piece of a frame this big is
+// written from the event itself, not copied: the backlog of a thousand
+// slow members is not a thousand copies of it.
+const corkChunk = 32 << 10
+
+// corkKeep is the largest cork buffer returned to the pool; one that grew
+// past it (the library's control frames can take it a little over
+// corkChunk) is left to the garbage collector.
+const corkKeep = corkChunk + 4<<10
 
 // aheadSize is the read-ahead buffer a connection borrows when a read
 // fills the library's small bufio.Reader: a client sending fast gets its
@@ -47,8 +55,9 @@ const aheadSize = 16 << 10
 //   - A cork. The library flushes every frame with its own write system
 //     call; while the member's writer is corked, frames (and any control
 //     frame another goroutine writes meanwhile) are gathered in a pooled
-//     buffer and go out in one write when it uncorks. The buffer is only
-//     borrowed while corked, so an idle connection holds none.
+//     buffer and go out in one write when it uncorks, or every corkChunk
+//     bytes. The buffer is only borrowed while corked, so an idle
+//     connection holds none.
 //   - Deadlines. Every write to the network has one (the server's
 //     --write-timeout, kept as tcpserver.WriteDeadline does), and the
 //     member can hurry writes in progress and to come (see setEndBy) when
@@ -245,6 +254,11 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		}
 	}
 	if w.corked {
+		if len(*w.buf) > 0 && len(*w.buf)+len(p) > corkChunk {
+			if err := w.writeGatheredLocked(); err != nil {
+				return 0, err
+			}
+		}
 		*w.buf = append(*w.buf, p...)
 		return n, nil
 	}
@@ -289,30 +303,109 @@ const (
 	finClose = 0x88
 )
 
-// gatherFrame adds to what is gathered one text frame of n payload bytes,
-// which fill appends. The member's writer writes data frames this way,
-// not through the library: a frame is a few header bytes and a copy,
-// where the library takes two locks and a flush for each. The library
-// still writes every control frame, whole, through Write; the lock keeps
-// them from landing inside a data frame, and no data frame follows a
-// close frame. The writer must have corked.
-func (w *wireConn) gatherFrame(n int, fill func([]byte) []byte) error {
+// gatherFrame adds to what is gathered one text frame holding p. The
+// member's writer writes data frames this way, not through the library: a
+// frame is a few header bytes and a copy, where the library takes two
+// locks and a flush for each. The library still writes every control
+// frame, whole, through Write; the lock keeps them from landing inside a
+// data frame, and no data frame follows a close frame. The writer must
+// have corked.
+//
+// What is gathered goes out whenever it would pass corkChunk, so the
+// buffer never grows past it; a payload of corkChunk or more is written
+// as it is, after what was gathered, without a copy.
+func (w *wireConn) gatherFrame(p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.frameHeaderLocked(len(p)); err != nil {
+		return err
+	}
+	return w.gatherLocked(p)
+}
+
+// gatherArray adds to what is gathered one text frame of n payload bytes
+// holding the JSON array of the events' encodings, as gatherFrame does.
+func (w *wireConn) gatherArray(batch []*tcpserver.Event, n int) error {
+	size := len(jsonBatchOpen) + len(jsonBatchClose) + len(batch) - 1
+	for _, ev := range batch {
+		size += len(ev.JSON())
+	}
+	if size != n {
+		return fmt.Errorf("bridge: frame payload of %d bytes, header says %d", size, n)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.frameHeaderLocked(n); err != nil {
+		return err
+	}
+	sep := jsonBatchOpen
+	for _, ev := range batch {
+		if err := w.copyLocked([]byte(sep)); err != nil {
+			return err
+		}
+		if err := w.gatherLocked(ev.JSON()); err != nil {
+			return err
+		}
+		sep = ","
+	}
+	return w.copyLocked([]byte(jsonBatchClose))
+}
+
+// frameHeaderLocked gathers the header of a text frame of n payload
+// bytes, if a data frame may be written now.
+func (w *wireConn) frameHeaderLocked(n int) error {
 	if w.closeSent {
 		return errCloseSent
 	}
 	if !w.corked {
 		return errNotCorked
 	}
-	b := appendFrameHeader(*w.buf, finText, n)
-	start := len(b)
-	b = fill(b)
-	if len(b)-start != n {
-		return fmt.Errorf("bridge: frame payload of %d bytes, header says %d", len(b)-start, n)
+	var hdr [maxFrameHeader]byte
+	return w.copyLocked(appendFrameHeader(hdr[:0], finText, n))
+}
+
+// copyLocked adds a few bytes to what is gathered, writing that out first
+// if they would take it past corkChunk.
+func (w *wireConn) copyLocked(p []byte) error {
+	if len(*w.buf) > 0 && len(*w.buf)+len(p) > corkChunk {
+		if err := w.writeGatheredLocked(); err != nil {
+			return err
+		}
 	}
-	*w.buf = b
+	*w.buf = append(*w.buf, p...)
 	return nil
+}
+
+// gatherLocked adds p to what is gathered, writing that out first if p
+// would take it past corkChunk; p itself, if that big, is written as it
+// is.
+func (w *wireConn) gatherLocked(p []byte) error {
+	if len(*w.buf) > 0 && len(*w.buf)+len(p) > corkChunk {
+		if err := w.writeGatheredLocked(); err != nil {
+			return err
+		}
+	}
+	if len(p) >= corkChunk {
+		return w.writeLocked(p)
+	}
+	*w.buf = append(*w.buf, p...)
+	return nil
+}
+
+// writeGatheredLocked writes what is gathered and goes on gathering.
+func (w *wireConn) writeGatheredLocked() error {
+	b := *w.buf
+	*w.buf = b[:0]
+	return w.writeLocked(b)
+}
+
+// writeLocked writes p to the network, with a deadline.
+func (w *wireConn) writeLocked(p []byte) error {
+	if err := w.setDeadline(); err != nil {
+		return err
+	}
+	_, err := w.Conn.Write(p)
+	return err
 }
 
 var errNotCorked = errors.New("bridge: data frame written while not corked")
@@ -320,6 +413,9 @@ var errNotCorked = errors.New("bridge: data frame written while not corked")
 // errCloseSent is what gatherFrame says once the library has written a
 // close frame: no data may follow it.
 var errCloseSent = errors.New("bridge: close frame already sent")
+
+// maxFrameHeader is the longest header of an unmasked frame.
+const maxFrameHeader = 10
 
 // appendFrameHeader appends the header of an unmasked frame of n payload
 // bytes whose first byte is first.
@@ -367,11 +463,7 @@ func (w *wireConn) flushLocked() error {
 	if len(*bp) == 0 {
 		return nil
 	}
-	if err := w.setDeadline(); err != nil {
-		return err
-	}
-	_, err := w.Conn.Write(*bp)
-	return err
+	return w.writeLocked(*bp)
 }
 
 // discard drops what was gathered and stops gathering.

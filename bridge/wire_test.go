@@ -363,3 +363,203 @@ func readFrame(t *testing.T, r io.Reader) (byte, []byte) {
 	}
 	return h[0], p
 }
+
+// writeRecorder is a connection that keeps what is written to it, and
+// the size and first byte's address of each write.
+type writeRecorder struct {
+	net.Conn
+	got    bytes.Buffer
+	writes []recordedWrite
+}
+
+type recordedWrite struct {
+	n     int
+	first *byte
+}
+
+func (r *writeRecorder) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		r.writes = append(r.writes, recordedWrite{len(p), &p[0]})
+	}
+	return r.got.Write(p)
+}
+
+func (r *writeRecorder) SetWriteDeadline(time.Time) error { return nil }
+
+// eventSink is a member that keeps what it is sent.
+type eventSink struct {
+	mu     sync.Mutex
+	events []*tcpserver.Event
+}
+
+func (m *eventSink) Send(ev *tcpserver.Event) {
+	m.mu.Lock()
+	m.events = append(m.events, ev)
+	m.mu.Unlock()
+}
+func (m *eventSink) Close(string) {}
+
+// saidEvents has a member say each of texts and returns the events
+// another member of the room got for them, as the hub makes them. The
+// speaker's join is announced at once, not with its first line.
+func saidEvents(t *testing.T, texts []string) []*tcpserver.Event {
+	t.Helper()
+	hub := tcpserver.NewHub(tcpserver.HubConfig{AnnounceDelay: -1, Rate: -1, MaxPerIP: -1, MaxLine: 1 << 20}, nil)
+	speaker, err := hub.Connect(&eventSink{}, tcpserver.ConnectInfo{Addr: "192.0.2.1:1", Nick: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener := &eventSink{}
+	if _, err := hub.Connect(listener, tcpserver.ConnectInfo{Addr: "192.0.2.2:1"}); err != nil {
+		t.Fatal(err)
+	}
+	listener.mu.Lock()
+	listener.events = nil // the welcome
+	listener.mu.Unlock()
+	for _, text := range texts {
+		speaker.Handle([]byte(text))
+	}
+	listener.mu.Lock()
+	defer listener.mu.Unlock()
+	if len(listener.events) != len(texts) {
+		t.Fatalf("%d events for %d lines", len(listener.events), len(texts))
+	}
+	return listener.events
+}
+
+// historyEvent says texts and returns the history a newcomer gets then,
+// one event of several lines.
+func historyEvent(t *testing.T, texts []string) *tcpserver.Event {
+	t.Helper()
+	hub := tcpserver.NewHub(tcpserver.HubConfig{Rate: -1, MaxPerIP: -1, MaxLine: 1 << 20}, nil)
+	speaker, err := hub.Connect(&eventSink{}, tcpserver.ConnectInfo{Addr: "192.0.2.1:1", Nick: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range texts {
+		speaker.Handle([]byte(text))
+	}
+	newcomer := &eventSink{}
+	if _, err := hub.Connect(newcomer, tcpserver.ConnectInfo{Addr: "192.0.2.2:1"}); err != nil {
+		t.Fatal(err)
+	}
+	newcomer.mu.Lock()
+	defer newcomer.mu.Unlock()
+	for _, ev := range newcomer.events {
+		if ev.Kind == tcpserver.KindHistory {
+			return ev
+		}
+	}
+	t.Fatal("no history")
+	return nil
+}
+
+// A member far behind is written in chunks of at most corkChunk, not in
+// one write of its whole backlog through a buffer as big; a payload that
+// big is written from the event's own bytes, never copied; and the
+// pooled buffer stays small. Every frame arrives whole and in order.
+func TestWriterWritesBacklogInChunks(t *testing.T) {
+	var texts []string
+	for i := range 300 {
+		text := fmt.Sprintf("%d %s", i, strings.Repeat("x", 1000))
+		if i == 150 {
+			text = fmt.Sprintf("%d %s", i, strings.Repeat("y", 100<<10))
+		}
+		texts = append(texts, text)
+	}
+	batch := saidEvents(t, texts)
+	big := batch[150]
+	for _, asJSON := range []bool{false, true} {
+		t.Run(fmt.Sprintf("json=%v", asJSON), func(t *testing.T) {
+			rec := &writeRecorder{}
+			pool := &sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+			c := &wsConn{json: asJSON, wire: &wireConn{Conn: rec, pool: pool, deadline: tcpserver.WriteDeadline{Timeout: time.Second}}}
+			if err := c.WriteEvents(batch); err != nil {
+				t.Fatal(err)
+			}
+			bigPayload := trimLineEnd(big.Line())
+			if asJSON {
+				bigPayload = big.JSON()
+			}
+			sawBig := false
+			for i, w := range rec.writes {
+				if w.first == &bigPayload[0] && w.n == len(bigPayload) {
+					sawBig = true
+					continue
+				}
+				if w.n > corkChunk {
+					t.Fatalf("write %d of %d: %d bytes, more than %d", i, len(rec.writes), w.n, corkChunk)
+				}
+			}
+			if !sawBig {
+				t.Fatalf("the %d-byte event was not written from its own bytes", len(bigPayload))
+			}
+			if bp := pool.Get().(*[]byte); cap(*bp) > corkKeep {
+				t.Fatalf("the pool kept a buffer of %d bytes", cap(*bp))
+			}
+
+			var got []string
+			for rec.got.Len() > 0 {
+				typ, payload := readFrame(t, &rec.got)
+				if typ != finText {
+					t.Fatalf("frame %d: first byte %#x", len(got), typ)
+				}
+				if !asJSON {
+					got = append(got, string(payload))
+					continue
+				}
+				var evs []event
+				if payload[0] != '[' {
+					payload = []byte("[" + string(payload) + "]")
+				}
+				if err := json.Unmarshal(payload, &evs); err != nil {
+					t.Fatalf("frame after %d events: %v", len(got), err)
+				}
+				for _, ev := range evs {
+					got = append(got, "<"+ev.From+"> "+ev.Text)
+				}
+			}
+			if len(got) != len(texts) {
+				t.Fatalf("%d events arrived, want %d", len(got), len(texts))
+			}
+			for i, line := range got {
+				if want := "<ada> " + texts[i]; line != want {
+					t.Fatalf("event %d is %.30q, want %.30q", i, line, want)
+				}
+			}
+		})
+	}
+}
+
+// What a member's queue counts for an event (Cost) is what its writer
+// writes for it, frame headers aside: the text line, or the JSON, which
+// for a line of "<" is six times longer.
+func TestCostIsWhatTheWriterWrites(t *testing.T) {
+	texts := []string{"hello", strings.Repeat("<", 4000), "é" + strings.Repeat("x", 70<<10)}
+	events := append(saidEvents(t, texts), historyEvent(t, texts))
+	for _, asJSON := range []bool{false, true} {
+		for i, ev := range events {
+			rec := &writeRecorder{}
+			pool := &sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+			c := &wsConn{json: asJSON, wire: &wireConn{Conn: rec, pool: pool, deadline: tcpserver.WriteDeadline{Timeout: time.Second}}}
+			if err := c.WriteEvents([]*tcpserver.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+			frames := 1
+			if !asJSON && ev.Kind == tcpserver.KindHistory {
+				frames = len(ev.Events)
+			}
+			// Plain frames lose the CRLF of their line; each has a
+			// header of 2 to 10 bytes. A history's JSON envelope is
+			// reckoned, not encoded: within 32 bytes.
+			cost, wrote := c.Cost(ev), rec.got.Len()
+			slack := 0
+			if asJSON && ev.Kind == tcpserver.KindHistory {
+				slack = 32
+			}
+			if cost < wrote-10*frames-slack || cost > wrote+2*frames+slack {
+				t.Errorf("json=%v, event %d: costs %d, the writer wrote %d in %d frames", asJSON, i, cost, wrote, frames)
+			}
+		}
+	}
+}

@@ -132,11 +132,27 @@ func (c *Client) flushHeld() {
 	switch {
 	case len(held) == 0 || c.left:
 	case len(held) == 1:
-		c.room.say(held[0], c)
+		c.sayToRoom(held[0])
 	default:
 		r := c.room
-		r.say(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held, fromID: c.id}), c)
+		c.sayToRoom(c.hub.stamp(&Event{Kind: KindBatch, Room: r.name, From: c.Name(), Events: held, fromID: c.id}))
 	}
+}
+
+// sayToRoom says ev to the member's room, or tells the member the room is
+// busy (see roomBudget). A line refused so is not one refused by flood
+// control: it adds nothing towards a flood kick, since an honest member
+// in a busy room has done nothing wrong.
+func (c *Client) sayToRoom(ev *Event) {
+	ok, wait := c.room.say(ev, c)
+	if ok {
+		return
+	}
+	what := "that line was"
+	if ev.Kind == KindBatch {
+		what = fmt.Sprintf("those %d lines were", len(ev.Events))
+	}
+	c.errorf("the room is busy: %s not sent; try again in %d s", what, int(wait.Seconds()))
 }
 
 // TooLong tells the member its line was over the limit and not sent. It
@@ -202,7 +218,7 @@ func (c *Client) say(k Kind, text string) {
 		c.held = append(c.held, ev)
 		return
 	}
-	r.say(ev, c)
+	c.sayToRoom(ev)
 }
 
 func (c *Client) send(k Kind, text string) { c.member.Send(c.hub.notice(k, text)) }

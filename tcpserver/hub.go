@@ -25,10 +25,10 @@ var (
 
 // HubConfig holds the hub's limits. The zero value of a field means its
 // default (see [HubConfig.withDefaults]); a negative Rate, MaxClients,
-// MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate or PrivateRatePerIP
-// means no limit, a negative History no history, a negative AnnounceDelay
-// none, a negative Backlog that no line waits (over the rate is refused at
-// once).
+// MaxPerIP, ChangeBurst, HistoryMemory, PrivateRate, PrivateRatePerIP,
+// RoomRate or RoomBytes means no limit, a negative History no history, a
+// negative AnnounceDelay none, a negative Backlog that no line waits (over
+// the rate is refused at once).
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
 	History       int     // lines of history a room keeps and replays on join; 20
@@ -67,6 +67,14 @@ type HubConfig struct {
 	ChangeBurst int
 	ChangeEvery time.Duration
 
+	// RoomRate and RoomBytes are each room's output budget: deliveries
+	// (lines times the members who get them) and bytes delivered (bytes
+	// times members) a second, one second of each at once; a member's
+	// line over it is refused with a notice that the room is busy.
+	// DefaultRoomRate and DefaultRoomBytes; negative: no budget.
+	RoomRate  float64
+	RoomBytes float64
+
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
 }
@@ -94,6 +102,12 @@ func (c HubConfig) withDefaults() HubConfig {
 	def(&c.MaxPerIP, 100)
 	def(&c.MaxRooms, 1000)
 	def(&c.AnnounceLimit, 200)
+	if c.RoomRate == 0 {
+		c.RoomRate = DefaultRoomRate
+	}
+	if c.RoomBytes == 0 {
+		c.RoomBytes = DefaultRoomBytes
+	}
 	def(&c.ChangeBurst, 3)
 	if c.ChangeEvery <= 0 {
 		c.ChangeEvery = 5 * time.Second
@@ -130,6 +144,7 @@ type Stats struct {
 	LinesIn      uint64         // lines accepted from members
 	Deliveries   uint64         // events handed to members' queues
 	Refused      uint64         // lines refused: flood control or too long
+	RoomBusy     uint64         // lines refused: their room's output budget was spent (HubConfig.RoomRate)
 	Rejected     uint64         // connections refused by the limits
 	SlowKicks    uint64         // members cut off for not keeping up
 	FloodKicks   uint64         // members cut off for flooding
@@ -168,8 +183,11 @@ type Hub struct {
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
 	slowKicks, floodKicks, connections     atomic.Uint64
+	roomBusy                               atomic.Uint64
 
 	privateRefusedRate, privateRefusedPerIP, privateRefusedFull atomic.Uint64
+
+	budget budgetRates // cfg.RoomRate and cfg.RoomBytes, for every room
 }
 
 // NewHub returns a hub with the given limits.
@@ -187,6 +205,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 		transport: make(map[string]int),
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
+	h.budget = budgetRates{deliveries: max(h.cfg.RoomRate, 0), bytes: max(h.cfg.RoomBytes, 0)}
 	h.histEpoch.Store(1)
 	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
@@ -625,6 +644,7 @@ func (h *Hub) Stats() Stats {
 		LinesIn:      h.linesIn.Load(),
 		Deliveries:   h.deliveries.Load(),
 		Refused:      h.refused.Load(),
+		RoomBusy:     h.roomBusy.Load(),
 		Rejected:     h.rejected.Load(),
 		SlowKicks:    h.slowKicks.Load(),
 		FloodKicks:   h.floodKicks.Load(),

@@ -185,7 +185,8 @@ func TestEventJSON(t *testing.T) {
 // as a line to 10.
 func TestBroadcastAllocationsDoNotGrowWithMembers(t *testing.T) {
 	allocs := func(n int) float64 {
-		h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 20}, nil)
+		// A room budget that is checked but never spent.
+		h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 20, RoomRate: 1e15, RoomBytes: 1e18}, nil)
 		var sender *Client
 		for i := range n {
 			c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})
@@ -211,7 +212,8 @@ func (discardMember) Close(string) {}
 func BenchmarkBroadcast(b *testing.B) {
 	for _, n := range []int{10, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
-			h := NewHub(HubConfig{MaxPerIP: -1, MaxClients: -1, Rate: -1}, nil)
+			// A room budget that is checked but never spent.
+			h := NewHub(HubConfig{MaxPerIP: -1, MaxClients: -1, Rate: -1, RoomRate: 1e15, RoomBytes: 1e18}, nil)
 			var sender *Client
 			for i := range n {
 				c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})

@@ -160,7 +160,8 @@ func (s *blockedSink) WriteEvents([]*Event) error {
 	<-s.release
 	return nil
 }
-func (s *blockedSink) Drained(string) {}
+func (s *blockedSink) Cost(ev *Event) int { return len(ev.Line()) }
+func (s *blockedSink) Drained(string)     {}
 func (s *blockedSink) Abort(reason string) {
 	s.mu.Lock()
 	s.aborted = reason
@@ -187,7 +188,7 @@ func TestPrivateMessagesNeverCutTheRecipientOff(t *testing.T) {
 	h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, PrivateRate: -1, PrivateRatePerIP: -1}, nil)
 	sink := &blockedSink{release: make(chan struct{})}
 	victim := &outboxMember{}
-	victim.out.Init(h, 16, sink)
+	victim.out.Init(h, 16, 0, sink) // bound in events only
 	if _, err := h.Connect(victim, ConnectInfo{Addr: "192.0.2.9:1", Nick: "victim"}); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,8 @@ type Room struct {
 	mu         sync.Mutex
 	members    []*Client // Client.idx is the index here
 	lastActive time.Time
-	synced     uint64 // the hub's histEpoch when history last came from the cluster
+	synced     uint64     // the hub's histEpoch when history last came from the cluster
+	budget     roomBudget // what the room may still deliver
 
 	// sortedNames is the sorted names of the first presenceNames shown
 	// members, as a presence event lists them, kept while those members
@@ -224,12 +225,38 @@ func (r *Room) renamedLocked(c *Client, ev *Event) {
 // room. Lines are kept in the history one by one, and go to the relay one
 // by one; local members get a batch as one event, so a member's queue
 // holds one entry however many lines a read carried.
-func (r *Room) say(ev *Event, from *Client) {
+//
+// A line (or batch) goes only if the room's budget has room for it (see
+// roomBudget); if not, say reports false and how long to wait, and
+// nothing of it is sent, kept or relayed.
+func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 	except := from
 	if from != nil && from.echo {
 		except = nil // it asked for its own lines back
 	}
+	lines, bytes := 1, 0
+	rates := r.hub.budget
+	if !rates.unbounded() {
+		if ev.Kind != KindBatch {
+			bytes = lineBytes(ev)
+		} else {
+			lines = len(ev.Events)
+			for _, line := range ev.Events {
+				bytes += lineBytes(line)
+			}
+		}
+	}
 	r.mu.Lock()
+	n := len(r.members)
+	if except != nil && n > 0 {
+		n-- // the sender is a member
+	}
+	if !r.budget.take(ev.Time, rates, lines, bytes, n) {
+		wait = r.budget.wait(rates, lines, bytes, n)
+		r.mu.Unlock()
+		r.hub.roomBusy.Add(uint64(lines))
+		return false, wait
+	}
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.publishLocked(ev, except, true)
@@ -247,13 +274,28 @@ func (r *Room) say(ev *Event, from *Client) {
 	}
 	r.mu.Unlock()
 	r.hub.trimHistory()
+	return true, 0
 }
 
 // broadcast sends ev to every member (but except, if not nil), keeping it
 // in the history if it is a line, or its lines if it is a batch. It is how
-// relayed events arrive.
+// relayed events arrive. Their lines are charged to the room's budget but
+// never refused (see roomBudget.charge).
 func (r *Room) broadcast(ev *Event, except *Client) {
+	lines, bytes := 0, 0
+	switch ev.Kind {
+	case KindMessage, KindAction:
+		lines, bytes = 1, lineBytes(ev)
+	case KindBatch:
+		lines = len(ev.Events)
+		for _, line := range ev.Events {
+			bytes += lineBytes(line)
+		}
+	}
 	r.mu.Lock()
+	if lines > 0 {
+		r.budget.charge(time.Now(), r.hub.budget, lines, bytes, len(r.members))
+	}
 	if ev.Kind != KindBatch {
 		r.rememberLocked(ev)
 		r.sendLocked(ev, except)

@@ -17,6 +17,7 @@ import (
 // take the defaults in brackets.
 type Config struct {
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
+	QueueBytes   int           // bytes queued and being written for a member before it is cut off as too slow [DefaultQueueBytes; negative: no bound]
 	WriteTimeout time.Duration // longest one write to a member may take before it is cut off, at least three quarters of it (see WriteDeadline) [10s]
 	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
 	// SendBuffer caps each connection's kernel send buffer, in bytes
@@ -29,6 +30,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = 1024
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = DefaultQueueBytes
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
@@ -128,7 +132,7 @@ func (s *Server) Refusal(reason string) []byte { return []byte("*** " + reason +
 func (s *Server) handle(nc net.Conn) {
 	CapSendBuffer(nc, s.cfg.SendBuffer)
 	c := &tcpConn{srv: s, conn: nc, deadline: WriteDeadline{Timeout: s.cfg.WriteTimeout}}
-	c.out.Init(s.hub, s.cfg.Queue, c)
+	c.out.Init(s.hub, s.cfg.Queue, s.cfg.QueueBytes, c)
 	// Whatever a writer may read (c.idle, through wake) is set before the
 	// connection is tracked and joins the hub, where a shutdown or a
 	// broadcast can start one.
@@ -214,7 +218,10 @@ func (c *tcpConn) Interrupt() {
 	c.conn.SetWriteDeadline(time.Now())
 }
 
-// writeEvents writes batch in as few writes as the out buffer allows: the
+// Cost is what ev weighs in the member's queue: its text line.
+func (c *tcpConn) Cost(ev *Event) int { return len(ev.line) }
+
+// WriteEvents writes batch in as few writes as the out buffer allows: the
 // lines are copied into a pooled buffer, borrowed for the call. (writev
 // would save the copy but leaves every connection's descriptor holding an
 // iovec array as long as its biggest batch, up to 16 KiB, for good.)

@@ -368,7 +368,8 @@ func TestSlowConsumerIsCutAndOthersKeepReceiving(t *testing.T) {
 }
 
 func TestWriteTimeoutCutsAStuckReader(t *testing.T) {
-	ts := startServer(t, HubConfig{Rate: -1}, Config{Queue: 1 << 20, WriteTimeout: 300 * time.Millisecond})
+	// No bound in events or bytes: only the write timeout cuts.
+	ts := startServer(t, HubConfig{Rate: -1}, Config{Queue: 1 << 20, QueueBytes: -1, WriteTimeout: 300 * time.Millisecond})
 	stuck := ts.dialRaw(t) // never reads
 	sender := ts.dial(t)
 	payload := strings.Repeat("x", 1000)
@@ -385,6 +386,40 @@ func TestWriteTimeoutCutsAStuckReader(t *testing.T) {
 	if st := ts.hub.Stats(); st.SlowKicks != 1 {
 		t.Fatalf("SlowKicks = %d, want 1", st.SlowKicks)
 	}
+	stuck.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, stuck.conn); err != nil {
+		t.Fatalf("stuck client: %v, want EOF", err)
+	}
+}
+
+// A member that stops reading is cut off once what it has waiting passes
+// QueueBytes, long before its queue is full of events or a write times
+// out; the others keep receiving.
+func TestQueueBytesCutsAMemberFarBehind(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: -1, MaxLine: 8192}, Config{Queue: 1 << 20, QueueBytes: 64 << 10, WriteTimeout: time.Minute})
+	stuck := ts.dialRaw(t) // never reads
+	// Its join is announced before the others come, not among the lines
+	// fast must read.
+	for deadline := time.Now().Add(5 * time.Second); ts.hub.Stats().Clients["tcp"] != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the stuck client never joined")
+		}
+	}
+	sender := ts.dial(t)
+	fast := ts.dial(t)
+	sender.expect(fast.name + " (")
+	payload := strings.Repeat("x", 4000)
+	start := time.Now()
+	for i := 0; ts.hub.Stats().SlowKicks == 0; i++ {
+		if time.Since(start) > 20*time.Second {
+			t.Fatalf("not cut off after %d lines of 4 KB", i)
+		}
+		sender.send(payload)
+		if l := fast.readLine(); !strings.HasSuffix(l, payload) {
+			t.Fatalf("fast member got %.40q", l)
+		}
+	}
+	sender.expect(") left (too slow)")
 	stuck.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.Copy(io.Discard, stuck.conn); err != nil {
 		t.Fatalf("stuck client: %v, want EOF", err)

@@ -119,7 +119,10 @@ func TestLoadToolAgainstChatbridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	srv := startChatbridge(t, "--rate", "0", "--max-per-ip", "0", "--connect-rate", "0")
+	// A load tool's limits are not people's: no flood control, no bound
+	// or rate of connections per address, no room budget (README,
+	// Performance).
+	srv := startChatbridge(t, "--rate", "0", "--max-per-ip", "0", "--connect-rate", "0", "--room-rate", "0", "--room-bytes", "0")
 	pid := strconv.Itoa(srv.pid)
 	ends := []string{"--tcp", srv.tcp, "--ws", srv.ws}
 

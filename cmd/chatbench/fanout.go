@@ -26,6 +26,11 @@ type fanoutConfig struct {
 	settle    time.Duration // quiet time after connecting, before sending
 	window    int64         // lines per sender that may be in flight to the slowest receiver
 	noBurst   bool          // paced senders that fall behind skip ahead instead of catching up
+	// refusable: the server may refuse lines (a busy room), answering the
+	// sender with an error line ("! ..."). A line no receiver got was
+	// refused, not lost: lost counts only the lines some receiver got
+	// and another did not.
+	refusable bool
 }
 
 // fanoutRun is the state of one fanout run. The run's own goroutine owns it
@@ -45,6 +50,7 @@ type fanoutRun struct {
 	deliveries atomic.Int64    // running total, for progress lines
 	stopping   atomic.Bool     // set before the run closes connections itself
 	cuts       [2]atomic.Int64 // receivers and senders the server ended, for logCut
+	errors     atomic.Int64    // error lines ("! ...") the senders got, when refusable
 	readers    sync.WaitGroup
 }
 
@@ -331,10 +337,65 @@ func (f *fanoutRun) observe(rc *receiver, t tag, now int64) {
 // members too, and the server must be able to write to them.
 func (f *fanoutRun) drainSender(s *sender) {
 	buf := readTail{buf: make([]byte, 8192)}
-	err := s.conn.readLoop(buf.buf, func(p []byte, _ bool) { buf.saw(p) })
+	var errs errorLines
+	err := s.conn.readLoop(buf.buf, func(p []byte, msgEnd bool) {
+		buf.saw(p)
+		if f.cfg.refusable {
+			f.errors.Add(errs.feed(p, msgEnd))
+		}
+	})
 	if !f.stopping.Load() {
 		f.logCut(&f.cuts[1], "sender disconnected", "sender", s.id, err, buf.last())
 	}
+}
+
+// errorLines counts the lines refused in error lines ("! ...") of a
+// stream fed piece by piece, where a line ends at LF or at the end of a
+// WebSocket message: one for each, or N for one that says "those N
+// lines" (chatbridge refuses the lines of one read together).
+type errorLines struct {
+	line    []byte // the error line so far, its first bytes
+	inError bool   // the line being read is an error line
+	atStart bool   // the next byte starts a line
+	started bool   // a byte has been seen
+}
+
+func (e *errorLines) feed(p []byte, msgEnd bool) int64 {
+	var n int64
+	for _, c := range p {
+		if e.atStart || !e.started {
+			e.inError, e.line = c == '!', e.line[:0]
+		}
+		e.started = true
+		e.atStart = c == '\n'
+		if e.inError && len(e.line) < 120 {
+			e.line = append(e.line, c)
+		}
+		if e.atStart && e.inError {
+			n += e.end()
+		}
+	}
+	if msgEnd {
+		if e.inError && !e.atStart {
+			n += e.end()
+		}
+		e.atStart = true
+	}
+	return n
+}
+
+// end counts the error line just read.
+func (e *errorLines) end() int64 {
+	e.inError = false
+	_, rest, ok := bytes.Cut(e.line, []byte("those "))
+	if !ok {
+		return 1
+	}
+	num, _, ok := bytes.Cut(rest, []byte(" lines"))
+	if k, err := strconv.ParseInt(string(num), 10, 64); ok && err == nil && k > 0 {
+		return k
+	}
+	return 1
 }
 
 // readTail is a read loop's buffer and the length of the last data read
@@ -440,7 +501,10 @@ func (f *fanoutRun) sendLoop(ctx context.Context, s *sender, t0 time.Time) {
 		} else if !time.Now().Before(end) {
 			return
 		}
-		for seq-low >= f.cfg.window {
+		// A paced sender whose lines the server may refuse keeps its
+		// pace: the receivers' highest line stays behind while the room
+		// refuses it, and it is not racing them.
+		for seq-low >= f.cfg.window && !(f.cfg.refusable && interval > 0) {
 			if low = f.windowFloor(s.id, seq); seq-low < f.cfg.window {
 				break
 			}
@@ -584,6 +648,17 @@ func (f *fanoutRun) report(t0, sendEnd time.Time, connectErrors int) *result {
 	}
 	end := sendEnd.UnixNano()
 	var foreign int64
+	// accepted[s] is how many of sender s's lines the server said to
+	// the room: as many as the receiver that got the most got.
+	accepted := make([]int64, len(f.senders))
+	for _, rc := range f.receivers {
+		if rc.conn == nil || rc.cutOff {
+			continue
+		}
+		for si := range f.senders {
+			accepted[si] = max(accepted[si], rc.trackers[si].received)
+		}
+	}
 	for _, rc := range f.receivers {
 		if rc.conn == nil {
 			continue
@@ -597,10 +672,21 @@ func (f *fanoutRun) report(t0, sendEnd time.Time, connectErrors int) *result {
 		end = max(end, rc.lastNs)
 		for si, s := range f.senders {
 			tr := &rc.trackers[si]
-			r.Lost += tr.lost(s.sent.Load(), !rc.cutOff)
+			switch {
+			case !f.cfg.refusable:
+				r.Lost += tr.lost(s.sent.Load(), !rc.cutOff)
+			case !rc.cutOff:
+				r.Lost += accepted[si] - tr.received
+			}
 			r.Duplicated += tr.duplicated
 			r.Reordered += tr.reordered
 		}
+	}
+	if f.cfg.refusable {
+		for si, s := range f.senders {
+			r.Refused += s.sent.Load() - accepted[si]
+		}
+		r.ErrorLines = f.errors.Load()
 	}
 	if foreign > 0 {
 		f.log.Info("ignored tags not sent by this run", "count", foreign)

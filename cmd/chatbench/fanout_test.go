@@ -24,3 +24,30 @@ func TestLastLine(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorLinesCountsRefusedLines(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		pieces []string
+		msgEnd bool // each piece is a WebSocket message
+		want   int64
+	}{
+		{"none", []string{"*** Welcome\r\n<a> hi\r\n"}, false, 0},
+		{"one", []string{"<a> hi\r\n! the room is busy: that line was not sent\r\n"}, false, 1},
+		{"split over reads", []string{"<a> hi\r\n! the room is bu", "sy: those 3 lines were not sent\r\n! slow", " down\r\n"}, false, 4},
+		{"messages", []string{"! the room is busy: those 12 lines were not sent", "<a> ! not an error", "! slow down"}, true, 13},
+		{"a line starting the stream", []string{"! x\r\n"}, false, 1},
+	} {
+		var e errorLines
+		var got int64
+		for _, p := range tt.pieces {
+			got += e.feed([]byte(p), false)
+			if tt.msgEnd {
+				got += e.feed(nil, true)
+			}
+		}
+		if got != tt.want {
+			t.Errorf("%s: %d refused lines, want %d", tt.name, got, tt.want)
+		}
+	}
+}

@@ -45,7 +45,8 @@ Usage:
   chatbench fanout  [flags]   N receivers and S senders in one room: deliveries, latency, loss
   chatbench hold    [flags]   open N idle connections: how many hold, memory per connection
   chatbench ceiling [flags]   a minimal Go TCP broadcaster to compare against
-  chatbench slow    [flags]   healthy clients beside clients that never read
+  chatbench slow    [flags]   healthy clients beside clients that never read, or read slowly
+  chatbench crowd   [flags]   many senders of long lines in one big room
   chatbench churn   [flags]   thousands of connects and disconnects, half abrupt
   chatbench abuse   [flags]   every bad input at once, while two probes chat
   chatbench soak    [flags]   a mixed population chatting for a long time

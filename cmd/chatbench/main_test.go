@@ -74,6 +74,9 @@ func TestRunUsage(t *testing.T) {
 		{"tcp needs a port", []string{"fanout", "--tcp", "127.0.0.1"}, exitUsage, "", "port"},
 		{"extra args", []string{"hold", "--tcp", "127.0.0.1:1", "stray"}, exitUsage, "", "unexpected"},
 		{"pid-tree needs pid", []string{"hold", "--tcp", "127.0.0.1:1", "--pid-tree"}, exitUsage, "", "--pid"},
+		{"negative slow readers", []string{"slow", "--tcp", "127.0.0.1:1", "--slow-readers", "-1"}, exitUsage, "", "--slow-readers must not be negative"},
+		{"slow readers that never read", []string{"slow", "--tcp", "127.0.0.1:1", "--slow-readers", "5", "--slow-rate", "0"}, exitUsage, "", "--slow-rate must be positive"},
+		{"crowd -h", []string{"crowd", "-h"}, exitOK, "", "--room-rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -82,7 +82,7 @@ run() {
 	fi
 }
 
-ours="--rate 0 --max-per-ip 0 --max-clients 0 --connect-rate 0 --log-level warn"
+ours="--rate 0 --max-per-ip 0 --max-clients 0 --connect-rate 0 --room-rate 0 --room-bytes 0 --log-level warn"
 
 # --- TCP -------------------------------------------------------------------
 tcp_peers=()

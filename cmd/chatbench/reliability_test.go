@@ -38,10 +38,23 @@ func TestReliabilityScenarios(t *testing.T) {
 		run(t, "soak", "--receivers", "60", "--senders", "4", "--rate", "5", "--duration", "60s")
 	})
 	t.Run("slow", func(t *testing.T) {
-		// Small queues and a short write timeout, so that clients that
-		// never read are cut off within the short run.
-		flags := with(t, "--queue", "64", "--write-timeout", "2s")
-		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "4", "--rate", "8", "--pad", "3000", "--slow", "6", "--duration", "6s", "--grace", "3s"}, flags...)...)
+		// 8 senders make 256 KB/s of lines for each member, 50 MB/s in
+		// all (under the default room budget); with a quarter of the
+		// default --queue-bytes, the ones that never read pass it, and
+		// are cut off, within two seconds, and 150 that read 20 KB/s fall
+		// as far behind. Before the bound in bytes, the server took 95
+		// MiB for them and kept it.
+		flags := with(t, "--queue-bytes", "256KiB")
+		runBench(t, bench, append([]string{"slow", "--receivers", "30", "--senders", "8", "--rate", "8", "--pad", "4000",
+			"--slow", "6", "--slow-readers", "150", "--slow-rate", "20000", "--duration", "6s", "--grace", "3s"}, append(flags, "--max-rss", "64")...)...)
+	})
+	t.Run("crowd", func(t *testing.T) {
+		// A room of 200 held to 4 lines a second, as a room of 6,000 is
+		// by default: 20 senders of 1 KB lines, within their own flood
+		// limit, say 40 times more.
+		flags := with(t, "--room-rate", "800")
+		runBench(t, bench, append([]string{"crowd", "--receivers", "200", "--senders", "20", "--rate", "8", "--pad", "1000",
+			"--duration", "2s", "--room-rate", "800"}, flags...)...)
 	})
 	t.Run("churn", func(t *testing.T) {
 		run(t, "churn", "--workers", "20", "--duration", "3s")

@@ -27,6 +27,8 @@ type result struct {
 	ComplP99us       float64  `json:"completion_p99_us"`
 	ComplMaxus       float64  `json:"completion_max_us"`
 	Lost             int64    `json:"lost"`
+	Refused          int64    `json:"refused,omitempty"`     // lines no receiver got, when the server may refuse them
+	ErrorLines       int64    `json:"error_lines,omitempty"` // error lines the senders got meanwhile
 	Duplicated       int64    `json:"duplicated"`
 	Reordered        int64    `json:"reordered"`
 	Disconnected     int      `json:"disconnected"`

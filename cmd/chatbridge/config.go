@@ -41,6 +41,7 @@ type config struct {
 	rate          float64
 	burst         int
 	queue         int
+	queueBytes    byteSize
 	writeTimeout  time.Duration
 	sendBuffer    int
 	maxClients    int
@@ -51,6 +52,8 @@ type config struct {
 	connectRate   float64
 	privateRate   float64
 	privatePerIP  float64
+	roomRate      int
+	roomBytes     byteSize
 
 	shutdownTimeout time.Duration
 	gcPercent       int
@@ -90,7 +93,7 @@ func list(s string) []string {
 // variable counts: CHATBRIDGE_HTTP= turns the web bridge off. Usage and
 // errors go to out.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
-	c := config{historyMemory: tcpserver.DefaultHistoryMemory}
+	c := config{historyMemory: tcpserver.DefaultHistoryMemory, queueBytes: tcpserver.DefaultQueueBytes, roomBytes: tcpserver.DefaultRoomBytes}
 	fs := flag.NewFlagSet("chatbridge", flag.ContinueOnError)
 	fs.SetOutput(out)
 
@@ -111,6 +114,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Float64Var(&c.rate, "rate", 10, "lines per second each member may send; lines over it wait their turn, up to 100 (0: no limit)")
 	fs.IntVar(&c.burst, "burst", 20, "`lines` each member may send at once, above the rate")
 	fs.IntVar(&c.queue, "queue", 1024, "`messages` queued for a member before it is cut off as too slow")
+	fs.Var(&c.queueBytes, "queue-bytes", "`bytes` waiting for a member, queued and being written, before it is cut off as too slow, counted as its transport sends them (text lines, or JSON), in bytes or with KiB, MiB or GiB; at least 16 of --max-line (0: no bound in bytes)")
 	fs.DurationVar(&c.writeTimeout, "write-timeout", 10*time.Second, "longest a write to a member may take before it is cut off (at least three quarters of it)")
 	fs.IntVar(&c.sendBuffer, "send-buffer", 128<<10, "kernel send buffer of each member's socket, in `bytes` (-1: the kernel's, which grows to megabytes)")
 	fs.IntVar(&c.maxClients, "max-clients", 20000, "connections at once, every listener together, members or not; never more than the open-file limit less 64 (0: only that)")
@@ -121,6 +125,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Float64Var(&c.connectRate, "connect-rate", 10, "new connections per second from one IP address (IPv6: one /64), every listener together, after a burst of 10 times as many (0: no limit)")
 	fs.Float64Var(&c.privateRate, "private-rate", 5, "private messages per second one member may be sent, all senders together, after a burst of 4 times as many (0: no limit)")
 	fs.Float64Var(&c.privatePerIP, "private-rate-per-ip", 2, "private messages per second one member may be sent from any one IP address (IPv6: one /64), after a burst of 4 times as many (0: no limit)")
+	fs.IntVar(&c.roomRate, "room-rate", tcpserver.DefaultRoomRate, "each room's output budget in `deliveries` a second (lines times the members who get them), one second's worth at once; a member's line over it is refused with a notice that the room is busy (0: no budget)")
+	fs.Var(&c.roomBytes, "room-bytes", "each room's output budget in `bytes` delivered a second (line bytes times members), one second's worth at once, with KiB, MiB or GiB (0: no budget)")
 	fs.StringVar(&c.allowOrigins, "allow-origin", "", "other `origins` whose pages may open /ws, comma-separated host patterns such as docs.example.com or *.example.com (the page's own origin is always allowed)")
 	fs.StringVar(&c.embedOrigins, "embed-origins", "*", "`origins` that may frame /embed (CSP frame-ancestors), comma-separated: scheme://host[:port] such as https://docs.example.com, *.example.com, 'self', or alone * (any site) or 'none'")
 	fs.StringVar(&c.allowHosts, "allow-host", "", "host `names` the web server answers to, comma-separated, such as chat.example.com, *.example.com or an IP address; a request for another gets 421, except /healthz (empty: any)")
@@ -214,11 +220,14 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
 		}
 	}
+	if c.queueBytes != 0 && c.queueBytes < byteSize(16*max(c.maxLine, 1)) {
+		errs = append(errs, fmt.Errorf("--queue-bytes must be 0 (no bound) or at least 16 lines of --max-line (%d bytes)", 16*max(c.maxLine, 1)))
+	}
 	if c.historyMemory < 1 {
 		errs = append(errs, errors.New("--history-memory must be at least 1 byte (--history 0 keeps no history)"))
 	}
-	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 {
-		errs = append(errs, errors.New("--history, --rate, --max-clients and --max-per-ip must not be negative"))
+	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 || c.roomRate < 0 {
+		errs = append(errs, errors.New("--history, --rate, --max-clients, --max-per-ip and --room-rate must not be negative"))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))

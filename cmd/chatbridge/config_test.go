@@ -316,3 +316,89 @@ func TestParseConfigHistoryMemory(t *testing.T) {
 		t.Errorf("--help lacks %q with its default 64MiB:\n%s", want, out.String())
 	}
 }
+
+func TestParseConfigQueueBytes(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    int64
+		wantErr string
+	}{
+		{"the default", nil, nil, 1 << 20, ""},
+		{"KiB", []string{"--queue-bytes", "256KiB"}, nil, 256 << 10, ""},
+		{"no bound", []string{"--queue-bytes", "0"}, nil, 0, ""},
+		{"from the environment", nil, map[string]string{"CHATBRIDGE_QUEUE_BYTES": "4MiB"}, 4 << 20, ""},
+		{"16 lines", []string{"--queue-bytes", "16000", "--max-line", "1000"}, nil, 16000, ""},
+		{"under 16 lines", []string{"--queue-bytes", "15999", "--max-line", "1000"}, nil, 0, "--queue-bytes must be 0 (no bound) or at least 16 lines of --max-line (16000 bytes)"},
+		{"under 16 lines of the default", []string{"--queue-bytes", "32KiB"}, nil, 0, "(65536 bytes)"},
+		{"one byte", []string{"--queue-bytes", "1"}, nil, 0, "at least 16 lines"},
+		{"negative", []string{"--queue-bytes", "-1"}, nil, 0, "want a number of bytes"},
+		{"a fraction", []string{"--queue-bytes", "0.5MiB"}, nil, 0, "want a number of bytes"},
+		{"too many", []string{"--queue-bytes", "9223372036854775808"}, nil, 0, "too many"},
+		{"garbage in the environment", nil, map[string]string{"CHATBRIDGE_QUEUE_BYTES": "1 MiB"}, 0, `CHATBRIDGE_QUEUE_BYTES="1 MiB"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || int64(c.queueBytes) != tt.want {
+				t.Fatalf("queueBytes = %d, %v; want %d", c.queueBytes, err, tt.want)
+			}
+		})
+	}
+	var out bytes.Buffer
+	parseConfig([]string{"--help"}, env(nil), &out)
+	if want := "--queue-bytes bytes  [CHATBRIDGE_QUEUE_BYTES]"; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), `(default "1MiB")`) {
+		t.Errorf("--help lacks %q with its default 1MiB:\n%s", want, out.String())
+	}
+}
+
+func TestParseConfigRoomBudget(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantRate  int
+		wantBytes int64
+		wantErr   string
+	}{
+		{"the defaults", nil, nil, tcpserver.DefaultRoomRate, tcpserver.DefaultRoomBytes, ""},
+		{"given", []string{"--room-rate", "5000", "--room-bytes", "8MiB"}, nil, 5000, 8 << 20, ""},
+		{"off", []string{"--room-rate", "0", "--room-bytes", "0"}, nil, 0, 0, ""},
+		{"from the environment", nil, map[string]string{"CHATBRIDGE_ROOM_RATE": "1", "CHATBRIDGE_ROOM_BYTES": "1GiB"}, 1, 1 << 30, ""},
+		{"a negative rate", []string{"--room-rate", "-1"}, nil, 0, 0, "--room-rate must not be negative"},
+		{"a rate that is not a number", []string{"--room-rate", "NaN"}, nil, 0, 0, `invalid value "NaN" for flag -room-rate`},
+		{"a fraction", []string{"--room-rate", "0.5"}, nil, 0, 0, `invalid value "0.5"`},
+		{"too many deliveries", []string{"--room-rate", "99999999999999999999"}, nil, 0, 0, "value out of range"},
+		{"negative bytes", []string{"--room-bytes", "-5"}, nil, 0, 0, "want a number of bytes"},
+		{"bytes per second written out", []string{"--room-bytes", "64MiB/s"}, nil, 0, 0, "want a number of bytes"},
+		{"garbage in the environment", nil, map[string]string{"CHATBRIDGE_ROOM_BYTES": "lots"}, 0, 0, `CHATBRIDGE_ROOM_BYTES="lots"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || c.roomRate != tt.wantRate || int64(c.roomBytes) != tt.wantBytes {
+				t.Fatalf("room budget = %d deliveries, %d bytes, %v; want %d, %d", c.roomRate, c.roomBytes, err, tt.wantRate, tt.wantBytes)
+			}
+		})
+	}
+	var out bytes.Buffer
+	parseConfig([]string{"--help"}, env(nil), &out)
+	for _, want := range []string{"--room-rate deliveries  [CHATBRIDGE_ROOM_RATE]", "--room-bytes bytes  [CHATBRIDGE_ROOM_BYTES]"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+}

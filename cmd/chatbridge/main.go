@@ -111,6 +111,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		MaxRooms:      cfg.maxRooms,
 		AnnounceLimit: cfg.announceLimit,
 		AnnounceDelay: noLimit(cfg.announceDelay),
+		RoomRate:      noLimit(float64(cfg.roomRate)),
+		RoomBytes:     noLimit(float64(cfg.roomBytes)),
 		ShowAddresses: cfg.showAddresses,
 
 		PrivateRate:       noLimit(cfg.privateRate),
@@ -137,7 +139,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		ConnectRate: cfg.connectRate, ConnectBurst: burstOf(cfg.connectRate, 10), Log: log,
 	})
 
-	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
+	chat := tcpserver.New(hub, tcpserver.Config{Queue: cfg.queue, QueueBytes: noLimit(int(cfg.queueBytes)), WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 	services := []service{{name: "telnet chat", addr: cfg.tcpAddr, serve: chat.Serve, shutdown: chat.Shutdown, refuse: chat.Refusal}}
 	if cfg.echoAddr != "" {
 		echo := tcpserver.NewEcho(tcpserver.EchoConfig{MaxLine: cfg.maxLine, WriteTimeout: cfg.writeTimeout}, log)
@@ -152,7 +154,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		if created {
 			log.Info("made a new SSH host key", "file", cfg.sshHostKey)
 		}
-		door, err := sshdoor.New(hub, sshdoor.Config{HostKey: key, Queue: cfg.queue, WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
+		door, err := sshdoor.New(hub, sshdoor.Config{HostKey: key, Queue: cfg.queue, QueueBytes: noLimit(int(cfg.queueBytes)), WriteTimeout: cfg.writeTimeout, SendBuffer: cfg.sendBuffer}, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "chatbridge: --ssh: %v\n", err)
 			return 2
@@ -170,6 +172,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		// The metrics are the bridge's, even with no web page to serve.
 		site := bridge.New(hub, bridge.Config{
 			Queue:          cfg.queue,
+			QueueBytes:     noLimit(int(cfg.queueBytes)),
 			WriteTimeout:   cfg.writeTimeout,
 			SendBuffer:     cfg.sendBuffer,
 			AllowOrigins:   list(cfg.allowOrigins),

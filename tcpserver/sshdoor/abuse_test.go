@@ -111,7 +111,9 @@ func TestConnectionsThatDoNotGetToAShellAreClosed(t *testing.T) {
 }
 
 func TestClientThatGrantsNoWindowIsCutOffAsTooSlow(t *testing.T) {
-	td := startDoor(t, tcpserver.HubConfig{Rate: -1, MaxLine: 8000}, Config{WriteTimeout: 300 * time.Millisecond, Queue: 100000})
+	// No bound in bytes: the write's deadline is what cuts her off here
+	// (the bound has a test of its own, below).
+	td := startDoor(t, tcpserver.HubConfig{Rate: -1, MaxLine: 8000}, Config{WriteTimeout: 300 * time.Millisecond, Queue: 100000, QueueBytes: -1})
 	alice := dialSSH(t, td.sshAddr, "alice", sshOpts{term: "xterm"})
 	alice.expect("[lobby] alice> ")
 	bob := dialTelnet(t, td.tcpAddr)
@@ -125,6 +127,30 @@ func TestClientThatGrantsNoWindowIsCutOffAsTooSlow(t *testing.T) {
 		bob.say(line)
 	}
 	bob.expect("alice", "left", "too slow")
+	if n := td.hub.Stats().SlowKicks; n != 1 {
+		t.Fatalf("slow kicks = %d, want 1", n)
+	}
+}
+
+// A member whose client stops reading is cut off as too slow once what it
+// has waiting passes Config.QueueBytes, long before its write's deadline
+// or its queue's bound in events: --queue-bytes holds for SSH members too.
+func TestSSHMemberIsCutOffPastQueueBytes(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{Rate: -1, MaxLine: 8000}, Config{WriteTimeout: time.Minute, Queue: 100000, QueueBytes: 256 << 10})
+	alice := dialSSH(t, td.sshAddr, "alice", sshOpts{term: "xterm"})
+	alice.expect("[lobby] alice> ")
+	bob := dialTelnet(t, td.tcpAddr)
+	alice.mu.Lock() // her client stops reading: after the channel's 2 MiB, writes wait
+	defer alice.mu.Unlock()
+	start := time.Now()
+	line := strings.Repeat("x", 7000)
+	for range 400 { // 2.8 MB: the window and 256 KiB more, with room to spare
+		bob.say(line)
+	}
+	bob.expect("alice", "left", "too slow")
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("cut off after %v: the write's deadline (1 min), not the bound in bytes", d)
+	}
 	if n := td.hub.Stats().SlowKicks; n != 1 {
 		t.Fatalf("slow kicks = %d, want 1", n)
 	}

@@ -22,6 +22,7 @@ type Config struct {
 	HostKey ssh.Signer
 
 	Queue        int           // events queued for a member before it is cut off as too slow [1024]
+	QueueBytes   int           // bytes queued and being written for a member, counted as its text lines, before it is cut off as too slow [tcpserver.DefaultQueueBytes; negative: no bound]
 	WriteTimeout time.Duration // longest a write to a member may take, on the socket or waiting for SSH window, before it is cut off [10s]
 	SendBuffer   int           // kernel send buffer of each connection, in bytes [128 KiB; negative: the kernel's own]
 	Linger       time.Duration // after the last notice, how long to wait for the client to hang up [2s]
@@ -35,6 +36,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Queue <= 0 {
 		c.Queue = 1024
+	}
+	if c.QueueBytes == 0 {
+		c.QueueBytes = tcpserver.DefaultQueueBytes
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second

@@ -229,7 +229,7 @@ func (ss *session) start() {
 		ss.term.History = &history{}
 		ss.term.SetSize(int(ss.cols.Load()), ss.rows)
 	}
-	ss.out.Init(s.hub, s.cfg.Queue, ss)
+	ss.out.Init(s.hub, s.cfg.Queue, s.cfg.QueueBytes, ss)
 
 	ss.mu.Lock()
 	if ss.closing {
@@ -326,6 +326,14 @@ func (ss *session) closeNow() { ss.nc.Close() }
 // Send queues ev (see [tcpserver.Outbox.Send]).
 func (ss *session) Send(ev *tcpserver.Event) { ss.out.Send(ev) }
 
+// TrySend queues ev if there is room for it (see
+// [tcpserver.Outbox.TrySend]): a private message others send the member
+// never cuts it off.
+func (ss *session) TrySend(ev *tcpserver.Event) bool { return ss.out.TrySend(ev) }
+
+// The hub offers private messages through TrySend to a member that has it.
+var _ interface{ TrySend(*tcpserver.Event) bool } = (*session)(nil)
+
 // Close sends what is queued, then "*** reason", then ends the session.
 func (ss *session) Close(reason string) {
 	ss.out.Close(reason, tcpserver.Notice(tcpserver.KindSystem, reason))
@@ -337,6 +345,12 @@ func (ss *session) BeginBatch() {}
 
 // Interrupt ends a write in progress: the member is cut off.
 func (ss *session) Interrupt() { ss.w.interrupt() }
+
+// Cost is what ev weighs in the member's queue: its text line, which is
+// what the member is written (the editor adds only colour codes, line
+// breaks where it wraps, and its redraws of the prompt), and what the
+// event keeps alive while it waits.
+func (ss *session) Cost(ev *tcpserver.Event) int { return len(ev.Line()) }
 
 // WriteEvents writes a batch: through the editor, which puts it above the
 // prompt and the half-typed line, or as plain lines without a terminal.
