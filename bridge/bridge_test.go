@@ -193,6 +193,7 @@ func (w *wsClient) expect(want string) string {
 
 type event struct {
 	Type, ID, Time, Room, From, To, Text string
+	Topic                                string
 	Echo                                 bool
 	Names                                []string
 	Count                                int

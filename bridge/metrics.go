@@ -101,6 +101,7 @@ type hubCollector struct {
 	slowKicks, floodKicks, connections     *prometheus.Desc
 	handshakeFailures                      *prometheus.Desc
 	privateRefused                         *prometheus.Desc
+	moderation, opFailures, banned         *prometheus.Desc
 }
 
 func newHubCollector(s *Server) *hubCollector {
@@ -120,6 +121,9 @@ func newHubCollector(s *Server) *hubCollector {
 		connections:       d("connections_total", "Members admitted since start."),
 		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
 		privateRefused:    d("private_refused_total", "Private messages not delivered: over the recipient's rate (rate), over its rate from the sender's address (per_ip), or its queue half full (queue).", "reason"),
+		moderation:        d("moderation_actions_total", "Operators' actions taken, by command (kick, ban, mute, topic, ...).", "action"),
+		opFailures:        d("op_password_failures_total", "Wrong passwords given to /op."),
+		banned:            d("connections_banned_total", "Connections refused because their address is banned."),
 	}
 }
 
@@ -127,6 +131,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
 		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures, c.privateRefused,
+		c.moderation, c.opFailures, c.banned,
 	} {
 		ch <- d
 	}
@@ -164,6 +169,11 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range map[string]uint64{"rate": st.PrivateRefusedRate, "per_ip": st.PrivateRefusedPerIP, "queue": st.PrivateRefusedFull} {
 		ch <- prometheus.MustNewConstMetric(c.privateRefused, prometheus.CounterValue, float64(n), reason)
 	}
+	for action, n := range st.Moderation {
+		ch <- prometheus.MustNewConstMetric(c.moderation, prometheus.CounterValue, float64(n), action)
+	}
+	counter(c.opFailures, st.OpFailures)
+	counter(c.banned, st.Banned)
 }
 
 // slogPrinter adapts the server's logger to promhttp's error log.

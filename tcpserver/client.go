@@ -45,6 +45,10 @@ type Client struct {
 
 	inbox inbox // the rate of private messages to the member
 
+	since  time.Time              // when it connected
+	op     atomic.Bool            // it gave /op the operator password (see moderation.go)
+	kicked atomic.Pointer[string] // why an operator disconnected it, for its leave notice
+
 	// Owned by the reader.
 	room     *Room
 	joined   bool        // has had its first welcome
@@ -57,6 +61,7 @@ type Client struct {
 	changes  tokenBucket // name and room changes it may make now
 	holding  bool        // Hold is in force: room lines wait in held for Flush
 	held     []*Event    // lines said while holding
+	saidAt   time.Time   // when it last said a line to a room in slow mode
 }
 
 // Name returns the member's current name.
@@ -167,6 +172,8 @@ func (c *Client) Leave(reason string) {
 	c.backlog = nil
 	if c.reason != "" {
 		reason = c.reason
+	} else if k := c.kicked.Load(); k != nil {
+		reason = *k
 	}
 	if reason == "quit" {
 		reason = ""
@@ -193,6 +200,9 @@ func (c *Client) logCutOff(reason string) {
 }
 
 func (c *Client) say(k Kind, text string) {
+	if !c.hub.mod.maySpeak(c) {
+		return
+	}
 	r := c.room
 	if !c.visible.Load() {
 		r.show(c) // a newcomer who speaks is announced first
@@ -234,13 +244,20 @@ func (c *Client) command(name, arg string) {
 	case "unignore":
 		c.unignore(arg)
 	case "help":
-		for line := range strings.Lines(helpText) {
+		help := helpText
+		if c.op.Load() {
+			help += "\n" + opHelpText
+		}
+		for line := range strings.Lines(help) {
 			c.send(KindSystem, strings.TrimRight(line, "\n"))
 		}
 	case "quit":
 		c.reason = "quit"
 		c.member.Close("bye")
 	default:
+		if c.hub.mod.command(c, name, arg) {
+			return
+		}
 		c.errorf("unknown command /%s; type /help for the list", name)
 	}
 }

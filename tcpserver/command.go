@@ -81,6 +81,9 @@ const helpText = `Commands:
   /msg NAME TEXT   send TEXT to NAME only
   /ignore NAME     stop seeing NAME's lines and private messages (/ignore alone lists)
   /unignore NAME   see them again
+  /whois NAME      who NAME is, and since when
+  /topic           the room's topic
+  /op PASSWORD     become an operator, if you have the password
   /help            this list
   /quit            leave the chat
 Anything else you type is said to the room; start a line with // to say one that begins with /.`

@@ -69,6 +69,14 @@ type HubConfig struct {
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
+
+	// OpPassword, if set, is the password /op takes to make a session an
+	// operator's (see [Moderation]); "" for no operators.
+	OpPassword string
+
+	// State keeps what moderation and registered names must remember
+	// (see [StateStore]); nil for a [MemState] of the hub's own.
+	State StateStore
 }
 
 func (c HubConfig) withDefaults() HubConfig {
@@ -140,6 +148,10 @@ type Stats struct {
 	// (all senders together, or from the sender's address), or with the
 	// recipient's queue half full.
 	PrivateRefusedRate, PrivateRefusedPerIP, PrivateRefusedFull uint64
+
+	Moderation map[string]uint64 // operators' actions taken, by command ("kick", "ban", ...)
+	OpFailures uint64            // wrong operator passwords
+	Banned     uint64            // connections refused for a ban
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -155,6 +167,8 @@ type Hub struct {
 	// without counting against MaxRooms, and is never forgotten: a member
 	// can always be put in it.
 	lobby *Room
+
+	mod *Moderation // operators, bans, mutes, topics, modes (moderation.go)
 
 	mu        sync.Mutex
 	names     nameBook         // the names in use here, and which may be taken
@@ -189,6 +203,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.histEpoch.Store(1)
 	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
+	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
 	return h
@@ -196,6 +211,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 
 // Config returns the hub's limits, defaults filled in.
 func (h *Hub) Config() HubConfig { return h.cfg }
+
+// Moderation returns the hub's moderation, to Start it.
+func (h *Hub) Moderation() *Moderation { return h.mod }
 
 // ConnectInfo describes a new member to [Hub.Connect].
 type ConnectInfo struct {
@@ -228,10 +246,15 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		transport: info.Transport,
 		echo:      info.Echo,
 		key:       info.Key,
+		since:     time.Now(),
 	}
 	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)
+	if err := h.mod.admit(c); err != nil {
+		h.rejected.Add(1)
+		return nil, err
+	}
 	var notices []string
 
 	name := info.Nick
@@ -619,7 +642,7 @@ func (h *Hub) Stats() Stats {
 	}
 	rooms := len(h.rooms)
 	h.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Clients:      byTransport,
 		Rooms:        rooms,
 		LinesIn:      h.linesIn.Load(),
@@ -635,6 +658,8 @@ func (h *Hub) Stats() Stats {
 		PrivateRefusedPerIP: h.privateRefusedPerIP.Load(),
 		PrivateRefusedFull:  h.privateRefusedFull.Load(),
 	}
+	h.mod.stats(&st)
+	return st
 }
 
 // CountSlowKick counts a member cut off for not keeping up, for

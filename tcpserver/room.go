@@ -83,6 +83,7 @@ func (r *Room) join(c *Client, notices []string) {
 		hello.Text = "Welcome to chatbridge, " + c.Name() + "! You are in " + r.name + ". Type /help for commands."
 		c.joined = true
 	}
+	hello.Addr = h.mod.topic(r.name) // see Event.Topic
 	h.stamp(hello)
 
 	r.mu.Lock()

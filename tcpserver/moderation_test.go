@@ -1,0 +1,351 @@
+package tcpserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testOpPassword = "correct-horse-battery"
+
+// syncBuffer is a log destination tests may read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startModServer is startServer with an operator password and a log the
+// test reads.
+func startModServer(t *testing.T, hc HubConfig) (*testServer, *syncBuffer) {
+	t.Helper()
+	if hc.OpPassword == "" {
+		hc.OpPassword = testOpPassword
+	}
+	if hc.MaxPerIP == 0 {
+		hc.MaxPerIP = -1
+	}
+	if hc.AnnounceDelay == 0 {
+		hc.AnnounceDelay = -1
+	}
+	if hc.ChangeBurst == 0 {
+		hc.ChangeBurst = -1
+	}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	hub := NewHub(hc, log)
+	srv := New(hub, Config{}, log)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{hub: hub, srv: srv, addr: l.Addr().String(), done: make(chan error, 1)}
+	go func() { ts.done <- srv.Serve(context.Background(), l) }()
+	t.Cleanup(func() { ts.stop(t) })
+	return ts, logs
+}
+
+// dialFrom connects from the loopback address from (127.0.0.2, say), so
+// that a test can ban or mute one address and not the others, and reads
+// the welcome.
+func (ts *testServer) dialFrom(t *testing.T, from string) *testClient {
+	t.Helper()
+	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := d.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &testClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	welcome := c.expect("Welcome to chatbridge")
+	_, rest, _ := strings.Cut(welcome, "Welcome to chatbridge, ")
+	c.name, _, _ = strings.Cut(rest, "!")
+	c.expect(" in lobby: ")
+	return c
+}
+
+// named renames c and waits for it to be so.
+func (c *testClient) named(name string) *testClient {
+	c.t.Helper()
+	c.send("/nick " + name)
+	c.expect("is now known as " + name)
+	c.name = name
+	return c
+}
+
+// opped makes c an operator.
+func (c *testClient) opped() *testClient {
+	c.t.Helper()
+	c.send("/op " + testOpPassword)
+	c.expect("you are now an operator")
+	return c
+}
+
+// TestOpPasswordIsLimitedPerAddress: /op with the right password makes an
+// operator and /deop ends it; wrong ones are refused, logged without the
+// password, and after five in a minute the address may not try again
+// (not even with the right one), while another address may.
+func TestOpPasswordIsLimitedPerAddress(t *testing.T) {
+	ts, logs := startModServer(t, HubConfig{})
+	guesser := ts.dialFrom(t, "127.0.0.2")
+	for i := range opTries {
+		guesser.send("/op wrong-guess-" + string(rune('a'+i)))
+		guesser.expect("! wrong operator password")
+	}
+	guesser.send("/op " + testOpPassword)
+	guesser.expect("! too many wrong operator passwords from your address; try again in ")
+	guesser.send("/kick nobody")
+	guesser.expect("! /kick is for operators; /op PASSWORD if you are one")
+
+	op := ts.dialFrom(t, "127.0.0.3")
+	op.send("/op")
+	op.expect("! usage: /op PASSWORD")
+	op.opped()
+	op.send("/op " + testOpPassword)
+	op.expect("! you are already an operator")
+	op.send("/deop")
+	op.expect("you are no longer an operator")
+	op.send("/deop")
+	op.expect("! you are not an operator")
+
+	st := ts.hub.Stats()
+	if st.OpFailures != opTries || st.Moderation["op"] != 1 || st.Moderation["deop"] != 1 {
+		t.Errorf("stats: %d failures, %d op, %d deop; want %d, 1, 1", st.OpFailures, st.Moderation["op"], st.Moderation["deop"], opTries)
+	}
+	log := logs.String()
+	if !strings.Contains(log, "wrong operator password") || !strings.Contains(log, "127.0.0.2") {
+		t.Errorf("wrong passwords not logged with the address:\n%s", log)
+	}
+	if strings.Contains(log, "wrong-guess") || strings.Contains(log, testOpPassword) {
+		t.Errorf("the log shows a password:\n%s", log)
+	}
+}
+
+func TestNoOperatorsWithoutPassword(t *testing.T) {
+	ts := startServer(t, HubConfig{}, Config{})
+	c := ts.dial(t)
+	c.send("/op anything-at-all")
+	c.expect("! this server has no operators")
+}
+
+// TestKick: an operator's /kick disconnects the member with the reason,
+// which the room's leave notice shows; it is logged and counted. Wrong
+// names, long reasons and non-operators are refused.
+func TestKick(t *testing.T) {
+	ts, logs := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+	carol := ts.dialFrom(t, "127.0.0.3").named("carol")
+
+	carol.send("/kick bob")
+	carol.expect("! /kick is for operators")
+	op.send("/kick")
+	op.expect("! usage: /kick NAME [REASON]")
+	op.send("/kick nobody")
+	op.expect("! no one called nobody is here")
+	op.send("/kick b@d")
+	op.expect("is not valid")
+	op.send("/kick bob " + strings.Repeat("x", maxReason+1))
+	op.expect("! reason too long")
+
+	op.send("/kick bob spamming links")
+	op.expect("you kicked bob")
+	last := bob.closed()
+	if len(last) == 0 || !strings.Contains(last[len(last)-1], "disconnected: kicked by alice: spamming links") {
+		t.Errorf("bob was told %q", last)
+	}
+	if left := carol.expect("left (kicked by alice: spamming links)"); !strings.Contains(left, "bob (127.0.0.2:") {
+		t.Errorf("carol saw %q", left)
+	}
+	if n := ts.hub.Stats().Moderation["kick"]; n != 1 {
+		t.Errorf("kicks counted: %d", n)
+	}
+	if log := logs.String(); !strings.Contains(log, "action=kick by=alice") || !strings.Contains(log, "target=bob") || !strings.Contains(log, `reason="spamming links"`) {
+		t.Errorf("the kick is not logged with who, whom and why:\n%s", log)
+	}
+}
+
+// TestMute: a muted member reads but what it says, to the room or in
+// private, is refused with a notice; renaming does not escape it (the
+// mute follows its address); /unmute ends it. Bad durations are refused.
+func TestMute(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+	carol := ts.dialFrom(t, "127.0.0.3").named("carol")
+
+	op.send("/mute bob 2h flooding")
+	bob.expect("you are muted for 2h by alice (flooding)")
+	op.expect("you muted bob for 2h")
+
+	bob.send("hello?")
+	bob.expect("! you are muted for ")
+	bob.send("/me waves")
+	bob.expect("! you are muted")
+	bob.send("/msg carol psst")
+	bob.expect("! you are muted: you can read, but not send messages")
+	bob.named("bobby")
+	bob.send("still here")
+	bob.expect("! you are muted")
+	carol.send("carol speaks")
+	bob.expect("<carol> carol speaks") // bob still reads
+	op.expect("<carol> carol speaks")  // and nothing of bob's came before it
+
+	op.send("/unmute bobby")
+	op.expect("you unmuted bobby")
+	bob.expect("you are no longer muted")
+	bob.send("free again")
+	carol.expect("<bobby> free again")
+	if st := ts.hub.Stats(); st.Moderation["mute"] != 1 || st.Moderation["unmute"] != 1 {
+		t.Errorf("counted %v", st.Moderation)
+	}
+}
+
+// TestMuteErrors checks each refusal of /mute says what is wrong.
+func TestMuteErrors(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	ts.dialFrom(t, "127.0.0.2").named("bob")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/mute bob 10x", `! duration "10x": use a number and s, m, h or d`},
+		{"/mute bob 0m", "! duration \"0m\": must be more than 0"},
+		{"/mute bob 99999d", "at most 3650d"},
+		{"/mute bob 5m " + strings.Repeat("r", maxReason+1), "! reason too long"},
+		{"/mute alice", "! you cannot mute yourself"},
+		{"/mute nobody", "! no one called nobody is here"},
+		{"/mute", "! usage: /mute NAME [DURATION] [REASON]"},
+		{"/unmute bob", "! bob is not muted"},
+		{"/unmute", "! usage: /unmute NAME"},
+	} {
+		op.send(tt.cmd)
+		if got := op.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+}
+
+func TestMuteEnds(t *testing.T) {
+	m := newModeration(NewHub(HubConfig{}, nil), nil, "")
+	now := time.Now()
+	m.mutes["bob"] = muteRecord{Name: "bob", Source: "127.0.0.2", Until: now.Add(time.Minute)}
+	if _, ok := m.muteOfLocked("bob", "", now); !ok {
+		t.Error("bob not muted within the minute")
+	}
+	if _, ok := m.muteOfLocked("other", "127.0.0.2", now); !ok {
+		t.Error("bob's address not muted within the minute")
+	}
+	if _, ok := m.muteOfLocked("bob", "127.0.0.2", now.Add(time.Minute)); ok {
+		t.Error("bob still muted after the minute")
+	}
+}
+
+// TestWhois: anyone may ask; only operators see the address.
+func TestWhois(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+	bob.send("/whois alice")
+	line := bob.expect("alice: connected by tcp since ")
+	if !strings.Contains(line, ", operator") || strings.Contains(line, "127.0.0.1") {
+		t.Errorf("a member's /whois of an operator: %q", line)
+	}
+	op.send("/whois bob")
+	if line := op.expect("bob: connected by tcp since "); !strings.Contains(line, "from 127.0.0.2:") {
+		t.Errorf("an operator's /whois lacks the address: %q", line)
+	}
+	bob.send("/whois nobody")
+	bob.expect("! no one called nobody is here")
+	bob.send("/whois")
+	bob.expect("! usage: /whois NAME")
+}
+
+// TestTopic: an operator sets the topic, the room is told, a newcomer
+// sees it under the welcome, anyone may read it, and "/topic -" clears
+// it. Members may not set it, nor may it be too long.
+func TestTopic(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+
+	bob.send("/topic")
+	bob.expect("lobby has no topic")
+	bob.send("/topic mine now")
+	bob.expect("! setting the topic is for operators")
+	op.send("/topic " + strings.Repeat("t", maxTopic+1))
+	op.expect("! topic too long")
+
+	op.send("/topic Docs questions welcome; be kind")
+	bob.expect("alice set the topic of lobby: Docs questions welcome; be kind")
+	op.expect("alice set the topic of lobby: Docs questions welcome; be kind")
+
+	c := ts.dialRaw(t)
+	c.expect("Welcome to chatbridge")
+	if got := c.readLine(); !strings.Contains(got, "Topic: Docs questions welcome; be kind") {
+		t.Errorf("after the welcome: %q, want the topic", got)
+	}
+	bob.send("/topic")
+	bob.expect("topic of lobby: Docs questions welcome; be kind (set by alice, ")
+
+	op.send("/topic -")
+	bob.expect("alice cleared the topic of lobby")
+	c2 := ts.dialRaw(t)
+	c2.expect("Welcome to chatbridge")
+	if got := c2.readLine(); strings.Contains(got, "Topic") {
+		t.Errorf("a cleared topic is still shown: %q", got)
+	}
+	if n := ts.hub.Stats().Moderation["topic"]; n != 2 {
+		t.Errorf("topics counted: %d", n)
+	}
+}
+
+// TestModerationAcrossHubs: two hubs sharing a StateStore, as two nodes
+// share JetStream, or a restart with --data finds what the last run
+// wrote: a topic or mute set on one is in force on the other, whose
+// members are told of the new topic.
+func TestModerationAcrossHubs(t *testing.T) {
+	state := NewMemState()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := startModServer(t, HubConfig{State: state})
+	b, _ := startModServer(t, HubConfig{State: state})
+	for _, ts := range []*testServer{a, b} {
+		if err := ts.hub.Moderation().Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op := a.dialFrom(t, "127.0.0.1").named("alice").opped()
+	onB := b.dialFrom(t, "127.0.0.2").named("bob")
+	op.send("/topic set on node a")
+	onB.expect("alice set the topic of lobby: set on node a")
+
+	// A third hub started later, as after a restart, loads it.
+	c, _ := startModServer(t, HubConfig{State: state})
+	if err := c.hub.Moderation().Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newcomer := c.dialRaw(t)
+	newcomer.expect("Welcome to chatbridge")
+	newcomer.expect("Topic: set on node a")
+
+	// A mute made on a applies on b, where the member is.
+	state.Put(ctx, bucketMutes, "bob", []byte(`{"name":"bob","by":"alice"}`))
+	onB.send("hello from b")
+	onB.expect("! you are muted")
+}
