@@ -1,10 +1,13 @@
 package bridge
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -76,5 +79,39 @@ func TestModerationOverWebSocket(t *testing.T) {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestBanOverWebSocket: a ban on the address a page connects from closes
+// its WebSocket with 1008 and the reason, and a page that comes back is
+// refused at connect with the reason and the time left, 1008 too, so
+// that it does not retry.
+func TestBanOverWebSocket(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{OpPassword: testOpPassword, ChangeBurst: -1}, Config{})
+	page := st.jsonClient(t, "")
+	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	conn, err := d.Dial("tcp", st.tcpAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	op := &tcpClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	op.expect("Welcome to chatbridge")
+	op.send("/nick alice")
+	op.expect("is now known as alice")
+	op.send("/op " + testOpPassword)
+	op.expect("you are now an operator")
+	op.send("/ban " + page.name + " 7d no ads")
+	op.expect("you banned " + page.name + " (127.0.0.1/32) for 7d (no ads)")
+	if code, reason := page.closeStatus(); code != websocket.StatusPolicyViolation || reason != "disconnected: banned by alice: no ads" {
+		t.Errorf("banned page closed with %v %q", code, reason)
+	}
+	w, _, err := st.dialWS(t, "", &websocket.DialOptions{Subprotocols: []string{JSONProtocol}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, reason := w.closeStatus()
+	if code != websocket.StatusPolicyViolation || !strings.HasPrefix(reason, "you are banned from this server (no ads); 6d23h") && !strings.HasPrefix(reason, "you are banned from this server (no ads); 7d") {
+		t.Errorf("page coming back: close %v %q", code, reason)
 	}
 }

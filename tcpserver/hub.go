@@ -461,6 +461,19 @@ func (h *Hub) pinLocked(r *Room) { r.pins.Add(1) }
 
 func (h *Hub) unpin(r *Room) { r.pins.Add(-1) }
 
+// members returns the members on this node for whom keep is true.
+func (h *Hub) members(keep func(*Client) bool) []*Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*Client
+	for _, c := range h.names.byFold {
+		if keep(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // lookup returns the member called name, on this node.
 func (h *Hub) lookup(name string) *Client {
 	h.mu.Lock()

@@ -121,6 +121,9 @@ const opHelpText = `Operator commands (DURATION: 30s, 10m, 2h, 7d; none for no e
   /kick NAME [REASON]              disconnect NAME, the reason shown to the room
   /mute NAME [DURATION] [REASON]   NAME reads but may not speak; /unmute NAME
   /topic TEXT                      set this room's topic; /topic - clears it
+  /ban NAME|ADDRESS|CIDR [DURATION] [REASON]
+                                   refuse an address (NAME's) at connect, and disconnect it
+  /unban ADDRESS|CIDR|NAME, /bans  lift a ban, list them
   /whois NAME                      shows the address too
   /deop                            stop being an operator`
 
@@ -188,7 +191,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 // every change made to them from then on, here or on another node. A hub
 // that is never started keeps its own changes only.
 func (m *Moderation) Start(ctx context.Context) error {
-	for _, b := range []string{bucketMutes, bucketTopics, bucketModes} {
+	for _, b := range []string{bucketBans, bucketMutes, bucketTopics, bucketModes} {
 		// Watch first: a change made between Load and Watch would be
 		// lost; one seen twice is applied twice, which is once.
 		if err := m.state.Watch(ctx, b, func(key string, value []byte) { m.apply(b, key, value) }); err != nil {
@@ -211,6 +214,8 @@ func (m *Moderation) Start(ctx context.Context) error {
 func (m *Moderation) apply(bucket, key string, value []byte) {
 	var err error
 	switch bucket {
+	case bucketBans:
+		err = m.applyBan(key, value)
 	case bucketMutes:
 		err = applyRecord(m, m.mutes, key, value)
 	case bucketTopics:
@@ -396,6 +401,7 @@ func (m *Moderation) command(c *Client, name, arg string) bool {
 	}
 	f, ok := map[string]func(*Client, string){
 		"kick": m.kick, "mute": m.mute, "unmute": m.unmute,
+		"ban": m.ban, "unban": m.unban, "bans": m.listBans,
 	}[name]
 	if !ok {
 		return false
@@ -690,12 +696,13 @@ func cutWord(s string) (string, string) {
 	return w, strings.TrimSpace(rest)
 }
 
-// durationAndReason reads "[DURATION] [REASON]": a first word that reads
-// as a duration is one (see parseDuration), unless it is plainly a word.
+// durationAndReason reads "[DURATION] [REASON]": a first word that starts
+// as a number (a sign allowed) is a duration (see parseDuration), and a
+// bad one is refused rather than taken for the reason.
 func durationAndReason(s string) (time.Duration, string, error) {
 	w, rest := cutWord(s)
 	var d time.Duration
-	if w != "" && w[0] >= '0' && w[0] <= '9' {
+	if num := strings.TrimLeft(w, "+-"); num != "" && num[0] >= '0' && num[0] <= '9' {
 		var err error
 		if d, err = parseDuration(w); err != nil {
 			return 0, "", err

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"strings"
@@ -348,4 +350,134 @@ func TestModerationAcrossHubs(t *testing.T) {
 	state.Put(ctx, bucketMutes, "bob", []byte(`{"name":"bob","by":"alice"}`))
 	onB.send("hello from b")
 	onB.expect("! you are muted")
+}
+
+// dialRefused connects from the loopback address from and returns the
+// one line the server says before it closes.
+func (ts *testServer) dialRefused(t *testing.T, from string) string {
+	t.Helper()
+	d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	conn, err := d.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &testClient{t: t, conn: conn, r: bufio.NewReader(conn), name: "from " + from}
+	defer conn.Close()
+	lines := c.closed()
+	if len(lines) != 1 {
+		t.Fatalf("from %s: got %q, want one line and the end", from, lines)
+	}
+	return lines[0]
+}
+
+// TestBan: a ban by name disconnects the member and refuses its address
+// at connect, with the reason and the time left; a CIDR ban refuses every
+// address in it; /bans lists them and /unban lifts them. Operators'
+// bad masks, durations and bans of everyone or of themselves are refused
+// with what is wrong, and members may not ban.
+func TestBan(t *testing.T) {
+	ts, logs := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+	carol := ts.dialFrom(t, "127.0.0.3").named("carol")
+
+	carol.send("/ban bob")
+	carol.expect("! /ban is for operators")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/ban", "! usage: /ban NAME|ADDRESS|CIDR [DURATION] [REASON]"},
+		{"/ban 10.0.0.0/33", `! "10.0.0.0/33" is not a CIDR prefix`},
+		{"/ban 10.0.0.300", `! "10.0.0.300" is not a name, an address or a CIDR prefix`},
+		{"/ban nobody", "! no one called nobody is here; ban their address"},
+		{"/ban 0.0.0.0/0", "! 0.0.0.0/0 would ban everyone"},
+		{"/ban 127.0.0.0/8", "! 127.0.0.0/8 covers your own address"},
+		{"/ban alice", "! 127.0.0.1/32 covers your own address"},
+		{"/ban bob 7x", `! duration "7x"`},
+		{"/ban bob -5m", `! duration "-5m"`},
+		{"/unban 192.0.2.1", "! there is no ban on 192.0.2.1"},
+		{"/unban", "! usage: /unban"},
+	} {
+		op.send(tt.cmd)
+		if got := op.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+
+	op.send("/ban bob 2h spamming links")
+	op.expect("you banned bob (127.0.0.2/32) for 2h (spamming links)")
+	if last := bob.closed(); len(last) == 0 || !strings.Contains(last[len(last)-1], "disconnected: banned by alice: spamming links") {
+		t.Errorf("bob was told %q", last)
+	}
+	carol.expect("left (banned by alice: spamming links)")
+	refusal := ts.dialRefused(t, "127.0.0.2")
+	if !strings.Contains(refusal, "you are banned from this server (spamming links); 2h left") &&
+		!strings.Contains(refusal, "you are banned from this server (spamming links); 1h59m left") {
+		t.Errorf("refused with %q", refusal)
+	}
+	ts.dialFrom(t, "127.0.0.4") // another address comes in
+
+	op.send("/ban 127.0.0.8/29")
+	op.expect("you banned 127.0.0.8/29 permanently")
+	if refusal := ts.dialRefused(t, "127.0.0.13"); !strings.Contains(refusal, "you are banned from this server, permanently") {
+		t.Errorf("refused with %q", refusal)
+	}
+	op.send("/bans")
+	op.expect("2 bans:")
+	op.expect("  127.0.0.8/29 by alice, permanent")
+	op.expect("  127.0.0.2/32 (bob) by alice, ")
+
+	op.send("/unban bob")
+	op.expect("you lifted the ban on 127.0.0.2/32")
+	ts.dialFrom(t, "127.0.0.2")
+	op.send("/unban 127.0.0.8/29")
+	op.expect("you lifted the ban on 127.0.0.8/29")
+	ts.dialFrom(t, "127.0.0.13")
+	op.send("/bans")
+	op.expect("no bans")
+
+	st := ts.hub.Stats()
+	if st.Banned != 2 || st.Moderation["ban"] != 2 || st.Moderation["unban"] != 2 || st.Rejected != 2 {
+		t.Errorf("stats: banned %d, rejected %d, %v", st.Banned, st.Rejected, st.Moderation)
+	}
+	if log := logs.String(); !strings.Contains(log, "action=ban by=alice") || !strings.Contains(log, "mask=127.0.0.2/32 target=bob") {
+		t.Errorf("the ban is not logged:\n%s", log)
+	}
+}
+
+func TestBanEnds(t *testing.T) {
+	h := NewHub(HubConfig{}, nil)
+	m := h.mod
+	rec, _ := json.Marshal(banRecord{Mask: "192.0.2.0/24", By: "alice", Until: time.Now().Add(-time.Second)})
+	m.apply(bucketBans, "k", rec)
+	if err := m.admit(&Client{ip: "192.0.2.7"}); err != nil {
+		t.Errorf("a ban that ended refuses: %v", err)
+	}
+	rec, _ = json.Marshal(banRecord{Mask: "192.0.2.0/24", By: "alice", Until: time.Now().Add(time.Hour)})
+	m.apply(bucketBans, "k", rec)
+	err := m.admit(&Client{ip: "::ffff:192.0.2.7"})
+	var be *BanError
+	if !errors.As(err, &be) || !errors.Is(err, ErrBanned) || be.Left <= 59*time.Minute {
+		t.Errorf("admit = %v", err)
+	}
+	m.apply(bucketBans, "k", []byte("{not json"))
+	if m.admit(&Client{ip: "192.0.2.7"}) == nil {
+		t.Error("a bad record lifted the ban")
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"10m", 10 * time.Minute, true}, {"2h", 2 * time.Hour, true}, {"7d", 7 * 24 * time.Hour, true},
+		{"1h30m", 90 * time.Minute, true}, {"45s", 45 * time.Second, true}, {"3650d", maxDuration, true},
+		{"3651d", 0, false}, {"0s", 0, false}, {"-1h", 0, false}, {"d", 0, false}, {"1.5d", 0, false},
+		{"99999999999999999999d", 0, false}, {"10", 0, false}, {"1w", 0, false}, {"", 0, false},
+	} {
+		got, err := parseDuration(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseDuration(%q) = %v, %v", tt.in, got, err)
+		}
+	}
 }
