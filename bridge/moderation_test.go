@@ -115,3 +115,24 @@ func TestBanOverWebSocket(t *testing.T) {
 		t.Errorf("page coming back: close %v %q", code, reason)
 	}
 }
+
+// TestModerateOverWebSocket: a page in a moderated or slow room is told
+// why its line was not said, in an error event, and is voiced like a
+// terminal user.
+func TestModerateOverWebSocket(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{OpPassword: testOpPassword, ChangeBurst: -1}, Config{})
+	op := st.jsonClient(t, "")
+	op.send(`{"type":"command","text":"/op ` + testOpPassword + `"}`)
+	op.expectEvent("system", func(e event) bool { return strings.Contains(e.Text, "you are now an operator") })
+	page := st.jsonClient(t, "")
+	op.send(`{"type":"command","text":"/moderate on"}`)
+	page.expectEvent("system", func(e event) bool { return strings.Contains(e.Text, "made lobby moderated") })
+	page.send(`{"type":"message","text":"hello?"}`)
+	page.expectEvent("error", func(e event) bool { return strings.HasPrefix(e.Text, "lobby is moderated") })
+	op.send(`{"type":"command","text":"/voice ` + page.name + `"}`)
+	op.send(`{"type":"command","text":"/slow 30"}`)
+	page.expectEvent("system", func(e event) bool { return strings.Contains(e.Text, "slow mode") })
+	page.send(`{"type":"message","text":"one\ntwo"}`)
+	op.expectEvent("message", func(e event) bool { return e.From == page.name && e.Text == "one" })
+	page.expectEvent("error", func(e event) bool { return strings.HasPrefix(e.Text, "lobby is in slow mode: one line every 30 s") })
+}

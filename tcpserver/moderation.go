@@ -124,6 +124,9 @@ const opHelpText = `Operator commands (DURATION: 30s, 10m, 2h, 7d; none for no e
   /ban NAME|ADDRESS|CIDR [DURATION] [REASON]
                                    refuse an address (NAME's) at connect, and disconnect it
   /unban ADDRESS|CIDR|NAME, /bans  lift a ban, list them
+  /moderate on|off                 only operators and voiced members speak in this room
+  /voice NAME, /devoice NAME       let NAME speak in a moderated room, or not
+  /slow SECONDS|off                members say a line every SECONDS at most here
   /whois NAME                      shows the address too
   /deop                            stop being an operator`
 
@@ -402,6 +405,7 @@ func (m *Moderation) command(c *Client, name, arg string) bool {
 	f, ok := map[string]func(*Client, string){
 		"kick": m.kick, "mute": m.mute, "unmute": m.unmute,
 		"ban": m.ban, "unban": m.unban, "bans": m.listBans,
+		"moderate": m.moderate, "voice": m.voice, "devoice": m.devoice, "slow": m.slow,
 	}[name]
 	if !ok {
 		return false

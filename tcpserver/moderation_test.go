@@ -481,3 +481,73 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestModerateVoiceSlow: in a moderated room only operators and voiced
+// members speak, the others are told why; slow mode holds members who
+// are not operators to a line every so many seconds; the room is told of
+// each change, and bad arguments and non-operators are refused.
+func TestModerateVoiceSlow(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	bob := ts.dialFrom(t, "127.0.0.2").named("bob")
+	carol := ts.dialFrom(t, "127.0.0.3").named("carol")
+
+	bob.send("/moderate on")
+	bob.expect("! /moderate is for operators")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/moderate", "! usage: /moderate on|off"},
+		{"/moderate maybe", "! usage: /moderate on|off"},
+		{"/moderate off", "! lobby is already not moderated"},
+		{"/voice", "! usage: /voice NAME"},
+		{"/voice b@d", "is not valid"},
+		{"/devoice bob", "! bob has no voice here"},
+		{"/slow", "! usage: /slow SECONDS|off"},
+		{"/slow 0", "! usage: /slow SECONDS|off, SECONDS from 1 to 3600"},
+		{"/slow 3601", "! usage: /slow SECONDS|off"},
+		{"/slow fast", "! usage: /slow SECONDS|off"},
+		{"/slow off", "! slow mode is already off"},
+	} {
+		op.send(tt.cmd)
+		if got := op.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+
+	op.send("/moderate on")
+	carol.expect("alice made lobby moderated")
+	bob.send("may I?")
+	bob.expect("! lobby is moderated: only operators and members they voice may speak")
+	op.send("/voice bob")
+	carol.expect("alice gave bob voice in lobby")
+	bob.send("thank you")
+	carol.expect("<bob> thank you")
+	carol.send("me too")
+	carol.expect("! lobby is moderated")
+	op.send("operators speak")
+	carol.expect("<alice> operators speak")
+	op.send("/devoice bob")
+	carol.expect("alice took bob's voice in lobby")
+	op.send("/moderate off")
+	carol.expect("alice made lobby open to everyone again")
+	carol.send("open again")
+	bob.expect("<carol> open again")
+
+	op.send("/slow 60")
+	bob.expect("alice put lobby in slow mode: one line every 60 s")
+	bob.send("first")
+	carol.expect("<bob> first")
+	bob.send("second")
+	bob.expect("! lobby is in slow mode: one line every 60 s; wait ")
+	op.send("operators are not slowed")
+	op.send("twice")
+	carol.expect("<alice> operators are not slowed")
+	carol.expect("<alice> twice")
+	op.send("/slow off")
+	bob.expect("alice turned slow mode off in lobby")
+	bob.send("second, now")
+	carol.expect("<bob> second, now")
+
+	if st := ts.hub.Stats(); st.Moderation["moderate"] != 2 || st.Moderation["voice"] != 2 || st.Moderation["slow"] != 2 {
+		t.Errorf("counted %v", st.Moderation)
+	}
+}
