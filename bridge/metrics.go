@@ -102,6 +102,7 @@ type hubCollector struct {
 	handshakeFailures                      *prometheus.Desc
 	privateRefused                         *prometheus.Desc
 	moderation, opFailures, banned         *prometheus.Desc
+	passwordFailures                       *prometheus.Desc
 }
 
 func newHubCollector(s *Server) *hubCollector {
@@ -124,6 +125,7 @@ func newHubCollector(s *Server) *hubCollector {
 		moderation:        d("moderation_actions_total", "Operators' actions taken, by command (kick, ban, mute, topic, ...).", "action"),
 		opFailures:        d("op_password_failures_total", "Wrong passwords given to /op."),
 		banned:            d("connections_banned_total", "Connections refused because their address is banned."),
+		passwordFailures:  d("account_password_failures_total", "Wrong passwords given for registered names (/identify, /nick NAME PASSWORD, /password, /unregister)."),
 	}
 }
 
@@ -131,7 +133,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
 		c.slowKicks, c.floodKicks, c.connections, c.handshakeFailures, c.privateRefused,
-		c.moderation, c.opFailures, c.banned,
+		c.moderation, c.opFailures, c.banned, c.passwordFailures,
 	} {
 		ch <- d
 	}
@@ -174,6 +176,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.opFailures, st.OpFailures)
 	counter(c.banned, st.Banned)
+	counter(c.passwordFailures, st.PasswordFailures)
 }
 
 // slogPrinter adapts the server's logger to promhttp's error log.

@@ -136,3 +136,32 @@ func TestModerateOverWebSocket(t *testing.T) {
 	op.expectEvent("message", func(e event) bool { return e.From == page.name && e.Text == "one" })
 	page.expectEvent("error", func(e event) bool { return strings.HasPrefix(e.Text, "lobby is in slow mode: one line every 30 s") })
 }
+
+// TestRegisteredOverWebSocket: a page registers its name with a JSON
+// command, presence then marks it (registered), a page that comes back
+// asking for the name at connect is a guest until it proves it, and
+// /nick NAME PASSWORD takes it back.
+func TestRegisteredOverWebSocket(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{ChangeBurst: -1, PasswordCost: 4}, Config{})
+	page := st.jsonClient(t, "")
+	page.send(`{"type":"command","text":"/nick alice"}`)
+	page.expectEvent("nick", nil)
+	page.send(`{"type":"command","text":"/register open-sesame"}`)
+	page.expectEvent("system", func(e event) bool { return strings.Contains(e.Text, "your name alice is registered") })
+	page.send(`{"type":"command","text":"/who"}`)
+	if ev := page.expectEvent("presence", nil); len(ev.Registered) != 1 || ev.Registered[0] != "alice" {
+		t.Errorf("presence = %+v, want alice registered", ev)
+	}
+	page.c.Close(websocket.StatusNormalClosure, "")
+
+	back := st.jsonClient(t, "nick=alice")
+	if back.name == "alice" {
+		t.Fatal("a page asking for a registered name at connect got it")
+	}
+	back.expectEvent("system", func(e event) bool { return strings.Contains(e.Text, `"alice" is registered`) })
+	back.send(`{"type":"command","text":"/nick alice wrong-password"}`)
+	back.expectEvent("error", func(e event) bool { return e.Text == "wrong password for alice" })
+	back.send(`{"type":"command","text":"/nick alice open-sesame"}`)
+	back.expectEvent("nick", func(e event) bool { return e.To == "alice" })
+	back.expectEvent("system", func(e event) bool { return e.Text == "you are identified as alice" })
+}

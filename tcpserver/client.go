@@ -45,9 +45,10 @@ type Client struct {
 
 	inbox inbox // the rate of private messages to the member
 
-	since  time.Time              // when it connected
-	op     atomic.Bool            // it gave /op the operator password (see moderation.go)
-	kicked atomic.Pointer[string] // why an operator disconnected it, for its leave notice
+	since   time.Time              // when it connected
+	op      atomic.Bool            // it gave /op the operator password (see moderation.go)
+	kicked  atomic.Pointer[string] // why an operator disconnected it, for its leave notice
+	account string                 // the registered name it proved is its own; guarded by hub.mu (accounts.go)
 
 	// Owned by the reader.
 	room     *Room
@@ -267,6 +268,10 @@ func (c *Client) nick(to string) {
 		c.errorf("usage: /nick NAME")
 		return
 	}
+	if strings.ContainsRune(to, ' ') {
+		c.hub.mod.identify(c, to) // /nick NAME PASSWORD
+		return
+	}
 	from := c.Name()
 	if to == from {
 		c.errorf("you are already %s", to)
@@ -280,16 +285,25 @@ func (c *Client) nick(to string) {
 	if !c.mayChange(now) {
 		return
 	}
-	if err := c.hub.rename(c, to); err != nil {
+	if err := c.renameTo(to); err != nil {
 		c.errorf("%v", err)
 		return
 	}
 	c.changed(now)
+}
+
+// renameTo gives c the name to, if it may take it, and tells the room.
+func (c *Client) renameTo(to string) error {
+	from := c.Name()
+	if err := c.hub.rename(c, to); err != nil {
+		return err
+	}
 	r := c.room
 	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
 	r.mu.Lock()
 	r.renamedLocked(c, ev)
 	r.mu.Unlock()
+	return nil
 }
 
 func (c *Client) join(arg string) {

@@ -83,6 +83,9 @@ const helpText = `Commands:
   /unignore NAME   see them again
   /whois NAME      who NAME is, and since when
   /topic           the room's topic
+  /register PASSWORD    make your name yours: nobody else may take it
+  /nick NAME PASSWORD   take your registered name (or /identify NAME PASSWORD)
+  /password OLD NEW     change its password; /unregister PASSWORD gives it up
   /op PASSWORD     become an operator, if you have the password
   /help            this list
   /quit            leave the chat

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -118,6 +119,16 @@ func (e *Event) Topic() string {
 	return e.Addr
 }
 
+// Registered returns which of the names a KindPresence lists are
+// registered (see accounts.go). A presence has no text of its own, so it
+// carries them in Text, separated by spaces (names have none).
+func (e *Event) Registered() []string {
+	if e.Kind != KindPresence || e.Text == "" {
+		return nil
+	}
+	return strings.Fields(e.Text)
+}
+
 // Line returns the event as the text protocol sends it: one or more lines,
 // each ending in CRLF. The bytes are shared; callers must not modify them.
 func (e *Event) Line() []byte { return e.line }
@@ -144,6 +155,8 @@ type wireEvent struct {
 	Count  int               `json:"count,omitempty"`
 	Events []json.RawMessage `json:"events,omitempty"`
 	Topic  string            `json:"topic,omitempty"`
+
+	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
 }
 
 func (e *Event) encodeJSON() []byte {
@@ -166,6 +179,7 @@ func (e *Event) encodeJSON() []byte {
 		w.Time = e.Time.UTC().Format(time.RFC3339Nano)
 	}
 	if e.Kind == KindPresence {
+		w.Registered, w.Text = e.Registered(), ""
 		w.Names = e.Names
 		if w.Names == nil {
 			w.Names = []string{}
@@ -262,6 +276,9 @@ func (e *Event) finish() *Event {
 		}
 		if more := e.Count - len(e.Names); more > 0 {
 			b = append(append(append(b, " and "...), strconv.Itoa(more)...), " more"...)
+		}
+		if e.Text != "" {
+			b = append(append(b, "; registered: "...), strings.ReplaceAll(e.Text, " ", ", ")...)
 		}
 	default: // KindSystem, KindHello
 		b = append(append(b, noticePrefix...), e.Text...)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Errors from [Hub.Connect]. Their text is fit to show the refused user.
@@ -73,6 +75,11 @@ type HubConfig struct {
 	// OpPassword, if set, is the password /op takes to make a session an
 	// operator's (see [Moderation]); "" for no operators.
 	OpPassword string
+
+	// PasswordCost is the bcrypt cost registered names' passwords are
+	// hashed at (see accounts.go); bcrypt's default, 10, about 50 ms of
+	// a core. Below bcrypt's least, 4, it is 4.
+	PasswordCost int
 
 	// State keeps what moderation and registered names must remember
 	// (see [StateStore]); nil for a [MemState] of the hub's own.
@@ -151,7 +158,9 @@ type Stats struct {
 
 	Moderation map[string]uint64 // operators' actions taken, by command ("kick", "ban", ...)
 	OpFailures uint64            // wrong operator passwords
-	Banned     uint64            // connections refused for a ban
+
+	PasswordFailures uint64 // wrong passwords for registered names
+	Banned           uint64 // connections refused for a ban
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -204,6 +213,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h.histEpoch.Store(1)
 	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
 	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
+	if cfg.PasswordCost != 0 {
+		h.mod.cost = max(cfg.PasswordCost, bcrypt.MinCost)
+	}
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
 	return h

@@ -150,7 +150,9 @@ type Moderation struct {
 	password [sha256.Size]byte // of HubConfig.OpPassword; compared in constant time
 	hasPass  bool
 
-	opFails *attempts // wrong operator passwords, by address
+	opFails      *attempts // wrong operator passwords, by address
+	accountFails *attempts // wrong account passwords and registrations, by address
+	cost         int       // bcrypt's cost for new passwords: bcryptCost (tests lower it)
 
 	mu     sync.RWMutex
 	bans   map[string]banRecord   // by banKey
@@ -158,13 +160,17 @@ type Moderation struct {
 	topics map[string]topicRecord // by room
 	modes  map[string]modeRecord  // by room
 
+	accounts   map[string]accountRecord        // registered names, by lower-case name (accounts.go)
+	registered atomic.Pointer[map[string]bool] // accounts' keys, for presence to read without a lock
+
 	// active is how many mutes and room modes there are: while there
 	// are none, a line said asks nothing more.
 	active atomic.Int32
 
-	actions    map[string]*atomic.Uint64 // by modActions; the map is never changed
-	opFailures atomic.Uint64
-	banned     atomic.Uint64
+	actions          map[string]*atomic.Uint64 // by modActions; the map is never changed
+	opFailures       atomic.Uint64
+	passwordFailures atomic.Uint64
+	banned           atomic.Uint64
 }
 
 func newModeration(h *Hub, state StateStore, password string) *Moderation {
@@ -175,11 +181,15 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 		hub:     h,
 		state:   state,
 		opFails: newAttempts(opTries, opEvery),
-		bans:    make(map[string]banRecord),
-		mutes:   make(map[string]muteRecord),
-		topics:  make(map[string]topicRecord),
-		modes:   make(map[string]modeRecord),
-		actions: make(map[string]*atomic.Uint64, len(modActions)),
+
+		accountFails: newAttempts(accountTries, accountEvery),
+		accounts:     make(map[string]accountRecord),
+		cost:         bcryptCost,
+		bans:         make(map[string]banRecord),
+		mutes:        make(map[string]muteRecord),
+		topics:       make(map[string]topicRecord),
+		modes:        make(map[string]modeRecord),
+		actions:      make(map[string]*atomic.Uint64, len(modActions)),
 	}
 	if password != "" {
 		m.password, m.hasPass = sha256.Sum256([]byte(password)), true
@@ -194,7 +204,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 // every change made to them from then on, here or on another node. A hub
 // that is never started keeps its own changes only.
 func (m *Moderation) Start(ctx context.Context) error {
-	for _, b := range []string{bucketBans, bucketMutes, bucketTopics, bucketModes} {
+	for _, b := range []string{bucketAccounts, bucketBans, bucketMutes, bucketTopics, bucketModes} {
 		// Watch first: a change made between Load and Watch would be
 		// lost; one seen twice is applied twice, which is once.
 		if err := m.state.Watch(ctx, b, func(key string, value []byte) { m.apply(b, key, value) }); err != nil {
@@ -217,6 +227,8 @@ func (m *Moderation) Start(ctx context.Context) error {
 func (m *Moderation) apply(bucket, key string, value []byte) {
 	var err error
 	switch bucket {
+	case bucketAccounts:
+		err = m.applyAccount(key, value)
 	case bucketBans:
 		err = m.applyBan(key, value)
 	case bucketMutes:
@@ -398,6 +410,7 @@ func (m *Moderation) topic(room string) string {
 func (m *Moderation) command(c *Client, name, arg string) bool {
 	if f, ok := map[string]func(*Client, string){
 		"op": m.op, "deop": m.deop, "whois": m.whois, "topic": m.topicCmd,
+		"register": m.register, "identify": m.identify, "password": m.changePassword, "unregister": m.unregister,
 	}[name]; ok {
 		f(c, arg)
 		return true
@@ -601,6 +614,13 @@ func (m *Moderation) whois(c *Client, arg string) {
 	b.WriteString(" (")
 	b.WriteString(humanDuration(time.Since(t.since)))
 	b.WriteString(" ago)")
+	if m.isRegistered(t.Name()) {
+		if m.accountOf(t) != "" {
+			b.WriteString(", registered and identified")
+		} else {
+			b.WriteString(", registered")
+		}
+	}
 	if t.op.Load() {
 		b.WriteString(", operator")
 	}
@@ -691,6 +711,7 @@ func (m *Moderation) stats(st *Stats) {
 		st.Moderation[a] = n.Load()
 	}
 	st.OpFailures = m.opFailures.Load()
+	st.PasswordFailures = m.passwordFailures.Load()
 	st.Banned = m.banned.Load()
 }
 

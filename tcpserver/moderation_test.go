@@ -8,10 +8,13 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 const testOpPassword = "correct-horse-battery"
@@ -49,6 +52,9 @@ func startModServer(t *testing.T, hc HubConfig) (*testServer, *syncBuffer) {
 	}
 	if hc.ChangeBurst == 0 {
 		hc.ChangeBurst = -1
+	}
+	if hc.PasswordCost == 0 {
+		hc.PasswordCost = bcrypt.MinCost // the default takes seconds under the race detector
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -549,5 +555,147 @@ func TestModerateVoiceSlow(t *testing.T) {
 
 	if st := ts.hub.Stats(); st.Moderation["moderate"] != 2 || st.Moderation["voice"] != 2 || st.Moderation["slow"] != 2 {
 		t.Errorf("counted %v", st.Moderation)
+	}
+}
+
+// TestRegisteredNames: /register makes a name its member's; nobody else
+// may take it, nor a name that looks like it, present or not; its owner
+// takes it back with /nick NAME PASSWORD or /identify; /who and /whois
+// mark it; /password and /unregister need the password; wrong passwords
+// are limited per address and logged without the password.
+func TestRegisteredNames(t *testing.T) {
+	ts, logs := startModServer(t, HubConfig{})
+	alice := ts.dialFrom(t, "127.0.0.2")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/register", "! usage: /register PASSWORD"},
+		{"/register open-sesame", "! guest names cannot be registered"},
+	} {
+		alice.send(tt.cmd)
+		if got := alice.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+	alice.named("alice")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/register short", "! a password needs at least 8 bytes"},
+		{"/register " + strings.Repeat("p", 73), "! a password has at most 72 bytes"},
+		{"/password old-password new-password", "! you have no registered name"},
+		{"/unregister whatever-it-is", "! you have no registered name"},
+		{"/identify bob", "! usage: /identify NAME PASSWORD"},
+		{"/identify bob some-password", "! bob is not registered"},
+	} {
+		alice.send(tt.cmd)
+		if got := alice.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+	alice.send("/register open-sesame")
+	alice.expect("your name alice is registered")
+	alice.send("/register open-sesame")
+	alice.expect("! alice is registered already")
+	alice.send("/who")
+	alice.expect("in lobby: alice; registered: alice")
+	alice.send("/quit")
+	alice.closed()
+
+	// Gone, the name is still hers: refused to a newcomer who asks for
+	// it, or one like it, by /nick.
+	mallory := ts.dialFrom(t, "127.0.0.3")
+	for _, tt := range []struct{ cmd, want string }{
+		{"/nick alice", `! nick "alice" is registered; if it is yours: /nick NAME PASSWORD`},
+		{"/nick ALICE", `is registered`},
+		{"/nick a1ice", `! nick "a1ice" looks too much like "alice", which is registered`},
+		{"/nick alice wrong-password", "! wrong password for alice"},
+		{"/identify alice wrong-again", "! wrong password for alice"},
+	} {
+		mallory.send(tt.cmd)
+		if got := mallory.expect("! "); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: got %q, want %q", tt.cmd, got, tt.want)
+		}
+	}
+	for range accountTries - 2 {
+		mallory.send("/nick alice guess-guess")
+		mallory.expect("! wrong password for alice")
+	}
+	mallory.send("/nick alice open-sesame")
+	mallory.expect("! too many tries from your address; try again in ")
+
+	back := ts.dialFrom(t, "127.0.0.2")
+	back.send("/nick alice open-sesame")
+	back.expect("is now known as alice")
+	back.expect("you are identified as alice")
+	back.name = "alice"
+	mallory.send("/whois alice")
+	mallory.expect("alice: connected by tcp since ")
+	back.send("/password wrong-password brand-new-pass")
+	back.expect("! wrong password for alice")
+	back.send("/password open-sesame brand-new-pass")
+	back.expect("the password of alice is changed")
+	back.send("/nick alice2")
+	back.expect("is now known as alice2")
+	back.send("/nick alice")
+	back.expect("is now known as alice") // hers, without the password: she proved it
+	back.send("/unregister open-sesame")
+	back.expect("! wrong password for alice")
+	back.send("/unregister brand-new-pass")
+	back.expect("alice is no longer registered")
+	back.send("/who")
+	if line := back.expect(" in lobby: "); strings.Contains(line, "registered") {
+		t.Errorf("/who after /unregister: %q", line)
+	}
+
+	if st := ts.hub.Stats(); st.PasswordFailures != accountTries+2 { // five from mallory, two from alice
+		t.Errorf("password failures counted: %d", st.PasswordFailures)
+	}
+	log := logs.String()
+	if !strings.Contains(log, "wrong account password") {
+		t.Errorf("wrong passwords not logged:\n%s", log)
+	}
+	for _, secret := range []string{"open-sesame", "wrong-password", "brand-new-pass", "guess-guess"} {
+		if strings.Contains(log, secret) {
+			t.Errorf("the log shows a password %q:\n%s", secret, log)
+		}
+	}
+}
+
+// TestRegisteredNameOnConnect: a newcomer who asks for a registered name
+// at connect (as the page does with the name it had) is a guest, told
+// why; and a name registered on one hub is refused on another sharing
+// the state.
+func TestRegisteredNameOnConnect(t *testing.T) {
+	state := NewMemState()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := startModServer(t, HubConfig{State: state})
+	b, _ := startModServer(t, HubConfig{State: state})
+	for _, ts := range []*testServer{a, b} {
+		if err := ts.hub.Moderation().Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice := a.dialFrom(t, "127.0.0.2").named("alice")
+	alice.send("/register open-sesame")
+	alice.expect("is registered")
+
+	onB := b.dialFrom(t, "127.0.0.3")
+	onB.send("/nick alice")
+	onB.expect(`! nick "alice" is registered`)
+
+	m := &fakeMember{}
+	c, err := b.hub.Connect(m, ConnectInfo{Addr: "127.0.0.4:1", Transport: "ws", Nick: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Leave("")
+	if c.Name() == "alice" {
+		t.Fatal("a newcomer asking for a registered name got it")
+	}
+	if lines := m.lines(); !slices.ContainsFunc(lines, func(l string) bool {
+		return strings.Contains(l, `nick "alice" is registered; if it is yours: /nick NAME PASSWORD; you are a guest for now`)
+	}) {
+		t.Errorf("the newcomer was not told why: %q", lines)
+	}
+	if reg := b.hub.mod.registeredCopy(); !reg["alice"] {
+		t.Errorf("hub b's registered names: %v", reg)
 	}
 }
