@@ -268,7 +268,7 @@ func (c *Client) nick(to string) {
 		c.errorf("usage: /nick NAME")
 		return
 	}
-	if strings.ContainsRune(to, ' ') {
+	if name, _, ok := strings.Cut(to, " "); ok && c.hub.mod.isRegistered(name) {
 		c.hub.mod.identify(c, to) // /nick NAME PASSWORD
 		return
 	}
