@@ -193,6 +193,8 @@ func (w *wsClient) expect(want string) string {
 
 type event struct {
 	Type, ID, Time, Room, From, To, Text string
+	Topic                                string
+	Registered                           []string
 	Echo                                 bool
 	Names                                []string
 	Count                                int

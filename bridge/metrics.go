@@ -102,6 +102,8 @@ type hubCollector struct {
 	roomBusy                               *prometheus.Desc
 	handshakeFailures                      *prometheus.Desc
 	privateRefused                         *prometheus.Desc
+	moderation, opFailures, banned         *prometheus.Desc
+	passwordFailures                       *prometheus.Desc
 }
 
 func newHubCollector(s *Server) *hubCollector {
@@ -122,6 +124,10 @@ func newHubCollector(s *Server) *hubCollector {
 		roomBusy:          d("room_busy_lines_total", "Lines refused because their room's output budget (--room-rate, --room-bytes) was spent."),
 		handshakeFailures: d("websocket_handshake_failures_total", "WebSocket upgrades refused: foreign origin or bad handshake."),
 		privateRefused:    d("private_refused_total", "Private messages not delivered: over the recipient's rate (rate), over its rate from the sender's address (per_ip), or its queue half full (queue).", "reason"),
+		moderation:        d("moderation_actions_total", "Operators' actions taken, by command (kick, ban, mute, topic, ...).", "action"),
+		opFailures:        d("op_password_failures_total", "Wrong passwords given to /op."),
+		banned:            d("connections_banned_total", "Connections refused because their address is banned."),
+		passwordFailures:  d("account_password_failures_total", "Wrong passwords given for registered names (/identify, /nick NAME PASSWORD, /password, /unregister)."),
 	}
 }
 
@@ -129,6 +135,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
 		c.slowKicks, c.floodKicks, c.connections, c.roomBusy, c.handshakeFailures, c.privateRefused,
+		c.moderation, c.opFailures, c.banned, c.passwordFailures,
 	} {
 		ch <- d
 	}
@@ -167,6 +174,12 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range map[string]uint64{"rate": st.PrivateRefusedRate, "per_ip": st.PrivateRefusedPerIP, "queue": st.PrivateRefusedFull} {
 		ch <- prometheus.MustNewConstMetric(c.privateRefused, prometheus.CounterValue, float64(n), reason)
 	}
+	for action, n := range st.Moderation {
+		ch <- prometheus.MustNewConstMetric(c.moderation, prometheus.CounterValue, float64(n), action)
+	}
+	counter(c.opFailures, st.OpFailures)
+	counter(c.banned, st.Banned)
+	counter(c.passwordFailures, st.PasswordFailures)
 }
 
 // slogPrinter adapts the server's logger to promhttp's error log.

@@ -590,8 +590,11 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 		s.logs.Log(slog.LevelInfo, "connections refused ("+err.Error()+")", "connection refused",
 			"addr", info.Addr, "transport", "ws", "reason", err)
 		code := websocket.StatusTryAgainLater
-		if errors.Is(err, tcpserver.ErrHubClosed) {
+		switch {
+		case errors.Is(err, tcpserver.ErrHubClosed):
 			code = websocket.StatusGoingAway
+		case errors.Is(err, tcpserver.ErrBanned):
+			code = websocket.StatusPolicyViolation // as for a member cut off: do not retry
 		}
 		c.closeBriefly(code, err.Error(), refuseGrace)
 		s.untrack(c)

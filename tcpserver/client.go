@@ -45,6 +45,11 @@ type Client struct {
 
 	inbox inbox // the rate of private messages to the member
 
+	since   time.Time              // when it connected
+	op      atomic.Bool            // it gave /op the operator password (see moderation.go)
+	kicked  atomic.Pointer[string] // why an operator disconnected it, for its leave notice
+	account string                 // the registered name it proved is its own; guarded by hub.mu (accounts.go)
+
 	// Owned by the reader.
 	room     *Room
 	joined   bool        // has had its first welcome
@@ -57,6 +62,7 @@ type Client struct {
 	changes  tokenBucket // name and room changes it may make now
 	holding  bool        // Hold is in force: room lines wait in held for Flush
 	held     []*Event    // lines said while holding
+	saidAt   time.Time   // when it last said a line to a room in slow mode
 }
 
 // Name returns the member's current name.
@@ -183,6 +189,8 @@ func (c *Client) Leave(reason string) {
 	c.backlog = nil
 	if c.reason != "" {
 		reason = c.reason
+	} else if k := c.kicked.Load(); k != nil {
+		reason = *k
 	}
 	if reason == "quit" {
 		reason = ""
@@ -209,6 +217,9 @@ func (c *Client) logCutOff(reason string) {
 }
 
 func (c *Client) say(k Kind, text string) {
+	if !c.hub.mod.maySpeak(c) {
+		return
+	}
 	r := c.room
 	if !c.visible.Load() {
 		r.show(c) // a newcomer who speaks is announced first
@@ -250,13 +261,20 @@ func (c *Client) command(name, arg string) {
 	case "unignore":
 		c.unignore(arg)
 	case "help":
-		for line := range strings.Lines(helpText) {
+		help := helpText
+		if c.op.Load() {
+			help += "\n" + opHelpText
+		}
+		for line := range strings.Lines(help) {
 			c.send(KindSystem, strings.TrimRight(line, "\n"))
 		}
 	case "quit":
 		c.reason = "quit"
 		c.member.Close("bye")
 	default:
+		if c.hub.mod.command(c, name, arg) {
+			return
+		}
 		c.errorf("unknown command /%s; type /help for the list", name)
 	}
 }
@@ -264,6 +282,10 @@ func (c *Client) command(name, arg string) {
 func (c *Client) nick(to string) {
 	if to == "" {
 		c.errorf("usage: /nick NAME")
+		return
+	}
+	if name, _, ok := strings.Cut(to, " "); ok && c.hub.mod.isRegistered(name) {
+		c.hub.mod.identify(c, to) // /nick NAME PASSWORD
 		return
 	}
 	from := c.Name()
@@ -279,16 +301,25 @@ func (c *Client) nick(to string) {
 	if !c.mayChange(now) {
 		return
 	}
-	if err := c.hub.rename(c, to); err != nil {
+	if err := c.renameTo(to); err != nil {
 		c.errorf("%v", err)
 		return
 	}
 	c.changed(now)
+}
+
+// renameTo gives c the name to, if it may take it, and tells the room.
+func (c *Client) renameTo(to string) error {
+	from := c.Name()
+	if err := c.hub.rename(c, to); err != nil {
+		return err
+	}
 	r := c.room
 	ev := c.hub.stamp(&Event{Kind: KindNick, Room: r.name, From: from, To: to})
 	r.mu.Lock()
 	r.renamedLocked(c, ev)
 	r.mu.Unlock()
+	return nil
 }
 
 func (c *Client) join(arg string) {

@@ -81,6 +81,12 @@ const helpText = `Commands:
   /msg NAME TEXT   send TEXT to NAME only
   /ignore NAME     stop seeing NAME's lines and private messages (/ignore alone lists)
   /unignore NAME   see them again
+  /whois NAME      who NAME is, and since when
+  /topic           the room's topic
+  /register PASSWORD    make your name yours: nobody else may take it
+  /nick NAME PASSWORD   take your registered name (or /identify NAME PASSWORD)
+  /password OLD NEW     change its password; /unregister PASSWORD gives it up
+  /op PASSWORD     become an operator, if you have the password
   /help            this list
   /quit            leave the chat
 Anything else you type is said to the room; start a line with // to say one that begins with /.`

@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -25,6 +26,7 @@ const (
 	KindHistory                  // recent lines of a room (Events)
 	KindPresence                 // *** who is in a room (Names, Count)
 	KindBatch                    // several lines one member said at once (Events)
+	KindTopic                    // *** from set the topic of Room: Text (or cleared it); not relayed
 )
 
 // noticePrefix starts every line the server says itself (joins, leaves,
@@ -55,6 +57,7 @@ var kindNames = [...]string{
 	KindHistory:  "history",
 	KindPresence: "presence",
 	KindBatch:    "batch",
+	KindTopic:    "topic",
 }
 
 func (k Kind) String() string {
@@ -78,7 +81,7 @@ type Event struct {
 	From string // who said or did it; for KindNick the old name
 	To   string // KindPrivate: the recipient; KindNick: the new name; KindHello: your name
 	Text string
-	Addr string // KindJoin and KindLeave: the member's remote address, if HubConfig.ShowAddresses shows it
+	Addr string // KindJoin and KindLeave: the member's remote address, if HubConfig.ShowAddresses shows it; KindHello: the room's topic (see Topic)
 
 	// Node is the node an event relayed from another node was made on,
 	// and NodeID its ID there; "" and 0 for this node's own events. The
@@ -103,6 +106,27 @@ type Event struct {
 
 	jsonOnce sync.Once
 	json     []byte
+}
+
+// Topic returns the room's topic a KindHello carries, "" for none. A
+// welcome has no address, so it carries the topic in Addr: a field more
+// would take every Event, and every line kept in history, to the next
+// size class (288 bytes to 320).
+func (e *Event) Topic() string {
+	if e.Kind != KindHello {
+		return ""
+	}
+	return e.Addr
+}
+
+// Registered returns which of the names a KindPresence lists are
+// registered (see accounts.go). A presence has no text of its own, so it
+// carries them in Text, separated by spaces (names have none).
+func (e *Event) Registered() []string {
+	if e.Kind != KindPresence || e.Text == "" {
+		return nil
+	}
+	return strings.Fields(e.Text)
 }
 
 // Line returns the event as the text protocol sends it: one or more lines,
@@ -130,6 +154,9 @@ type wireEvent struct {
 	Names  []string          `json:"names,omitempty"`
 	Count  int               `json:"count,omitempty"`
 	Events []json.RawMessage `json:"events,omitempty"`
+	Topic  string            `json:"topic,omitempty"`
+
+	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
 }
 
 func (e *Event) encodeJSON() []byte {
@@ -142,6 +169,9 @@ func (e *Event) encodeJSON() []byte {
 		Addr: e.Addr,
 		Echo: e.Echo,
 	}
+	if e.Kind == KindHello {
+		w.Topic, w.Addr = e.Addr, ""
+	}
 	if e.ID != 0 {
 		w.ID = strconv.FormatUint(e.ID, 10)
 	}
@@ -149,6 +179,7 @@ func (e *Event) encodeJSON() []byte {
 		w.Time = e.Time.UTC().Format(time.RFC3339Nano)
 	}
 	if e.Kind == KindPresence {
+		w.Registered, w.Text = e.Registered(), ""
 		w.Names = e.Names
 		if w.Names == nil {
 			w.Names = []string{}
@@ -213,6 +244,18 @@ func (e *Event) finish() *Event {
 		b = append(append(append(append(b, noticePrefix...), e.From...), " is now known as "...), e.To...)
 	case KindError:
 		b = append(append(b, "! "...), e.Text...)
+	case KindTopic:
+		b = append(append(append(b, noticePrefix...), e.From...), " "...)
+		if e.Text == "" {
+			b = append(append(b, "cleared the topic of "...), e.Room...)
+		} else {
+			b = append(append(append(append(b, "set the topic of "...), e.Room...), ": "...), e.Text...)
+		}
+	case KindHello:
+		b = append(append(b, noticePrefix...), e.Text...)
+		if e.Addr != "" {
+			b = append(append(append(append(b, "\r\n"...), noticePrefix...), "Topic: "...), e.Addr...)
+		}
 	case KindHistory:
 		e.line = e.appendHistory(b)
 		return e
@@ -233,6 +276,9 @@ func (e *Event) finish() *Event {
 		}
 		if more := e.Count - len(e.Names); more > 0 {
 			b = append(append(append(b, " and "...), strconv.Itoa(more)...), " more"...)
+		}
+		if e.Text != "" {
+			b = append(append(b, "; registered: "...), strings.ReplaceAll(e.Text, " ", ", ")...)
 		}
 	default: // KindSystem, KindHello
 		b = append(append(b, noticePrefix...), e.Text...)

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Errors from [Hub.Connect]. Their text is fit to show the refused user.
@@ -77,6 +79,19 @@ type HubConfig struct {
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
+
+	// OpPassword, if set, is the password /op takes to make a session an
+	// operator's (see [Moderation]); "" for no operators.
+	OpPassword string
+
+	// PasswordCost is the bcrypt cost registered names' passwords are
+	// hashed at (see accounts.go); bcrypt's default, 10, about 50 ms of
+	// a core. Below bcrypt's least, 4, it is 4.
+	PasswordCost int
+
+	// State keeps what moderation and registered names must remember
+	// (see [StateStore]); nil for a [MemState] of the hub's own.
+	State StateStore
 }
 
 func (c HubConfig) withDefaults() HubConfig {
@@ -155,6 +170,12 @@ type Stats struct {
 	// (all senders together, or from the sender's address), or with the
 	// recipient's queue half full.
 	PrivateRefusedRate, PrivateRefusedPerIP, PrivateRefusedFull uint64
+
+	Moderation map[string]uint64 // operators' actions taken, by command ("kick", "ban", ...)
+	OpFailures uint64            // wrong operator passwords
+
+	PasswordFailures uint64 // wrong passwords for registered names
+	Banned           uint64 // connections refused for a ban
 }
 
 // A Hub holds the rooms and the members of one chatbridge node. Members of
@@ -170,6 +191,8 @@ type Hub struct {
 	// without counting against MaxRooms, and is never forgotten: a member
 	// can always be put in it.
 	lobby *Room
+
+	mod *Moderation // operators, bans, mutes, topics, modes (moderation.go)
 
 	mu        sync.Mutex
 	names     nameBook         // the names in use here, and which may be taken
@@ -208,6 +231,10 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	h.budget = budgetRates{deliveries: max(h.cfg.RoomRate, 0), bytes: max(h.cfg.RoomBytes, 0)}
 	h.histEpoch.Store(1)
 	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
+	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
+	if cfg.PasswordCost != 0 {
+		h.mod.cost = max(cfg.PasswordCost, bcrypt.MinCost)
+	}
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
 	return h
@@ -215,6 +242,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 
 // Config returns the hub's limits, defaults filled in.
 func (h *Hub) Config() HubConfig { return h.cfg }
+
+// Moderation returns the hub's moderation, to Start it.
+func (h *Hub) Moderation() *Moderation { return h.mod }
 
 // ConnectInfo describes a new member to [Hub.Connect].
 type ConnectInfo struct {
@@ -247,10 +277,15 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		transport: info.Transport,
 		echo:      info.Echo,
 		key:       info.Key,
+		since:     time.Now(),
 	}
 	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)
+	if err := h.mod.admit(c); err != nil {
+		h.rejected.Add(1)
+		return nil, err
+	}
 	var notices []string
 
 	name := info.Nick
@@ -457,6 +492,19 @@ func (h *Hub) pinLocked(r *Room) { r.pins.Add(1) }
 
 func (h *Hub) unpin(r *Room) { r.pins.Add(-1) }
 
+// members returns the members on this node for whom keep is true.
+func (h *Hub) members(keep func(*Client) bool) []*Client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*Client
+	for _, c := range h.names.byFold {
+		if keep(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // lookup returns the member called name, on this node.
 func (h *Hub) lookup(name string) *Client {
 	h.mu.Lock()
@@ -638,7 +686,7 @@ func (h *Hub) Stats() Stats {
 	}
 	rooms := len(h.rooms)
 	h.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Clients:      byTransport,
 		Rooms:        rooms,
 		LinesIn:      h.linesIn.Load(),
@@ -655,6 +703,8 @@ func (h *Hub) Stats() Stats {
 		PrivateRefusedPerIP: h.privateRefusedPerIP.Load(),
 		PrivateRefusedFull:  h.privateRefusedFull.Load(),
 	}
+	h.mod.stats(&st)
+	return st
 }
 
 // CountSlowKick counts a member cut off for not keeping up, for

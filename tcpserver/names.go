@@ -3,6 +3,7 @@ package tcpserver
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +38,8 @@ type nameBook struct {
 	byFold   map[string]*Client   // by lower-case name: names are unique regardless of case
 	byLook   map[string][]*Client // by lookKey(name, lookIndex): names that may look alike
 	reserved map[string]string    // lookKey(name, lookLoose) -> the reserved name
+	owned    map[string][]string  // lookKey(name, lookIndex) -> the registered names with that key (accounts.go)
+	ownFold  map[string]string    // lower-case name -> the registered name
 }
 
 func newNameBook() nameBook {
@@ -44,6 +47,8 @@ func newNameBook() nameBook {
 		byFold:   make(map[string]*Client),
 		byLook:   make(map[string][]*Client),
 		reserved: make(map[string]string),
+		owned:    make(map[string][]string),
+		ownFold:  make(map[string]string),
 	}
 	for _, n := range strings.Fields(reservedNames) {
 		b.reserve(n)
@@ -55,6 +60,48 @@ func newNameBook() nameBook {
 // take.
 func (b *nameBook) reserve(name string) { b.reserved[lookKey(name, lookLoose)] = name }
 
+// own makes name registered: nobody but the member who proves it is
+// theirs (Client.account) may take it, or a name that looks like it.
+func (b *nameBook) own(name string) {
+	b.ownFold[strings.ToLower(name)] = name
+	key := lookKey(name, lookIndex)
+	if !slices.ContainsFunc(b.owned[key], func(n string) bool { return strings.EqualFold(n, name) }) {
+		b.owned[key] = append(b.owned[key], name)
+	}
+}
+
+// disown makes name free again.
+func (b *nameBook) disown(name string) {
+	delete(b.ownFold, strings.ToLower(name))
+	key := lookKey(name, lookIndex)
+	list := slices.DeleteFunc(b.owned[key], func(n string) bool { return strings.EqualFold(n, name) })
+	if len(list) == 0 {
+		delete(b.owned, key)
+	} else {
+		b.owned[key] = list
+	}
+}
+
+// ownedBy returns why self (nil for a newcomer) may not take name: it
+// is registered, or looks like a registered name, and not self's.
+func (b *nameBook) ownedBy(name string, self *Client) error {
+	mine := func(owner string) bool { return self != nil && strings.EqualFold(self.account, owner) }
+	if owner, ok := b.ownFold[strings.ToLower(name)]; ok && !mine(owner) {
+		return fmt.Errorf("nick %q %w", name, ErrNickRegistered)
+	}
+	exact := lookKey(name, lookExact)
+	for _, owner := range b.owned[lookKey(name, lookIndex)] {
+		if mine(owner) || !sameLook(exact, lookKey(owner, lookExact)) {
+			continue
+		}
+		if strings.EqualFold(owner, name) {
+			return fmt.Errorf("nick %q %w", name, ErrNickRegistered)
+		}
+		return fmt.Errorf("nick %q looks too much like %q, which %w", name, owner, ErrNickRegistered)
+	}
+	return nil
+}
+
 // get returns the member called name, in any case, or nil.
 func (b *nameBook) get(name string) *Client { return b.byFold[strings.ToLower(name)] }
 
@@ -62,6 +109,9 @@ func (b *nameBook) get(name string) *Client { return b.byFold[strings.ToLower(na
 // if it may. name must be a valid nick (see [ValidNick]).
 func (b *nameBook) check(name string, self *Client) error {
 	if err := b.refused(name); err != nil {
+		return err
+	}
+	if err := b.ownedBy(name, self); err != nil {
 		return err
 	}
 	return b.clash(name, self)

@@ -116,6 +116,9 @@ func (c *Client) private(arg string) {
 		c.errorf("usage: /msg NAME TEXT")
 		return
 	}
+	if !c.hub.mod.mayMessage(c) {
+		return
+	}
 	h := c.hub
 	target := h.lookup(to)
 	if target == nil && h.cluster != nil && ValidNick(to) == nil {

@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ func (r *Room) join(c *Client, notices []string) {
 		hello.Text = "Welcome to chatbridge, " + c.Name() + "! You are in " + r.name + ". Type /help for commands."
 		c.joined = true
 	}
+	hello.Addr = h.mod.topic(r.name) // see Event.Topic
 	h.stamp(hello)
 
 	r.mu.Lock()
@@ -430,7 +432,11 @@ func (r *Room) presenceLocked(asker *Client) *Event {
 			names = withName(names, asker.Name())
 		}
 	}
-	return (&Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}).finish()
+	ev := &Event{Kind: KindPresence, Time: time.Now(), Room: r.name, Names: names, Count: count}
+	if reg := r.hub.mod.registeredAmong(names); reg != nil {
+		ev.Text = strings.Join(reg, " ") // see Event.Registered
+	}
+	return ev.finish()
 }
 
 // withName returns a copy of the sorted names with name in its place.

@@ -46,7 +46,8 @@ type StateStore interface {
 	Delete(ctx context.Context, bucket, key string) error
 	// Watch calls fn, in order, for every change to bucket made from now
 	// on, by this node or another (value nil when deleted), until ctx
-	// ends.
+	// ends. It returns once it watches, without waiting for ctx: the
+	// moderation's Start watches, then loads.
 	Watch(ctx context.Context, bucket string, fn func(key string, value []byte)) error
 }
 

@@ -41,6 +41,7 @@
     room: "", // as the server confirmed it in hello
     askedRoom: ROOM_RE.test(asked) ? asked.replace(/^#/, "") : "",
     members: new Map(), // folded name -> name
+    registered: new Set(), // folded names the last presence said are registered
     count: 0,
     seen: new Set(), // keys of lines shown, so a reconnect's history adds nothing twice
     retry: 0,
@@ -335,6 +336,9 @@
         var names = ev.names.filter(function (n) { return typeof n === "string"; });
         state.members.clear();
         names.forEach(addMember);
+        state.registered = new Set((Array.isArray(ev.registered) ? ev.registered : []).filter(function (n) {
+          return typeof n === "string";
+        }).map(function (n) { return n.toLowerCase(); }));
         state.count = typeof ev.count === "number" && ev.count >= 0 ? ev.count : state.members.size;
         out.members = true;
         if (state.lastWho) {
@@ -378,6 +382,10 @@
           out.items.push(notice(ev, ev.from + " is now known as " + ev.to));
         }
         break;
+      case "topic":
+        topic(str(ev.text));
+        out.items.push(notice(ev, str(ev.from) + (str(ev.text) ? " set the topic: " + ev.text : " cleared the topic")));
+        break;
       case "error":
         refused(str(ev.text));
         out.items.push(line(ev, "error", str(ev.text)));
@@ -413,7 +421,17 @@
     if (embedded) text = state.welcomed ? "You are now in #" + room + " as " + ev.to + "." : "Welcome, " + ev.to + "! You are in #" + room + ".";
     state.welcomed = true;
     out.items.push(notice(ev, text));
+    topic(str(ev.topic));
+    if (str(ev.topic)) out.items.push(notice(ev, "Topic: " + ev.topic));
     post({ type: "ready", room: room });
+  }
+
+  // topic shows the room's topic in the header, as a tooltip of the
+  // room's name and after it; "" for none.
+  function topic(text) {
+    var el = $("room-name");
+    el.title = text;
+    el.dataset.topic = text;
   }
 
   function privateLine(ev, out) {
@@ -484,6 +502,11 @@
     names.slice(0, MAX_MEMBERS_SHOWN).forEach(function (n) {
       var li = document.createElement("li");
       li.textContent = n;
+      if (state.registered.has(n.toLowerCase())) {
+        // A registered name: only its owner can use it.
+        li.textContent = n + " \u2713";
+        li.title = "registered";
+      }
       if (n === state.me) {
         li.className = "me";
         li.title = "you";

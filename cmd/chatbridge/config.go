@@ -81,6 +81,8 @@ type config struct {
 
 	clusterSecret   string // never logged
 	clusterInsecure bool
+
+	opPassword string // never logged, never shown by --help
 }
 
 // list splits a comma- or space-separated flag value.
@@ -142,6 +144,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.natsCA, "nats-ca", "", "PEM `file` of the CAs that signed the NATS server's certificate, for tls:// URLs (default: the system's)")
 	fs.StringVar(&c.clusterSecret, "cluster-secret", "", fmt.Sprintf("the `secret` every node of the cluster shares, at least %d bytes: messages between nodes are signed with it and private messages encrypted; required with --nats (set it through the environment: the command line shows in ps)", natsrelay.MinSecret))
 	fs.BoolVar(&c.clusterInsecure, "cluster-insecure", false, "run --nats without --cluster-secret: any client of NATS can then speak as a node, so only on a NATS nothing but the nodes can reach")
+	fs.StringVar(&c.opPassword, "op-password", "", fmt.Sprintf("the `secret` /op takes to make a session an operator's (kick, ban, mute, topic, modes), at least %d bytes (empty: no operators; set it through the environment: the command line shows in ps)", minOpPassword))
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -281,11 +284,19 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("%s %v: want a number from 0 (no limit) to %d", r.name, r.v, maxRate))
 		}
 	}
+	if c.opPassword != "" && len(c.opPassword) < minOpPassword {
+		// Its length only: the password itself is never shown.
+		errs = append(errs, fmt.Errorf("--op-password must be at least %d bytes (it is %d)", minOpPassword, len(c.opPassword)))
+	}
 	if c.announceDelay < 0 || c.announceDelay > maxAnnounceDelay {
 		errs = append(errs, fmt.Errorf("--announce-delay %v: want 0 (at once) to %v", c.announceDelay, maxAnnounceDelay))
 	}
 	return errors.Join(errs...)
 }
+
+// minOpPassword is the shortest --op-password: wrong guesses are limited
+// per address, but addresses are many.
+const minOpPassword = 12
 
 // Bounds of the rate and delay flags: past them a value is a mistake
 // (and a burst of ten times 1e308 no number at all).

@@ -402,3 +402,49 @@ func TestParseConfigRoomBudget(t *testing.T) {
 		}
 	}
 }
+
+// TestOpPassword: --op-password comes from the flag or the environment,
+// must be long enough, and is never shown: not by --help, however it was
+// given, nor in the error about its length.
+func TestOpPassword(t *testing.T) {
+	const pass = "correct-horse-battery"
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string
+		wantErr string
+	}{
+		{"none", nil, nil, "", ""},
+		{"flag", []string{"--op-password", pass}, nil, pass, ""},
+		{"environment", nil, map[string]string{"CHATBRIDGE_OP_PASSWORD": pass}, pass, ""},
+		{"too short", []string{"--op-password", "hunter2"}, nil, "", "--op-password must be at least 12 bytes (it is 7)"},
+		{"too short from the environment", nil, map[string]string{"CHATBRIDGE_OP_PASSWORD": "hunter2"}, "", "--op-password must be at least 12 bytes"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("the error shows the password: %v", err)
+				}
+				return
+			}
+			if err != nil || c.opPassword != tt.want {
+				t.Fatalf("opPassword = %q, %v; want %q", c.opPassword, err, tt.want)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--op-password", pass, "--help"}, {"--help"}, {"--op-password=" + pass, "--nope"}} {
+		var out bytes.Buffer
+		parseConfig(args, env(map[string]string{"CHATBRIDGE_OP_PASSWORD": pass}), &out)
+		if !strings.Contains(out.String(), "--op-password secret  [CHATBRIDGE_OP_PASSWORD]") {
+			t.Errorf("%q: the usage lacks --op-password:\n%s", args, out.String())
+		}
+		if strings.Contains(out.String(), pass) {
+			t.Errorf("%q: the usage shows the password:\n%s", args, out.String())
+		}
+	}
+}

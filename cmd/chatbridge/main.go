@@ -119,6 +119,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		PrivateBurst:      burstOf(cfg.privateRate, 4),
 		PrivateRatePerIP:  noLimit(cfg.privatePerIP),
 		PrivateBurstPerIP: burstOf(cfg.privatePerIP, 4),
+
+		OpPassword: cfg.opPassword,
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
@@ -127,6 +129,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if _, err := tcpserver.RoomName(cfg.defaultRoom); err != nil {
 		fmt.Fprintf(stderr, "chatbridge: --room: %v\n", err)
 		return 2
+	}
+	// Bans, mutes, topics and modes: loaded from the state store, and
+	// kept in step with it (and so with the other nodes) until the end.
+	stateCtx, stopState := context.WithCancel(context.Background())
+	defer stopState()
+	if err := hub.Moderation().Start(stateCtx); err != nil {
+		fmt.Fprintf(stderr, "chatbridge: moderation state: %v\n", err)
+		return 1
 	}
 
 	// Every connection on every listener counts against --max-clients,

@@ -327,3 +327,52 @@ func TestNATSBadFilesStopTheStart(t *testing.T) {
 		}
 	}
 }
+
+// TestOpPasswordReachesTheHub: CHATBRIDGE_OP_PASSWORD makes /op work, and
+// neither it nor a wrong guess shows in the log, at debug level.
+func TestOpPasswordReachesTheHub(t *testing.T) {
+	const pass, guess = "correct-horse-battery", "wrong-guess-1234"
+	tcpAddr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var stderr syncBuffer
+	exited := make(chan int)
+	go func() {
+		exited <- run(ctx, []string{"--tcp", tcpAddr, "--http", "", "--log-level", "debug"}, env(map[string]string{"CHATBRIDGE_OP_PASSWORD": pass}), &stderr)
+	}()
+	conn := dialRetry(t, tcpAddr)
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	expect := func(want string) {
+		t.Helper()
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", want, err)
+			}
+			if strings.Contains(line, want) {
+				return
+			}
+		}
+	}
+	conn.Write([]byte("/op " + guess + "\r\n"))
+	expect("! wrong operator password")
+	conn.Write([]byte("/op " + pass + "\r\n"))
+	expect("you are now an operator")
+	cancel()
+	select {
+	case code := <-exited:
+		if code != 0 {
+			t.Fatalf("exit code %d; log:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return")
+	}
+	log := stderr.String()
+	if !strings.Contains(log, "wrong operator password") || !strings.Contains(log, "action=op") {
+		t.Errorf("the log lacks the wrong password or the /op:\n%s", log)
+	}
+	if strings.Contains(log, pass) || strings.Contains(log, guess) {
+		t.Errorf("the log shows a password:\n%s", log)
+	}
+}
