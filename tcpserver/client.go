@@ -197,7 +197,7 @@ func (c *Client) say(k Kind, text string) {
 	if !c.visible.Load() {
 		r.show(c) // a newcomer who speaks is announced first
 	}
-	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
+	ev := c.hub.stampLine(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
 		return

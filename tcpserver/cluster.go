@@ -3,7 +3,6 @@ package tcpserver
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -184,30 +183,32 @@ func (r *Room) seed(lines []*Event, epoch uint64) {
 	if r.synced >= epoch {
 		return
 	}
-	key := func(ev *Event) string {
-		if ev.Node != "" {
-			return ev.Node + "/" + strconv.FormatUint(ev.NodeID, 10)
-		}
-		return "/" + strconv.FormatUint(ev.ID, 10)
-	}
+	h := r.hub
 	own := r.hist.linesLocked()
-	seen := make(map[string]bool, len(lines))
+	seen := make(map[LineKey]bool, len(lines))
 	merged := make([]*Event, 0, len(lines)+len(own))
 	for _, ev := range lines {
-		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[key(ev)] {
+		if ev.Node == "" && h.node != "" {
+			// This node's own line, as the cluster gives it back: named
+			// as this node names its lines.
+			ev.Node, ev.NodeID = h.node, ev.ID
+		}
+		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[ev.Key()] {
 			continue
 		}
 		if ev.ID == 0 {
-			ev.ID = r.hub.nextID.Add(1)
+			ev.ID = h.newID(time.Now())
+		} else if ev.Node == h.node {
+			h.sawID(ev.ID)
 		}
 		if ev.line == nil {
 			ev.finish()
 		}
-		seen[key(ev)] = true
+		seen[ev.Key()] = true
 		merged = append(merged, ev)
 	}
 	for _, ev := range own {
-		if !seen[key(ev)] {
+		if !seen[ev.Key()] {
 			merged = append(merged, ev)
 		}
 	}

@@ -73,6 +73,15 @@ func (k Kind) String() string {
 type Event struct {
 	ID   uint64
 	Kind Kind
+
+	// Echo marks a copy sent back to its own author (a private message's
+	// "-> *bob* text" receipt).
+	Echo bool
+
+	// More, in a KindHistory, says that the room has lines earlier than
+	// the first of Events (the page offers to load them).
+	More bool
+
 	Time time.Time
 	Room string
 	From string // who said or did it; for KindNick the old name
@@ -81,15 +90,14 @@ type Event struct {
 	Addr string // KindJoin and KindLeave: the member's remote address, if HubConfig.ShowAddresses shows it
 
 	// Node is the node an event relayed from another node was made on,
-	// and NodeID its ID there; "" and 0 for this node's own events. The
-	// hub gives a relayed event an ID of its own (IDs are unique on a
-	// server) and tells events apart by Node and NodeID.
+	// and NodeID its ID there. The hub gives a relayed event an ID of its
+	// own (IDs are unique on a server) and tells events apart by Node and
+	// NodeID. A line said on this node has them too when the node is one
+	// of a cluster (this node's name and its ID), so that a line is named
+	// the same on every node (see [Event.Key]); other events of this
+	// node's have "" and 0.
 	Node   string
 	NodeID uint64
-
-	// Echo marks a copy sent back to its own author (a private message's
-	// "-> *bob* text" receipt).
-	Echo bool
 
 	// fromID is the ID of the local client that said it (see
 	// [Client.ID]), for /ignore to follow it through renames; 0 if none.
@@ -103,6 +111,16 @@ type Event struct {
 
 	jsonOnce sync.Once
 	json     []byte
+}
+
+// Key returns the name of a line on every node, in every store and
+// across restarts: its Node and NodeID if it has a Node, its ID
+// otherwise. A line's JSON "id" is its key.
+func (e *Event) Key() LineKey {
+	if e.Node != "" {
+		return LineKey{Node: e.Node, ID: e.NodeID}
+	}
+	return LineKey{ID: e.ID}
 }
 
 // Line returns the event as the text protocol sends it: one or more lines,
@@ -142,7 +160,11 @@ func (e *Event) encodeJSON() []byte {
 		Addr: e.Addr,
 		Echo: e.Echo,
 	}
-	if e.ID != 0 {
+	if e.Kind == KindMessage || e.Kind == KindAction {
+		if k := e.Key(); !k.IsZero() {
+			w.ID = k.String()
+		}
+	} else if e.ID != 0 {
 		w.ID = strconv.FormatUint(e.ID, 10)
 	}
 	if !e.Time.IsZero() {

@@ -270,7 +270,7 @@ func lineCost(ev *Event) int64 {
 
 // jsonSizeBound returns at least the length of ev.JSON() for an event
 // with no Names or Events (a line): every field counted as present, the
-// ID and time at their longest, and every byte of its strings at 6, the
+// ID (its key: node, '-' and digits) and time at their longest, and every byte of its strings at 6, the
 // most encoding/json makes of one: <, > and & become \u003c, a control
 // character \u001b, a byte of invalid UTF-8 \ufffd. Plain text takes a
 // sixth of that: a bound that counts each byte once would let 4 KB of "<"
@@ -283,5 +283,5 @@ func jsonSizeBound(ev *Event) int {
 		id    = 20             // digits of the biggest uint64
 		when  = 39             // RFC 3339 with nanoseconds in UTC, for a year of up to 13 digits and a sign
 	)
-	return fixed + kind + id + when + 6*(len(ev.Room)+len(ev.From)+len(ev.To)+len(ev.Text)+len(ev.Addr))
+	return fixed + kind + len(ev.Node) + 1 + id + when + 6*(len(ev.Room)+len(ev.From)+len(ev.To)+len(ev.Text)+len(ev.Addr))
 }

@@ -118,7 +118,9 @@ func (c HubConfig) withDefaults() HubConfig {
 // block. Events from other nodes come in through [Hub.Deliver].
 //
 // A relay that also implements [Cluster] makes names, presence, private
-// messages and history span the nodes too.
+// messages and history span the nodes too. A relay that has a method
+// NodeID() string names this node: the hub names its lines with it (see
+// [Event.Key]).
 type Relay interface {
 	Publish(ev *Event)
 }
@@ -163,7 +165,8 @@ type Hub struct {
 	clients   int
 	transport map[string]int
 
-	nextID    atomic.Uint64 // event and client IDs
+	node      string        // this node's name in a cluster, the Node of its lines' keys; "" alone
+	nextID    atomic.Uint64 // the last event or client ID given (see newID)
 	histEpoch atomic.Uint64 // rooms whose synced is older take history from the cluster again
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
@@ -187,6 +190,9 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 		transport: make(map[string]int),
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
+	if n, ok := cfg.Relay.(interface{ NodeID() string }); ok {
+		h.node = n.NodeID()
+	}
 	h.histEpoch.Store(1)
 	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
@@ -221,7 +227,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c := &Client{
 		hub:       h,
 		member:    m,
-		id:        h.nextID.Add(1),
+		id:        h.newID(time.Now()),
 		addr:      info.Addr,
 		shown:     h.cfg.ShowAddresses.shows(info.Transport, info.Addr),
 		ip:        hostOf(info.Addr),
@@ -559,16 +565,17 @@ func (h *Hub) Rooms() []RoomInfo {
 // one sender's lines reaches each member as one queue entry, as a local
 // batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
+	now := time.Now()
 	for _, line := range ev.Events {
 		if line.ID == 0 {
-			line.ID = h.nextID.Add(1)
+			line.ID = h.newID(now)
 		}
 		if line.line == nil {
 			line.finish()
 		}
 	}
 	if ev.ID == 0 {
-		ev.ID = h.nextID.Add(1)
+		ev.ID = h.newID(now)
 	}
 	if ev.Addr != "" && h.cfg.ShowAddresses == ShowAddrsNone {
 		// The other node showed it; this one shows nobody's. It does not
@@ -643,9 +650,51 @@ func (h *Hub) CountSlowKick() { h.slowKicks.Add(1) }
 
 // stamp gives ev its ID and time and encodes it, ready to share.
 func (h *Hub) stamp(ev *Event) *Event {
-	ev.ID = h.nextID.Add(1)
 	ev.Time = time.Now()
+	ev.ID = h.newID(ev.Time)
 	return ev.finish()
+}
+
+// stampLine is stamp for a line said here: in a cluster it also names the
+// line with this node's name (see [Event.Key]), so that it has the same
+// name on every node and in the store.
+func (h *Hub) stampLine(ev *Event) *Event {
+	h.stamp(ev)
+	if h.node != "" {
+		ev.Node, ev.NodeID = h.node, ev.ID
+	}
+	return ev
+}
+
+// newID returns an event or client ID: the microseconds since the epoch
+// at now, or one more than the last ID given if that is not less. IDs
+// only grow, across restarts too (a restarted node starts from its
+// clock, past every ID it gave before, as long as the clock does not go
+// back by more than the node was down), so that a line's key (see
+// [LineKey]) is never given to another line, even by a node that keeps
+// its history on disk. A microsecond is finer than lines come: the ID is
+// the time it was given, give or take a few.
+func (h *Hub) newID(now time.Time) uint64 {
+	t := uint64(max(now.UnixMicro(), 0))
+	for {
+		last := h.nextID.Load()
+		id := max(last+1, t)
+		if h.nextID.CompareAndSwap(last, id) {
+			return id
+		}
+	}
+}
+
+// sawID makes every ID given from now on greater than id, an ID of this
+// node's read back from the store: a clock set back while the node was
+// down cannot make it give an ID twice.
+func (h *Hub) sawID(id uint64) {
+	for {
+		last := h.nextID.Load()
+		if last >= id || h.nextID.CompareAndSwap(last, id) {
+			return
+		}
+	}
 }
 
 // notice builds a one-member event of kind KindSystem or KindError.
