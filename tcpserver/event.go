@@ -150,7 +150,21 @@ type wireEvent struct {
 	Events []json.RawMessage `json:"events,omitempty"`
 }
 
+// wireHistory is the JSON form of a KindHistory: events and more are
+// always there, an empty page of scrollback and its end included.
+type wireHistory struct {
+	Type   string            `json:"type"`
+	ID     string            `json:"id,omitempty"`
+	Time   string            `json:"time,omitempty"`
+	Room   string            `json:"room"`
+	Events []json.RawMessage `json:"events"`
+	More   bool              `json:"more"`
+}
+
 func (e *Event) encodeJSON() []byte {
+	if e.Kind == KindHistory {
+		return e.encodeHistoryJSON()
+	}
 	w := wireEvent{
 		Type: e.Kind.String(),
 		Room: e.Room,
@@ -177,7 +191,7 @@ func (e *Event) encodeJSON() []byte {
 		}
 		w.Count = e.Count
 	}
-	if e.Kind == KindHistory || e.Kind == KindBatch {
+	if e.Kind == KindBatch {
 		w.Events = make([]json.RawMessage, len(e.Events))
 		for i, h := range e.Events {
 			w.Events[i] = h.JSON()
@@ -187,6 +201,24 @@ func (e *Event) encodeJSON() []byte {
 	if err != nil {
 		// Only strings, ints and already valid JSON go in, so this cannot
 		// happen; fall back to an error event rather than an empty frame.
+		return []byte(`{"type":"error","text":"cannot encode event"}`)
+	}
+	return b
+}
+
+func (e *Event) encodeHistoryJSON() []byte {
+	w := wireHistory{Type: e.Kind.String(), Room: e.Room, Events: make([]json.RawMessage, len(e.Events)), More: e.More}
+	if e.ID != 0 {
+		w.ID = strconv.FormatUint(e.ID, 10)
+	}
+	if !e.Time.IsZero() {
+		w.Time = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	for i, h := range e.Events {
+		w.Events[i] = h.JSON()
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
 		return []byte(`{"type":"error","text":"cannot encode event"}`)
 	}
 	return b
@@ -274,7 +306,13 @@ const historyEnd = noticePrefix + "end of history: "
 // now. Times are in UTC, as the JSON's are, and the notice says so: the
 // members of a room may be anywhere, and the server's own zone is only
 // where it happens to run.
+//
+// A history with no line (a scrollback that found none) is a notice that
+// there are no earlier lines.
 func (e *Event) appendHistory(b []byte) []byte {
+	if len(e.Events) == 0 && !e.More {
+		return append(b, noticePrefix+"no earlier lines\r\n"...)
+	}
 	now := e.Time
 	if now.IsZero() {
 		now = time.Now()

@@ -31,8 +31,9 @@ var (
 // once).
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
-	History       int     // lines of history a room keeps and replays on join; 20
-	HistoryMemory int64   // bytes the history of all rooms together may take; DefaultHistoryMemory
+	History       int     // lines of history replayed on join; 20
+	HistoryKeep   int     // lines a room keeps in the memory store, for scrollback (at least History); 10000
+	HistoryMemory int64   // bytes the lines of all rooms together may take in memory; DefaultHistoryMemory
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
@@ -69,6 +70,13 @@ type HubConfig struct {
 
 	// Relay, if set, carries room events to other nodes (see [Relay]).
 	Relay Relay
+
+	// Store, if set, keeps every room's lines (see [Store]); the hub then
+	// keeps only each room's last History lines in memory, to replay on
+	// join, and reads them from Store when it first needs them. If nil,
+	// the hub keeps HistoryKeep lines a room in memory, within
+	// HistoryMemory, for as long as the room is kept.
+	Store Store
 }
 
 func (c HubConfig) withDefaults() HubConfig {
@@ -81,6 +89,7 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.DefaultRoom = "lobby"
 	}
 	def(&c.History, 20)
+	def(&c.HistoryKeep, 10000)
 	if c.HistoryMemory == 0 {
 		c.HistoryMemory = DefaultHistoryMemory
 	}
@@ -151,7 +160,14 @@ type Hub struct {
 	log     *slog.Logger
 	logs    *LogThrottle // members cut off: at most a line per kind per LogEvery
 	cluster Cluster      // cfg.Relay, if it is one; nil on a single node
-	hist    *historyStore
+
+	// store keeps the rooms' lines: cfg.Store, or else hist. hist keeps
+	// them in memory, each room's as its roomHistory: every line a room
+	// keeps when it is the store, its last History lines (what a join
+	// replays) when cfg.Store is another, which is then read once a
+	// room, outside the room's lock, to fill it (see hydrate).
+	store Store
+	hist  *memStore
 
 	// lobby is the default room. It is made with the hub, is in rooms
 	// without counting against MaxRooms, and is never forgotten: a member
@@ -194,7 +210,17 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 		h.node = n.NodeID()
 	}
 	h.histEpoch.Store(1)
-	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
+	if cfg.Store == nil {
+		keep := 0
+		if h.cfg.History > 0 {
+			keep = max(h.cfg.History, h.cfg.HistoryKeep)
+		}
+		h.hist = newMemStore(keep, h.cfg.HistoryMemory, true)
+		h.store = h.hist
+	} else {
+		h.hist = newMemStore(max(h.cfg.History, 0), h.cfg.HistoryMemory, false)
+		h.store = cfg.Store
+	}
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
 	return h
@@ -238,6 +264,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
 	c.changes.tokens = float64(h.cfg.ChangeBurst)
+	c.scroll.rate.tokens = historyBurst
 	var notices []string
 
 	name := info.Nick
@@ -263,14 +290,17 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		}
 	}
 	asked := name
-	if h.cluster != nil {
-		// Asking the other nodes takes a round trip: not under the lock.
+	if h.cluster != nil || h.cfg.Store != nil {
+		// Asking the other nodes, or the store, takes a round trip: not
+		// under the lock.
 		h.mu.Unlock()
 		want := h.cfg.DefaultRoom
 		if rn, err := RoomName(info.Room); info.Room != "" && err == nil {
 			want = rn
 		}
-		name, notices = h.claimForConnect(name, want, notices)
+		if h.cluster != nil {
+			name, notices = h.claimForConnect(name, want, notices)
+		}
 		h.hydrate(want)
 		h.mu.Lock()
 	}
@@ -421,7 +451,7 @@ func (h *Hub) forgetLocked(r *Room) {
 }
 
 // trimHistory keeps the rooms' history within HistoryMemory (see
-// historyStore), and forgets the rooms it left empty and idle. Its caller
+// memStore), and forgets the rooms it left empty and idle. Its caller
 // holds no lock: it is called after each line is kept, and costs an
 // atomic load when there is nothing to trim.
 func (h *Hub) trimHistory() {
