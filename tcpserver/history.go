@@ -162,7 +162,7 @@ type roomHistory struct {
 	start   int        // the oldest line's index in ring
 	n       int        // lines kept
 	first   uint64     // the number of the oldest line kept
-	index   []uint64   // a keyed store's: the lines' numbers by key (see find)
+	index   []uint64   // a keyed store's: the lines' numbers by key (see findLocked)
 	earlier bool       // lines earlier than the oldest kept are kept elsewhere (a cache's store has them)
 	active  uint64     // the newest ID added: the trim empties the lowest first
 	closed  bool       // the room is gone: nothing more is kept
