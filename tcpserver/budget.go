@@ -29,8 +29,8 @@ type roomBudget struct {
 	last       time.Time // when the buckets were last brought up to date; zero: full
 }
 
-// jsonEnvelope is about what a line's JSON takes besides its text, room
-// and sender: its type, ID, time and field names.
+// jsonEnvelope is about what a line's JSON takes besides its text, room,
+// sender and ID (see keyLen): its type, time and field names.
 const jsonEnvelope = 100
 
 // lineBytes is the most one member may be sent for a line: its text
@@ -49,7 +49,17 @@ func lineBytes(ev *Event) int {
 			extra++
 		}
 	}
-	return max(len(ev.line), jsonEnvelope+len(ev.Room)+len(ev.From)+len(ev.Text)+extra)
+	return max(len(ev.line), jsonEnvelope+keyLen(ev)+len(ev.Room)+len(ev.From)+len(ev.Text)+extra)
+}
+
+// keyLen is the length of a line's JSON id, its [LineKey] as text: some
+// 16 digits of a time-based ID, after the node's name in a cluster.
+func keyLen(ev *Event) int {
+	n := 20 // the most digits a uint64 takes
+	if ev.Node != "" {
+		n += len(ev.Node) + 1
+	}
+	return n
 }
 
 // budgetRates are the hub's, a rate of 0 or less meaning no bound.
