@@ -83,6 +83,10 @@ type wsConn struct {
 // Send queues ev (see [tcpserver.Outbox.Send]).
 func (c *wsConn) Send(ev *tcpserver.Event) { c.out.Send(ev) }
 
+// QueueBound returns the bytes its queue may hold (see
+// [tcpserver.QueueBounded]).
+func (c *wsConn) QueueBound() int { return c.out.Bound() }
+
 // TrySend queues ev if there is room for it (see
 // [tcpserver.Outbox.TrySend]).
 func (c *wsConn) TrySend(ev *tcpserver.Event) bool { return c.out.TrySend(ev) }

@@ -90,6 +90,10 @@ func (o *Outbox) Init(hub *Hub, limit, maxBytes int, sink Sink) {
 	o.hub, o.limit, o.maxBytes, o.sink = hub, limit, maxBytes, sink
 }
 
+// Bound returns the most bytes o lets wait (0 or less: no bound), for
+// [QueueBounded].
+func (o *Outbox) Bound() int { return o.maxBytes }
+
 // Send queues ev; see [Member].
 func (o *Outbox) Send(ev *Event) {
 	o.mu.Lock()

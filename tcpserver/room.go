@@ -124,6 +124,9 @@ func (r *Room) replayLocked(c *Client) ([]*Event, bool) {
 		return nil, false
 	}
 	lines, more := r.hist.last(h.cfg.History)
+	if kept, cut := fitQueue(c.member, lines); cut {
+		lines, more = kept, true
+	}
 	shown := lines
 	if l := c.ignored.Load(); l != nil && len(shown) > 0 {
 		shown = l.visible(shown)

@@ -97,6 +97,9 @@ func (c *Client) history(arg string) {
 	if len(lines) > limit {
 		lines = lines[len(lines)-limit:]
 	}
+	if kept, cut := fitQueue(c.member, lines); cut {
+		lines, more = kept, true
+	}
 	shown := lines[:0:0]
 	for _, ev := range lines {
 		if ev.Room == r.name && (ev.Kind == KindMessage || ev.Kind == KindAction) {

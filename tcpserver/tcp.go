@@ -194,6 +194,9 @@ type tcpConn struct {
 // Send queues ev (see [Outbox.Send]).
 func (c *tcpConn) Send(ev *Event) { c.out.Send(ev) }
 
+// QueueBound returns the bytes its queue may hold (see [QueueBounded]).
+func (c *tcpConn) QueueBound() int { return c.out.Bound() }
+
 // TrySend queues ev if there is room for it (see [Outbox.TrySend]).
 func (c *tcpConn) TrySend(ev *Event) bool { return c.out.TrySend(ev) }
 

@@ -576,3 +576,49 @@ func TestShutdownWhileAccepting(t *testing.T) {
 		}
 	}
 }
+
+// History a member is sent, at join or by /history, keeps to half of its
+// queue in bytes: a room's lines bigger than --queue-bytes must not cut
+// off every newcomer as too slow, nor whoever scrolls back.
+func TestHistoryKeepsToHalfTheQueue(t *testing.T) {
+	ts := startServer(t, HubConfig{Rate: -1, MaxLine: 1000, History: 50, AnnounceDelay: -1},
+		Config{QueueBytes: 16000, WriteTimeout: time.Minute})
+	sender, reader := ts.dial(t), ts.dial(t)
+	line := strings.Repeat("x", 990)
+	for i := range 60 {
+		sender.send(fmt.Sprintf("%03d %s", i, line))
+		reader.expect(fmt.Sprintf("%03d ", i))
+	}
+	c := ts.dialRaw(t)
+	c.expect("Welcome to chatbridge")
+	var got []string
+	for {
+		l := c.readLine()
+		if strings.Contains(l, "end of history") {
+			break
+		}
+		got = append(got, l)
+	}
+	// Half of 16000 bytes is 7 lines of about 1,030 bytes and more.
+	if len(got) == 0 || len(got) > 8 || !strings.Contains(got[len(got)-1], "059 ") {
+		t.Fatalf("join replayed %d lines, the last %.20q; want the newest few, up to 059", len(got), got[len(got)-1:])
+	}
+	c.expect(" in lobby: ")
+	c.send("/history 200")
+	var back []string
+	for {
+		l := c.readLine()
+		if strings.Contains(l, "end of history") {
+			break
+		}
+		back = append(back, l)
+	}
+	if len(back) == 0 || len(back) > 8 {
+		t.Fatalf("/history 200 showed %d lines; want a few, within half the queue", len(back))
+	}
+	c.send("still here")
+	reader.expect("> still here")
+	if st := ts.hub.Stats(); st.SlowKicks != 0 {
+		t.Fatalf("%d members cut off as too slow", st.SlowKicks)
+	}
+}

@@ -326,6 +326,10 @@ func (ss *session) closeNow() { ss.nc.Close() }
 // Send queues ev (see [tcpserver.Outbox.Send]).
 func (ss *session) Send(ev *tcpserver.Event) { ss.out.Send(ev) }
 
+// QueueBound returns the bytes its queue may hold (see
+// [tcpserver.QueueBounded]).
+func (ss *session) QueueBound() int { return ss.out.Bound() }
+
 // TrySend queues ev if there is room for it (see
 // [tcpserver.Outbox.TrySend]): a private message others send the member
 // never cuts it off.
