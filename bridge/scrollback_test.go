@@ -1,0 +1,262 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
+)
+
+// The page's scrollback: "Load earlier" and scrolling to the top.
+
+// scrollJS gives the tests a look at the transcript as the reader sees it.
+const scrollJS = `window.cb = {
+	t: document.getElementById("transcript"),
+	// first is the first line in view (a day divider is not one): its
+	// text and how far below the transcript's top it is.
+	first: function () {
+		var top = cb.t.getBoundingClientRect().top;
+		var lines = cb.t.querySelectorAll(".line:not(.day)");
+		for (var i = 0; i < lines.length; i++) {
+			var r = lines[i].getBoundingClientRect();
+			if (r.bottom > top) return {text: lines[i].textContent, top: r.top - top};
+		}
+		return null;
+	},
+	// at is where the line of text is now, as first measures it.
+	at: function (text) {
+		var lines = cb.t.querySelectorAll(".line");
+		for (var i = 0; i < lines.length; i++) {
+			if (lines[i].textContent === text) return lines[i].getBoundingClientRect().top - cb.t.getBoundingClientRect().top;
+		}
+		return -1e9;
+	},
+	// old is the text of every line "old line N", in order.
+	old: function () {
+		return Array.from(cb.t.querySelectorAll(".line .text")).map(function (e) { return e.textContent; })
+			.filter(function (s) { return /^old line \d+$/.test(s); });
+	},
+	up: function () { cb.t.scrollTop = 0; cb.t.dispatchEvent(new Event("scroll")); return true; },
+};
+true`
+
+// firstLine is what cb.first returns.
+type firstLine struct {
+	Text string  `json:"text"`
+	Top  float64 `json:"top"`
+}
+
+// stays checks that the line first in view before is where it was (the
+// lines that came above it may now show above it).
+func stays(t *testing.T, ctx context.Context, before firstLine, what string) {
+	t.Helper()
+	var now float64
+	if err := chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf(`cb.at(%q)`, before.Text), &now)); err != nil {
+		t.Fatal(err)
+	}
+	if d := now - before.Top; d > 1 || d < -1 {
+		t.Fatalf("%s: the line first in view (%q at %.1f px) is now at %.1f px", what, before.Text, before.Top, now)
+	}
+}
+
+// checkOld checks that the transcript shows old lines from..to, in order,
+// each once.
+func checkOld(t *testing.T, ctx context.Context, from, to int) {
+	t.Helper()
+	var got []string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.old()`, &got)); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i := from; i <= to; i++ {
+		want = append(want, fmt.Sprintf("old line %d", i))
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the transcript shows %d old lines, want %d..%d in order, once each:\n%q", len(got), from, to, got)
+	}
+}
+
+// axeClean runs axe-core on the page as it is, when AXE_CORE_JS names it
+// (under CI TestBrowserAccessibility makes sure it does), and fails on
+// anything it finds.
+func axeClean(t *testing.T, ctx context.Context, what string) {
+	t.Helper()
+	if os.Getenv("AXE_CORE_JS") == "" {
+		return
+	}
+	for _, v := range runAxe(t, ctx, axeSource(t)) {
+		t.Errorf("%s: %s (%s): %s\n\t%s", what, v.ID, v.Impact, v.Help, strings.Join(v.Nodes, "\n\t"))
+	}
+}
+
+// historyRequest is what the page asks the server for.
+type historyRequest struct {
+	Type   string `json:"type"`
+	Before string `json:"before"`
+	Limit  int    `json:"limit"`
+}
+
+// The page asks for one page at a time, whatever the reader does; an
+// error is shown where it was asked, not as a line of the chat, and only
+// the reader asks again (scrolling up does not); lines come above without
+// moving the one first in view, in order, and at the start a note
+// replaces the button. The server here is a fake one that answers as the
+// reader's server would, or with an error when the test says.
+func TestBrowserLoadEarlierOneAtATime(t *testing.T) {
+	const n = 200
+	base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+	line := func(i int) string {
+		return fmt.Sprintf(`{"type":"message","id":"%d","time":%q,"room":"lobby","from":"bob-%d","text":"old line %d"}`,
+			i, base.Add(time.Duration(i)*time.Minute).UTC().Format(time.RFC3339Nano), i%3, i)
+	}
+	lines := func(from, to int) string {
+		var b []string
+		for i := from; i <= to; i++ {
+			b = append(b, line(i))
+		}
+		return strings.Join(b, ",")
+	}
+	asked := make(chan historyRequest, 10)
+	answer := make(chan string)
+	url, _ := fakeChat(t, func(ctx context.Context, c *websocket.Conn) {
+		for _, f := range []string{
+			helloJSON("lobby", "ada"),
+			`{"type":"history","room":"lobby","more":true,"events":[` + lines(n-19, n) + `]}`,
+			`{"type":"presence","room":"lobby","names":["ada"],"count":1}`,
+		} {
+			if write(ctx, c, f) != nil {
+				return
+			}
+		}
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			var r historyRequest
+			if json.Unmarshal(b, &r) != nil || r.Type != "history" {
+				continue
+			}
+			asked <- r
+			select {
+			case a := <-answer:
+				if write(ctx, c, a) != nil {
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	next := func() historyRequest {
+		t.Helper()
+		select {
+		case r := <-asked:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("the page asked for no earlier lines")
+		}
+		return historyRequest{}
+	}
+
+	ctx := browser(t)
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(url+"/?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 200"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Evaluate(scrollJS, nil),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkOld(t, ctx, 181, 200)
+	var first string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelector('[role="log"] button, [role="log"] a, [role="log"] [tabindex]').id`, &first)); err != nil {
+		t.Fatal(err)
+	}
+	if first != "earlier" {
+		t.Errorf("the first control in the log is #%s, want the Load earlier button", first)
+	}
+	axeClean(t, ctx, "with the button")
+
+	// Two clicks and a scroll to the top, one request.
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.t.scrollTop = cb.t.scrollHeight; cb.t.dispatchEvent(new Event("scroll"));
+		var b = document.getElementById("earlier"); b.click(); b.click(); cb.up()`, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(); r.Before != "181" || r.Limit != 50 {
+		t.Fatalf("the page asked for %+v, want 50 before 181", r)
+	}
+	answer <- `{"type":"error","text":"too many history requests: wait a moment"}`
+	var note, button string
+	var errorLines int
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#earlier-note.failed`, chromedp.ByQuery),
+		chromedp.Text(`#earlier-note`, &note, chromedp.ByQuery),
+		chromedp.Evaluate(`document.querySelectorAll('[role="log"] .line.error').length`, &errorLines),
+		// Scrolling up after a failure does not ask again.
+		chromedp.Evaluate(`cb.up()`, nil),
+		chromedp.Text(`#earlier`, &button, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(note, "too many history requests") || errorLines != 0 || button != "Try again" {
+		t.Fatalf("after an error: note %q, %d error lines in the chat, button %q", note, errorLines, button)
+	}
+	axeClean(t, ctx, "after an error")
+
+	// The reader tries again.
+	var before firstLine
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`cb.first()`, &before),
+		chromedp.Click(`#earlier`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(); r.Before != "181" {
+		t.Fatalf("try again asked for %+v", r)
+	}
+	answer <- `{"type":"history","room":"lobby","more":true,"events":[` + lines(131, 180) + `]}`
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 131"]`, chromedp.BySearch)); err != nil {
+		t.Fatal(err)
+	}
+	stays(t, ctx, before, "after a click")
+	checkOld(t, ctx, 131, 200)
+
+	// Scrolling to the top asks for the next page: the one before the
+	// oldest line now shown (a second request from the clicks and the
+	// scroll would have asked before 181 again).
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.up()`, nil), chromedp.Evaluate(`cb.first()`, &before)); err != nil {
+		t.Fatal(err)
+	}
+	if r := next(); r.Before != "131" {
+		t.Fatalf("scrolling to the top asked for %+v, want before 131", r)
+	}
+	answer <- `{"type":"history","room":"lobby","more":false,"events":[` + lines(101, 130) + `]}`
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 101"]`, chromedp.BySearch),
+		chromedp.WaitNotVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Text(`#earlier-note`, &note, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	stays(t, ctx, before, "after scrolling to the top")
+	checkOld(t, ctx, 101, 200)
+	if !strings.Contains(note, "start of #lobby") {
+		t.Fatalf("at the start: note %q", note)
+	}
+	var status string
+	if err := chromedp.Run(ctx, chromedp.Text(`#earlier-status`, &status, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	if status != "Loaded 30 earlier messages. This is the start of #lobby." {
+		t.Errorf("said to a screen reader: %q", status)
+	}
+	axeClean(t, ctx, "at the start")
+}
