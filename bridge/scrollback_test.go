@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 )
@@ -259,4 +260,168 @@ func TestBrowserLoadEarlierOneAtATime(t *testing.T) {
 		t.Errorf("said to a screen reader: %q", status)
 	}
 	axeClean(t, ctx, "at the start")
+}
+
+// dayJS lists the lines named in the tests ("old line N", "live line
+// N"), in order, each after "day D" if a day divider (saying D) stands
+// between it and the named line before it; and it checks that each
+// divider names, in the reader's words, the day of the line below it.
+const dayJS = `(function () {
+	var fmt = new Intl.DateTimeFormat([], {weekday: "long", day: "numeric", month: "long"});
+	var out = [], bad = [], day = "";
+	var lines = Array.from(document.querySelectorAll('[role="log"] .line'));
+	lines.forEach(function (e, i) {
+		if (e.classList.contains("day")) {
+			var next = lines.slice(i + 1).find(function (l) { return l.querySelector("time"); });
+			var want = next ? fmt.format(new Date(next.querySelector("time").dateTime)) : "(nothing below)";
+			if (e.textContent !== want) bad.push(e.textContent + " above a line of " + want);
+			day = e.textContent;
+			return;
+		}
+		var t = e.querySelector(".text");
+		if (!t || !/^(old|live) line \d+$/.test(t.textContent)) return;
+		if (day) out.push("day " + day);
+		out.push(t.textContent);
+		day = "";
+	});
+	return {seq: out, bad: bad};
+})()`
+
+// daySeq is what dayJS returns.
+type daySeq struct {
+	Seq []string `json:"seq"`
+	Bad []string `json:"bad"`
+}
+
+// checkDays checks that the transcript has a day divider before the first
+// of lines and wherever the day, in zone, changes between two of them,
+// and nowhere else among them; each divider names its day.
+func checkDays(t *testing.T, ctx context.Context, lines []string, times []time.Time, zone *time.Location) {
+	t.Helper()
+	var got daySeq
+	if err := chromedp.Run(ctx, chromedp.Evaluate(dayJS, &got)); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, l := range lines {
+		if i == 0 || times[i].In(zone).YearDay() != times[i-1].In(zone).YearDay() {
+			want = append(want, "day")
+		}
+		want = append(want, l)
+	}
+	var seq []string
+	for i, s := range got.Seq {
+		if day, ok := strings.CutPrefix(s, "day "); ok {
+			// The divider says the day of the month of the line below it.
+			if i+1 < len(got.Seq) {
+				if k := slices.Index(lines, got.Seq[i+1]); k >= 0 && !strings.Contains(day, fmt.Sprint(times[k].In(zone).Day())) {
+					t.Errorf("divider %q above %q, said on day %d in %s", day, got.Seq[i+1], times[k].In(zone).Day(), zone)
+				}
+			}
+			s = "day"
+		}
+		seq = append(seq, s)
+	}
+	if !slices.Equal(seq, want) || len(got.Bad) > 0 {
+		t.Fatalf("days and lines:\n got %q\nwant %q\n%q", seq, want, got.Bad)
+	}
+}
+
+// In the embed too: a day divider wherever the day changes between two
+// lines, in the reader's zone (Tokyo here, where the days change at 15:00
+// UTC), in the history, in a page of earlier lines, and before a live line
+// of today; and only one where a page of earlier lines meets lines of the
+// same day below it.
+func TestBrowserDayDividersInTheReadersZone(t *testing.T) {
+	tokyo := time.FixedZone("Tokyo", 9*3600) // no summer time there
+	// Three days ago at 14:30 UTC, 23:30 in Tokyo.
+	base := time.Now().UTC().Truncate(24 * time.Hour).Add(-3*24*time.Hour + 14*time.Hour + 30*time.Minute)
+	var names []string
+	var times []time.Time
+	for i := 1; i <= 20; i++ {
+		at := base.Add(time.Duration(i) * time.Minute) // 1-5: 23:31-23:35 in Tokyo
+		if i > 5 {
+			at = at.Add(40 * time.Minute) // 6-10: 00:16-00:20, the next day
+		}
+		if i > 10 {
+			at = at.Add(24 * time.Hour) // 11-20: 00:21-00:30, the day after that
+		}
+		names = append(names, fmt.Sprintf("old line %d", i))
+		times = append(times, at)
+	}
+	event := func(i int) string {
+		return fmt.Sprintf(`{"type":"message","id":"%d","time":%q,"room":"lobby","from":"bob","text":%q}`,
+			i+1, times[i].Format(time.RFC3339Nano), names[i])
+	}
+	lines := func(from, to int) string {
+		var b []string
+		for i := from; i <= to; i++ {
+			b = append(b, event(i))
+		}
+		return strings.Join(b, ",")
+	}
+	live := make(chan string)
+	url, _ := fakeChat(t, func(ctx context.Context, c *websocket.Conn) {
+		for _, f := range []string{
+			helloJSON("lobby", "ada"),
+			`{"type":"history","room":"lobby","more":true,"events":[` + lines(8, 19) + `]}`,
+			`{"type":"presence","room":"lobby","names":["ada"],"count":1}`,
+		} {
+			if write(ctx, c, f) != nil {
+				return
+			}
+		}
+		go func() {
+			for {
+				select {
+				case l := <-live:
+					if write(ctx, c, l) != nil {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			var r historyRequest
+			if json.Unmarshal(b, &r) == nil && r.Type == "history" && r.Before == "9" {
+				if write(ctx, c, `{"type":"history","room":"lobby","more":false,"events":[`+lines(0, 7)+`]}`) != nil {
+					return
+				}
+			}
+		}
+	})
+	ctx := browser(t)
+	if err := chromedp.Run(ctx,
+		emulation.SetTimezoneOverride("Asia/Tokyo"),
+		chromedp.Navigate(url+"/embed?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 20"]`, chromedp.BySearch),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkDays(t, ctx, names[8:], times[8:], tokyo)
+	if err := chromedp.Run(ctx,
+		chromedp.Click(`#earlier`, chromedp.ByQuery),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 1"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`#earlier-note`, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkDays(t, ctx, names, times, tokyo)
+	for i := range 2 {
+		now := time.Now()
+		live <- fmt.Sprintf(`{"type":"message","id":"%d","time":%q,"room":"lobby","from":"bob","text":"live line %d"}`,
+			100+i, now.UTC().Format(time.RFC3339Nano), i)
+		names = append(names, fmt.Sprintf("live line %d", i))
+		times = append(times, now)
+	}
+	if err := chromedp.Run(ctx, chromedp.WaitVisible(`//*[@role="log"]//*[text()="live line 1"]`, chromedp.BySearch)); err != nil {
+		t.Fatal(err)
+	}
+	checkDays(t, ctx, names, times, tokyo)
 }
