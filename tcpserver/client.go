@@ -57,6 +57,7 @@ type Client struct {
 	changes  tokenBucket // name and room changes it may make now
 	holding  bool        // Hold is in force: room lines wait in held for Flush
 	held     []*Event    // lines said while holding
+	scroll   scrollback  // what /history has to go back from
 }
 
 // Name returns the member's current name.
@@ -197,7 +198,7 @@ func (c *Client) say(k Kind, text string) {
 	if !c.visible.Load() {
 		r.show(c) // a newcomer who speaks is announced first
 	}
-	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
+	ev := c.hub.stampLine(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
 		return
@@ -233,6 +234,8 @@ func (c *Client) command(name, arg string) {
 		c.ignore(arg)
 	case "unignore":
 		c.unignore(arg)
+	case "history":
+		c.history(arg)
 	case "help":
 		for line := range strings.Lines(helpText) {
 			c.send(KindSystem, strings.TrimRight(line, "\n"))
