@@ -7,12 +7,15 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
+
+	"chatbridge/tcpserver"
 )
 
 // The page's scrollback: "Load earlier" and scrolling to the top.
@@ -424,4 +427,48 @@ func TestBrowserDayDividersInTheReadersZone(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkDays(t, ctx, names, times, tokyo)
+}
+
+// pastStore is a Store of one room's lines said before the test began,
+// with their times, and of the lines the hub appends; it counts the pages
+// of scrollback it is asked for.
+type pastStore struct {
+	mu    sync.Mutex
+	lines []*tcpserver.Event // oldest first
+	pages int                // reads before a line
+}
+
+func (s *pastStore) Append(ev *tcpserver.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines = append(s.lines, ev)
+}
+
+func (s *pastStore) Lines(_ context.Context, room string, before tcpserver.LineKey, limit int) ([]*tcpserver.Event, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var in []*tcpserver.Event
+	for _, ev := range s.lines {
+		if ev.Room == room {
+			in = append(in, ev)
+		}
+	}
+	end := len(in)
+	if !before.IsZero() {
+		s.pages++
+		end = slices.IndexFunc(in, func(ev *tcpserver.Event) bool { return ev.Key() == before })
+		if end < 0 {
+			return nil, false, tcpserver.ErrUnknownLine
+		}
+	}
+	start := max(0, end-limit)
+	return slices.Clone(in[start:end]), start > 0, nil
+}
+
+func (s *pastStore) Close(context.Context) error { return nil }
+
+func (s *pastStore) pagesRead() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pages
 }
