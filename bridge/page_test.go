@@ -942,7 +942,7 @@ func TestMultiLineMessageIsOneBatch(t *testing.T) {
 func TestBrowserScreenshots(t *testing.T) {
 	// Yesterday in the room, and two lines before that for "Load
 	// earlier" to fetch.
-	yesterday := time.Now().UTC().Truncate(24*time.Hour).Add(-24*time.Hour + 15*time.Hour)
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24*time.Hour + 15*time.Hour)
 	store := &pastStore{}
 	for i, l := range [][2]string{
 		{"cleo", "morning all"}, {"cleo", "is there a channel for the SDK?"},
