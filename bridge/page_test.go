@@ -936,9 +936,10 @@ func TestMultiLineMessageIsOneBatch(t *testing.T) {
 
 // TestBrowserScreenshots makes the README's pictures of a conversation
 // (CHATBRIDGE_SHOTS=$PWD/web/shots go test -run TestBrowserScreenshots
-// ./bridge), checking on the way what each shows: the desktop page with
-// the room beside the transcript, a phone where the transcript has most
-// of the screen, the dark scheme, and the launcher open on a docs page.
+// ./bridge), checking on the way what each shows: the page just after
+// joining a room with yesterday's lines, the desktop page with the room
+// beside the transcript, a phone where the transcript has most of the
+// screen, the dark scheme, and the launcher open on a docs page.
 func TestBrowserScreenshots(t *testing.T) {
 	// Yesterday in the room, and two lines before that for "Load
 	// earlier" to fetch.

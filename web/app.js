@@ -194,6 +194,12 @@
     var wasOnline = state.online;
     state.online = false;
     setStale(true);
+    if (state.loading) {
+      // Its answer went with the connection; the outage line says why.
+      clearTimeout(state.loading.timer);
+      state.loading = null;
+    }
+    updateEarlier();
     if (e.code === 1000 && e.reason === "bye") {
       state.quit = true;
       setStatus("offline", "You left the chat");
