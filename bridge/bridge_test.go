@@ -193,7 +193,7 @@ func (w *wsClient) expect(want string) string {
 
 type event struct {
 	Type, ID, Time, Room, From, To, Text string
-	Echo                                 bool
+	Echo, More                           bool
 	Names                                []string
 	Count                                int
 	Events                               []event
