@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/coder/websocket"
 
 	"chatbridge/tcpserver"
@@ -47,7 +48,15 @@ const scrollJS = `window.cb = {
 		return Array.from(cb.t.querySelectorAll(".line .text")).map(function (e) { return e.textContent; })
 			.filter(function (s) { return /^old line \d+$/.test(s); });
 	},
-	up: function () { cb.t.scrollTop = 0; cb.t.dispatchEvent(new Event("scroll")); return true; },
+	// up scrolls to the top and returns the line first in view there,
+	// before the scroll event that asks for earlier lines (in one task:
+	// their answer cannot come in between).
+	up: function () {
+		cb.t.scrollTop = 0;
+		var f = cb.first();
+		cb.t.dispatchEvent(new Event("scroll"));
+		return f;
+	},
 };
 true`
 
@@ -236,7 +245,7 @@ func TestBrowserLoadEarlierOneAtATime(t *testing.T) {
 	// Scrolling to the top asks for the next page: the one before the
 	// oldest line now shown (a second request from the clicks and the
 	// scroll would have asked before 181 again).
-	if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.up()`, nil), chromedp.Evaluate(`cb.first()`, &before)); err != nil {
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.up()`, &before)); err != nil {
 		t.Fatal(err)
 	}
 	if r := next(); r.Before != "131" {
@@ -471,4 +480,105 @@ func (s *pastStore) pagesRead() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pages
+}
+
+// Scrollback over a real server, on the page and in the embed: a room of
+// 130 lines, said over three days (in the reader's zone, Tokyo), replays
+// its last 20 on join; "Load earlier" and then scrolling to the top bring
+// the rest above, page by page, in order, each line once, without moving
+// the line first in view, a request at a time; at the start a note says
+// so; a day divider stands wherever the day changes; axe-core finds
+// nothing.
+func TestBrowserScrollback(t *testing.T) {
+	const n = 130
+	tokyo := time.FixedZone("Tokyo", 9*3600)
+	// Three days ago at 14:00 UTC, 23:00 in Tokyo: lines 0-59 are said
+	// that day there, 60-69 the next, 70-129 the day after.
+	base := time.Now().UTC().Truncate(24 * time.Hour).Add(-3*24*time.Hour + 14*time.Hour)
+	store := &pastStore{}
+	var names []string
+	var times []time.Time
+	for i := range n {
+		at := base.Add(time.Duration(i) * time.Minute)
+		if i >= 70 {
+			at = at.Add(24 * time.Hour)
+		}
+		names = append(names, fmt.Sprintf("old line %d", i))
+		times = append(times, at)
+		// IDs as the hub gives them: microseconds since the epoch.
+		store.lines = append(store.lines, &tcpserver.Event{ID: uint64(at.UnixMicro()), Kind: tcpserver.KindMessage,
+			Time: at, Room: "lobby", From: fmt.Sprintf("user-%d", i%4), Text: names[i]})
+	}
+	st := start(t, tcpserver.HubConfig{Store: store}, Config{})
+	ctx := browser(t)
+	if err := chromedp.Run(ctx,
+		emulation.SetTimezoneOverride("Asia/Tokyo"),
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 129"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Evaluate(scrollJS, nil),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkOld(t, ctx, 110, 129)
+	axeClean(t, ctx, "with the button")
+
+	// load brings the page before the oldest line shown: js returns the
+	// line first in view and may ask for the page; act, if any, asks for
+	// it. The line first in view must stay where it was.
+	load := func(js string, act chromedp.Action, oldest int, what string) {
+		t.Helper()
+		var before firstLine
+		if act == nil {
+			act = chromedp.Tasks{}
+		}
+		if err := chromedp.Run(ctx,
+			chromedp.Evaluate(js, &before),
+			act,
+			chromedp.WaitVisible(fmt.Sprintf(`//*[@role="log"]//*[text()="old line %d"]`, oldest), chromedp.BySearch),
+		); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		stays(t, ctx, before, what)
+		checkOld(t, ctx, oldest, n-1)
+	}
+	// The button, from the keyboard, where the reader is (a click would
+	// first scroll to it, and scrolling up loads by itself).
+	focus := `document.getElementById("earlier").focus({preventScroll: true}), cb.first()`
+	load(focus, chromedp.KeyEvent(kb.Enter), 60, "Load earlier")
+	load(`cb.up()`, nil, 10, "scrolling to the top")
+	load(`cb.up()`, nil, 0, "scrolling to the top again")
+	var note string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitNotVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Text(`#earlier-note`, &note, chromedp.ByQuery),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(note, "start of #lobby") {
+		t.Errorf("at the start: note %q", note)
+	}
+	if p := store.pagesRead(); p != 3 {
+		t.Errorf("the store was asked for %d pages of scrollback, want 3", p)
+	}
+	// A line of today, said now, below them all.
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys(`[name="message"]`, "live line 0\r", chromedp.ByQuery),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="live line 0"]`, chromedp.BySearch),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkDays(t, ctx, append(names, "live line 0"), append(times, time.Now()), tokyo)
+	axeClean(t, ctx, "at the start")
+
+	// The embed: the same.
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/embed?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="live line 0"]`, chromedp.BySearch),
+		chromedp.Evaluate(scrollJS, nil),
+	); err != nil {
+		t.Fatal(err)
+	}
+	load(focus, chromedp.KeyEvent(kb.Enter), 61, "Load earlier in the embed")
+	axeClean(t, ctx, "the embed")
 }
