@@ -582,3 +582,59 @@ func TestBrowserScrollback(t *testing.T) {
 	load(focus, chromedp.KeyEvent(kb.Enter), 61, "Load earlier in the embed")
 	axeClean(t, ctx, "the embed")
 }
+
+// A reader scrolling up fast is not refused: the page keeps to the
+// server's rate for earlier lines (5 at once, then one every 2 s) by
+// waiting. And /history typed in the page brings its lines above, and
+// says so where it was typed.
+func TestBrowserScrollbackKeepsToTheRate(t *testing.T) {
+	const n = 400
+	base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+	store := &pastStore{}
+	for i := range n {
+		at := base.Add(time.Duration(i) * time.Second)
+		store.lines = append(store.lines, &tcpserver.Event{ID: uint64(at.UnixMicro()), Kind: tcpserver.KindMessage,
+			Time: at, Room: "lobby", From: fmt.Sprintf("user-%d", i%4), Text: fmt.Sprintf("old line %d", i)})
+	}
+	st := start(t, tcpserver.HubConfig{Store: store}, Config{})
+	ctx := browser(t)
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 399"]`, chromedp.BySearch),
+		chromedp.WaitVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Evaluate(scrollJS, nil),
+		chromedp.SendKeys(`[name="message"]`, "/history\r", chromedp.ByQuery),
+		chromedp.WaitVisible(`//*[@role="log"]//*[contains(text(), "Loaded 50 earlier messages. They are above.")]`, chromedp.BySearch),
+	); err != nil {
+		t.Fatal(err)
+	}
+	checkOld(t, ctx, 330, n-1)
+	// arrived waits for old line i, or fails at once if the page says it
+	// could not load.
+	arrived := func(i int) {
+		t.Helper()
+		var got string
+		err := chromedp.Run(ctx, chromedp.Poll(fmt.Sprintf(`(function () {
+			var failed = document.querySelector("#earlier-note.failed");
+			if (failed) return "failed: " + failed.textContent;
+			return cb.old()[0] === "old line %d" ? "ok" : false;
+		})()`, i), &got, chromedp.WithPollingTimeout(20*time.Second)))
+		if err != nil || got != "ok" {
+			t.Fatalf("waiting for old line %d: %q %v", i, got, err)
+		}
+	}
+	for oldest := 280; ; oldest -= 50 {
+		oldest = max(oldest, 0)
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`cb.up()`, nil)); err != nil {
+			t.Fatal(err)
+		}
+		arrived(oldest)
+		if oldest == 0 {
+			break
+		}
+	}
+	checkOld(t, ctx, 0, n-1)
+	if p := store.pagesRead(); p != 8 {
+		t.Errorf("the store was asked for %d pages, want 8", p)
+	}
+}

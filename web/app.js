@@ -34,6 +34,12 @@
   // up to this many, until the reader goes back to the end.
   var MAX_SCROLLBACK = 5000;
   var ANSWER_WAIT = 15000; // a page of earlier lines not come by then has failed
+  // The server answers 5 requests for earlier lines at once, then one
+  // every 2 s (README, /history); the page keeps to that, with a margin
+  // for the network, so that a reader scrolling up fast waits a little
+  // rather than being refused.
+  var ASK_BURST = 5;
+  var ASK_EVERY = 2200;
 
   var $ = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(location.search);
@@ -84,6 +90,9 @@
     lastDay: "", // the day of the last line with a time
     topDivider: null, // the day divider above the first line with a time
     lastTop: 0, // the transcript's scrollTop, to tell scrolling up
+    asks: ASK_BURST, // requests for earlier lines the server would take now (below 0: owed)
+    askedAt: 0, // when asks was reckoned
+    typedHistory: false, // the reader typed /history: its answer is theirs
   };
 
   var transcript, past, input, statusEl, statusText, menu, menuButton;
@@ -357,7 +366,7 @@
         var more = typeof ev.more === "boolean" ? ev.more : null;
         // The history a hello brings comes before who is here; one that
         // comes later, with no request out, is still taken as it.
-        if (!state.replayNext && (state.loading || state.replayed)) {
+        if (!state.replayNext && (state.loading || state.typedHistory || state.replayed)) {
           earlierLines(ev, more, out);
           return;
         }
@@ -478,6 +487,7 @@
     }
     state.replayNext = true;
     state.replayed = false;
+    state.typedHistory = false;
     state.replayAbove = fresh;
     state.online = true;
     state.retry = 0;
@@ -1017,29 +1027,53 @@
   }
 
   // loadEarlier asks for the lines before the oldest on the page: one
-  // request at a time.
+  // request at a time, within the server's rate (see ASK_BURST).
   function loadEarlier() {
     if (state.loading || state.more !== true || state.replayNext || lineCount() >= MAX_SCROLLBACK) return;
-    var oldest = transcript.querySelector("[data-id]");
-    var msg = { type: "history" };
-    if (oldest) msg.before = oldest.dataset.id;
-    msg.limit = PAGE;
     state.failed = "";
-    if (!send(msg)) {
-      failEarlier("not connected");
-      return;
-    }
-    state.loading = { sentAfter: false, timer: setTimeout(function () { failEarlier("no answer from the server"); }, ANSWER_WAIT) };
+    var wait = spendAsk();
+    var ask = function () {
+      var oldest = transcript.querySelector("[data-id]");
+      var msg = { type: "history" };
+      if (oldest) msg.before = oldest.dataset.id;
+      msg.limit = PAGE;
+      if (!send(msg)) {
+        failEarlier("not connected");
+        return;
+      }
+      state.loading.timer = setTimeout(function () { failEarlier("no answer from the server"); }, ANSWER_WAIT);
+    };
+    // Out from now, though maybe sent later: one at a time either way.
+    state.loading = { sentAfter: false, timer: 0 };
+    if (wait) state.loading.timer = setTimeout(ask, wait);
+    else ask();
     updateEarlier();
+  }
+
+  // spendAsk counts a request for earlier lines against the server's
+  // rate, and returns how long to wait before sending it.
+  function spendAsk() {
+    var now = Date.now();
+    state.asks = Math.min(ASK_BURST, state.asks + (now - state.askedAt) / ASK_EVERY);
+    state.askedAt = now;
+    var wait = state.asks >= 1 ? 0 : (1 - state.asks) * ASK_EVERY;
+    state.asks -= 1;
+    return wait;
   }
 
   // earlierLines takes the answer to loadEarlier: lines of this room,
   // none of them on the page already, go above.
   function earlierLines(ev, more, out) {
     var room = str(ev.room).replace(/^#/, "").toLowerCase();
-    if (!state.loading || room !== state.room.toLowerCase()) return;
-    clearTimeout(state.loading.timer);
-    state.loading = null;
+    if (!state.loading && !state.typedHistory || room !== state.room.toLowerCase()) return;
+    // The page's request is answered first: the server takes requests in
+    // order, and the page sends none while one is out.
+    var typed = !state.loading;
+    if (typed) state.typedHistory = false;
+    else {
+      clearTimeout(state.loading.timer);
+      state.loading = null;
+    }
     var shown = new Set();
     transcript.querySelectorAll("[data-id]").forEach(function (el) { shown.add(el.dataset.id); });
     var lines = ev.events.filter(function (h) {
@@ -1053,15 +1087,20 @@
     state.more = more === null ? above.items.length > 0 : more;
     out.above = above.items;
     out.loaded = lines.filter(function (h) { return h.type === "message" || h.type === "action"; }).length;
+    // A typed /history is answered where the reader typed it.
+    if (typed) out.items.push(notice({}, loadedText(out.loaded) + (out.loaded ? " They are above." : "")));
   }
 
   // loadedEarlier says what a page of earlier lines brought.
   function loadedEarlier(n) {
-    var room = "#" + state.room;
-    var text = n ? "Loaded " + n.toLocaleString() + " earlier message" + (n === 1 ? "" : "s") + "." : "No earlier messages.";
-    if (state.more === false) text += " This is the start of " + room + ".";
-    $("earlier-status").textContent = text;
+    $("earlier-status").textContent = loadedText(n);
     updateEarlier();
+  }
+
+  function loadedText(n) {
+    var text = n ? "Loaded " + n.toLocaleString() + " earlier message" + (n === 1 ? "" : "s") + "." : "No earlier messages.";
+    if (state.more === false) text += " This is the start of #" + state.room + ".";
+    return text;
   }
 
   function failEarlier(why) {
@@ -1193,6 +1232,10 @@
     // "//etc" says "/etc", as on telnet.
     lines = lines.map(function (l) { return l.replace(/^\/\//, "/"); });
     if (isCommand && /^\/(who|names)\b/i.test(first)) state.lastWho = true;
+    if (isCommand && /^\/history\b/i.test(first)) {
+      state.typedHistory = true;
+      spendAsk(); // sent at once: the server says if it is too soon
+    }
     var msg = isCommand ? { type: "command", text: first } : { type: "message", text: lines.join("\n") };
     if (!send(msg)) {
       sendError("Not connected: your message is still here.");
