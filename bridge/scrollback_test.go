@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -636,5 +637,109 @@ func TestBrowserScrollbackKeepsToTheRate(t *testing.T) {
 	checkOld(t, ctx, 0, n-1)
 	if p := store.pagesRead(); p != 8 {
 		t.Errorf("the store was asked for %d pages, want 8", p)
+	}
+}
+
+// A reader scrolled up in a busy room keeps their place when the
+// transcript lets its oldest lines go (it keeps 1,000), and "Load
+// earlier", though the room's first lines were shown, is offered again
+// and asks for what went: the lines before the oldest still shown.
+func TestBrowserTrimKeepsTheReadersPlace(t *testing.T) {
+	base := time.Now().Add(-time.Hour)
+	line := func(i int) string {
+		return fmt.Sprintf(`{"type":"message","id":"%d","time":%q,"room":"lobby","from":"bob-%d","text":"old line %d"}`,
+			i, base.Add(time.Duration(i)*time.Second).UTC().Format(time.RFC3339Nano), i%3, i)
+	}
+	lines := func(from, to int) string {
+		var b []string
+		for i := from; i <= to; i++ {
+			b = append(b, line(i))
+		}
+		return strings.Join(b, ",")
+	}
+	more := make(chan string)
+	asked := make(chan historyRequest, 1)
+	url, _ := fakeChat(t, func(ctx context.Context, c *websocket.Conn) {
+		for _, f := range []string{
+			helloJSON("lobby", "ada"),
+			// The room's first lines: nothing before them.
+			`{"type":"history","room":"lobby","more":false,"events":[` + lines(1001, 1020) + `]}`,
+			`{"type":"presence","room":"lobby","names":["ada"],"count":1}`,
+		} {
+			if write(ctx, c, f) != nil {
+				return
+			}
+		}
+		// 990 lines, in frames of 110 (a frame draws at most 300).
+		for i := 1021; i <= 2010; i += 110 {
+			if write(ctx, c, "["+lines(i, i+109)+"]") != nil {
+				return
+			}
+		}
+		go func() {
+			for {
+				select {
+				case f := <-more:
+					if write(ctx, c, f) != nil {
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				return
+			}
+			var r historyRequest
+			if json.Unmarshal(b, &r) == nil && r.Type == "history" {
+				asked <- r
+			}
+		}
+	})
+	ctx := browser(t)
+	var before firstLine
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(url+"/?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 2010"]`, chromedp.BySearch),
+		chromedp.Evaluate(scrollJS, nil),
+		chromedp.Evaluate(`cb.t.scrollTop = cb.t.scrollHeight / 2; cb.t.dispatchEvent(new Event("scroll")); cb.first()`, &before),
+	); err != nil {
+		t.Fatal(err)
+	}
+	var oldest string
+	if err := chromedp.Run(ctx,
+		chromedp.Evaluate(`cb.old()[0]`, &oldest),
+	); err != nil {
+		t.Fatal(err)
+	}
+	more <- "[" + lines(2011, 2110) + "]"
+	var after string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="old line 2110"]`, chromedp.BySearch),
+		chromedp.Evaluate(`cb.old()[0]`, &after),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if after == oldest {
+		t.Fatalf("the oldest line is still %q: nothing was let go", after)
+	}
+	stays(t, ctx, before, "after the oldest lines went")
+	first, _ := strconv.Atoi(strings.TrimPrefix(after, "old line "))
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible(`#earlier`, chromedp.ByQuery),
+		chromedp.Evaluate(`document.getElementById("earlier").click(); true`, nil),
+	); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-asked:
+		if r.Before != strconv.Itoa(first) {
+			t.Fatalf("asked for lines before %q, want before %d, the oldest shown", r.Before, first)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Load earlier asked nothing")
 	}
 }
