@@ -743,3 +743,75 @@ func TestBrowserTrimKeepsTheReadersPlace(t *testing.T) {
 		t.Fatal("Load earlier asked nothing")
 	}
 }
+
+// Joining another room starts the transcript afresh: the new room's lines
+// only, its own "Load earlier", and back in the first room its history
+// again (the lines it showed before are not taken as seen).
+func TestBrowserRoomChangeStartsAfresh(t *testing.T) {
+	base := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+	store := &pastStore{}
+	for _, room := range []string{"lobby", "docs"} {
+		for i := range 60 {
+			at := base.Add(time.Duration(i) * time.Minute)
+			if room == "docs" {
+				at = at.Add(time.Second)
+			}
+			store.lines = append(store.lines, &tcpserver.Event{ID: uint64(at.UnixMicro()), Kind: tcpserver.KindMessage,
+				Time: at, Room: room, From: "user-" + strconv.Itoa(i%4), Text: fmt.Sprintf("%s line %d", room, i)})
+		}
+	}
+	st := start(t, tcpserver.HubConfig{Store: store, ChangeBurst: -1}, Config{})
+	ctx := browser(t)
+	// shown checks the transcript shows the lines of room from..to, in
+	// order, once each, and no line of another room.
+	shown := func(room string, from, to int) {
+		t.Helper()
+		var got []string
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`Array.from(document.querySelectorAll('[role="log"] .line .text'))
+			.map(function (e) { return e.textContent; }).filter(function (s) { return / line \d+$/.test(s); })`, &got)); err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for i := from; i <= to; i++ {
+			want = append(want, fmt.Sprintf("%s line %d", room, i))
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("the transcript shows %q, want %s lines %d..%d", got, room, from, to)
+		}
+	}
+	join := func(room string) {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.SetValue(`#room`, room, chromedp.ByQuery),
+			// In the page: a native submit would load /?room=...
+			chromedp.Click(`#room-form button`, chromedp.ByQuery),
+			chromedp.WaitVisible(fmt.Sprintf(`//*[@role="log"]//*[text()="%s line 59"]`, room), chromedp.BySearch),
+		); err != nil {
+			t.Fatalf("join %s: %v", room, err)
+		}
+	}
+	loadEarlier := func(room string, oldest int) {
+		t.Helper()
+		if err := chromedp.Run(ctx,
+			chromedp.Evaluate(`document.getElementById("earlier").click(); true`, nil),
+			chromedp.WaitVisible(fmt.Sprintf(`//*[@role="log"]//*[text()="%s line %d"]`, room, oldest), chromedp.BySearch),
+		); err != nil {
+			t.Fatalf("Load earlier in %s: %v", room, err)
+		}
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`//*[@role="log"]//*[text()="lobby line 59"]`, chromedp.BySearch),
+	); err != nil {
+		t.Fatal(err)
+	}
+	shown("lobby", 40, 59)
+	loadEarlier("lobby", 0)
+	shown("lobby", 0, 59)
+	join("docs")
+	shown("docs", 40, 59)
+	loadEarlier("docs", 0)
+	shown("docs", 0, 59)
+	join("lobby")
+	shown("lobby", 40, 59)
+}
