@@ -223,7 +223,7 @@ func (r *Room) seed(lines []*Event, more bool, epoch uint64) {
 		if ev.Node == h.node {
 			h.sawID(k.ID) // a line of this node's, said before a restart
 		}
-		if _, older := hist.index[k]; older && !seen[k] {
+		if _, older := hist.findLocked(k); older && !seen[k] {
 			continue // kept here already, before the lines the merge replaces
 		}
 		if !seen[k] {

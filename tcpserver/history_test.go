@@ -120,10 +120,19 @@ func TestLineCostCoversBothEncodings(t *testing.T) {
 		strings.Repeat("é", 2000),
 	} {
 		for _, k := range []Kind{KindMessage, KindAction} {
-			ev := h.stamp(&Event{Kind: k, Room: "a-room-with-a-long-name", From: "someone", Text: text})
-			held := int64(len(ev.Text) + len(ev.Line()) + len(ev.JSON()) + int(unsafe.Sizeof(*ev)))
-			if cost := lineCost(ev); cost < held {
-				t.Errorf("%v %.20q: cost %d, but it holds %d", k, text, cost, held)
+			// Said here, and on a node of a cluster whose name is as
+			// long as a node's may be: the JSON id is then its name and
+			// the ID.
+			for _, node := range []string{"", strings.Repeat("n", 64)} {
+				ev := h.stamp(&Event{Kind: k, Room: "a-room-with-a-long-name", From: "someone", Text: text})
+				if node != "" {
+					ev = &Event{Kind: k, Room: ev.Room, From: ev.From, Text: text, ID: ev.ID, Time: ev.Time, Node: node, NodeID: ^uint64(0)}
+					ev.finish()
+				}
+				held := int64(len(ev.Text) + len(ev.Line()) + len(ev.JSON()) + int(unsafe.Sizeof(*ev)))
+				if cost := lineCost(ev); cost < held {
+					t.Errorf("%v %.20q (node %q): cost %d, but it holds %d", k, text, node, cost, held)
+				}
 			}
 		}
 	}

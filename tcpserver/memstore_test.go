@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,34 +150,58 @@ func TestCacheSaysTheStoreHasEarlierLines(t *testing.T) {
 	}
 }
 
-// indexEntryCost covers what a line's entry in its room's index takes,
-// as lines come and go through a full room. (The heap is measured around
-// it: other tests' goroutines may free memory meanwhile, so the least of
-// a few tries that grew it is taken.)
+// indexEntryCost covers a line's share of its room's index, however
+// many lines the room keeps, as they come and go; and the index finds
+// every line kept, and none that is not, after many came and went (and
+// as many lines of another node with the same IDs).
 func TestIndexEntryCost(t *testing.T) {
-	for _, n := range []int{10000, 100000} {
-		best := -1.0
-		for range 3 {
-			var before, after runtime.MemStats
-			runtime.GC()
-			runtime.ReadMemStats(&before)
-			index := make(map[LineKey]uint64)
-			for i := range 5 * n {
-				index[LineKey{Node: "n1", ID: uint64(i)}] = uint64(i)
-				if i >= n {
-					delete(index, LineKey{Node: "n1", ID: uint64(i - n)})
+	h := NewHub(HubConfig{}, nil)
+	for _, perRoom := range []int{1, 2, 3, 5, 20, 1000, 10000} {
+		s := newMemStore(perRoom, 0, true)
+		r := s.open("a")
+		var keys []LineKey
+		for i := range 3*perRoom + 7 {
+			ev := line(h, "a", "x")
+			if i%3 == 2 { // another node's line, with the ID of the last
+				ev = &Event{Kind: KindMessage, Room: "a", From: "zed", Text: "y", Node: "n2", NodeID: keys[len(keys)-1].ID, ID: ev.ID}
+				ev.finish()
+			}
+			r.add(ev)
+			keys = append(keys, ev.Key())
+			if n := r.n; len(r.index)*8 > indexEntryCost*n {
+				t.Fatalf("%d lines kept of %d: an index of %d slots, %d bytes a line", n, perRoom, len(r.index), len(r.index)*8/n)
+			}
+		}
+		check := func(keys []LineKey, kept int) {
+			t.Helper()
+			for i, k := range keys {
+				seq, ok := r.findLocked(k)
+				if want := i >= len(keys)-kept; ok != want || ok && r.keyAtLocked(seq) != k {
+					t.Fatalf("perRoom %d: line %d of %d (%v) found %v as %d", perRoom, i, len(keys), k, ok, seq)
 				}
 			}
-			runtime.GC()
-			runtime.ReadMemStats(&after)
-			runtime.KeepAlive(index)
-			if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 0 && (best < 0 || float64(grew)/float64(n) < best) {
-				best = float64(grew) / float64(n)
+		}
+		r.mu.Lock()
+		check(keys, perRoom)
+		// The newest lines replaced (a merge with the store's, Room.seed).
+		drop := min(3, perRoom)
+		var lines []*Event
+		for range drop + 1 {
+			lines = append(lines, line(h, "a", "z"))
+		}
+		r.replaceTailLocked(drop, lines, false)
+		gone := slices.Clone(keys[len(keys)-drop:])
+		keys = keys[:len(keys)-drop]
+		for _, ev := range lines {
+			keys = append(keys, ev.Key())
+		}
+		check(keys, perRoom)
+		for _, k := range gone {
+			if _, ok := r.findLocked(k); ok {
+				t.Fatalf("perRoom %d: a line replaced (%v) is still found; gone %v keys %v", perRoom, k, gone, keys)
 			}
 		}
-		if best < 0 || best > indexEntryCost {
-			t.Errorf("an index of %d lines takes %.0f bytes a line; indexEntryCost is %d", n, best, indexEntryCost)
-		}
+		r.mu.Unlock()
 	}
 }
 

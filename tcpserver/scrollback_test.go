@@ -272,3 +272,36 @@ func TestHistoryOverTCP(t *testing.T) {
 	b.send("/history 0")
 	b.expect("! usage: /history [N]")
 }
+
+// The join replay's history event says whether the room has earlier
+// lines, so that the page knows whether to offer to load them; its JSON
+// always has events and more.
+func TestReplaySaysMore(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 3}, nil)
+	ada, _ := connect(t, h, "ada")
+	replay := func() *Event {
+		t.Helper()
+		_, m := connect(t, h, "")
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, ev := range m.events {
+			if ev.Kind == KindHistory {
+				return ev
+			}
+		}
+		t.Fatal("no history replayed")
+		return nil
+	}
+	say(ada, "l", 1, 3)
+	if j := string(replay().JSON()); !strings.Contains(j, `"more":false`) || strings.Count(j, `"type":"message"`) != 3 {
+		t.Fatalf("3 lines of 3: %s", j)
+	}
+	say(ada, "l", 4, 4)
+	if j := string(replay().JSON()); !strings.Contains(j, `"more":true`) || strings.Count(j, `"type":"message"`) != 3 || !strings.Contains(j, `"room":"lobby"`) {
+		t.Fatalf("3 lines of 4: %s", j)
+	}
+	empty := (&Event{Kind: KindHistory, Room: "lobby"}).finish()
+	if j := string(empty.JSON()); !strings.Contains(j, `"events":[]`) || !strings.Contains(j, `"more":false`) || string(empty.Line()) != "*** no earlier lines\r\n" {
+		t.Fatalf("an empty page: %s, %q", j, empty.Line())
+	}
+}
