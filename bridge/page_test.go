@@ -936,11 +936,35 @@ func TestMultiLineMessageIsOneBatch(t *testing.T) {
 
 // TestBrowserScreenshots makes the README's pictures of a conversation
 // (CHATBRIDGE_SHOTS=$PWD/web/shots go test -run TestBrowserScreenshots
-// ./bridge), checking on the way what each shows: the desktop page with
-// the room beside the transcript, a phone where the transcript has most
-// of the screen, the dark scheme, and the launcher open on a docs page.
+// ./bridge), checking on the way what each shows: the page just after
+// joining a room with yesterday's lines, the desktop page with the room
+// beside the transcript, a phone where the transcript has most of the
+// screen, the dark scheme, and the launcher open on a docs page.
 func TestBrowserScreenshots(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{ChangeBurst: -1}, Config{})
+	// Yesterday in the room, and two lines before that for "Load
+	// earlier" to fetch.
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24*time.Hour + 15*time.Hour)
+	store := &pastStore{}
+	for i, l := range [][2]string{
+		{"cleo", "morning all"}, {"cleo", "is there a channel for the SDK?"},
+		{"ada", "does the history survive a restart yet?"},
+		{"bob", "not yet: 20 lines a room, in memory. issue #13 is about that"},
+		{"ada", "ok, watching it"},
+		{"dev", "how do I run only the browser tests?"},
+		{"bob", "`go test -run TestBrowser ./bridge`"},
+		{"dev", "thanks, and they need chromium?"},
+		{"bob", "yes, apt-get install chromium; they skip without it unless CI is set"},
+		{"dev", "perfect"},
+		{"ada", "the embed is live on the docs site: https://example.com/docs"},
+		{"cleo", "looks great in dark mode too"},
+		{"ada", "see you tomorrow"},
+		{"bob", "bye!"},
+	} {
+		at := yesterday.Add(time.Duration(i*7) * time.Minute)
+		store.lines = append(store.lines, &tcpserver.Event{ID: uint64(at.UnixMicro()), Kind: tcpserver.KindMessage,
+			Time: at, Room: "lobby", From: l[0], Text: l[1]})
+	}
+	st := start(t, tcpserver.HubConfig{ChangeBurst: -1, History: 12, Store: store}, Config{})
 	ctx := browser(t)
 	ada := st.telnet(t)
 	ada.send("/nick ada")
@@ -954,9 +978,11 @@ func TestBrowserScreenshots(t *testing.T) {
 		chromedp.Evaluate(`localStorage.setItem("chatbridge.nick", "sam"); true`, nil),
 		chromedp.Navigate(st.httpURL+"/?room=lobby"),
 		chromedp.WaitVisible(`#status[data-state="online"]`),
+		chromedp.WaitVisible(`#earlier`, chromedp.ByQuery),
 	); err != nil {
 		t.Fatal(err)
 	}
+	shot(t, ctx, "scrollback.png")
 	ada.expect("sam joined")
 	say := func(keys ...string) {
 		t.Helper()

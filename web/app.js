@@ -6,6 +6,12 @@
 // event by event, each checked on its own, and then drawn at once: one
 // fragment, one trim, one scroll. A frame of thousands of events draws
 // only its last FRAME_LINES lines and says how many it left out.
+//
+// Scrollback: the room's past (its history on join, and the pages "Load
+// earlier" and scrolling to the top fetch) grows upward in #past, the
+// log's first child, where it is not read out as it comes; live lines are
+// added below it. A day divider stands wherever the day changes between
+// two lines, and above the first.
 "use strict";
 
 (function () {
@@ -23,6 +29,17 @@
   var REFUSED_WAIT = 10000;
   var PENDING_FOR = 15000; // an error this soon after a send is about it
   var JOINED = 50; // ms: lines of one sender this close in a history were one message
+  var PAGE = 50; // lines "Load earlier" asks for
+  // Loading earlier lines lets the transcript hold more than MAX_LINES,
+  // up to this many, until the reader goes back to the end.
+  var MAX_SCROLLBACK = 5000;
+  var ANSWER_WAIT = 15000; // a page of earlier lines not come by then has failed
+  // The server answers 5 requests for earlier lines at once, then one
+  // every 2 s (README, /history); the page keeps to that, with a margin
+  // for the network, so that a reader scrolling up fast waits a little
+  // rather than being refused.
+  var ASK_BURST = 5;
+  var ASK_EVERY = 2200;
 
   var $ = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(location.search);
@@ -63,10 +80,26 @@
     unreadChanged: false,
     inView: true,
     mentionRe: null,
+    // Scrollback.
+    more: null, // the room has lines before the oldest shown: true, false, or null (the server does not say)
+    loading: null, // the request for earlier lines that is out: {timer, sentAfter}
+    failed: "", // why the last request failed: only the reader tries again
+    replayNext: false, // a hello came, and the room's history (if any) is next
+    replayed: false, // the history of the last hello came
+    replayAbove: false, // that history is the room's first on the page: it goes in #past
+    limit: MAX_LINES, // the transcript keeps this many lines
+    lastDay: "", // the day of the last line with a time
+    topDivider: null, // the day divider above the first line with a time
+    lastTop: 0, // the transcript's scrollTop, to tell scrolling up
+    asks: ASK_BURST, // requests for earlier lines the server would take now (below 0: owed)
+    askedAt: 0, // when asks was reckoned
+    typedHistory: false, // the reader typed /history: its answer is theirs
   };
 
-  var transcript, input, statusEl, statusText, menu, menuButton;
+  var transcript, past, input, statusEl, statusText, menu, menuButton;
   var timeFmt = new Intl.DateTimeFormat([], { hour: "2-digit", minute: "2-digit" });
+  var dayFmt = new Intl.DateTimeFormat([], { weekday: "long", day: "numeric", month: "long" });
+  var dayYearFmt = new Intl.DateTimeFormat([], { weekday: "long", day: "numeric", month: "long", year: "numeric" });
 
   function storedNick() {
     try { return localStorage.getItem(NICK_KEY) || ""; } catch (e) { return ""; }
@@ -171,6 +204,12 @@
     var wasOnline = state.online;
     state.online = false;
     setStale(true);
+    if (state.loading) {
+      // Its answer went with the connection; the outage line says why.
+      clearTimeout(state.loading.timer);
+      state.loading = null;
+    }
+    updateEarlier();
     if (e.code === 1000 && e.reason === "bye") {
       state.quit = true;
       setStatus("offline", "You left the chat");
@@ -262,6 +301,9 @@
   function send(obj) {
     if (!state.ws || !state.online || state.ws.readyState !== WebSocket.OPEN) return false;
     state.ws.send(JSON.stringify(obj));
+    // An error is about the request for earlier lines only if nothing
+    // else went after it (see handle).
+    if (state.loading && obj.type !== "history") state.loading.sentAfter = true;
     return true;
   }
 
@@ -281,7 +323,10 @@
     var parsed;
     try { parsed = JSON.parse(data); } catch (e) { return; }
     var list = Array.isArray(parsed) ? parsed : [parsed];
-    var out = { items: [], members: false, mention: null, skipped: 0 };
+    // above: lines that go in #past, above the others (the room's first
+    // history, or a page of earlier lines); loaded: how many lines a page
+    // of earlier lines brought, or -1.
+    var out = { items: [], above: null, loaded: -1, members: false, mention: null, skipped: 0 };
     // Lines far from the end of a huge frame would not be drawn: they are
     // only counted. Everything else is handled, in order.
     var cut = list.length - FRAME_LINES;
@@ -300,6 +345,8 @@
     }
     if (out.members) renderMembers();
     render(out.items, out.skipped);
+    if (out.above) prepend(out.above, out.loaded >= 0);
+    if (out.loaded >= 0) loadedEarlier(out.loaded);
     unreadNow();
     if (out.mention) mentioned(out.mention);
   }
@@ -317,6 +364,30 @@
       case "hello": hello(ev, out); break;
       case "history": {
         if (!Array.isArray(ev.events)) return;
+        var more = typeof ev.more === "boolean" ? ev.more : null;
+        // The history a hello brings comes before who is here; one that
+        // comes later, with no request out, is still taken as it.
+        if (!state.replayNext && (state.loading || state.typedHistory || state.replayed)) {
+          earlierLines(ev, more, out);
+          return;
+        }
+        // The history a hello brings: on a new room, the start of its
+        // past; after a reconnect, what may have been missed, below.
+        state.replayNext = false;
+        state.replayed = true;
+        if (state.replayAbove) {
+          state.more = more;
+          var above = { items: [] };
+          says(ev.events, above, true, JOINED);
+          if (above.items.length) {
+            above.items.push({ make: function () { return divider("Now"); } });
+            out.above = above.items;
+          }
+          updateEarlier();
+          return;
+        }
+        if (state.more === null) state.more = more;
+        updateEarlier();
         var fresh = ev.events.filter(function (h) { return isEvent(h) && !state.seen.has(key(h)); });
         if (!fresh.length) return;
         var room = state.room;
@@ -333,6 +404,11 @@
         break;
       case "presence": {
         if (!Array.isArray(ev.names)) return;
+        // Who is here ends what a join sends: no history is coming.
+        if (state.replayNext) {
+          state.replayNext = false;
+          updateEarlier();
+        }
         var names = ev.names.filter(function (n) { return typeof n === "string"; });
         state.members.clear();
         names.forEach(addMember);
@@ -387,6 +463,12 @@
         out.items.push(notice(ev, str(ev.from) + (str(ev.text) ? " set the topic: " + ev.text : " cleared the topic")));
         break;
       case "error":
+        if (state.loading && !state.loading.sentAfter) {
+          // The answer to the request for earlier lines, the last
+          // thing sent: shown where it was asked.
+          failEarlier(str(ev.text) || "refused by the server");
+          return;
+        }
         refused(str(ev.text));
         out.items.push(line(ev, "error", str(ev.text)));
         break;
@@ -398,6 +480,23 @@
   function hello(ev, out) {
     var room = str(ev.room).replace(/^#/, "");
     if (!ROOM_RE.test(room) || !NAME_RE.test(str(ev.to))) return;
+    // A new room starts the transcript afresh, its past above; a
+    // reconnect to the same room adds below what the page has.
+    var fresh = state.room.toLowerCase() !== room.toLowerCase();
+    if (fresh && state.room) clearTranscript();
+    if (fresh) {
+      state.more = null;
+      state.failed = "";
+    }
+    if (state.loading) {
+      // Its answer went with the connection, or with the room.
+      clearTimeout(state.loading.timer);
+      state.loading = null;
+    }
+    state.replayNext = true;
+    state.replayed = false;
+    state.typedHistory = false;
+    state.replayAbove = fresh;
     state.online = true;
     state.retry = 0;
     outageOver();
@@ -423,6 +522,7 @@
     out.items.push(notice(ev, text));
     topic(str(ev.topic));
     if (str(ev.topic)) out.items.push(notice(ev, "Topic: " + ev.topic));
+    updateEarlier();
     post({ type: "ready", room: room });
   }
 
@@ -570,14 +670,17 @@
   // one sender is one entry, as it was written (a fenced code block across
   // them too). A history keeps lines one by one, so there a run must also
   // have been said together: each line within joined ms of the one before.
-  function says(list, out, fromHistory, joined) {
+  // Earlier lines (older) are not remembered as seen: they are older than
+  // anything a reconnect brings, and the caller checks them against the
+  // lines on the page.
+  function says(list, out, fromHistory, joined, older) {
     var run = [];
     var flush = function () {
       if (run.length) chat(run[0], "", run.map(function (r) { return str(r.text); }).join("\n"), out, fromHistory, run.length);
       run = [];
     };
     list.forEach(function (h) {
-      if (!isEvent(h) || (h.type !== "message" && h.type !== "action") || !remember(h)) return;
+      if (!isEvent(h) || (h.type !== "message" && h.type !== "action") || !older && !remember(h)) return;
       if (h.type === "action") {
         flush();
         chat(h, "action", str(h.text), out, fromHistory, 1);
@@ -606,6 +709,9 @@
   function chatNode(ev, kind, from, text, mine, mention) {
     var el = document.createElement("div");
     el.className = "line" + (kind ? " " + kind : "") + (mine ? " mine" : "") + (mention ? " mention" : "");
+    // The oldest line on the page with an id is where earlier lines
+    // are asked from (an entry of several lines has its first's).
+    if (typeof ev.id === "string" && ev.id && ev.id.length <= 80) el.dataset.id = ev.id;
     el.appendChild(stamp(ev));
     var body = document.createElement("span");
     var who = document.createElement("span");
@@ -748,6 +854,13 @@
         if (!firstLive) firstLive = node;
       }
       if (items[i].mine) mine = true;
+      var d = dayOf(node);
+      if (d && dayKey(d) !== state.lastDay) {
+        var div = dayDivider(d);
+        if (!state.lastDay) state.topDivider = div;
+        state.lastDay = dayKey(d);
+        frag.appendChild(div);
+      }
       frag.appendChild(node);
     }
     if (mine) stick = true;
@@ -768,13 +881,7 @@
     var empty = transcript.querySelector(".empty");
     if (empty) empty.remove();
     transcript.appendChild(frag);
-    var excess = transcript.childElementCount - MAX_LINES;
-    if (excess > 0) {
-      var r = document.createRange();
-      r.setStartBefore(transcript.firstElementChild);
-      r.setEndAfter(transcript.children[excess - 1]);
-      r.deleteContents();
-    }
+    trim(stick);
     if (stick) {
       scrollToEnd();
     } else if (state.unseen) {
@@ -785,20 +892,287 @@
     heightChanged();
   }
 
+  // lineCount is how many lines (and dividers) the transcript holds.
+  function lineCount() {
+    return past.childElementCount - 1 + transcript.childElementCount - 1;
+  }
+
+  // trim keeps the transcript within its limit, taking its oldest lines
+  // (in #past first); a reader scrolled up keeps what they look at.
+  function trim(stick) {
+    var excess = lineCount() - state.limit;
+    if (excess <= 0) return;
+    var keep = stick ? null : anchor();
+    var r = document.createRange();
+    var n = Math.min(excess, past.childElementCount - 1);
+    if (n > 0) {
+      r.setStartAfter(past.firstElementChild);
+      r.setEndAfter(past.children[n]);
+      r.deleteContents();
+      excess -= n;
+    }
+    if (excess > 0) {
+      r.setStartAfter(past);
+      r.setEndAfter(transcript.children[excess]);
+      r.deleteContents();
+    }
+    // Lines were taken from the top: there are earlier ones again.
+    if (state.more !== null) state.more = true;
+    if (!state.topDivider || !state.topDivider.isConnected) topDay();
+    updateEarlier(); // the row above may change height: before keep
+    if (keep) keep();
+  }
+
+  // anchor notes where the first line in view is, and returns a function
+  // that scrolls it back there after lines above it came or went. (Done
+  // here, not by the browser's scroll anchoring: .transcript has
+  // overflow-anchor: none, so that it is done once, the same everywhere.)
+  function anchor() {
+    var top = transcript.getBoundingClientRect().top;
+    // Not a day divider: the one at the top goes when lines of its day
+    // come above it.
+    var lines = transcript.querySelectorAll(".line:not(.day)");
+    for (var i = 0; i < lines.length; i++) {
+      var at = lines[i].getBoundingClientRect().top;
+      if (lines[i].getBoundingClientRect().bottom > top) {
+        var el = lines[i];
+        return function () {
+          if (el.isConnected) transcript.scrollTop += el.getBoundingClientRect().top - at;
+        };
+      }
+    }
+    return null;
+  }
+
   function scrollToEnd() {
     transcript.scrollTop = transcript.scrollHeight;
     state.atBottom = true;
     state.unseen = 0;
+    state.limit = MAX_LINES;
     $("jump").hidden = true;
   }
 
   function onScroll() {
-    var near = transcript.scrollHeight - transcript.scrollTop - transcript.clientHeight < 40;
+    var top = transcript.scrollTop;
+    var near = transcript.scrollHeight - top - transcript.clientHeight < 40;
     state.atBottom = near;
-    if (near && state.unseen) {
-      state.unseen = 0;
-      $("jump").hidden = true;
+    if (near) {
+      // Back at the end: lines loaded earlier may go again, as new ones
+      // come.
+      state.limit = MAX_LINES;
+      if (state.unseen) {
+        state.unseen = 0;
+        $("jump").hidden = true;
+      }
     }
+    // Scrolling up, near the top, fetches earlier lines (not when the
+    // page scrolls itself down, or after a failure: then the reader
+    // asks again with the button).
+    if (top < state.lastTop && top < transcript.clientHeight / 2 && !state.failed) loadEarlier();
+    state.lastTop = top;
+  }
+
+  // --- Scrollback ------------------------------------------------------------
+
+  // dayOf returns the time of a line, or null for a node that has none
+  // (a divider, a note).
+  function dayOf(node) {
+    var t = node.firstElementChild;
+    if (!t || t.tagName !== "TIME") return null;
+    var d = new Date(t.dateTime);
+    return isNaN(d.getTime()) ? null : d;
+  }
+
+  // dayKey names the reader's local day of d.
+  function dayKey(d) { return d.getFullYear() + "-" + (d.getMonth() + 1) + "-" + d.getDate(); }
+
+  function dayDivider(d) {
+    var el = document.createElement("div");
+    el.className = "line day";
+    el.dataset.day = dayKey(d);
+    var label = document.createElement("span");
+    label.textContent = (d.getFullYear() === new Date().getFullYear() ? dayFmt : dayYearFmt).format(d);
+    el.appendChild(label);
+    return el;
+  }
+
+  // topDay puts a day divider above the first line with a time, when
+  // the one that was there went with the lines trimmed.
+  function topDay() {
+    state.topDivider = null;
+    var t = transcript.querySelector(".line > time");
+    if (!t) return;
+    var line = t.parentNode, prev = line.previousElementSibling;
+    if (prev && prev.classList.contains("day")) {
+      state.topDivider = prev;
+      return;
+    }
+    state.topDivider = dayDivider(new Date(t.dateTime));
+    line.parentNode.insertBefore(state.topDivider, line);
+  }
+
+  // prepend puts items above every line (in #past, after its row): one
+  // fragment, with its days. The first line in view stays where it was,
+  // unless the reader was at the end of a room just joined.
+  function prepend(items, loaded) {
+    var frag = document.createDocumentFragment();
+    var day = "", first = null;
+    for (var i = 0; i < items.length; i++) {
+      var node = items[i].make();
+      var d = dayOf(node);
+      if (d && dayKey(d) !== day) {
+        var div = dayDivider(d);
+        if (!first) first = div;
+        day = dayKey(d);
+        frag.appendChild(div);
+      }
+      frag.appendChild(node);
+    }
+    if (!frag.firstChild) return;
+    var stick = state.atBottom && !loaded;
+    var keep = stick ? null : anchor();
+    var empty = transcript.querySelector(".empty");
+    if (empty) empty.remove();
+    if (first) {
+      // The divider that topped the page goes if its day is the day the
+      // new lines end with.
+      if (state.topDivider && state.topDivider.isConnected && state.topDivider.dataset.day === day) state.topDivider.remove();
+      state.topDivider = first;
+      if (!state.lastDay) state.lastDay = day;
+    }
+    past.insertBefore(frag, past.firstElementChild.nextSibling);
+    state.limit = Math.max(state.limit, lineCount());
+    updateEarlier(); // the row above may change height: before keep
+    if (stick) scrollToEnd();
+    else if (keep) keep();
+    state.lastTop = transcript.scrollTop;
+    heightChanged();
+  }
+
+  // loadEarlier asks for the lines before the oldest on the page: one
+  // request at a time, within the server's rate (see ASK_BURST).
+  function loadEarlier() {
+    if (state.loading || state.more !== true || state.replayNext || lineCount() >= MAX_SCROLLBACK) return;
+    state.failed = "";
+    var wait = spendAsk();
+    var ask = function () {
+      var oldest = transcript.querySelector("[data-id]");
+      var msg = { type: "history" };
+      if (oldest) msg.before = oldest.dataset.id;
+      msg.limit = PAGE;
+      if (!send(msg)) {
+        failEarlier("not connected");
+        return;
+      }
+      state.loading.timer = setTimeout(function () { failEarlier("no answer from the server"); }, ANSWER_WAIT);
+    };
+    // Out from now, though maybe sent later: one at a time either way.
+    state.loading = { sentAfter: false, timer: 0 };
+    if (wait) state.loading.timer = setTimeout(ask, wait);
+    else ask();
+    updateEarlier();
+  }
+
+  // spendAsk counts a request for earlier lines against the server's
+  // rate, and returns how long to wait before sending it.
+  function spendAsk() {
+    var now = Date.now();
+    state.asks = Math.min(ASK_BURST, state.asks + (now - state.askedAt) / ASK_EVERY);
+    state.askedAt = now;
+    var wait = state.asks >= 1 ? 0 : (1 - state.asks) * ASK_EVERY;
+    state.asks -= 1;
+    return wait;
+  }
+
+  // earlierLines takes the answer to loadEarlier: lines of this room,
+  // none of them on the page already, go above.
+  function earlierLines(ev, more, out) {
+    var room = str(ev.room).replace(/^#/, "").toLowerCase();
+    if (!state.loading && !state.typedHistory || room !== state.room.toLowerCase()) return;
+    // The page's request is answered first: the server takes requests in
+    // order, and the page sends none while one is out.
+    var typed = !state.loading;
+    if (typed) state.typedHistory = false;
+    else {
+      clearTimeout(state.loading.timer);
+      state.loading = null;
+    }
+    var shown = new Set();
+    transcript.querySelectorAll("[data-id]").forEach(function (el) { shown.add(el.dataset.id); });
+    var lines = ev.events.filter(function (h) {
+      if (!isEvent(h) || typeof h.id !== "string") return isEvent(h);
+      if (shown.has(h.id)) return false;
+      shown.add(h.id);
+      return true;
+    });
+    var above = { items: [] };
+    says(lines, above, true, JOINED, true);
+    state.more = more === null ? above.items.length > 0 : more;
+    out.above = above.items;
+    out.loaded = lines.filter(function (h) { return h.type === "message" || h.type === "action"; }).length;
+    // A typed /history is answered where the reader typed it.
+    if (typed) out.items.push(notice({}, loadedText(out.loaded) + (out.loaded ? " They are above." : "")));
+  }
+
+  // loadedEarlier says what a page of earlier lines brought.
+  function loadedEarlier(n) {
+    $("earlier-status").textContent = loadedText(n);
+    updateEarlier();
+  }
+
+  function loadedText(n) {
+    var text = n ? "Loaded " + n.toLocaleString() + " earlier message" + (n === 1 ? "" : "s") + "." : "No earlier messages.";
+    if (state.more === false) text += " This is the start of #" + state.room + ".";
+    return text;
+  }
+
+  function failEarlier(why) {
+    if (state.loading) clearTimeout(state.loading.timer);
+    state.loading = null;
+    state.failed = why;
+    $("earlier-status").textContent = "Could not load earlier messages: " + why + ".";
+    updateEarlier();
+  }
+
+  // updateEarlier shows, first in the log, what can be had above: a
+  // button while there are earlier lines, a quiet note at the start.
+  function updateEarlier() {
+    var row = $("earlier-row"), btn = $("earlier"), note = $("earlier-note");
+    var had = document.activeElement === btn;
+    var full = lineCount() >= MAX_SCROLLBACK;
+    row.hidden = state.more === null && !state.failed;
+    btn.hidden = !state.failed && (state.more !== true || full);
+    btn.textContent = state.failed ? "Try again" : state.loading ? "Loading earlier messages…" : "Load earlier messages";
+    var busy = !!state.loading || state.replayNext || !state.online;
+    btn.setAttribute("aria-disabled", busy ? "true" : "false");
+    var text = state.failed ? "Could not load earlier messages: " + state.failed + "."
+      : state.more === false ? "This is the start of #" + state.room + "."
+      : state.more && full ? "The page keeps " + MAX_SCROLLBACK.toLocaleString() + " lines: earlier ones are not shown."
+      : "";
+    note.textContent = text;
+    note.hidden = !text;
+    note.classList.toggle("failed", !!state.failed);
+    // The focus stays at the top, not the view: the reader reads on where
+    // they were.
+    if (had && btn.hidden) note.focus({ preventScroll: true });
+  }
+
+  // clearTranscript empties the transcript for another room.
+  function clearTranscript() {
+    var r = document.createRange();
+    r.setStartAfter(past.firstElementChild);
+    r.setEndAfter(past.lastChild);
+    r.deleteContents();
+    r.setStartAfter(past);
+    r.setEndAfter(transcript.lastChild);
+    r.deleteContents();
+    state.seen = new Set();
+    state.marker = null;
+    state.unseen = 0;
+    state.lastDay = "";
+    state.topDivider = null;
+    state.limit = MAX_LINES;
+    $("jump").hidden = true;
   }
 
   // --- Unread lines, mentions, notifications -------------------------------
@@ -881,6 +1255,10 @@
     // "//etc" says "/etc", as on telnet.
     lines = lines.map(function (l) { return l.replace(/^\/\//, "/"); });
     if (isCommand && /^\/(who|names)\b/i.test(first)) state.lastWho = true;
+    if (isCommand && /^\/history\b/i.test(first)) {
+      state.typedHistory = true;
+      spendAsk(); // sent at once: the server says if it is too soon
+    }
     var msg = isCommand ? { type: "command", text: first } : { type: "message", text: lines.join("\n") };
     if (!send(msg)) {
       sendError("Not connected: your message is still here.");
@@ -986,6 +1364,7 @@
 
   function init() {
     transcript = $("transcript");
+    past = $("past");
     input = $("message");
     statusEl = $("status");
     statusText = $("status-text");
@@ -1031,6 +1410,11 @@
         if (state.atBottom) transcript.scrollTop = transcript.scrollHeight;
       }).observe(transcript);
     }
+    $("earlier").addEventListener("click", function (e) {
+      // Busy (aria-disabled rather than disabled, so that it keeps the
+      // focus): the click waits for the answer.
+      if (e.currentTarget.getAttribute("aria-disabled") !== "true") loadEarlier();
+    });
     $("jump").addEventListener("click", function () {
       scrollToEnd();
       input.focus();
