@@ -195,7 +195,7 @@ type event struct {
 	Type, ID, Time, Room, From, To, Text string
 	Topic                                string
 	Registered                           []string
-	Echo                                 bool
+	Echo, More                           bool
 	Names                                []string
 	Count                                int
 	Events                               []event

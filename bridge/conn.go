@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -682,15 +684,16 @@ func lines(b []byte) iter.Seq[[]byte] {
 // (garbled, a one-line notice for the sender). A "message" is said as it
 // is, even if it starts with "/" (it is escaped as "//"), and a message of
 // several lines is several lines; a "command" is one line, "/" added if
-// it lacks one.
+// it lacks one; a "history" is the /history command, with its limit and
+// the id of the line to go back from, if given.
 func clientLines(msg []byte) (said []string, garbled string) {
-	typ, text, garbled := clientMessage(msg)
+	m, garbled := clientMessage(msg)
 	if garbled != "" {
 		return nil, garbled
 	}
-	switch typ {
+	switch m.typ {
 	case "message":
-		for b := range lines([]byte(text)) {
+		for b := range lines([]byte(m.text)) {
 			line := string(b)
 			if strings.HasPrefix(line, "/") {
 				line = "/" + line
@@ -699,7 +702,7 @@ func clientLines(msg []byte) (said []string, garbled string) {
 		}
 		return said, ""
 	case "command":
-		text := strings.TrimSpace(text)
+		text := strings.TrimSpace(m.text)
 		if strings.ContainsAny(text, "\r\n") {
 			return nil, "a command is one line"
 		}
@@ -707,33 +710,78 @@ func clientLines(msg []byte) (said []string, garbled string) {
 			text = "/" + text
 		}
 		return []string{text}, ""
+	case "history":
+		return historyLine(m)
 	}
 	return nil, "unknown message type; " + messageForm
 }
 
+// historyLine is the /history command a "history" request stands for:
+// {"type":"history","before":"ID","limit":50}, both keys optional.
+func historyLine(m clientMsg) ([]string, string) {
+	if m.has[keyText] {
+		return nil, `"text" is not a key of "history"; ` + historyForm
+	}
+	limit := "50"
+	if m.has[keyLimit] {
+		// A number, as any JSON parser reads it: 1e2 is 100.
+		n, err := strconv.ParseFloat(m.limit, 64)
+		if err != nil || n != math.Trunc(n) || n < 1 || n > 200 {
+			return nil, `"limit" must be a whole number from 1 to 200; ` + historyForm
+		}
+		limit = strconv.Itoa(int(n))
+	}
+	if !m.has[keyBefore] {
+		return []string{"/history " + limit}, ""
+	}
+	if _, err := tcpserver.ParseLineKey(m.before); err != nil {
+		return nil, fmt.Sprintf(`"before" is not a line id: %q; %s`, clip(m.before, 40), historyForm)
+	}
+	return []string{"/history " + limit + " " + m.before}, ""
+}
+
+// The keys a message from the page may have, as indexes of clientMsg.has.
+const (
+	keyType = iota
+	keyText
+	keyBefore
+	keyLimit
+	numKeys
+)
+
+var keyNames = [numKeys]string{keyType: "type", keyText: "text", keyBefore: "before", keyLimit: "limit"}
+
+// clientMsg is one message from the page: its keys' values (limit as
+// its number's text) and which keys it had.
+type clientMsg struct {
+	typ, text, before, limit string
+	has                      [numKeys]bool
+}
+
 // clientMessage reads one JSON message from the page strictly: one
-// object with exactly the keys "type" and "text", in lower case, each
-// once, both strings, and nothing after it. Anything else is refused,
-// with why: a message that two JSON parsers could read two ways (one
-// takes the last of two "type" keys, another the first; one matches
-// "TYPE" to "type", another does not) could pass for a harmless message
-// wherever it is checked, and run a command here. Unknown keys are
-// refused too rather than ignored: the protocol is versioned by its
+// object with exactly the keys "type" and "text" ("type" and, if it
+// likes, "before" and "limit" for a "history"), in lower case, each once,
+// strings but for limit, a number, and nothing after it. Anything else
+// is refused, with why: a message that two JSON parsers could read two
+// ways (one takes the last of two "type" keys, another the first; one
+// matches "TYPE" to "type", another does not) could pass for a harmless
+// message wherever it is checked, and run a command here. Unknown keys
+// are refused too rather than ignored: the protocol is versioned by its
 // subprotocol's name, so a client with more to say would ask for another
 // one, and a key misspelt is told, not lost. (A key spelt with escapes,
 // "typ\u0065", is "type" to every parser, and taken as such.)
 //
-// Such a message is small JSON: an object whose values are all strings.
-// It is scanned here, its strings decoded, in one pass as cheap as
-// decoding it into a struct; the standard decoder only says what is wrong
-// with a message that is not JSON at all.
-func clientMessage(msg []byte) (typ, text, garbled string) {
-	refuse := func(why string) (string, string, string) {
+// Such a message is small JSON: an object whose values are all strings
+// or a number. It is scanned here, its strings decoded, in one pass as
+// cheap as decoding it into a struct; the standard decoder only says what
+// is wrong with a message that is not JSON at all.
+func clientMessage(msg []byte) (m clientMsg, garbled string) {
+	refuse := func(why string) (clientMsg, string) {
 		if !json.Valid(msg) {
 			var v struct{}
 			why = "malformed JSON: " + json.Unmarshal(msg, &v).Error()
 		}
-		return "", "", why
+		return clientMsg{}, why
 	}
 	const malformed = "malformed JSON"
 	p := skipSpace(msg)
@@ -741,8 +789,6 @@ func clientMessage(msg []byte) (typ, text, garbled string) {
 		return refuse("malformed JSON: a message is an object; " + messageForm)
 	}
 	p = skipSpace(p[1:])
-	var seen [2]bool
-	var val [2]string
 	if len(p) == 0 || p[0] != '}' { // {} has no key at all
 		for {
 			n := stringLen(p)
@@ -754,30 +800,46 @@ func clientMessage(msg []byte) (typ, text, garbled string) {
 				return refuse(malformed)
 			}
 			i := 0
-			switch key {
-			case "type":
-			case "text":
-				i = 1
-			default:
+			for i < numKeys && keyNames[i] != key {
+				i++
+			}
+			if i == numKeys {
 				return refuse(fmt.Sprintf("unknown key %q; %s", clip(key, 40), messageForm))
 			}
-			if seen[i] {
+			if m.has[i] {
 				return refuse(fmt.Sprintf("duplicate key %q; %s", key, messageForm))
 			}
-			seen[i] = true
+			m.has[i] = true
 			if p = skipSpace(p[n:]); len(p) == 0 || p[0] != ':' {
 				return refuse(malformed)
 			}
 			p = skipSpace(p[1:])
-			if len(p) == 0 || p[0] != '"' {
-				return refuse(fmt.Sprintf("%q must be a string; %s", key, messageForm))
-			}
-			n = stringLen(p)
-			if n == 0 {
-				return refuse(malformed)
-			}
-			if val[i], ok = jsonString(p[:n]); !ok {
-				return refuse(malformed)
+			if i == keyLimit {
+				n = numberLen(p)
+				if n == 0 {
+					return refuse(`"limit" must be a number; ` + historyForm)
+				}
+				m.limit = string(p[:n])
+			} else {
+				if len(p) == 0 || p[0] != '"' {
+					return refuse(fmt.Sprintf("%q must be a string; %s", key, messageForm))
+				}
+				n = stringLen(p)
+				if n == 0 {
+					return refuse(malformed)
+				}
+				v, ok := jsonString(p[:n])
+				if !ok {
+					return refuse(malformed)
+				}
+				switch i {
+				case keyType:
+					m.typ = v
+				case keyText:
+					m.text = v
+				case keyBefore:
+					m.before = v
+				}
 			}
 			if p = skipSpace(p[n:]); len(p) > 0 && p[0] == '}' {
 				break
@@ -792,12 +854,57 @@ func clientMessage(msg []byte) (typ, text, garbled string) {
 		return refuse("malformed JSON: more after the message; send one message per frame")
 	}
 	switch {
-	case !seen[0]:
+	case !m.has[keyType]:
 		return refuse(`"type" is missing; ` + messageForm)
-	case !seen[1]:
+	case m.typ == "history":
+	case m.has[keyBefore] || m.has[keyLimit]:
+		k := "before"
+		if !m.has[keyBefore] {
+			k = "limit"
+		}
+		return refuse(fmt.Sprintf(`%q is a key of "history" only; %s`, k, messageForm))
+	case !m.has[keyText]:
 		return refuse(`"text" is missing; ` + messageForm)
 	}
-	return val[0], val[1], ""
+	return m, ""
+}
+
+// numberLen returns the length of the JSON number p starts with, or 0 if
+// p does not start with one: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func numberLen(p []byte) int {
+	i := 0
+	digits := func() int {
+		j := i
+		for i < len(p) && '0' <= p[i] && p[i] <= '9' {
+			i++
+		}
+		return i - j
+	}
+	if i < len(p) && p[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(p) && p[i] == '0':
+		i++
+	case digits() == 0:
+		return 0
+	}
+	if i < len(p) && p[i] == '.' {
+		i++
+		if digits() == 0 {
+			return 0
+		}
+	}
+	if i < len(p) && (p[i] == 'e' || p[i] == 'E') {
+		i++
+		if i < len(p) && (p[i] == '+' || p[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return 0
+		}
+	}
+	return i
 }
 
 // jsonString decodes the JSON string q, quotes included, and reports
@@ -847,6 +954,9 @@ func stringLen(p []byte) int {
 
 // messageForm ends every refusal of a message that is not one.
 const messageForm = `send {"type":"message","text":"..."} or {"type":"command","text":"/nick bob"}`
+
+// historyForm ends every refusal of a history request that is not one.
+const historyForm = `send {"type":"history","before":"ID","limit":50}, both keys optional`
 
 // clip shortens s to at most n bytes, on a character boundary, for a
 // notice.

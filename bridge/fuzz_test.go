@@ -50,6 +50,31 @@ func TestClientLines(t *testing.T) {
 		{"trailing data", `{"type":"message","text":"a"}{"type":"command","text":"/quit"}`, nil, "malformed JSON"},
 		{"trailing garbage", `{"type":"message","text":"a"} x`, nil, "malformed JSON"},
 		{"truncated", `{"type":"message","text":"a"`, nil, "malformed JSON"},
+
+		// Scrollback: the /history command, strictly too.
+		{"history", `{"type":"history"}`, []string{"/history 50"}, ""},
+		{"history before a line", `{"type":"history","before":"1796036799656673","limit":20}`, []string{"/history 20 1796036799656673"}, ""},
+		{"history before a line of another node", `{"limit":200,"before":"n-1_b-42","type":"history"}`, []string{"/history 200 n-1_b-42"}, ""},
+		{"history of a limit only", `{"type":"history","limit":1}`, []string{"/history 1"}, ""},
+		{"history limit 0", `{"type":"history","limit":0}`, nil, `"limit" must be a whole number from 1 to 200`},
+		{"history limit too big", `{"type":"history","limit":201}`, nil, `"limit" must be a whole number from 1 to 200`},
+		{"history limit negative", `{"type":"history","limit":-5}`, nil, `"limit" must be a whole number from 1 to 200`},
+		{"history limit a fraction", `{"type":"history","limit":2.5}`, nil, `"limit" must be a whole number from 1 to 200`},
+		{"history limit huge", `{"type":"history","limit":1e400}`, nil, `"limit" must be a whole number from 1 to 200`},
+		{"history limit a string", `{"type":"history","limit":"50"}`, nil, `"limit" must be a number`},
+		{"history limit null", `{"type":"history","limit":null}`, nil, `"limit" must be a number`},
+		{"history before a number", `{"type":"history","before":17}`, nil, `"before" must be a string`},
+		{"history before not an id", `{"type":"history","before":"abc"}`, nil, `"before" is not a line id`},
+		{"history before with a space", `{"type":"history","before":"1 /quit"}`, nil, `"before" is not a line id`},
+		{"history before empty", `{"type":"history","before":""}`, nil, `"before" is not a line id`},
+		{"history before too long", `{"type":"history","before":"` + strings.Repeat("a", 100) + `-1"}`, nil, `"before" is not a line id`},
+		{"history duplicate before", `{"type":"history","before":"1","before":"2"}`, nil, `duplicate key "before"`},
+		{"history with text", `{"type":"history","text":"/quit"}`, nil, `"text" is not a key of "history"`},
+		{"history unknown key", `{"type":"history","after":"1"}`, nil, `unknown key "after"`},
+		{"history key in capitals", `{"type":"history","LIMIT":5}`, nil, `unknown key "LIMIT"`},
+		{"a message with before", `{"type":"message","text":"x","before":"1"}`, nil, `"before" is a key of "history" only`},
+		{"a command with limit", `{"type":"command","text":"/who","limit":5}`, nil, `"limit" is a key of "history" only`},
+		{"history limit then garbage", `{"type":"history","limit":5x}`, nil, "malformed JSON"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,6 +102,8 @@ func FuzzClientLines(f *testing.F) {
 		`{"type":"message","type":"command","text":"/me x"}`, `{"TYPE":"command","text":"/quit"}`,
 		`{"type":"message","text":null}`, `{"type":"message","text":"x","extra":{}}`,
 		`{"type":"message","text":"x"} {}`, `{"typ\u0065":"command","text":"/quit"}`,
+		`{"type":"history"}`, `{"type":"history","before":"n1-17","limit":50}`, `{"type":"history","limit":1e2}`,
+		`{"type":"history","limit":-0.5e-3}`, `{"type":"message","text":"x","limit":5}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -87,9 +114,17 @@ func FuzzClientLines(f *testing.F) {
 		}
 		in, strict := strictlyTypeAndText(msg)
 		if garbled == "" && !strict {
-			t.Fatalf("took %q, which is not an object of one \"type\" and one \"text\", both strings", msg)
+			t.Fatalf("took %q, which is not an object of one \"type\" and one \"text\", both strings, nor a history request", msg)
 		}
 		wellFormed := in.Type == "message" || in.Type == "command" && !strings.ContainsAny(in.Text, "\r\n")
+		if in.Type == "history" {
+			_, bad := tcpserver.ParseLineKey(in.Before)
+			wellFormed = (in.Limit == nil || *in.Limit == float64(int(*in.Limit)) && *in.Limit >= 1 && *in.Limit <= 200) &&
+				(in.Before == "" && !in.hasBefore || bad == nil)
+			if garbled == "" && (len(lines) != 1 || !strings.HasPrefix(lines[0], "/history ")) {
+				t.Fatalf("history request %q became %q", msg, lines)
+			}
+		}
 		if strict && wellFormed && garbled != "" {
 			t.Fatalf("refused %q, a well-formed message: %s", msg, garbled)
 		}
@@ -130,9 +165,10 @@ func TestLinesEndAsInATerminal(t *testing.T) {
 
 // strictlyTypeAndText reads msg as the JSON decoder's tokens: it reports
 // whether msg is one object whose keys are exactly "type" and "text",
-// each once, with string values, and nothing after it; and what they
-// say.
-func strictlyTypeAndText(msg []byte) (in struct{ Type, Text string }, ok bool) {
+// each once, with string values, or "type" ("history") and, if it likes,
+// "before" (a string) and "limit" (a number), and nothing after it; and
+// what they say.
+func strictlyTypeAndText(msg []byte) (in strictMsg, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(msg))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return in, false
@@ -146,14 +182,22 @@ func strictlyTypeAndText(msg []byte) (in struct{ Type, Text string }, ok bool) {
 		val, err := dec.Token()
 		k, _ := key.(string)
 		v, isString := val.(string)
-		if err != nil || !isString || (k != "type" && k != "text") || seen[k] {
+		f, isNumber := val.(float64)
+		if err != nil || seen[k] {
 			return in, false
 		}
 		seen[k] = true
-		if k == "type" {
+		switch {
+		case k == "type" && isString:
 			in.Type = v
-		} else {
+		case k == "text" && isString:
 			in.Text = v
+		case k == "before" && isString:
+			in.Before, in.hasBefore = v, true
+		case k == "limit" && isNumber:
+			in.Limit = &f
+		default:
+			return in, false
 		}
 	}
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
@@ -162,7 +206,17 @@ func strictlyTypeAndText(msg []byte) (in struct{ Type, Text string }, ok bool) {
 	if _, err := dec.Token(); err != io.EOF {
 		return in, false
 	}
-	return in, len(seen) == 2
+	if in.Type == "history" {
+		return in, seen["type"] && !seen["text"]
+	}
+	return in, len(seen) == 2 && seen["type"] && seen["text"]
+}
+
+// strictMsg is what strictlyTypeAndText reads.
+type strictMsg struct {
+	Type, Text, Before string
+	hasBefore          bool
+	Limit              *float64
 }
 
 // Over the wire: a message that another parser could read as a command

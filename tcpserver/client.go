@@ -63,6 +63,7 @@ type Client struct {
 	holding  bool        // Hold is in force: room lines wait in held for Flush
 	held     []*Event    // lines said while holding
 	saidAt   time.Time   // when it last said a line to a room in slow mode
+	scroll   scrollback  // what /history has to go back from
 }
 
 // Name returns the member's current name.
@@ -224,7 +225,7 @@ func (c *Client) say(k Kind, text string) {
 	if !c.visible.Load() {
 		r.show(c) // a newcomer who speaks is announced first
 	}
-	ev := c.hub.stamp(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
+	ev := c.hub.stampLine(&Event{Kind: k, Room: r.name, From: c.Name(), Text: text, fromID: c.id})
 	if c.holding {
 		c.held = append(c.held, ev)
 		return
@@ -260,6 +261,8 @@ func (c *Client) command(name, arg string) {
 		c.ignore(arg)
 	case "unignore":
 		c.unignore(arg)
+	case "history":
+		c.history(arg)
 	case "help":
 		help := helpText
 		if c.op.Load() {

@@ -3,7 +3,6 @@ package tcpserver
 import (
 	"context"
 	"errors"
-	"strconv"
 	"time"
 )
 
@@ -134,10 +133,14 @@ func (h *Hub) claimForConnect(name, room string, notices []string) (string, []st
 	return "", notices
 }
 
-// hydrate fills the room called name with the cluster's history of it, if
-// it has not had it since the link last came back.
+// hydrate fills the room called name with its last History lines as
+// the store (HubConfig.Store) or else the cluster has them, if it has not
+// had them since the link last came back. The store or cluster is asked
+// with no lock held, and within clusterTimeout: one that is slow or down
+// holds up only the member who is joining, and the room then replays
+// what this node kept.
 func (h *Hub) hydrate(name string) {
-	if h.cluster == nil || h.cfg.History <= 0 {
+	if h.cfg.History <= 0 || h.cluster == nil && h.cfg.Store == nil {
 		return
 	}
 	epoch := h.histEpoch.Load()
@@ -154,9 +157,16 @@ func (h *Hub) hydrate(name string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
 	defer cancel()
-	lines, err := h.cluster.History(ctx, name)
+	var lines []*Event
+	var more bool
+	var err error
+	if s := h.cfg.Store; s != nil {
+		lines, more, err = s.Lines(ctx, name, LineKey{}, h.cfg.History)
+	} else {
+		lines, err = h.cluster.History(ctx, name)
+	}
 	if err != nil {
-		h.log.Debug("cluster history unavailable", "room", name, "err", err)
+		h.log.Debug("room's history unavailable", "room", name, "err", err)
 		return
 	}
 	h.mu.Lock()
@@ -167,50 +177,76 @@ func (h *Hub) hydrate(name string) {
 	h.mu.Unlock()
 	if err != nil {
 		// The member's move or connect meets the same refusal and says why.
-		h.log.Debug("cluster history not kept", "room", name, "err", err)
+		h.log.Debug("room's history not kept", "room", name, "err", err)
 		return
 	}
-	r.seed(lines, epoch)
+	r.seed(lines, more, epoch)
 	h.unpin(r)
 	h.trimHistory()
 }
 
-// seed merges the cluster's lines of the room with the ones this node
-// kept: the cluster's first, then any kept here it does not have yet (said
-// since it was asked), the newest History of them.
-func (r *Room) seed(lines []*Event, epoch uint64) {
+// seed merges the room's last lines as the cluster or the store has them
+// (more: it has earlier ones) with the ones this node kept: theirs first,
+// then any kept here they do not have yet (said since they were asked),
+// the newest History of them, in the place of the last lines kept here.
+func (r *Room) seed(lines []*Event, more bool, epoch uint64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.synced >= epoch {
 		return
 	}
-	key := func(ev *Event) string {
-		if ev.Node != "" {
-			return ev.Node + "/" + strconv.FormatUint(ev.NodeID, 10)
-		}
-		return "/" + strconv.FormatUint(ev.ID, 10)
+	h := r.hub
+	hist := r.hist
+	hist.mu.Lock()
+	defer hist.mu.Unlock()
+	own, _ := hist.lastLocked(max(h.cfg.History, len(lines)))
+	seen := make(map[LineKey]bool, len(lines))
+	for _, ev := range own {
+		seen[ev.Key()] = true
 	}
-	own := r.hist.linesLocked()
-	seen := make(map[string]bool, len(lines))
 	merged := make([]*Event, 0, len(lines)+len(own))
+	inMerged := make(map[LineKey]bool, len(lines))
+	fresh := 0
 	for _, ev := range lines {
-		if ev.Kind != KindMessage && ev.Kind != KindAction || seen[key(ev)] {
+		if ev.Node == "" && h.node != "" {
+			// This node's own line, as the cluster gives it back: named
+			// as this node names its lines.
+			ev.Node, ev.NodeID = h.node, ev.ID
+		}
+		if ev.Node == h.node && ev.ID == 0 {
+			ev.ID = ev.NodeID
+		}
+		k := ev.Key()
+		if ev.Kind != KindMessage && ev.Kind != KindAction || inMerged[k] {
 			continue
 		}
+		if ev.Node == h.node {
+			h.sawID(k.ID) // a line of this node's, said before a restart
+		}
+		if _, older := hist.index[k]; older && !seen[k] {
+			continue // kept here already, before the lines the merge replaces
+		}
+		if !seen[k] {
+			fresh++
+		}
 		if ev.ID == 0 {
-			ev.ID = r.hub.nextID.Add(1)
+			ev.ID = h.newID(time.Now())
 		}
 		if ev.line == nil {
 			ev.finish()
 		}
-		seen[key(ev)] = true
+		inMerged[k] = true
 		merged = append(merged, ev)
 	}
-	for _, ev := range own {
-		if !seen[key(ev)] {
-			merged = append(merged, ev)
+	if fresh > 0 {
+		for _, ev := range own {
+			if !inMerged[ev.Key()] {
+				merged = append(merged, ev)
+			}
 		}
+		hist.replaceTailLocked(len(own), merged, more)
+	} else if hist.n == 0 {
+		hist.earlier = more
 	}
-	r.hist.replaceLocked(merged) // the newest History of them
 	r.synced = epoch
 }

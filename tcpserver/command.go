@@ -79,6 +79,7 @@ const helpText = `Commands:
   /join ROOM       go to another room (made on first join)
   /rooms           list rooms and how many are in each
   /msg NAME TEXT   send TEXT to NAME only
+  /history [N]     show the N lines before the oldest you have seen (50, at most 200)
   /ignore NAME     stop seeing NAME's lines and private messages (/ignore alone lists)
   /unignore NAME   see them again
   /whois NAME      who NAME is, and since when

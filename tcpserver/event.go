@@ -76,6 +76,15 @@ func (k Kind) String() string {
 type Event struct {
 	ID   uint64
 	Kind Kind
+
+	// Echo marks a copy sent back to its own author (a private message's
+	// "-> *bob* text" receipt).
+	Echo bool
+
+	// More, in a KindHistory, says that the room has lines earlier than
+	// the first of Events (the page offers to load them).
+	More bool
+
 	Time time.Time
 	Room string
 	From string // who said or did it; for KindNick the old name
@@ -84,15 +93,14 @@ type Event struct {
 	Addr string // KindJoin and KindLeave: the member's remote address, if HubConfig.ShowAddresses shows it; KindHello: the room's topic (see Topic)
 
 	// Node is the node an event relayed from another node was made on,
-	// and NodeID its ID there; "" and 0 for this node's own events. The
-	// hub gives a relayed event an ID of its own (IDs are unique on a
-	// server) and tells events apart by Node and NodeID.
+	// and NodeID its ID there. The hub gives a relayed event an ID of its
+	// own (IDs are unique on a server) and tells events apart by Node and
+	// NodeID. A line said on this node has them too when the node is one
+	// of a cluster (this node's name and its ID), so that a line is named
+	// the same on every node (see [Event.Key]); other events of this
+	// node's have "" and 0.
 	Node   string
 	NodeID uint64
-
-	// Echo marks a copy sent back to its own author (a private message's
-	// "-> *bob* text" receipt).
-	Echo bool
 
 	// fromID is the ID of the local client that said it (see
 	// [Client.ID]), for /ignore to follow it through renames; 0 if none.
@@ -129,6 +137,16 @@ func (e *Event) Registered() []string {
 	return strings.Fields(e.Text)
 }
 
+// Key returns the name of a line on every node, in every store and
+// across restarts: its Node and NodeID if it has a Node, its ID
+// otherwise. A line's JSON "id" is its key.
+func (e *Event) Key() LineKey {
+	if e.Node != "" {
+		return LineKey{Node: e.Node, ID: e.NodeID}
+	}
+	return LineKey{ID: e.ID}
+}
+
 // Line returns the event as the text protocol sends it: one or more lines,
 // each ending in CRLF. The bytes are shared; callers must not modify them.
 func (e *Event) Line() []byte { return e.line }
@@ -159,7 +177,21 @@ type wireEvent struct {
 	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
 }
 
+// wireHistory is the JSON form of a KindHistory: events and more are
+// always there, an empty page of scrollback and its end included.
+type wireHistory struct {
+	Type   string            `json:"type"`
+	ID     string            `json:"id,omitempty"`
+	Time   string            `json:"time,omitempty"`
+	Room   string            `json:"room"`
+	Events []json.RawMessage `json:"events"`
+	More   bool              `json:"more"`
+}
+
 func (e *Event) encodeJSON() []byte {
+	if e.Kind == KindHistory {
+		return e.encodeHistoryJSON()
+	}
 	w := wireEvent{
 		Type: e.Kind.String(),
 		Room: e.Room,
@@ -172,7 +204,11 @@ func (e *Event) encodeJSON() []byte {
 	if e.Kind == KindHello {
 		w.Topic, w.Addr = e.Addr, ""
 	}
-	if e.ID != 0 {
+	if e.Kind == KindMessage || e.Kind == KindAction {
+		if k := e.Key(); !k.IsZero() {
+			w.ID = k.String()
+		}
+	} else if e.ID != 0 {
 		w.ID = strconv.FormatUint(e.ID, 10)
 	}
 	if !e.Time.IsZero() {
@@ -186,7 +222,7 @@ func (e *Event) encodeJSON() []byte {
 		}
 		w.Count = e.Count
 	}
-	if e.Kind == KindHistory || e.Kind == KindBatch {
+	if e.Kind == KindBatch {
 		w.Events = make([]json.RawMessage, len(e.Events))
 		for i, h := range e.Events {
 			w.Events[i] = h.JSON()
@@ -196,6 +232,24 @@ func (e *Event) encodeJSON() []byte {
 	if err != nil {
 		// Only strings, ints and already valid JSON go in, so this cannot
 		// happen; fall back to an error event rather than an empty frame.
+		return []byte(`{"type":"error","text":"cannot encode event"}`)
+	}
+	return b
+}
+
+func (e *Event) encodeHistoryJSON() []byte {
+	w := wireHistory{Type: e.Kind.String(), Room: e.Room, Events: make([]json.RawMessage, len(e.Events)), More: e.More}
+	if e.ID != 0 {
+		w.ID = strconv.FormatUint(e.ID, 10)
+	}
+	if !e.Time.IsZero() {
+		w.Time = e.Time.UTC().Format(time.RFC3339Nano)
+	}
+	for i, h := range e.Events {
+		w.Events[i] = h.JSON()
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
 		return []byte(`{"type":"error","text":"cannot encode event"}`)
 	}
 	return b
@@ -298,7 +352,13 @@ const historyEnd = noticePrefix + "end of history: "
 // now. Times are in UTC, as the JSON's are, and the notice says so: the
 // members of a room may be anywhere, and the server's own zone is only
 // where it happens to run.
+//
+// A history with no line (a scrollback that found none) is a notice that
+// there are no earlier lines.
 func (e *Event) appendHistory(b []byte) []byte {
+	if len(e.Events) == 0 && !e.More {
+		return append(b, noticePrefix+"no earlier lines\r\n"...)
+	}
 	now := e.Time
 	if now.IsZero() {
 		now = time.Now()

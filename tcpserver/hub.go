@@ -33,8 +33,9 @@ var (
 // the rate is refused at once).
 type HubConfig struct {
 	DefaultRoom   string  // where members start; "lobby"
-	History       int     // lines of history a room keeps and replays on join; 20
-	HistoryMemory int64   // bytes the history of all rooms together may take; DefaultHistoryMemory
+	History       int     // lines of history replayed on join; 20
+	HistoryKeep   int     // lines a room keeps in the memory store, for scrollback (at least History); 10000
+	HistoryMemory int64   // bytes the lines of all rooms together may take in memory; DefaultHistoryMemory
 	MaxLine       int     // longest line accepted, in bytes; 4096
 	Rate          float64 // lines per second a member may send; 10
 	Burst         int     // lines a member may send at once; 20
@@ -92,6 +93,13 @@ type HubConfig struct {
 	// State keeps what moderation and registered names must remember
 	// (see [StateStore]); nil for a [MemState] of the hub's own.
 	State StateStore
+
+	// Store, if set, keeps every room's lines (see [Store]); the hub then
+	// keeps only each room's last History lines in memory, to replay on
+	// join, and reads them from Store when it first needs them. If nil,
+	// the hub keeps HistoryKeep lines a room in memory, within
+	// HistoryMemory, for as long as the room is kept.
+	Store Store
 }
 
 func (c HubConfig) withDefaults() HubConfig {
@@ -104,6 +112,7 @@ func (c HubConfig) withDefaults() HubConfig {
 		c.DefaultRoom = "lobby"
 	}
 	def(&c.History, 20)
+	def(&c.HistoryKeep, 10000)
 	if c.HistoryMemory == 0 {
 		c.HistoryMemory = DefaultHistoryMemory
 	}
@@ -147,7 +156,9 @@ func (c HubConfig) withDefaults() HubConfig {
 // block. Events from other nodes come in through [Hub.Deliver].
 //
 // A relay that also implements [Cluster] makes names, presence, private
-// messages and history span the nodes too.
+// messages and history span the nodes too. A relay that has a method
+// NodeID() string names this node: the hub names its lines with it (see
+// [Event.Key]).
 type Relay interface {
 	Publish(ev *Event)
 }
@@ -185,7 +196,14 @@ type Hub struct {
 	log     *slog.Logger
 	logs    *LogThrottle // members cut off: at most a line per kind per LogEvery
 	cluster Cluster      // cfg.Relay, if it is one; nil on a single node
-	hist    *historyStore
+
+	// store keeps the rooms' lines: cfg.Store, or else hist. hist keeps
+	// them in memory, each room's as its roomHistory: every line a room
+	// keeps when it is the store, its last History lines (what a join
+	// replays) when cfg.Store is another, which is then read once a
+	// room, outside the room's lock, to fill it (see hydrate).
+	store Store
+	hist  *memStore
 
 	// lobby is the default room. It is made with the hub, is in rooms
 	// without counting against MaxRooms, and is never forgotten: a member
@@ -201,7 +219,8 @@ type Hub struct {
 	clients   int
 	transport map[string]int
 
-	nextID    atomic.Uint64 // event and client IDs
+	node      string        // this node's name in a cluster, the Node of its lines' keys; "" alone
+	nextID    atomic.Uint64 // the last event or client ID given (see newID)
 	histEpoch atomic.Uint64 // rooms whose synced is older take history from the cluster again
 
 	linesIn, deliveries, refused, rejected atomic.Uint64
@@ -229,8 +248,21 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.budget = budgetRates{deliveries: max(h.cfg.RoomRate, 0), bytes: max(h.cfg.RoomBytes, 0)}
+	if n, ok := cfg.Relay.(interface{ NodeID() string }); ok {
+		h.node = n.NodeID()
+	}
 	h.histEpoch.Store(1)
-	h.hist = newHistoryStore(h.cfg.History, h.cfg.HistoryMemory)
+	if cfg.Store == nil {
+		keep := 0
+		if h.cfg.History > 0 {
+			keep = max(h.cfg.History, h.cfg.HistoryKeep)
+		}
+		h.hist = newMemStore(keep, h.cfg.HistoryMemory, true)
+		h.store = h.hist
+	} else {
+		h.hist = newMemStore(max(h.cfg.History, 0), h.cfg.HistoryMemory, false)
+		h.store = cfg.Store
+	}
 	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
 	if cfg.PasswordCost != 0 {
 		h.mod.cost = max(cfg.PasswordCost, bcrypt.MinCost)
@@ -270,7 +302,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	c := &Client{
 		hub:       h,
 		member:    m,
-		id:        h.nextID.Add(1),
+		id:        h.newID(time.Now()),
 		addr:      info.Addr,
 		shown:     h.cfg.ShowAddresses.shows(info.Transport, info.Addr),
 		ip:        hostOf(info.Addr),
@@ -286,6 +318,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.rejected.Add(1)
 		return nil, err
 	}
+	c.scroll.rate.tokens = historyBurst
 	var notices []string
 
 	name := info.Nick
@@ -311,14 +344,17 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		}
 	}
 	asked := name
-	if h.cluster != nil {
-		// Asking the other nodes takes a round trip: not under the lock.
+	if h.cluster != nil || h.cfg.Store != nil {
+		// Asking the other nodes, or the store, takes a round trip: not
+		// under the lock.
 		h.mu.Unlock()
 		want := h.cfg.DefaultRoom
 		if rn, err := RoomName(info.Room); info.Room != "" && err == nil {
 			want = rn
 		}
-		name, notices = h.claimForConnect(name, want, notices)
+		if h.cluster != nil {
+			name, notices = h.claimForConnect(name, want, notices)
+		}
 		h.hydrate(want)
 		h.mu.Lock()
 	}
@@ -469,7 +505,7 @@ func (h *Hub) forgetLocked(r *Room) {
 }
 
 // trimHistory keeps the rooms' history within HistoryMemory (see
-// historyStore), and forgets the rooms it left empty and idle. Its caller
+// memStore), and forgets the rooms it left empty and idle. Its caller
 // holds no lock: it is called after each line is kept, and costs an
 // atomic load when there is nothing to trim.
 func (h *Hub) trimHistory() {
@@ -626,16 +662,17 @@ func (h *Hub) Rooms() []RoomInfo {
 // one sender's lines reaches each member as one queue entry, as a local
 // batch does. Deliver never hands the event back to the relay.
 func (h *Hub) Deliver(ev *Event) {
+	now := time.Now()
 	for _, line := range ev.Events {
 		if line.ID == 0 {
-			line.ID = h.nextID.Add(1)
+			line.ID = h.newID(now)
 		}
 		if line.line == nil {
 			line.finish()
 		}
 	}
 	if ev.ID == 0 {
-		ev.ID = h.nextID.Add(1)
+		ev.ID = h.newID(now)
 	}
 	if ev.Addr != "" && h.cfg.ShowAddresses == ShowAddrsNone {
 		// The other node showed it; this one shows nobody's. It does not
@@ -713,9 +750,51 @@ func (h *Hub) CountSlowKick() { h.slowKicks.Add(1) }
 
 // stamp gives ev its ID and time and encodes it, ready to share.
 func (h *Hub) stamp(ev *Event) *Event {
-	ev.ID = h.nextID.Add(1)
 	ev.Time = time.Now()
+	ev.ID = h.newID(ev.Time)
 	return ev.finish()
+}
+
+// stampLine is stamp for a line said here: in a cluster it also names the
+// line with this node's name (see [Event.Key]), so that it has the same
+// name on every node and in the store.
+func (h *Hub) stampLine(ev *Event) *Event {
+	h.stamp(ev)
+	if h.node != "" {
+		ev.Node, ev.NodeID = h.node, ev.ID
+	}
+	return ev
+}
+
+// newID returns an event or client ID: the microseconds since the epoch
+// at now, or one more than the last ID given if that is not less. IDs
+// only grow, across restarts too (a restarted node starts from its
+// clock, past every ID it gave before, as long as the clock does not go
+// back by more than the node was down), so that a line's key (see
+// [LineKey]) is never given to another line, even by a node that keeps
+// its history on disk. A microsecond is finer than lines come: the ID is
+// the time it was given, give or take a few.
+func (h *Hub) newID(now time.Time) uint64 {
+	t := uint64(max(now.UnixMicro(), 0))
+	for {
+		last := h.nextID.Load()
+		id := max(last+1, t)
+		if h.nextID.CompareAndSwap(last, id) {
+			return id
+		}
+	}
+}
+
+// sawID makes every ID given from now on greater than id, an ID of this
+// node's read back from the store: a clock set back while the node was
+// down cannot make it give an ID twice.
+func (h *Hub) sawID(id uint64) {
+	for {
+		last := h.nextID.Load()
+		if last >= id || h.nextID.CompareAndSwap(last, id) {
+			return
+		}
+	}
 }
 
 // notice builds a one-member event of kind KindSystem or KindError.

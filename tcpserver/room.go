@@ -23,8 +23,8 @@ type Room struct {
 	hub  *Hub
 	name string
 
-	// hist is the room's recent lines, guarded by mu; the hub's history
-	// store takes mu to trim them.
+	// hist is the room's lines in the hub's memory (see Hub.hist). Lines
+	// are added to it under mu, so that its order is the room's.
 	hist *roomHistory
 
 	// pins counts those who looked the room up under the hub's lock and
@@ -35,7 +35,7 @@ type Room struct {
 	mu         sync.Mutex
 	members    []*Client // Client.idx is the index here
 	lastActive time.Time
-	synced     uint64     // the hub's histEpoch when history last came from the cluster
+	synced     uint64     // the hub's histEpoch when history last came from the cluster or the store
 	budget     roomBudget // what the room may still deliver
 
 	// sortedNames is the sorted names of the first presenceNames shown
@@ -62,7 +62,7 @@ type pendingJoin struct{ timer *time.Timer }
 
 func newRoom(h *Hub, name string) *Room {
 	r := &Room{hub: h, name: name, lastActive: time.Now()}
-	r.hist = h.hist.open(name, &r.mu)
+	r.hist = h.hist.open(name)
 	return r
 }
 
@@ -95,14 +95,7 @@ func (r *Room) join(c *Client, notices []string) {
 	for _, n := range notices {
 		m.Send(h.notice(KindSystem, n))
 	}
-	if lines := r.hist.linesLocked(); len(lines) > 0 {
-		if l := c.ignored.Load(); l != nil {
-			lines = l.visible(lines)
-		}
-		if len(lines) > 0 {
-			m.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: lines}))
-		}
-	}
+	c.replayedLocked(r.replayLocked(c))
 	c.idx = len(r.members)
 	r.members = append(r.members, c)
 	if c.ignored.Load() != nil {
@@ -121,6 +114,24 @@ func (r *Room) join(c *Client, notices []string) {
 		return
 	}
 	r.showLocked(c)
+}
+
+// replayLocked sends c the room's last History lines, with whether
+// there are earlier ones, and returns them (before /ignore hides any).
+func (r *Room) replayLocked(c *Client) ([]*Event, bool) {
+	h := r.hub
+	if h.cfg.History <= 0 {
+		return nil, false
+	}
+	lines, more := r.hist.last(h.cfg.History)
+	shown := lines
+	if l := c.ignored.Load(); l != nil && len(shown) > 0 {
+		shown = l.visible(shown)
+	}
+	if len(shown) > 0 {
+		c.member.Send(h.stamp(&Event{Kind: KindHistory, Room: r.name, Events: shown, More: more}))
+	}
+	return lines, more
 }
 
 // showWhenDue announces c's join, pending as p, if it is still pending:
@@ -385,7 +396,10 @@ func (r *Room) rememberLocked(ev *Event) {
 		return
 	}
 	r.lastActive = ev.Time
-	r.hist.addLocked(ev)
+	r.hist.add(ev)
+	if s := r.hub.cfg.Store; s != nil {
+		s.Append(ev)
+	}
 }
 
 // presence returns who is in the room, as an event for asker.
@@ -466,7 +480,7 @@ func (r *Room) usage() (int, time.Time) {
 func (r *Room) idle() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.members) == 0 && r.hist.lenLocked() == 0
+	return len(r.members) == 0 && r.hist.empty()
 }
 
 // compareFold orders names as their ASCII lower case would, without

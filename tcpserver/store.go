@@ -27,7 +27,8 @@ type Store interface {
 	// Lines returns up to limit lines of room said before the line
 	// before (the newest lines if before is the zero LineKey), oldest
 	// first, and whether the room has lines earlier than the first
-	// returned.
+	// returned. A before that is not a line of room the store keeps (one
+	// of another room, one forgotten) is [ErrUnknownLine].
 	Lines(ctx context.Context, room string, before LineKey, limit int) (lines []*Event, more bool, err error)
 
 	// Close writes what is queued, within ctx, and lets go of the store.
@@ -62,6 +63,10 @@ type LineKey struct {
 
 // ErrBadLineKey is what [ParseLineKey] returns for text that names no line.
 var ErrBadLineKey = errors.New("not a line id")
+
+// ErrUnknownLine is what [Store.Lines] returns for a before that is not a
+// line of the room it keeps.
+var ErrUnknownLine = errors.New("no such line in this room")
 
 // IsZero reports whether k names no line.
 func (k LineKey) IsZero() bool { return k.ID == 0 }

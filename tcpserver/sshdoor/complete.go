@@ -8,7 +8,7 @@ import (
 
 // commands are what Tab completes after a "/" at the start of a line: the
 // hub's commands (see /help) and the door's own.
-var commands = []string{"colors", "help", "ignore", "join", "me", "msg", "names", "nick", "quit", "rooms", "unignore", "who"}
+var commands = []string{"colors", "help", "history", "ignore", "join", "me", "msg", "names", "nick", "quit", "rooms", "unignore", "who"}
 
 // maxListed is the most candidates a Tab that cannot choose lists.
 const maxListed = 20
