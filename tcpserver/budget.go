@@ -30,8 +30,9 @@ type roomBudget struct {
 }
 
 // jsonEnvelope is about what a line's JSON takes besides its text, room
-// and sender: its type, ID, time and field names.
-const jsonEnvelope = 100
+// and sender: its type, ID (sixteen digits or more: a line's ID is the
+// microseconds since the epoch), time and field names.
+const jsonEnvelope = 120
 
 // lineBytes is the most one member may be sent for a line: its text
 // line, or its JSON (see Event.JSON), in which '<', '>' and '&' take six
