@@ -137,6 +137,16 @@ func (e *Event) Registered() []string {
 	return strings.Fields(e.Text)
 }
 
+// Verified returns which of the names a KindPresence lists verified
+// members hold (see verified.go). A presence has no address, so it
+// carries them in Addr, separated by spaces.
+func (e *Event) Verified() []string {
+	if e.Kind != KindPresence || e.Addr == "" {
+		return nil
+	}
+	return strings.Fields(e.Addr)
+}
+
 // Key returns the name of a line on every node, in every store and
 // across restarts: its Node and NodeID if it has a Node, its ID
 // otherwise. A line's JSON "id" is its key.
@@ -175,6 +185,7 @@ type wireEvent struct {
 	Topic  string            `json:"topic,omitempty"`
 
 	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
+	Verified   []string `json:"verified,omitempty"`   // presence: which of names verified members hold
 }
 
 // wireHistory is the JSON form of a KindHistory: events and more are
@@ -216,6 +227,7 @@ func (e *Event) encodeJSON() []byte {
 	}
 	if e.Kind == KindPresence {
 		w.Registered, w.Text = e.Registered(), ""
+		w.Verified, w.Addr = e.Verified(), ""
 		w.Names = e.Names
 		if w.Names == nil {
 			w.Names = []string{}
@@ -333,6 +345,9 @@ func (e *Event) finish() *Event {
 		}
 		if e.Text != "" {
 			b = append(append(b, "; registered: "...), strings.ReplaceAll(e.Text, " ", ", ")...)
+		}
+		if e.Addr != "" {
+			b = append(append(b, "; verified: "...), strings.ReplaceAll(e.Addr, " ", ", ")...)
 		}
 	default: // KindSystem, KindHello
 		b = append(append(b, noticePrefix...), e.Text...)

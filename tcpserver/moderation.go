@@ -621,6 +621,9 @@ func (m *Moderation) whois(c *Client, arg string) {
 			b.WriteString(", registered")
 		}
 	}
+	if t.verified {
+		b.WriteString(", verified (signed in on the site)")
+	}
 	if t.op.Load() {
 		b.WriteString(", operator")
 	}
