@@ -34,6 +34,17 @@
   applyTheme(params.get("theme"), params.get("accent"));
 
   var asked = params.get("room") || "";
+  // A site that signs its readers in gives the embed a token in the
+  // fragment (embed.js data-token), which no request and no Referer
+  // carries. It leaves the address at once, and goes only into the
+  // WebSocket's URL, where the server takes the name it gives.
+  var token = (function () {
+    var h = new URLSearchParams(location.hash.replace(/^#/, ""));
+    if (!h.has("token")) return "";
+    history.replaceState(null, "", location.pathname + location.search);
+    var t = h.get("token");
+    return /^[A-Za-z0-9_.-]{1,4096}$/.test(t) ? t : "";
+  })();
   var state = {
     ws: null,
     online: false, // a hello came on this connection
@@ -42,6 +53,7 @@
     askedRoom: ROOM_RE.test(asked) ? asked.replace(/^#/, "") : "",
     members: new Map(), // folded name -> name
     registered: new Set(), // folded names the last presence said are registered
+    verified: new Set(), // folded names the last presence said are signed in by the site
     count: 0,
     seen: new Set(), // keys of lines shown, so a reconnect's history adds nothing twice
     retry: 0,
@@ -136,6 +148,7 @@
     // server's to give, and a reconnecting guest simply gets a new one.
     var nick = storedNick();
     if (NAME_RE.test(nick)) q.set("nick", nick);
+    if (token) q.set("token", token);
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (q.toString() ? "?" + q : "");
     setStatus("connecting", state.outage ? "Reconnecting…" : "Connecting…");
     var ws;
@@ -175,6 +188,14 @@
       state.quit = true;
       setStatus("offline", "You left the chat");
       rejoinLine();
+      return;
+    }
+    if (e.code === 1008 && /^sign-in/.test(str(e.reason))) {
+      // The token will not do better next time: the reader must sign
+      // in again on the site, which gives the page a new one.
+      state.quit = true;
+      setStatus("offline", "Not signed in");
+      render([line({}, "error", "Cannot join the chat (" + e.reason + ").")]);
       return;
     }
     state.outageWhy = whyClosed(e);
@@ -337,6 +358,9 @@
         state.members.clear();
         names.forEach(addMember);
         state.registered = new Set((Array.isArray(ev.registered) ? ev.registered : []).filter(function (n) {
+          return typeof n === "string";
+        }).map(function (n) { return n.toLowerCase(); }));
+        state.verified = new Set((Array.isArray(ev.verified) ? ev.verified : []).filter(function (n) {
           return typeof n === "string";
         }).map(function (n) { return n.toLowerCase(); }));
         state.count = typeof ev.count === "number" && ev.count >= 0 ? ev.count : state.members.size;
@@ -510,6 +534,12 @@
       if (n === state.me) {
         li.className = "me";
         li.title = "you";
+      }
+      if (state.verified.has(n.toLowerCase())) {
+        // A name the site that shows the chat signed in.
+        li.textContent = n + " \u2713";
+        li.classList.add("verified");
+        if (n !== state.me) li.title = "signed in";
       }
       frag.appendChild(li);
     });
