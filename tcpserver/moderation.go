@@ -112,9 +112,12 @@ type modeRecord struct {
 	Moderated bool     `json:"moderated,omitempty"`
 	Slow      int      `json:"slow,omitempty"`
 	Voice     []string `json:"voice,omitempty"`
-}
 
-func (m modeRecord) empty() bool { return !m.Moderated && m.Slow == 0 && len(m.Voice) == 0 }
+	// The last change, told to the room on every node (see applyMode).
+	By   string    `json:"by,omitempty"`
+	Note string    `json:"note,omitempty"`
+	At   time.Time `json:"at,omitzero"`
+}
 
 // opHelpText is what /help adds for an operator.
 const opHelpText = `Operator commands (DURATION: 30s, 10m, 2h, 7d; none for no end):
@@ -204,7 +207,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 // every change made to them from then on, here or on another node. A hub
 // that is never started keeps its own changes only.
 func (m *Moderation) Start(ctx context.Context) error {
-	for _, b := range []string{bucketAccounts, bucketBans, bucketMutes, bucketTopics, bucketModes} {
+	for _, b := range []string{bucketAccounts, bucketBans, bucketMutes, bucketTopics, bucketModes, bucketOrders} {
 		// Watch first: a change made between Load and Watch would be
 		// lost; one seen twice is applied twice, which is once.
 		if err := m.state.Watch(ctx, b, func(key string, value []byte) { m.apply(b, key, value) }); err != nil {
@@ -236,7 +239,9 @@ func (m *Moderation) apply(bucket, key string, value []byte) {
 	case bucketTopics:
 		err = m.applyTopic(key, value)
 	case bucketModes:
-		err = applyRecord(m, m.modes, key, value)
+		err = m.applyMode(key, value)
+	case bucketOrders:
+		err = m.applyOrder(key, value)
 	}
 	if err != nil {
 		m.hub.log.Warn("moderation record ignored", "bucket", bucket, "key", key, "err", err)
@@ -507,6 +512,10 @@ func (m *Moderation) kick(c *Client, arg string) {
 	name, reason := cutWord(arg)
 	if len(reason) > maxReason {
 		c.errorf("reason too long: at most %d bytes", maxReason)
+		return
+	}
+	if m.remoteTarget(name) {
+		m.order(c, orderRecord{Action: "kick", Name: name, Reason: reason})
 		return
 	}
 	t := m.target(c, name, "/kick NAME [REASON]")
