@@ -27,6 +27,7 @@ const (
 	KindPresence                 // *** who is in a room (Names, Count)
 	KindBatch                    // several lines one member said at once (Events)
 	KindTopic                    // *** from set the topic of Room: Text (or cleared it); not relayed
+	KindDelete                   // *** lines by From were removed from Room: their IDs in Names, the notice in Text (see removal.go); not relayed
 )
 
 // noticePrefix starts every line the server says itself (joins, leaves,
@@ -58,6 +59,7 @@ var kindNames = [...]string{
 	KindPresence: "presence",
 	KindBatch:    "batch",
 	KindTopic:    "topic",
+	KindDelete:   "delete",
 }
 
 func (k Kind) String() string {
@@ -186,6 +188,7 @@ type wireEvent struct {
 
 	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
 	Verified   []string `json:"verified,omitempty"`   // presence: which of names verified members hold
+	IDs        []string `json:"ids,omitempty"`        // delete: the lines removed, if more than one (one is the delete's id)
 }
 
 // wireHistory is the JSON form of a KindHistory: events and more are
@@ -233,6 +236,13 @@ func (e *Event) encodeJSON() []byte {
 			w.Names = []string{}
 		}
 		w.Count = e.Count
+	}
+	if e.Kind == KindDelete {
+		if len(e.Names) == 1 {
+			w.ID = e.Names[0]
+		} else {
+			w.ID, w.IDs = "", e.Names
+		}
 	}
 	if e.Kind == KindBatch {
 		w.Events = make([]json.RawMessage, len(e.Events))
