@@ -108,3 +108,56 @@ func TestBrowserSignedInEmbed(t *testing.T) {
 		t.Errorf("the page says %q", said)
 	}
 }
+
+// An open page removes a line an operator deleted, in place, and shows
+// the room's topic in its header as soon as it is set; lines not deleted
+// stay.
+func TestBrowserDeletedLineAndTopic(t *testing.T) {
+	st := start(t, tcpserver.HubConfig{OpPassword: testOpPassword, ChangeBurst: -1}, Config{})
+	ctx := browser(t)
+	op := st.telnet(t)
+	op.send("/nick alice")
+	op.expect("is now known as alice")
+	op.send("/op " + testOpPassword)
+	op.expect("you are now an operator")
+	spam := st.telnet(t)
+	spam.send("/nick spammer")
+	spam.expect("is now known as spammer")
+
+	if err := chromedp.Run(ctx, chromedp.Navigate(st.httpURL+"/?room=lobby"),
+		chromedp.WaitVisible(`#status[data-state="online"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+	spam.send("buy pills at example.com")
+	op.send("welcome, reader")
+	var ids []string
+	if err := evalIn(ctx, nil, `(function () {
+		var lines = Array.from(document.querySelectorAll("#transcript .line[data-id]"));
+		var spam = lines.filter(function (l) { return l.textContent.indexOf("buy pills") >= 0; });
+		var ok = lines.filter(function (l) { return l.textContent.indexOf("welcome, reader") >= 0; });
+		return spam.length === 1 && ok.length === 1 && [spam[0].dataset.id, ok[0].dataset.id];
+	})()`, &ids); err != nil {
+		t.Fatalf("the page did not show both lines with their ids: %v", err)
+	}
+	op.send("/delete last spammer")
+	op.expect("you removed 1 line by spammer")
+	var gone bool
+	if err := evalIn(ctx, nil, `document.querySelectorAll("#transcript .line[data-id]").length > 0 &&
+		document.getElementById("transcript").textContent.indexOf("buy pills") < 0 &&
+		document.querySelector('#transcript .line[data-id="`+ids[1]+`"]') !== null`, &gone); err != nil {
+		t.Fatalf("the deleted line stayed on the page, or the other went: %v", err)
+	}
+
+	op.send("/topic Read the FAQ first")
+	var header string
+	if err := evalIn(ctx, nil, `(function () {
+		var el = document.getElementById("room-name");
+		var after = getComputedStyle(el, "::after").content;
+		return after.indexOf("Read the FAQ first") >= 0 && el.textContent + after;
+	})()`, &header); err != nil {
+		t.Fatalf("the topic is not in the header: %v", err)
+	}
+	if !strings.HasPrefix(header, "#lobby") {
+		t.Errorf("header %q", header)
+	}
+}

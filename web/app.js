@@ -406,6 +406,15 @@
           out.items.push(notice(ev, ev.from + " is now known as " + ev.to));
         }
         break;
+      case "delete": {
+        // An operator removed lines: they go from the transcript in
+        // place, without a word.
+        var gone = new Set((Array.isArray(ev.ids) ? ev.ids : [ev.id]).filter(function (id) { return typeof id === "string" && id; }));
+        Array.prototype.forEach.call(document.querySelectorAll("#transcript .line[data-id]"), function (el) {
+          if (gone.has(el.dataset.id)) el.remove();
+        });
+        break;
+      }
       case "topic":
         topic(str(ev.text));
         out.items.push(notice(ev, str(ev.from) + (str(ev.text) ? " set the topic: " + ev.text : " cleared the topic")));
@@ -636,6 +645,7 @@
   function chatNode(ev, kind, from, text, mine, mention) {
     var el = document.createElement("div");
     el.className = "line" + (kind ? " " + kind : "") + (mine ? " mine" : "") + (mention ? " mention" : "");
+    if (str(ev.id)) el.dataset.id = ev.id; // for a delete event
     el.appendChild(stamp(ev));
     var body = document.createElement("span");
     var who = document.createElement("span");
