@@ -234,3 +234,30 @@ func TestDeleteAcrossNodes(t *testing.T) {
 		t.Errorf("stale or bad records told bob %d things", len(evs))
 	}
 }
+
+// TestDeleteOverTCP: from a terminal, as from anywhere: the room sees the
+// notice, and a newcomer's history no longer has the line.
+func TestDeleteOverTCP(t *testing.T) {
+	ts, logs := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	spam := ts.dialFrom(t, "127.0.0.2").named("spammer")
+	reader := ts.dialFrom(t, "127.0.0.3").named("reader")
+	spam.send("buy pills")
+	reader.expect("<spammer> buy pills")
+	op.send("/delete last spammer")
+	reader.expect("*** a message by spammer was removed")
+	op.expect("you removed 1 line by spammer from lobby")
+	newcomer := ts.dialRaw(t)
+	for {
+		line := newcomer.readLine()
+		if strings.Contains(line, "pills") {
+			t.Errorf("the newcomer was shown %q", line)
+		}
+		if strings.Contains(line, " in lobby: ") {
+			break
+		}
+	}
+	if !strings.Contains(logs.String(), "action=delete by=alice") || !strings.Contains(logs.String(), "target=spammer lines=1") {
+		t.Errorf("not logged:\n%s", logs.String())
+	}
+}
