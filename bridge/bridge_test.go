@@ -194,7 +194,7 @@ func (w *wsClient) expect(want string) string {
 type event struct {
 	Type, ID, Time, Room, From, To, Text string
 	Topic                                string
-	Registered                           []string
+	Registered, Verified, IDs            []string
 	Echo, More                           bool
 	Names                                []string
 	Count                                int

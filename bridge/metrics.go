@@ -104,6 +104,7 @@ type hubCollector struct {
 	privateRefused                         *prometheus.Desc
 	moderation, opFailures, banned         *prometheus.Desc
 	passwordFailures                       *prometheus.Desc
+	authRefused                            *prometheus.Desc
 }
 
 func newHubCollector(s *Server) *hubCollector {
@@ -128,6 +129,7 @@ func newHubCollector(s *Server) *hubCollector {
 		opFailures:        d("op_password_failures_total", "Wrong passwords given to /op."),
 		banned:            d("connections_banned_total", "Connections refused because their address is banned."),
 		passwordFailures:  d("account_password_failures_total", "Wrong passwords given for registered names (/identify, /nick NAME PASSWORD, /password, /unregister)."),
+		authRefused:       d("auth_refused_total", "WebSocket connections refused for their sign-in token (--auth-secret): bad, expired, too long, or none expected."),
 	}
 }
 
@@ -135,7 +137,7 @@ func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.clients, c.rooms, c.linesIn, c.deliveries, c.refused, c.rejected,
 		c.slowKicks, c.floodKicks, c.connections, c.roomBusy, c.handshakeFailures, c.privateRefused,
-		c.moderation, c.opFailures, c.banned, c.passwordFailures,
+		c.moderation, c.opFailures, c.banned, c.passwordFailures, c.authRefused,
 	} {
 		ch <- d
 	}
@@ -178,6 +180,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.moderation, prometheus.CounterValue, float64(n), action)
 	}
 	counter(c.opFailures, st.OpFailures)
+	counter(c.authRefused, c.srv.authRefused.Load())
 	counter(c.banned, st.Banned)
 	counter(c.passwordFailures, st.PasswordFailures)
 }

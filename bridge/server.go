@@ -87,6 +87,11 @@ type Config struct {
 	// MetricsApart takes /metrics off the server's routes: it is then
 	// served only by a MetricsServer, on a listener of its own.
 	MetricsApart bool
+
+	// AuthSecret, if set, is the HS256 key of the sign-in tokens a site
+	// gives its readers (/ws?token=JWT; see auth.go), at least
+	// MinAuthSecret bytes. Empty: a token is refused.
+	AuthSecret []byte
 }
 
 func (c Config) withDefaults() Config {
@@ -143,6 +148,7 @@ type Server struct {
 	aheadBufs                     sync.Pool // *[]byte, see wireConn
 
 	handshakeFailures atomic.Uint64
+	authRefused       atomic.Uint64 // sign-in tokens refused (auth.go)
 
 	mu       sync.Mutex
 	conns    map[*wsConn]struct{}
@@ -556,8 +562,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		Room:      q.Get("room"),
 		Echo:      c.json, // the page shows its own lines as the server confirms them
 	}
+	authErr := s.authenticate(q, &info)
 	handedOff = true
-	go s.run(c, info)
+	go s.run(c, info, authErr)
 }
 
 // emptyLabel reports whether origin names a host with an empty label: a
@@ -572,8 +579,9 @@ func emptyLabel(origin string) bool {
 }
 
 // run joins a WebSocket's member to the hub and becomes its reader (see
-// wsConn.read), handing it this goroutine's count in s.wg.
-func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
+// wsConn.read), handing it this goroutine's count in s.wg. A member
+// whose sign-in token was refused (authErr) is not joined.
+func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo, authErr error) {
 	// What a writer may read (c.idle, through the wire's beforeClose) is
 	// set before the connection is tracked, where a shutdown can reach it.
 	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
@@ -585,7 +593,7 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 		s.wg.Done()
 		return
 	}
-	client, err := s.hub.Connect(c, info)
+	client, err := s.connect(c, info, authErr)
 	if err != nil {
 		s.logs.Log(slog.LevelInfo, "connections refused ("+err.Error()+")", "connection refused",
 			"addr", info.Addr, "transport", "ws", "reason", err)
@@ -593,7 +601,7 @@ func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 		switch {
 		case errors.Is(err, tcpserver.ErrHubClosed):
 			code = websocket.StatusGoingAway
-		case errors.Is(err, tcpserver.ErrBanned):
+		case errors.Is(err, tcpserver.ErrBanned), errors.Is(err, errAuth), errors.Is(err, tcpserver.ErrVerifiedName):
 			code = websocket.StatusPolicyViolation // as for a member cut off: do not retry
 		}
 		c.closeBriefly(code, err.Error(), refuseGrace)

@@ -231,6 +231,10 @@ func (m *Moderation) identify(c *Client, arg string) {
 		m.failed(c, rec.Name, "identify")
 		return
 	}
+	if c.verified && c.Name() != rec.Name {
+		c.errorf("your name is the one you are signed in with; it cannot be changed here")
+		return
+	}
 	m.setAccount(c, rec.Name)
 	m.hub.log.Info("name identified", "name", rec.Name, "addr", c.addr)
 	if c.Name() != rec.Name {

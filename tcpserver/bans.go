@@ -28,6 +28,10 @@ func (m *Moderation) ban(c *Client, arg string) {
 		c.errorf("%v", err)
 		return
 	}
+	if m.remoteTarget(what) {
+		m.order(c, orderRecord{Action: "ban", Name: what, Reason: reason, Duration: d})
+		return
+	}
 	mask, name, err := m.banMask(what)
 	if err != nil {
 		c.errorf("%v", err)
@@ -95,16 +99,10 @@ func (m *Moderation) banMask(what string) (mask netip.Prefix, name string, err e
 	if t == nil {
 		return netip.Prefix{}, "", fmt.Errorf("no one called %s is here; ban their address or a CIDR prefix instead", what)
 	}
-	a, err := netip.ParseAddr(t.ip)
+	mask, err = addressMask(t)
 	if err != nil {
-		return netip.Prefix{}, "", fmt.Errorf("%s has no IP address to ban (%s)", t.Name(), t.addr)
+		return netip.Prefix{}, "", err
 	}
-	a = a.Unmap()
-	bits := a.BitLen()
-	if a.Is6() {
-		bits = 64 // as limits count IPv6: one subscriber's /64
-	}
-	mask, _ = a.Prefix(bits)
 	return mask, t.Name(), nil
 }
 

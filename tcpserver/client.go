@@ -45,10 +45,11 @@ type Client struct {
 
 	inbox inbox // the rate of private messages to the member
 
-	since   time.Time              // when it connected
-	op      atomic.Bool            // it gave /op the operator password (see moderation.go)
-	kicked  atomic.Pointer[string] // why an operator disconnected it, for its leave notice
-	account string                 // the registered name it proved is its own; guarded by hub.mu (accounts.go)
+	since    time.Time              // when it connected
+	op       atomic.Bool            // it gave /op the operator password (see moderation.go)
+	kicked   atomic.Pointer[string] // why an operator disconnected it, for its leave notice
+	account  string                 // the registered name it proved is its own; guarded by hub.mu (accounts.go)
+	verified bool                   // a site vouched for its name (verified.go); set by Connect, never changed
 
 	// Owned by the reader.
 	room     *Room
@@ -218,7 +219,7 @@ func (c *Client) logCutOff(reason string) {
 }
 
 func (c *Client) say(k Kind, text string) {
-	if !c.hub.mod.maySpeak(c) {
+	if !c.hub.speakCheck(c) || !c.hub.mod.maySpeak(c) {
 		return
 	}
 	r := c.room
@@ -285,6 +286,10 @@ func (c *Client) command(name, arg string) {
 func (c *Client) nick(to string) {
 	if to == "" {
 		c.errorf("usage: /nick NAME")
+		return
+	}
+	if c.verified {
+		c.errorf("your name is the one you are signed in with; it cannot be changed here")
 		return
 	}
 	if name, _, ok := strings.Cut(to, " "); ok && c.hub.mod.isRegistered(name) {

@@ -27,6 +27,7 @@ const (
 	KindPresence                 // *** who is in a room (Names, Count)
 	KindBatch                    // several lines one member said at once (Events)
 	KindTopic                    // *** from set the topic of Room: Text (or cleared it); not relayed
+	KindDelete                   // *** lines by From were removed from Room: their IDs in Names, the notice in Text (see removal.go); not relayed
 )
 
 // noticePrefix starts every line the server says itself (joins, leaves,
@@ -58,6 +59,7 @@ var kindNames = [...]string{
 	KindPresence: "presence",
 	KindBatch:    "batch",
 	KindTopic:    "topic",
+	KindDelete:   "delete",
 }
 
 func (k Kind) String() string {
@@ -137,6 +139,16 @@ func (e *Event) Registered() []string {
 	return strings.Fields(e.Text)
 }
 
+// Verified returns which of the names a KindPresence lists verified
+// members hold (see verified.go). A presence has no address, so it
+// carries them in Addr, separated by spaces.
+func (e *Event) Verified() []string {
+	if e.Kind != KindPresence || e.Addr == "" {
+		return nil
+	}
+	return strings.Fields(e.Addr)
+}
+
 // Key returns the name of a line on every node, in every store and
 // across restarts: its Node and NodeID if it has a Node, its ID
 // otherwise. A line's JSON "id" is its key.
@@ -175,6 +187,8 @@ type wireEvent struct {
 	Topic  string            `json:"topic,omitempty"`
 
 	Registered []string `json:"registered,omitempty"` // presence: which of names are registered
+	Verified   []string `json:"verified,omitempty"`   // presence: which of names verified members hold
+	IDs        []string `json:"ids,omitempty"`        // delete: the lines removed, if more than one (one is the delete's id)
 }
 
 // wireHistory is the JSON form of a KindHistory: events and more are
@@ -216,11 +230,19 @@ func (e *Event) encodeJSON() []byte {
 	}
 	if e.Kind == KindPresence {
 		w.Registered, w.Text = e.Registered(), ""
+		w.Verified, w.Addr = e.Verified(), ""
 		w.Names = e.Names
 		if w.Names == nil {
 			w.Names = []string{}
 		}
 		w.Count = e.Count
+	}
+	if e.Kind == KindDelete {
+		if len(e.Names) == 1 {
+			w.ID = e.Names[0]
+		} else {
+			w.ID, w.IDs = "", e.Names
+		}
 	}
 	if e.Kind == KindBatch {
 		w.Events = make([]json.RawMessage, len(e.Events))
@@ -333,6 +355,9 @@ func (e *Event) finish() *Event {
 		}
 		if e.Text != "" {
 			b = append(append(b, "; registered: "...), strings.ReplaceAll(e.Text, " ", ", ")...)
+		}
+		if e.Addr != "" {
+			b = append(append(b, "; verified: "...), strings.ReplaceAll(e.Addr, " ", ", ")...)
 		}
 	default: // KindSystem, KindHello
 		b = append(append(b, noticePrefix...), e.Text...)

@@ -94,6 +94,9 @@ type HubConfig struct {
 	// (see [StateStore]); nil for a [MemState] of the hub's own.
 	State StateStore
 
+	// Speak says who may speak (see verified.go); SpeakAnyone.
+	Speak Speak
+
 	// Store, if set, keeps every room's lines (see [Store]); the hub then
 	// keeps only each room's last History lines in memory, to replay on
 	// join, and reads them from Store when it first needs them. If nil,
@@ -212,6 +215,12 @@ type Hub struct {
 
 	mod *Moderation // operators, bans, mutes, topics, modes (moderation.go)
 
+	// verifiedNames holds the lower-case names of the verified members
+	// here (verified.go), for presence to read without the hub's lock;
+	// verifiedCount how many there are.
+	verifiedNames sync.Map
+	verifiedCount atomic.Int32
+
 	mu        sync.Mutex
 	names     nameBook         // the names in use here, and which may be taken
 	rooms     map[string]*Room // by name
@@ -248,10 +257,6 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	}
 	h.cluster, _ = cfg.Relay.(Cluster)
 	h.budget = budgetRates{deliveries: max(h.cfg.RoomRate, 0), bytes: max(h.cfg.RoomBytes, 0)}
-	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
-	if cfg.PasswordCost != 0 {
-		h.mod.cost = max(cfg.PasswordCost, bcrypt.MinCost)
-	}
 	if n, ok := cfg.Relay.(interface{ NodeID() string }); ok {
 		h.node = n.NodeID()
 	}
@@ -266,6 +271,10 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 	} else {
 		h.hist = newMemStore(max(h.cfg.History, 0), h.cfg.HistoryMemory, false)
 		h.store = cfg.Store
+	}
+	h.mod = newModeration(h, cfg.State, cfg.OpPassword)
+	if cfg.PasswordCost != 0 {
+		h.mod.cost = max(cfg.PasswordCost, bcrypt.MinCost)
 	}
 	h.lobby = newRoom(h, h.cfg.DefaultRoom)
 	h.rooms[h.lobby.name] = h.lobby
@@ -286,6 +295,10 @@ type ConnectInfo struct {
 	Room      string // the room asked for; "" for the default room
 	Echo      bool   // deliver the member's own room lines back to it
 	Key       string // the fingerprint of the public key the member proved it holds (SSH), "SHA256:..."; "" for none
+
+	// Verified says a site vouched for Nick (see verified.go): the
+	// member gets that name or is refused with a [VerifiedNameError].
+	Verified bool
 }
 
 // Connect admits a new member: it checks the limits, gives it a name,
@@ -310,6 +323,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		echo:      info.Echo,
 		key:       info.Key,
 		since:     time.Now(),
+		verified:  info.Verified,
 	}
 	c.source = sourceKey(c.ip)
 	c.bucket.tokens = float64(h.cfg.Burst)
@@ -322,7 +336,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	var notices []string
 
 	name := info.Nick
-	if name != "" {
+	if name != "" && !c.verified { // a verified name is refused, not replaced (takeVerifiedLocked)
 		if err := ValidNick(name); err != nil {
 			notices = append(notices, err.Error()+"; you are a guest for now")
 			name = ""
@@ -335,7 +349,14 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.rejected.Add(1)
 		return nil, err
 	}
-	if name != "" {
+	if c.verified {
+		if err := h.takeVerifiedLocked(c, name); err != nil {
+			h.mu.Unlock()
+			h.release(c)
+			h.rejected.Add(1)
+			return nil, err
+		}
+	} else if name != "" {
 		if err := h.names.check(name, nil); err != nil {
 			if !errors.Is(err, ErrNickGuest) {
 				notices = append(notices, err.Error()+"; you are a guest for now")
@@ -369,11 +390,28 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 			name = ""
 		}
 	}
+	if c.verified && name != asked {
+		// Taken on another node, or here while the cluster was asked.
+		if name != "" {
+			h.unclaimLocked(name)
+		}
+		h.mu.Unlock()
+		h.release(c)
+		h.rejected.Add(1)
+		return nil, &VerifiedNameError{Name: asked, Why: "someone on another node of this server has it"}
+	}
 	if name == "" {
 		name = h.guestNameLocked()
 	}
 	c.setName(name)
 	h.names.add(name, c)
+	if c.verified {
+		h.verifiedNames.Store(strings.ToLower(name), struct{}{})
+		h.verifiedCount.Add(1)
+	}
+	if n := h.speakNotice(c); n != "" {
+		notices = append(notices, n)
+	}
 
 	r := h.lobby
 	if info.Room != "" {
@@ -415,8 +453,14 @@ func (h *Hub) admitLocked(c *Client) error {
 func (h *Hub) release(c *Client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.names.remove(c.Name(), c) && h.cluster != nil {
-		h.cluster.ReleaseName(c.Name())
+	if h.names.remove(c.Name(), c) {
+		if h.cluster != nil {
+			h.cluster.ReleaseName(c.Name())
+		}
+		if c.verified {
+			h.verifiedNames.Delete(strings.ToLower(c.Name()))
+			h.verifiedCount.Add(-1)
+		}
 	}
 	h.clients--
 	if h.perIP[c.source]--; h.perIP[c.source] <= 0 {

@@ -112,9 +112,12 @@ type modeRecord struct {
 	Moderated bool     `json:"moderated,omitempty"`
 	Slow      int      `json:"slow,omitempty"`
 	Voice     []string `json:"voice,omitempty"`
-}
 
-func (m modeRecord) empty() bool { return !m.Moderated && m.Slow == 0 && len(m.Voice) == 0 }
+	// The last change, told to the room on every node (see applyMode).
+	By   string    `json:"by,omitempty"`
+	Note string    `json:"note,omitempty"`
+	At   time.Time `json:"at,omitzero"`
+}
 
 // opHelpText is what /help adds for an operator.
 const opHelpText = `Operator commands (DURATION: 30s, 10m, 2h, 7d; none for no end):
@@ -127,12 +130,14 @@ const opHelpText = `Operator commands (DURATION: 30s, 10m, 2h, 7d; none for no e
   /moderate on|off                 only operators and voiced members speak in this room
   /voice NAME, /devoice NAME       let NAME speak in a moderated room, or not
   /slow SECONDS|off                members say a line every SECONDS at most here
+  /delete last NAME, /delete ID    remove NAME's last line (or the line ID) from this room, screens included
+  /purge NAME                      remove all of NAME's lines from this room
   /whois NAME                      shows the address too
   /deop                            stop being an operator`
 
 // The actions counted in [Stats.Moderation], one per command that
 // changed something.
-var modActions = []string{"op", "deop", "kick", "ban", "unban", "mute", "unmute", "topic", "moderate", "voice", "slow"}
+var modActions = []string{"op", "deop", "kick", "ban", "unban", "mute", "unmute", "topic", "moderate", "voice", "slow", "delete", "purge"}
 
 // Moderation is what keeps a public room clean: operators (who proved the
 // operator password), and the bans, mutes, topics and room modes they
@@ -159,6 +164,8 @@ type Moderation struct {
 	mutes  map[string]muteRecord  // by lower-case name
 	topics map[string]topicRecord // by room
 	modes  map[string]modeRecord  // by room
+
+	deletions map[string]time.Time // deletion records seen, and when each ends (removal.go)
 
 	accounts   map[string]accountRecord        // registered names, by lower-case name (accounts.go)
 	registered atomic.Pointer[map[string]bool] // accounts' keys, for presence to read without a lock
@@ -189,6 +196,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 		mutes:        make(map[string]muteRecord),
 		topics:       make(map[string]topicRecord),
 		modes:        make(map[string]modeRecord),
+		deletions:    make(map[string]time.Time),
 		actions:      make(map[string]*atomic.Uint64, len(modActions)),
 	}
 	if password != "" {
@@ -204,7 +212,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 // every change made to them from then on, here or on another node. A hub
 // that is never started keeps its own changes only.
 func (m *Moderation) Start(ctx context.Context) error {
-	for _, b := range []string{bucketAccounts, bucketBans, bucketMutes, bucketTopics, bucketModes} {
+	for _, b := range []string{bucketAccounts, bucketBans, bucketMutes, bucketTopics, bucketModes, bucketOrders, bucketDeletions} {
 		// Watch first: a change made between Load and Watch would be
 		// lost; one seen twice is applied twice, which is once.
 		if err := m.state.Watch(ctx, b, func(key string, value []byte) { m.apply(b, key, value) }); err != nil {
@@ -236,7 +244,11 @@ func (m *Moderation) apply(bucket, key string, value []byte) {
 	case bucketTopics:
 		err = m.applyTopic(key, value)
 	case bucketModes:
-		err = applyRecord(m, m.modes, key, value)
+		err = m.applyMode(key, value)
+	case bucketOrders:
+		err = m.applyOrder(key, value)
+	case bucketDeletions:
+		err = m.applyDeletion(key, value)
 	}
 	if err != nil {
 		m.hub.log.Warn("moderation record ignored", "bucket", bucket, "key", key, "err", err)
@@ -419,6 +431,7 @@ func (m *Moderation) command(c *Client, name, arg string) bool {
 		"kick": m.kick, "mute": m.mute, "unmute": m.unmute,
 		"ban": m.ban, "unban": m.unban, "bans": m.listBans,
 		"moderate": m.moderate, "voice": m.voice, "devoice": m.devoice, "slow": m.slow,
+		"delete": m.deleteCmd, "purge": m.purge,
 	}[name]
 	if !ok {
 		return false
@@ -507,6 +520,10 @@ func (m *Moderation) kick(c *Client, arg string) {
 	name, reason := cutWord(arg)
 	if len(reason) > maxReason {
 		c.errorf("reason too long: at most %d bytes", maxReason)
+		return
+	}
+	if m.remoteTarget(name) {
+		m.order(c, orderRecord{Action: "kick", Name: name, Reason: reason})
 		return
 	}
 	t := m.target(c, name, "/kick NAME [REASON]")
@@ -620,6 +637,9 @@ func (m *Moderation) whois(c *Client, arg string) {
 		} else {
 			b.WriteString(", registered")
 		}
+	}
+	if t.verified {
+		b.WriteString(", verified (signed in on the site)")
 	}
 	if t.op.Load() {
 		b.WriteString(", operator")

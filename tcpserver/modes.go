@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // modeOf returns room's modes.
@@ -24,18 +25,14 @@ func (m *Moderation) setMode(c *Client, action string, change func(*modeRecord) 
 		c.errorf("%v", err)
 		return
 	}
-	var err error
-	if md.empty() {
-		err = m.remove(bucketModes, room)
-	} else {
-		err = m.save(bucketModes, room, md)
-	}
-	if err != nil {
+	// Kept, empty or not, with the change: every node tells its members
+	// of it as it applies the record (applyMode).
+	md.By, md.Note, md.At = c.Name(), notice, time.Now()
+	if err := m.save(bucketModes, room, md); err != nil {
 		c.errorf("the mode %v", err)
 		return
 	}
 	m.did(c, action, append([]any{"room", room}, args...)...)
-	c.room.notice(c.Name() + " " + notice)
 }
 
 // moderate is /moderate on|off: in a moderated room only operators and

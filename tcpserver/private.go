@@ -116,7 +116,7 @@ func (c *Client) private(arg string) {
 		c.errorf("usage: /msg NAME TEXT")
 		return
 	}
-	if !c.hub.mod.mayMessage(c) {
+	if !c.hub.speakCheck(c) || !c.hub.mod.mayMessage(c) {
 		return
 	}
 	h := c.hub

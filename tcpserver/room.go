@@ -453,6 +453,9 @@ func (r *Room) presenceLocked(asker *Client) *Event {
 	if reg := r.hub.mod.registeredAmong(names); reg != nil {
 		ev.Text = strings.Join(reg, " ") // see Event.Registered
 	}
+	if ver := r.hub.verifiedAmong(names); ver != nil {
+		ev.Addr = strings.Join(ver, " ") // see Event.Verified
+	}
 	return ev.finish()
 }
 

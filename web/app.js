@@ -51,6 +51,17 @@
   applyTheme(params.get("theme"), params.get("accent"));
 
   var asked = params.get("room") || "";
+  // A site that signs its readers in gives the embed a token in the
+  // fragment (embed.js data-token), which no request and no Referer
+  // carries. It leaves the address at once, and goes only into the
+  // WebSocket's URL, where the server takes the name it gives.
+  var token = (function () {
+    var h = new URLSearchParams(location.hash.replace(/^#/, ""));
+    if (!h.has("token")) return "";
+    history.replaceState(null, "", location.pathname + location.search);
+    var t = h.get("token");
+    return /^[A-Za-z0-9_.-]{1,4096}$/.test(t) ? t : "";
+  })();
   var state = {
     ws: null,
     online: false, // a hello came on this connection
@@ -59,6 +70,7 @@
     askedRoom: ROOM_RE.test(asked) ? asked.replace(/^#/, "") : "",
     members: new Map(), // folded name -> name
     registered: new Set(), // folded names the last presence said are registered
+    verified: new Set(), // folded names the last presence said are signed in by the site
     count: 0,
     seen: new Set(), // keys of lines shown, so a reconnect's history adds nothing twice
     retry: 0,
@@ -169,6 +181,7 @@
     // server's to give, and a reconnecting guest simply gets a new one.
     var nick = storedNick();
     if (NAME_RE.test(nick)) q.set("nick", nick);
+    if (token) q.set("token", token);
     var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws" + (q.toString() ? "?" + q : "");
     setStatus("connecting", state.outage ? "Reconnecting…" : "Connecting…");
     var ws;
@@ -214,6 +227,14 @@
       state.quit = true;
       setStatus("offline", "You left the chat");
       rejoinLine();
+      return;
+    }
+    if (e.code === 1008 && /^sign-in/.test(str(e.reason))) {
+      // The token will not do better next time: the reader must sign
+      // in again on the site, which gives the page a new one.
+      state.quit = true;
+      setStatus("offline", "Not signed in");
+      render([line({}, "error", "Cannot join the chat (" + e.reason + ").")]);
       return;
     }
     state.outageWhy = whyClosed(e);
@@ -415,6 +436,9 @@
         state.registered = new Set((Array.isArray(ev.registered) ? ev.registered : []).filter(function (n) {
           return typeof n === "string";
         }).map(function (n) { return n.toLowerCase(); }));
+        state.verified = new Set((Array.isArray(ev.verified) ? ev.verified : []).filter(function (n) {
+          return typeof n === "string";
+        }).map(function (n) { return n.toLowerCase(); }));
         state.count = typeof ev.count === "number" && ev.count >= 0 ? ev.count : state.members.size;
         out.members = true;
         if (state.lastWho) {
@@ -458,6 +482,15 @@
           out.items.push(notice(ev, ev.from + " is now known as " + ev.to));
         }
         break;
+      case "delete": {
+        // An operator removed lines: they go from the transcript in
+        // place, without a word.
+        var gone = new Set((Array.isArray(ev.ids) ? ev.ids : [ev.id]).filter(function (id) { return typeof id === "string" && id; }));
+        Array.prototype.forEach.call(document.querySelectorAll("#transcript .line[data-id]"), function (el) {
+          if (gone.has(el.dataset.id)) el.remove();
+        });
+        break;
+      }
       case "topic":
         topic(str(ev.text));
         out.items.push(notice(ev, str(ev.from) + (str(ev.text) ? " set the topic: " + ev.text : " cleared the topic")));
@@ -611,6 +644,12 @@
         li.className = "me";
         li.title = "you";
       }
+      if (state.verified.has(n.toLowerCase())) {
+        // A name the site that shows the chat signed in.
+        li.textContent = n + " \u2713";
+        li.classList.add("verified");
+        if (n !== state.me) li.title = "signed in";
+      }
       frag.appendChild(li);
     });
     var total = Math.max(state.count, names.length);
@@ -710,7 +749,8 @@
     var el = document.createElement("div");
     el.className = "line" + (kind ? " " + kind : "") + (mine ? " mine" : "") + (mention ? " mention" : "");
     // The oldest line on the page with an id is where earlier lines
-    // are asked from (an entry of several lines has its first's).
+    // are asked from (an entry of several lines has its first's), and
+    // what a delete event names.
     if (typeof ev.id === "string" && ev.id && ev.id.length <= 80) el.dataset.id = ev.id;
     el.appendChild(stamp(ev));
     var body = document.createElement("span");

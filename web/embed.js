@@ -11,6 +11,10 @@
 //   data-accent="#1f5fd6"        the colour of buttons and highlights
 //   data-mode="launcher"         a button in the corner, with a count of
 //                                unread lines, that opens the chat as a panel
+//   data-token="JWT"             the reader, signed in by the site: a token
+//                                the site signs with the server's
+//                                --auth-secret (HS256, exp within 24 h),
+//                                whose name claim is the reader's name
 // The iframe has the class chatbridge-embed (the launcher's parts
 // chatbridge-launcher, chatbridge-badge and chatbridge-panel): their
 // looks come from a style sheet of no specificity, so the page's own CSS
@@ -32,6 +36,10 @@
   var accent = data("accent");
   if (!/^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$/.test(accent)) accent = "";
   var launcher = data("mode") === "launcher";
+  // In the fragment: it goes to the chat page only, never in a request
+  // for it nor in a Referer.
+  var token = data("token");
+  if (!/^[A-Za-z0-9_.-]{1,4096}$/.test(token)) token = "";
   var auto = data("height") === "auto";
   var height = parseInt(data("height"), 10);
   if (!(height >= 150 && height <= 4000)) height = 400;
@@ -63,7 +71,7 @@
   if (launcher) q.set("launcher", "1");
   if (auto && !launcher) q.set("height", "auto");
   var f = document.createElement("iframe");
-  f.src = origin + "/embed" + (q.toString() ? "?" + q : "");
+  f.src = origin + "/embed" + (q.toString() ? "?" + q : "") + (token ? "#token=" + token : "");
   f.title = "Chat" + (room ? ": #" + room : "");
   f.className = "chatbridge-embed";
   f.setAttribute("allow", "clipboard-write");

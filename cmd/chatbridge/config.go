@@ -83,6 +83,10 @@ type config struct {
 	clusterInsecure bool
 
 	opPassword string // never logged, never shown by --help
+
+	authSecret string          // never logged, never shown by --help
+	speakFlag  string          // --speak
+	speak      tcpserver.Speak // speakFlag, parsed
 }
 
 // list splits a comma- or space-separated flag value.
@@ -145,6 +149,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.clusterSecret, "cluster-secret", "", fmt.Sprintf("the `secret` every node of the cluster shares, at least %d bytes: messages between nodes are signed with it and private messages encrypted; required with --nats (set it through the environment: the command line shows in ps)", natsrelay.MinSecret))
 	fs.BoolVar(&c.clusterInsecure, "cluster-insecure", false, "run --nats without --cluster-secret: any client of NATS can then speak as a node, so only on a NATS nothing but the nodes can reach")
 	fs.StringVar(&c.opPassword, "op-password", "", fmt.Sprintf("the `secret` /op takes to make a session an operator's (kick, ban, mute, topic, modes), at least %d bytes (empty: no operators; set it through the environment: the command line shows in ps)", minOpPassword))
+	fs.StringVar(&c.authSecret, "auth-secret", "", fmt.Sprintf("the HS256 `secret` of the sign-in tokens (JWT) a site gives its readers (/ws?token=..., embed.js data-token): the name they give is the member's, verified; at least %d bytes (empty: tokens are refused; set it through the environment: the command line shows in ps)", bridge.MinAuthSecret))
+	fs.StringVar(&c.speakFlag, "speak", "anyone", "`who` may speak (the others read): anyone, registered (identified with a registered name, or verified) or verified (signed in by --auth-secret's site); operators always may")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -199,6 +205,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	}
 	// check has refused what does not parse.
 	c.showAddresses.UnmarshalText([]byte(c.showAddrsFlag))
+	c.speak, _ = tcpserver.ParseSpeak(c.speakFlag)
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
 	c.embedSources, _ = bridge.ParseEmbedOrigins(c.embedOrigins)
 	c.allowHostList, _ = bridge.ParseAllowHosts(c.allowHosts)
@@ -287,6 +294,13 @@ func (c config) check() error {
 	if c.opPassword != "" && len(c.opPassword) < minOpPassword {
 		// Its length only: the password itself is never shown.
 		errs = append(errs, fmt.Errorf("--op-password must be at least %d bytes (it is %d)", minOpPassword, len(c.opPassword)))
+	}
+	if c.authSecret != "" && len(c.authSecret) < bridge.MinAuthSecret {
+		// Its length only: the secret itself is never shown.
+		errs = append(errs, fmt.Errorf("--auth-secret must be at least %d bytes (it is %d)", bridge.MinAuthSecret, len(c.authSecret)))
+	}
+	if _, err := tcpserver.ParseSpeak(c.speakFlag); err != nil {
+		errs = append(errs, fmt.Errorf("--%v", err))
 	}
 	if c.announceDelay < 0 || c.announceDelay > maxAnnounceDelay {
 		errs = append(errs, fmt.Errorf("--announce-delay %v: want 0 (at once) to %v", c.announceDelay, maxAnnounceDelay))

@@ -448,3 +448,53 @@ func TestOpPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthSecretAndSpeak: --auth-secret comes from the flag or the
+// environment, must be long enough, and is never shown, by --help or in
+// the error about its length; --speak takes anyone, registered or
+// verified, and nothing else.
+func TestAuthSecretAndSpeak(t *testing.T) {
+	const secret = "the-docs-site-and-chat-share-this-secret"
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		want    string
+		speak   tcpserver.Speak
+		wantErr string
+	}{
+		{"none", nil, nil, "", tcpserver.SpeakAnyone, ""},
+		{"flag", []string{"--auth-secret", secret, "--speak", "verified"}, nil, secret, tcpserver.SpeakVerified, ""},
+		{"environment", nil, map[string]string{"CHATBRIDGE_AUTH_SECRET": secret, "CHATBRIDGE_SPEAK": "registered"}, secret, tcpserver.SpeakRegistered, ""},
+		{"too short", []string{"--auth-secret", "hunter2-hunter2"}, nil, "", 0, "--auth-secret must be at least 32 bytes (it is 15)"},
+		{"too short from the environment", nil, map[string]string{"CHATBRIDGE_AUTH_SECRET": "hunter2-hunter2"}, "", 0, "--auth-secret must be at least 32 bytes"},
+		{"bad speak", []string{"--speak", "everyone"}, nil, "", 0, `--speak "everyone": want anyone, registered or verified`},
+		{"empty speak", []string{"--speak", ""}, nil, "", 0, `--speak "": want`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("the error shows the secret: %v", err)
+				}
+				return
+			}
+			if err != nil || c.authSecret != tt.want || c.speak != tt.speak {
+				t.Fatalf("authSecret = %q, speak %v, %v; want %q, %v", c.authSecret, c.speak, err, tt.want, tt.speak)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--auth-secret", secret, "--help"}, {"--help"}, {"--auth-secret=" + secret, "--nope"}} {
+		var out bytes.Buffer
+		parseConfig(args, env(map[string]string{"CHATBRIDGE_AUTH_SECRET": secret}), &out)
+		if !strings.Contains(out.String(), "--auth-secret secret  [CHATBRIDGE_AUTH_SECRET]") {
+			t.Errorf("%q: the usage lacks --auth-secret:\n%s", args, out.String())
+		}
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("%q: the usage shows the secret:\n%s", args, out.String())
+		}
+	}
+}

@@ -121,6 +121,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		PrivateBurstPerIP: burstOf(cfg.privatePerIP, 4),
 
 		OpPassword: cfg.opPassword,
+		Speak:      cfg.speak,
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
@@ -194,6 +195,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			Web:            web.Handler(),
 			Collectors:     append(relayCollectors(relay), limiterCollectors(limiter)...),
 			MetricsApart:   cfg.metricsAddr != "",
+			AuthSecret:     []byte(cfg.authSecret),
 		}, log)
 		if cfg.httpAddr != "" {
 			name := "web (http)"
