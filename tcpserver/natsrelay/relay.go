@@ -46,8 +46,20 @@ type Config struct {
 	URL      string
 	Prefix   string // of every subject, stream and bucket; "chatbridge"
 	NodeID   string // this node's name on NATS; random if empty
-	History  int    // lines the stream keeps per room; 20 (the hub's History)
+	History  int    // lines a joining member is replayed (the hub's History); 20
 	Required bool   // Start fails if NATS cannot be reached now
+
+	// HistoryKeep is how many lines the stream keeps per room (its
+	// per-subject limit), for scrollback: 10,000, and never fewer than
+	// History. HistoryAge, if not 0, is how long it keeps a line.
+	HistoryKeep int
+	HistoryAge  time.Duration
+	// Replicas is how many NATS servers keep the stream and every
+	// bucket: 1, or up to 5 on a NATS cluster (3 survives losing one).
+	Replicas int
+	// IndexLines bounds the lines the relay indexes for scrollback, all
+	// rooms together, 24 bytes each: 4,000,000 (96 MB).
+	IndexLines int
 
 	// Secret is the cluster secret, the same on every node, at least
 	// MinSecret bytes: every message between nodes is sealed with a MAC
@@ -82,7 +94,7 @@ type Config struct {
 	// PresenceTTL. 15s.
 	PresenceTTL time.Duration
 
-	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 64 MiB
+	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 1 GiB
 	NamesBytes   int64 // the names bucket's size limit; 64 MiB
 
 	Queue          int           // events waiting to be published before they are dropped; 8192
@@ -97,6 +109,15 @@ func (c Config) withDefaults() Config {
 	if c.History == 0 {
 		c.History = 20
 	}
+	if c.HistoryKeep == 0 {
+		c.HistoryKeep = 10000
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.IndexLines == 0 {
+		c.IndexLines = 4_000_000
+	}
 	if c.MaxLine == 0 {
 		c.MaxLine = 4096
 	}
@@ -110,7 +131,7 @@ func (c Config) withDefaults() Config {
 		c.PresenceTTL = 15 * time.Second
 	}
 	if c.HistoryBytes == 0 {
-		c.HistoryBytes = 64 << 20
+		c.HistoryBytes = 1 << 30
 	}
 	if c.NamesBytes == 0 {
 		c.NamesBytes = 64 << 20
@@ -167,6 +188,11 @@ type Relay struct {
 	store atomic.Pointer[store]
 
 	names names
+
+	relaying bool        // Start: the relay publishes the hub's events, lines too
+	index    lineIndex   // of the rooms' lines in the stream, for scrollback
+	noBatch  atomic.Bool // the server answers direct gets one line at a time
+	state    stateBuckets
 }
 
 // store is what the link watcher sets up on NATS each time the link comes.
@@ -203,6 +229,15 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	if cfg.History < 1 {
 		cfg.History = 1 // the stream needs a limit; the hub then replays none
 	}
+	switch {
+	case cfg.HistoryKeep < 1:
+		return nil, fmt.Errorf("nats relay: history keep %d: want at least 1", cfg.HistoryKeep)
+	case cfg.HistoryAge < 0:
+		return nil, fmt.Errorf("nats relay: history age %v: want 0 (no limit) or more", cfg.HistoryAge)
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return nil, fmt.Errorf("nats relay: %d replicas: want 1 to 5", cfg.Replicas)
+	}
+	cfg.HistoryKeep = max(cfg.HistoryKeep, cfg.History)
 	if cfg.Window < cfg.PresenceTTL {
 		return nil, fmt.Errorf("nats relay: window %v shorter than the presence TTL %v", cfg.Window, cfg.PresenceTTL)
 	}
@@ -227,6 +262,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 		poke:      make(chan struct{}, 1),
 		ignoreLog: rateLimit{every: logEvery},
 		errLog:    rateLimit{every: logEvery},
+		index:     lineIndex{max: cfg.IndexLines},
 	}
 	r.names.init(r)
 	return r, nil
@@ -356,9 +392,11 @@ func (r *Relay) bucketName() string { return r.cfg.Prefix + "_names" }
 // Start connects to NATS and starts relaying for hub. Unless
 // Config.Required, a NATS that cannot be reached is not an error: the relay
 // keeps trying in the background and the hub works alone meanwhile. ctx
-// bounds the start only.
+// bounds the start only. With hub nil the relay is a [tcpserver.Store]
+// alone (see Append): it relays nothing and hears nothing of other nodes.
 func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	r.hub = hub
+	r.relaying = hub != nil
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.closed = make(chan struct{})
 	poke := func() {
@@ -423,17 +461,19 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 		setupAt = nc.Stats().Reconnects
 		r.log.Info("link to other nodes up", "url", nc.ConnectedUrlRedacted())
 	}
-	incoming := make(chan *nats.Msg, incomingQueue)
-	if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
-		r.shutdown()
-		return fmt.Errorf("subscribe to %s.room.>: %w", r.cfg.Prefix, err)
-	}
-	if _, err := nc.Subscribe(r.privateSubject(r.cfg.NodeID), r.onPrivate); err != nil {
-		r.shutdown()
-		return fmt.Errorf("subscribe to %s: %w", r.privateSubject(r.cfg.NodeID), err)
+	if hub != nil {
+		incoming := make(chan *nats.Msg, incomingQueue)
+		if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
+			r.shutdown()
+			return fmt.Errorf("subscribe to %s.room.>: %w", r.cfg.Prefix, err)
+		}
+		if _, err := nc.Subscribe(r.privateSubject(r.cfg.NodeID), r.onPrivate); err != nil {
+			r.shutdown()
+			return fmt.Errorf("subscribe to %s: %w", r.privateSubject(r.cfg.NodeID), err)
+		}
+		r.wg.Go(func() { r.deliverLoop(incoming) })
 	}
 	poke()
-	r.wg.Go(func() { r.deliverLoop(incoming) })
 	r.wg.Go(r.publishLoop)
 	r.wg.Go(func() { r.linkLoop(r.cfg.Required, setupAt) })
 	r.wg.Go(r.names.writeLoop)
@@ -754,7 +794,7 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			}
 			continue
 		case <-sweep.C:
-			if up {
+			if up && r.hub != nil {
 				r.names.sweep(time.Now())
 			}
 			continue
@@ -780,7 +820,7 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			failing = false
 			reconnects = rc
 			r.log.Info("link to other nodes up", "url", r.nc.ConnectedUrlRedacted())
-			if everUp {
+			if everUp && r.hub != nil {
 				r.hub.ResyncHistory()
 				r.hub.Notice(NoticeRestored)
 			}
@@ -795,9 +835,13 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 func (r *Relay) linkLost() {
 	r.log.Warn("link to other nodes lost")
 	r.store.Store(nil)
+	r.index.drop()
+	r.state.drop()
 	r.names.stopWatch()
 	r.names.forgetRemote() // who is out there is unknown until the link is back
-	r.hub.Notice(NoticeLost)
+	if r.hub != nil {
+		r.hub.Notice(NoticeLost)
+	}
 }
 
 // setup makes (or finds) the history stream and the names bucket, starts
@@ -809,7 +853,12 @@ func (r *Relay) setup(ctx context.Context) error {
 		Name:              r.streamName(),
 		Description:       "chatbridge: the last lines of each room",
 		Subjects:          []string{r.lineSubject("*")},
-		MaxMsgsPerSubject: int64(r.cfg.History),
+		MaxMsgsPerSubject: int64(r.cfg.HistoryKeep),
+		MaxAge:            r.cfg.HistoryAge,
+		Replicas:          r.cfg.Replicas,
+		// Read with direct gets, by any replica, without a consumer
+		// (see direct.go).
+		AllowDirect: true,
 		// Whoever can publish on a room's subject can put a message in
 		// the stream: these bound what it costs (the nodes ignore what
 		// is not sealed).
@@ -828,6 +877,7 @@ func (r *Relay) setup(ctx context.Context) error {
 		MaxValueSize: maxEntry,
 		MaxBytes:     r.cfg.NamesBytes,
 		Storage:      jetstream.FileStorage,
+		Replicas:     r.cfg.Replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.where, err)

@@ -1,0 +1,312 @@
+package natsrelay
+
+import (
+	"container/list"
+	"context"
+	"fmt"
+	"hash"
+	"sync"
+
+	"chatbridge/tcpserver"
+)
+
+// The relay is the hub's [tcpserver.Store] too: a room's lines are the
+// messages of its line subject in the history stream, which keeps up to
+// Config.HistoryKeep of them per room (a per-subject limit), none older
+// than Config.HistoryAge. The relay writes lines to the stream by
+// publishing them, as it publishes them to the other nodes: the stream
+// captures the subject, so a line is written once, by the node it was
+// said on, and every node reads it back.
+//
+// Scrollback asks for the lines before a line, by its key, and the
+// stream knows its messages by sequence number: so the relay keeps, per
+// room it was asked about, an index of the room's lines, their sequence
+// numbers and keys in order (24 bytes a line), built the first time the
+// room is read and brought up to date at each read with the lines added
+// since. A page is then one look in the index and one batched direct get
+// of the page's lines: under a millisecond with a million lines in the
+// room (BenchmarkScrollback). The indexes of all rooms together keep at
+// most Config.IndexLines lines; the rooms read least recently go first.
+
+// An indexEntry is one line of a room: its stream sequence and its key.
+type indexEntry struct {
+	seq  uint64
+	id   uint64
+	node int32 // in roomIndex.nodes; -1: this node
+}
+
+// A roomIndex is the lines of one room in the stream, oldest first.
+type roomIndex struct {
+	room    string
+	mu      sync.Mutex // held while it is read or brought up to date
+	entries []indexEntry
+	nodes   []string       // node IDs the entries name
+	nodeIdx map[string]int // and their index in nodes
+	next    uint64         // the stream sequence to look from for new lines
+	elem    *list.Element  // in lineIndex.lru
+	size    int            // len(entries) as counted in lineIndex.lines
+}
+
+// lineIndex is the indexes of the rooms the relay was asked about.
+type lineIndex struct {
+	max int // lines kept in all indexes together
+
+	mu    sync.Mutex
+	rooms map[string]*roomIndex
+	lru   list.List // of *roomIndex, the most recently read first
+	lines int
+}
+
+// get returns room's index, made empty if it has none, as the most
+// recently read.
+func (x *lineIndex) get(room string) *roomIndex {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rooms == nil {
+		x.rooms = make(map[string]*roomIndex)
+	}
+	ri := x.rooms[room]
+	if ri == nil {
+		ri = &roomIndex{room: room, nodeIdx: make(map[string]int)}
+		ri.elem = x.lru.PushFront(ri)
+		x.rooms[room] = ri
+		return ri
+	}
+	x.lru.MoveToFront(ri.elem)
+	return ri
+}
+
+// resized notes that ri now holds n entries, and forgets the indexes of
+// the rooms read least recently while all hold more than max.
+func (x *lineIndex) resized(ri *roomIndex, n int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.rooms[ri.room] != ri {
+		return // forgotten meanwhile
+	}
+	x.lines += n - ri.size
+	ri.size = n
+	for x.lines > x.max && x.lru.Len() > 1 {
+		old := x.lru.Back().Value.(*roomIndex)
+		if old == ri {
+			break
+		}
+		x.lru.Remove(old.elem)
+		delete(x.rooms, old.room)
+		x.lines -= old.size
+	}
+}
+
+// drop forgets every index: after the link comes back the stream may
+// have been lost, or rebuilt from another replica.
+func (x *lineIndex) drop() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.rooms = nil
+	x.lru.Init()
+	x.lines = 0
+}
+
+// indexBatch is how many lines one direct get reads while an index is
+// built or brought up to date.
+const indexBatch = 1000
+
+// update brings ri up to date with the stream: it reads the lines added
+// since it last looked, checking each as any line from NATS is checked
+// (a line that is not sealed by a node of the cluster is not a line of
+// the room). Called with ri.mu held.
+func (r *Relay) update(ctx context.Context, ri *roomIndex, mac hash.Hash) error {
+	subject := r.lineSubject(ri.room)
+	for {
+		got, more, err := r.directGet(ctx, subject, ri.next, indexBatch)
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", ri.room, err)
+		}
+		for _, m := range got {
+			ri.next = m.seq + 1
+			ev, ok := r.storedLine(m, ri.room, mac)
+			if !ok {
+				continue
+			}
+			node := int32(-1)
+			if ev.Node != "" {
+				i, ok := ri.nodeIdx[ev.Node]
+				if !ok {
+					i = len(ri.nodes)
+					ri.nodes = append(ri.nodes, ev.Node)
+					ri.nodeIdx[ev.Node] = i
+				}
+				node = int32(i)
+			}
+			ri.entries = append(ri.entries, indexEntry{seq: m.seq, id: ev.ID, node: node})
+		}
+		if !more || len(got) == 0 {
+			return nil
+		}
+	}
+}
+
+// storedLine reads a line of room from the stream, as the hub knows it:
+// this node's own with ID (Node empty), the others' with Node and ID their
+// node's. A message that is not a line of the room is counted and false.
+func (r *Relay) storedLine(m storedLine, room string, mac hash.Hash) (*tcpserver.Event, bool) {
+	// Lines are old by nature: the window does not apply, and the hub
+	// tells a line replayed into the stream from the original by its
+	// node and ID.
+	ev, _, why, err := r.readRoomEvent(m.subject, m.data, mac)
+	if err == nil && (ev.Room != room || ev.Kind != tcpserver.KindMessage && ev.Kind != tcpserver.KindAction) {
+		why, err = ignoredBad, fmt.Errorf("%w: %s event of %s in the history of %s", errBadMessage, ev.Kind, ev.Room, room)
+	}
+	if err != nil {
+		r.ignore(why, m.subject, err)
+		return nil, false
+	}
+	if ev.Node == r.cfg.NodeID {
+		ev.Node, ev.ID, ev.NodeID = "", ev.NodeID, 0
+	} else {
+		ev.ID = ev.NodeID
+	}
+	return ev, true
+}
+
+// find returns the position in ri of the line called key, or -1.
+func (ri *roomIndex) find(key tcpserver.LineKey) int {
+	node := int32(-1)
+	if key.Node != "" {
+		i, ok := ri.nodeIdx[key.Node]
+		if !ok {
+			return -1
+		}
+		node = int32(i)
+	}
+	// From the newest: scrollback asks about recent lines most.
+	for i := len(ri.entries) - 1; i >= 0; i-- {
+		if e := ri.entries[i]; e.id == key.ID && e.node == node {
+			return i
+		}
+	}
+	return -1
+}
+
+// Lines implements [tcpserver.Store]. A line this node does not know
+// of in room (before names no line of it) has no lines before it. Lines
+// of this node come back with Node empty and their ID, other nodes'
+// with their Node and their ID there in both ID and NodeID, so that
+// [tcpserver.LineKey] names each the same way everywhere.
+func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey, limit int) ([]*tcpserver.Event, bool, error) {
+	if limit <= 0 {
+		return nil, false, nil
+	}
+	if _, err := r.current(); err != nil {
+		return nil, false, err
+	}
+	if before.Node == r.cfg.NodeID {
+		before.Node = ""
+	}
+	mac := r.seal.newHash()
+	ri := r.index.get(room)
+	ri.mu.Lock()
+	defer ri.mu.Unlock()
+	for range 3 { // lines trimmed from the stream meanwhile: look again
+		if err := r.update(ctx, ri, mac); err != nil {
+			return nil, false, err
+		}
+		r.index.resized(ri, len(ri.entries))
+		end := len(ri.entries)
+		if !before.IsZero() {
+			if end = ri.find(before); end < 0 {
+				return nil, false, nil
+			}
+		}
+		start := max(0, end-limit)
+		if start == end {
+			return nil, start > 0, nil
+		}
+		want := ri.entries[start:end]
+		got, _, err := r.directGet(ctx, r.lineSubject(room), want[0].seq, len(want))
+		if err != nil {
+			return nil, false, err
+		}
+		lines := make([]*tcpserver.Event, 0, len(want))
+		w := 0
+		trimmed := 0
+		for _, m := range got {
+			for w < len(want) && want[w].seq < m.seq {
+				w++ // gone from the stream: past its limits
+				trimmed++
+			}
+			if w == len(want) {
+				break
+			}
+			if want[w].seq != m.seq {
+				continue
+			}
+			w++
+			if ev, ok := r.storedLine(m, room, mac); ok {
+				lines = append(lines, ev)
+			}
+		}
+		trimmed += len(want) - w
+		if trimmed == 0 {
+			return lines, start > 0, nil
+		}
+		// The oldest lines went (the room is over its limits): they
+		// and everything before them are gone for good.
+		ri.trimBefore(got, want)
+	}
+	return nil, false, fmt.Errorf("history of %s: the stream changes faster than it can be read", room)
+}
+
+// trimBefore forgets the entries before the first line a read found
+// still in the stream, or, if it found none, every entry it looked for
+// and those before.
+func (ri *roomIndex) trimBefore(got []storedLine, want []indexEntry) {
+	cut := want[len(want)-1].seq + 1
+	if len(got) > 0 && got[0].seq <= want[len(want)-1].seq {
+		cut = got[0].seq
+	}
+	i := 0
+	for i < len(ri.entries) && ri.entries[i].seq < cut {
+		i++
+	}
+	ri.entries = append(ri.entries[:0:0], ri.entries[i:]...)
+}
+
+// Append implements [tcpserver.Store]. A relay that publishes the hub's
+// events (Start) has put a local line in the stream already, and another
+// node's line is in it from its own node: only a relay that is the hub's
+// store alone (StartStore) publishes the line here, queued in order with
+// whatever it publishes, sealed as any.
+func (r *Relay) Append(ev *tcpserver.Event) {
+	if ev.Node != "" || r.relaying || ev.Kind != tcpserver.KindMessage && ev.Kind != tcpserver.KindAction {
+		return
+	}
+	select {
+	case r.queue <- ev:
+	default:
+		r.drop("queue full")
+	}
+}
+
+// Store returns the relay as the hub's [tcpserver.Store]: the room lines
+// of the history stream.
+func (r *Relay) Store() tcpserver.Store { return lineStore{r} }
+
+// lineStore is a relay as a [tcpserver.Store], whose Close takes a ctx.
+type lineStore struct{ *Relay }
+
+// Close implements [tcpserver.Store]: the relay's [Relay.Close], which
+// publishes what is queued, bounded by ctx.
+func (s lineStore) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		s.Relay.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close the relay: %w", ctx.Err())
+	}
+}

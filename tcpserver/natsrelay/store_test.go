@@ -1,0 +1,283 @@
+package natsrelay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/storetest"
+)
+
+// startStore starts a relay that is a store alone (no hub) on n, under a
+// prefix of its own, so that each has an empty stream.
+func startStore(t testing.TB, n *testNATS, cfg Config) *Relay {
+	t.Helper()
+	cfg.URL = n.url()
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("s%d", storeCount.Add(1))
+	}
+	if cfg.Secret == nil {
+		cfg.Secret = []byte(testSecret)
+	}
+	cfg.Required = true
+	r, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+var storeCount atomic.Int64
+
+func TestStoreConformance(t *testing.T) {
+	n := startNATS(t)
+	storetest.Run(t, func(t *testing.T) tcpserver.Store { return startStore(t, n, Config{}).Store() })
+}
+
+// TestJoinsMakeNoConsumers: reading a room's history, as every join
+// does, costs NATS no consumer (it used to make one and delete it).
+func TestJoinsMakeNoConsumers(t *testing.T) {
+	n := startNATS(t)
+	nc, err := nats.Connect(n.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var created atomic.Int64
+	sub, err := nc.Subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.>", func(*nats.Msg) { created.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+
+	a := startNode(t, n.url(), "a", 0)
+	b := startNode(t, n.url(), "b", 0)
+	alice := a.join(t, "alice", "lobby")
+	alice.say("one", "two")
+	waitFor(t, "two lines in the stream", func() bool {
+		lines, _ := b.relay.History(context.Background(), "lobby")
+		return len(lines) == 2
+	})
+	for i := range 20 {
+		u := &user{t: t, signal: make(chan struct{}, 1)}
+		c, err := b.hub.Connect(u, tcpserver.ConnectInfo{Addr: "192.0.2.3:1", Nick: fmt.Sprint("bob", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		u.expect("<alice> two") // replayed on join
+		c.Leave("")
+	}
+	nc.Flush()
+	time.Sleep(100 * time.Millisecond) // advisories are asynchronous
+	// The names bucket's watchers are consumers, one per node; a join
+	// makes none.
+	if got := created.Load(); got > 2 {
+		t.Fatalf("%d consumers created for 20 joins and two watches", got)
+	}
+}
+
+// TestStoreKeepsItsLimit: the stream keeps HistoryKeep lines per room;
+// a read after older lines went returns what is left, with more false.
+func TestStoreKeepsItsLimit(t *testing.T) {
+	n := startNATS(t)
+	r := startStore(t, n, Config{History: 2, HistoryKeep: 5})
+	s := r.Store()
+	say := func(from, to int) {
+		for i := from; i <= to; i++ {
+			s.Append(&tcpserver.Event{ID: uint64(i), Kind: tcpserver.KindMessage, Time: time.Now(), Room: "lobby", From: "alice", Text: fmt.Sprint("line ", i)})
+		}
+	}
+	lastIs := func(want string) []*tcpserver.Event {
+		t.Helper()
+		var lines []*tcpserver.Event
+		waitFor(t, "last line "+want, func() bool {
+			lines, _, _ = s.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 50)
+			return len(lines) > 0 && lines[len(lines)-1].Text == want
+		})
+		return lines
+	}
+	say(1, 4)
+	lines := lastIs("line 4") // the room's index now holds lines 1-4
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 4", len(lines))
+	}
+	say(5, 12)
+	lines = lastIs("line 12")
+	if len(lines) != 5 || lines[0].Text != "line 8" {
+		t.Fatalf("got %q, want lines 8 to 12", texts(lines))
+	}
+	// Before line 10: 8 and 9, and nothing earlier is left.
+	lines, more, err := s.Lines(context.Background(), "lobby", tcpserver.LineKey{ID: 10}, 50)
+	if err != nil || len(lines) != 2 || lines[0].Text != "line 8" || more {
+		t.Fatalf("before line 10: %q, more %v, err %v", texts(lines), more, err)
+	}
+}
+
+func texts(evs []*tcpserver.Event) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.Text
+	}
+	return out
+}
+
+func TestStateAcrossNodes(t *testing.T) {
+	n := startNATS(t)
+	a := startStore(t, n, Config{Prefix: "st"})
+	b := startStore(t, n, Config{Prefix: "st"})
+	ctx := context.Background()
+
+	type change struct {
+		key   string
+		value string
+		gone  bool
+	}
+	seen := make(chan change, 10)
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := b.Watch(wctx, "bans", func(k string, v []byte) { seen <- change{k, string(v), v == nil} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, "bans", "Mallory the 2nd/x", []byte(`{"until":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Put(ctx, "bans", "eve", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "bans", "eve"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Delete(ctx, "bans", "never-there"); err != nil {
+		t.Fatalf("deleting a missing key: %v", err)
+	}
+	want := []change{{"Mallory the 2nd/x", `{"until":1}`, false}, {"eve", "v", false}, {"eve", "", true}}
+	for _, w := range want {
+		select {
+		case got := <-seen:
+			if got != w {
+				t.Fatalf("watch saw %+v, want %+v", got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("watch did not see %+v", w)
+		}
+	}
+	got, err := b.Load(ctx, "bans")
+	if err != nil || len(got) != 1 || string(got["Mallory the 2nd/x"]) != `{"until":1}` {
+		t.Fatalf("Load: %q, %v", got, err)
+	}
+
+	// A record put by a client of NATS without the secret is not one.
+	nc, err := nats.Connect(n.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := nc.Request("$KV.st_state_bans."+stateKey("forged"), []byte("x.y"), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-seen:
+		t.Fatalf("watch passed on a forged record: %+v", c)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if got, _ := b.Load(ctx, "bans"); len(got) != 1 {
+		t.Fatalf("Load with a forged record: %q", got)
+	}
+	if b.unverified.Load() == 0 {
+		t.Error("the forged record was not counted")
+	}
+}
+
+func TestStateRefusesBadInput(t *testing.T) {
+	n := startNATS(t)
+	r := startStore(t, n, Config{})
+	ctx := context.Background()
+	for _, c := range []struct {
+		bucket, key string
+		value       []byte
+	}{
+		{"bad bucket", "k", nil},
+		{"bans.x", "k", nil},
+		{"", "k", nil},
+		{"bans", "", nil},
+		{"bans", string(make([]byte, maxStateKey+1)), nil},
+		{"bans", "k", make([]byte, maxStateValue+1)},
+	} {
+		if err := r.Put(ctx, c.bucket, c.key, c.value); err == nil {
+			t.Errorf("Put(%q, %d-byte key, %d bytes) took it", c.bucket, len(c.key), len(c.value))
+		}
+	}
+	if err := r.Put(ctx, "bans", "k", make([]byte, maxStateValue)); err != nil {
+		t.Errorf("the largest value: %v", err)
+	}
+}
+
+// fill publishes n lines of room into r's stream, as r would, waiting
+// until the stream has them.
+func fill(t testing.TB, r *Relay, room string, n int) {
+	t.Helper()
+	mac := r.seal.newHash()
+	subject := r.lineSubject(room)
+	now := time.Now()
+	for i := 1; i <= n; i++ {
+		ev := &tcpserver.Event{ID: uint64(i), Kind: tcpserver.KindMessage, Room: room, From: "alice", Text: fmt.Sprintf("line %d of a room that has said a great many of them", i)}
+		b, err := encodeEvent(r.cfg.NodeID, origin{sess: r.sess, seq: uint64(i)}, ev, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.nc.Publish(subject, r.seal.seal(mac, purposeEvent, subject, b)); err != nil {
+			t.Fatal(err)
+		}
+		if i%10000 == 0 {
+			r.nc.Flush()
+		}
+	}
+	r.nc.Flush()
+	waitFor(t, "the stream to hold the lines", func() bool {
+		got, _, err := r.directGet(context.Background(), subject, 1, 1)
+		if err != nil || len(got) == 0 {
+			return false
+		}
+		last, err := r.js.Stream(context.Background(), r.streamName())
+		if err != nil {
+			return false
+		}
+		info, err := last.Info(context.Background())
+		return err == nil && info.State.Msgs >= uint64(n)
+	})
+}
+
+// BenchmarkScrollback: a page of 50 lines before a line, in a room of a
+// million lines (the index already built, as after the room's first read).
+func BenchmarkScrollback(b *testing.B) {
+	n := startNATSWith(b, nil)
+	const lines = 1_000_000
+	r := startStore(b, n, Config{HistoryKeep: lines, HistoryBytes: 4 << 30})
+	fill(b, r, "big", lines)
+	start := time.Now()
+	first, more, err := r.Lines(context.Background(), "big", tcpserver.LineKey{}, 50)
+	if err != nil || len(first) != 50 || !more {
+		b.Fatalf("first page: %d lines, more %v, err %v", len(first), more, err)
+	}
+	b.Logf("the index of %d lines built in %v", lines, time.Since(start))
+	i := 0
+	for b.Loop() {
+		i = (i + 7919) % (lines - 100)
+		before := tcpserver.LineKey{ID: uint64(lines - i)}
+		got, _, err := r.Lines(context.Background(), "big", before, 50)
+		if err != nil || len(got) != 50 || got[49].ID != before.ID-1 {
+			b.Fatalf("before %v: %d lines, err %v", before, len(got), err)
+		}
+	}
+}
