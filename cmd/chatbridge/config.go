@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -78,6 +79,11 @@ type config struct {
 
 	clusterSecret   string // never logged
 	clusterInsecure bool
+
+	dataDir      string // empty: history in memory, unless --nats
+	historyKeep  int
+	historyAge   time.Duration
+	natsReplicas int
 }
 
 // list splits a comma- or space-separated flag value.
@@ -99,7 +105,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "`address` of a listener of its own for /metrics, e.g. 127.0.0.1:9100, which takes it off --http (empty: /metrics is on --http)")
 	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
 	fs.StringVar(&c.sshAddr, "ssh", "", "`address` of the SSH door, e.g. :2222: terminal users with a line editor, in the same rooms (empty: off)")
-	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh; made (ed25519, mode 0600) if it does not exist")
+	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh unless --data (then DIR/ssh_host_key); made (ed25519, mode 0600) if it does not exist")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	c.logLevel = levelFlag(slog.LevelInfo)
 	fs.Var(&c.logLevel, "log-level", "`level` of the log: debug, info, warn or error")
@@ -136,6 +142,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.natsCA, "nats-ca", "", "PEM `file` of the CAs that signed the NATS server's certificate, for tls:// URLs (default: the system's)")
 	fs.StringVar(&c.clusterSecret, "cluster-secret", "", fmt.Sprintf("the `secret` every node of the cluster shares, at least %d bytes: messages between nodes are signed with it and private messages encrypted; required with --nats (set it through the environment: the command line shows in ps)", natsrelay.MinSecret))
 	fs.BoolVar(&c.clusterInsecure, "cluster-insecure", false, "run --nats without --cluster-secret: any client of NATS can then speak as a node, so only on a NATS nothing but the nodes can reach")
+	fs.StringVar(&c.dataDir, "data", "", "`directory` that keeps the rooms' lines and the server's state across restarts, in an embedded NATS server (JetStream files); with --nats, only what is this node's own (its node ID, the default SSH host key) (empty: history in memory)")
+	fs.IntVar(&c.historyKeep, "history-keep", 10000, "`lines` kept per room for scrollback (with --data or --nats: in the history stream)")
+	fs.DurationVar(&c.historyAge, "history-age", 0, "how long a line is kept, e.g. 720h (0: no age limit)")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "NATS servers that keep the history stream and every bucket, 1 to 5 (3 on a three-server NATS cluster survives losing one)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -193,6 +203,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
 	c.embedSources, _ = bridge.ParseEmbedOrigins(c.embedOrigins)
 	c.allowHostList, _ = bridge.ParseAllowHosts(c.allowHosts)
+	if c.sshAddr != "" && c.sshHostKey == "" {
+		c.sshHostKey = filepath.Join(c.dataDir, "ssh_host_key") // check made sure of --data
+	}
 	return c, nil
 }
 
@@ -245,8 +258,8 @@ func (c config) check() error {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
 	switch {
-	case c.sshAddr != "" && c.sshHostKey == "":
-		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist)"))
+	case c.sshAddr != "" && c.sshHostKey == "" && c.dataDir == "":
+		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist), or --data"))
 	case c.sshAddr == "" && c.sshHostKey != "":
 		errs = append(errs, errors.New("--ssh-host-key needs --ssh"))
 	}
@@ -272,6 +285,17 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("%s %v: want a number from 0 (no limit) to %d", r.name, r.v, maxRate))
 		}
 	}
+	if c.historyKeep < 1 || c.historyKeep > maxHistoryKeep {
+		errs = append(errs, fmt.Errorf("--history-keep %d: want 1 to %d", c.historyKeep, maxHistoryKeep))
+	}
+	if c.historyAge < 0 {
+		errs = append(errs, fmt.Errorf("--history-age %v: want 0 (no limit) or more", c.historyAge))
+	}
+	if c.natsReplicas < 1 || c.natsReplicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1 to 5", c.natsReplicas))
+	} else if c.natsReplicas > 1 && c.natsURL == "" {
+		errs = append(errs, errors.New("--nats-replicas needs --nats (a NATS cluster; --data alone is one server)"))
+	}
 	if c.announceDelay < 0 || c.announceDelay > maxAnnounceDelay {
 		errs = append(errs, fmt.Errorf("--announce-delay %v: want 0 (at once) to %v", c.announceDelay, maxAnnounceDelay))
 	}
@@ -283,6 +307,7 @@ func (c config) check() error {
 const (
 	maxRate          = 1_000_000
 	maxAnnounceDelay = time.Hour
+	maxHistoryKeep   = 10_000_000
 )
 
 // burstOf is the burst that goes with a rate: times its rate, at least 1.

@@ -80,6 +80,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, map[string]string{"CHATBRIDGE_METRICS_ADDR": "127.0.0.1:70000"}, `--metrics-addr "127.0.0.1:70000": port "70000"`},
 		{[]string{"--ssh", ":2222"}, nil, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--ssh-host-key", "key"}, nil, "--ssh-host-key needs --ssh"},
+		{[]string{"--history-keep", "0"}, nil, "--history-keep 0: want 1 to 10000000"},
+		{[]string{"--history-keep", "-5"}, nil, "--history-keep -5: want 1 to 10000000"},
+		{[]string{"--history-keep", "10000001"}, nil, "--history-keep 10000001: want 1 to 10000000"},
+		{[]string{"--history-keep", "many"}, nil, `invalid value "many" for flag -history-keep`},
+		{[]string{"--history-age", "-1h"}, nil, "--history-age -1h0m0s: want 0 (no limit) or more"},
+		{[]string{"--history-age", "30"}, nil, `invalid value "30" for flag -history-age`},
+		{[]string{"--nats-replicas", "0"}, nil, "--nats-replicas 0: want 1 to 5"},
+		{[]string{"--nats-replicas", "6", "--nats", "nats://127.0.0.1:4222", "--cluster-insecure"}, nil, "--nats-replicas 6: want 1 to 5"},
+		{[]string{"--nats-replicas", "3", "--data", "d"}, nil, "--nats-replicas needs --nats"},
+		{nil, map[string]string{"CHATBRIDGE_HISTORY_KEEP": "0"}, "--history-keep 0"},
 		{nil, map[string]string{"CHATBRIDGE_SSH": ":2222"}, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--connect-rate", "-1"}, nil, "--connect-rate -1: want a number from 0 (no limit) to 1000000"},
 		{[]string{"--connect-rate", "NaN"}, nil, "--connect-rate NaN: want a number"},
@@ -314,5 +324,21 @@ func TestParseConfigHistoryMemory(t *testing.T) {
 	parseConfig([]string{"--help"}, env(nil), &out)
 	if want := "--history-memory bytes  [CHATBRIDGE_HISTORY_MEMORY]"; !strings.Contains(out.String(), want) || !strings.Contains(out.String(), `(default "64MiB")`) {
 		t.Errorf("--help lacks %q with its default 64MiB:\n%s", want, out.String())
+	}
+}
+
+// TestDataGivesTheSSHHostKeyAPlace: with --data, --ssh needs no
+// --ssh-host-key: the key is kept in the data directory.
+func TestDataGivesTheSSHHostKeyAPlace(t *testing.T) {
+	c, err := parseConfig([]string{"--ssh", ":2222", "--data", "/srv/chat"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.sshHostKey != "/srv/chat/ssh_host_key" {
+		t.Fatalf("host key %q", c.sshHostKey)
+	}
+	c, err = parseConfig([]string{"--ssh", ":2222", "--data", "/srv/chat", "--ssh-host-key", "/etc/k"}, env(nil), io.Discard)
+	if err != nil || c.sshHostKey != "/etc/k" {
+		t.Fatalf("host key %q, %v", c.sshHostKey, err)
 	}
 }

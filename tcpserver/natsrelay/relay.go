@@ -1,6 +1,7 @@
 package natsrelay
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -42,12 +43,15 @@ type Config struct {
 	// URL is the NATS server, e.g. nats://127.0.0.1:4222, or several,
 	// comma-separated, to reconnect to whichever is up; tls://host:port
 	// for TLS; user and password may be in it (nats://user:pass@host).
-	// Required.
-	URL      string
-	Prefix   string // of every subject, stream and bucket; "chatbridge"
-	NodeID   string // this node's name on NATS; random if empty
-	History  int    // lines a joining member is replayed (the hub's History); 20
-	Required bool   // Start fails if NATS cannot be reached now
+	// Required but with InProcess.
+	URL string
+	// InProcess is a NATS server in this process (see [Embedded]), which
+	// the relay reaches in memory instead of through URL.
+	InProcess nats.InProcessConnProvider
+	Prefix    string // of every subject, stream and bucket; "chatbridge"
+	NodeID    string // this node's name on NATS; random if empty
+	History   int    // lines a joining member is replayed (the hub's History); 20
+	Required  bool   // Start fails if NATS cannot be reached now
 
 	// HistoryKeep is how many lines the stream keeps per room (its
 	// per-subject limit), for scrollback: 10,000, and never fewer than
@@ -208,7 +212,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.URL == "" {
+	if cfg.URL == "" && cfg.InProcess == nil {
 		return nil, errors.New("nats relay: no URL")
 	}
 	if !validNodeID(cfg.Prefix) {
@@ -254,7 +258,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg:       cfg,
 		log:       log.With("node", cfg.NodeID),
-		where:     RedactURL(cfg.URL),
+		where:     cmp.Or(RedactURL(cfg.URL), "the embedded NATS"),
 		seal:      seal,
 		sess:      randomHex(8),
 		nonces:    newNonceCache(cfg.Window),
@@ -440,6 +444,9 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	if r.cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(r.cfg.CAFile))
 	}
+	if r.cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(r.cfg.InProcess))
+	}
 	nc, err := nats.Connect(r.cfg.URL, opts...)
 	if err != nil {
 		r.cancel()
@@ -459,7 +466,7 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 			return err
 		}
 		setupAt = nc.Stats().Reconnects
-		r.log.Info("link to other nodes up", "url", nc.ConnectedUrlRedacted())
+		r.log.Info("link to other nodes up", "url", r.connectedURL())
 	}
 	if hub != nil {
 		incoming := make(chan *nats.Msg, incomingQueue)
@@ -819,7 +826,7 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			}
 			failing = false
 			reconnects = rc
-			r.log.Info("link to other nodes up", "url", r.nc.ConnectedUrlRedacted())
+			r.log.Info("link to other nodes up", "url", r.connectedURL())
 			if everUp && r.hub != nil {
 				r.hub.ResyncHistory()
 				r.hub.Notice(NoticeRestored)
@@ -888,6 +895,14 @@ func (r *Relay) setup(ctx context.Context) error {
 	r.store.Store(&store{history: stream, kv: kv})
 	r.names.refreshAll()
 	return nil
+}
+
+// connectedURL is the server the relay is connected to, for the log.
+func (r *Relay) connectedURL() string {
+	if r.cfg.InProcess != nil {
+		return r.where
+	}
+	return r.nc.ConnectedUrlRedacted()
 }
 
 // current returns the JetStream handles, or errLinkDown.
