@@ -188,7 +188,8 @@ type Relay struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	// The JetStream handles of the current link session; nil while down.
+	// The JetStream handles, set by the first setup and each after; used
+	// only while connected (see current).
 	store atomic.Pointer[store]
 
 	names names
@@ -841,7 +842,9 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 
 func (r *Relay) linkLost() {
 	r.log.Warn("link to other nodes lost")
-	r.store.Store(nil)
+	// The stream's and the bucket's handles stay: once reconnected, to
+	// another server of a NATS cluster, direct gets are answered by any
+	// replica, before the stream has a leader again and setup is done.
 	r.index.drop()
 	r.state.drop()
 	r.names.stopWatch()
@@ -856,7 +859,56 @@ func (r *Relay) linkLost() {
 // restart they may be gone, and names taken while the link was down were
 // never claimed.
 func (r *Relay) setup(ctx context.Context) error {
-	stream, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := retryJS(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return r.js.CreateOrUpdateStream(ctx, r.streamConfig())
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s on %s: %w", r.streamName(), r.where, err)
+	}
+	kv, err := retryJS(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       r.bucketName(),
+			Description:  "chatbridge: who is called what, on which node, in which room",
+			TTL:          r.cfg.PresenceTTL,
+			MaxValueSize: maxEntry,
+			MaxBytes:     r.cfg.NamesBytes,
+			Storage:      jetstream.FileStorage,
+			Replicas:     r.cfg.Replicas,
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.where, err)
+	}
+	if err := r.names.startWatch(ctx, kv); err != nil {
+		return err
+	}
+	r.store.Store(&store{history: stream, kv: kv})
+	r.names.refreshAll()
+	return nil
+}
+
+// jsAttempt bounds one attempt to make a stream or a bucket. A NATS
+// cluster that is asked by two nodes at once to make the same replicated
+// stream may never answer one of them (seen with 2.9 and 2.15, nodes
+// started together): that one asks again, and finds it made.
+const jsAttempt = 3 * time.Second
+
+// retryJS calls f, each time within jsAttempt, until it succeeds or ctx
+// ends.
+func retryJS[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, jsAttempt)
+		v, err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+	}
+}
+
+// streamConfig is the history stream as this node wants it.
+func (r *Relay) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:              r.streamName(),
 		Description:       "chatbridge: the last lines of each room",
 		Subjects:          []string{r.lineSubject("*")},
@@ -873,28 +925,7 @@ func (r *Relay) setup(ctx context.Context) error {
 		MaxBytes:   r.cfg.HistoryBytes,
 		Discard:    jetstream.DiscardOld,
 		Storage:    jetstream.FileStorage,
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s on %s: %w", r.streamName(), r.where, err)
 	}
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       r.bucketName(),
-		Description:  "chatbridge: who is called what, on which node, in which room",
-		TTL:          r.cfg.PresenceTTL,
-		MaxValueSize: maxEntry,
-		MaxBytes:     r.cfg.NamesBytes,
-		Storage:      jetstream.FileStorage,
-		Replicas:     r.cfg.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.where, err)
-	}
-	if err := r.names.startWatch(ctx, kv); err != nil {
-		return err
-	}
-	r.store.Store(&store{history: stream, kv: kv})
-	r.names.refreshAll()
-	return nil
 }
 
 // connectedURL is the server the relay is connected to, for the log.

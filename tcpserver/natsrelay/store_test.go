@@ -2,6 +2,7 @@ package natsrelay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -279,5 +280,28 @@ func BenchmarkScrollback(b *testing.B) {
 		if err != nil || len(got) != 50 || got[49].ID != before.ID-1 {
 			b.Fatalf("before %v: %d lines, err %v", before, len(got), err)
 		}
+	}
+}
+
+// TestNamesKnownStayTakenWhileTheLinkIsDown: a name another node's member
+// held when the link went is refused while the bucket cannot be asked,
+// as in a failover of NATS; a name nobody held is checked on this node.
+func TestNamesKnownStayTakenWhileTheLinkIsDown(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 0)
+	b := startNode(t, ns.url(), "b", 0)
+	a.join(t, "alice", "")
+	bob := b.join(t, "bob", "")
+	bob.ask("/who", " in lobby: ", "alice")
+
+	ns.stop()
+	bob.expect("*** " + NoticeLost)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := b.relay.ClaimName(ctx, "ALICE", "lobby"); !errors.Is(err, tcpserver.ErrNameTaken) {
+		t.Fatalf("claiming alice's name on b while the link is down: %v, want ErrNameTaken", err)
+	}
+	if err := b.relay.ClaimName(ctx, "carol", "lobby"); errors.Is(err, tcpserver.ErrNameTaken) {
+		t.Fatalf("claiming a free name while the link is down: %v", err)
 	}
 }
