@@ -46,8 +46,8 @@ type names struct {
 	// refused, so that a failover of NATS does not let two members take
 	// one name. Cleared when the watch starts again.
 	lastKnown map[string]string // folded name -> node
-	byRoom   map[string]map[string]string
-	perNode  map[string]int // how many of remote each node has
+	byRoom    map[string]map[string]string
+	perNode   map[string]int // how many of remote each node has
 
 	wake chan struct{} // the writer has work
 
