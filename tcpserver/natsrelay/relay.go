@@ -62,7 +62,7 @@ type Config struct {
 	// bucket: 1, or up to 5 on a NATS cluster (3 survives losing one).
 	Replicas int
 	// IndexLines bounds the lines the relay indexes for scrollback, all
-	// rooms together, 24 bytes each: 4,000,000 (96 MB).
+	// rooms together, 28 bytes each: 4,000,000 (112 MB).
 	IndexLines int
 
 	// Secret is the cluster secret, the same on every node, at least

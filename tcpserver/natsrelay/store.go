@@ -1,10 +1,12 @@
 package natsrelay
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"fmt"
 	"hash"
+	"slices"
 	"sync"
 
 	"chatbridge/tcpserver"
@@ -21,7 +23,7 @@ import (
 // Scrollback asks for the lines before a line, by its key, and the
 // stream knows its messages by sequence number: so the relay keeps, per
 // room it was asked about, an index of the room's lines, their sequence
-// numbers and keys in order (24 bytes a line), built the first time the
+// numbers and keys in order (28 bytes a line), built the first time the
 // room is read and brought up to date at each read with the lines added
 // since. A page is then one look in the index and one batched direct get
 // of the page's lines: under a millisecond with a million lines in the
@@ -42,6 +44,10 @@ type roomIndex struct {
 	entries []indexEntry
 	nodes   []string       // node IDs the entries name
 	nodeIdx map[string]int // and their index in nodes
+	// byNode is, for each node (key -1: this node), the positions of its
+	// entries. A node's IDs grow line after line, so find looks for a
+	// key by halves among its node's lines.
+	byNode map[int32][]int32
 	next    uint64         // the stream sequence to look from for new lines
 	elem    *list.Element  // in lineIndex.lru
 	size    int            // len(entries) as counted in lineIndex.lines
@@ -67,7 +73,7 @@ func (x *lineIndex) get(room string) *roomIndex {
 	}
 	ri := x.rooms[room]
 	if ri == nil {
-		ri = &roomIndex{room: room, nodeIdx: make(map[string]int)}
+		ri = &roomIndex{room: room, nodeIdx: make(map[string]int), byNode: make(map[int32][]int32)}
 		ri.elem = x.lru.PushFront(ri)
 		x.rooms[room] = ri
 		return ri
@@ -138,6 +144,7 @@ func (r *Relay) update(ctx context.Context, ri *roomIndex, mac hash.Hash) error 
 				}
 				node = int32(i)
 			}
+			ri.byNode[node] = append(ri.byNode[node], int32(len(ri.entries)))
 			ri.entries = append(ri.entries, indexEntry{seq: m.seq, id: ev.ID, node: node})
 		}
 		if !more || len(got) == 0 {
@@ -179,7 +186,14 @@ func (ri *roomIndex) find(key tcpserver.LineKey) int {
 		}
 		node = int32(i)
 	}
-	// From the newest: scrollback asks about recent lines most.
+	pos := ri.byNode[node]
+	i, _ := slices.BinarySearchFunc(pos, key.ID, func(p int32, id uint64) int { return cmp.Compare(ri.entries[p].id, id) })
+	if i < len(pos) && ri.entries[pos[i]].id == key.ID {
+		return int(pos[i])
+	}
+	// IDs out of order (a node restarted without time-based IDs, or
+	// two lines stamped in one order and sent in the other): look at
+	// every line, from the newest.
 	for i := len(ri.entries) - 1; i >= 0; i-- {
 		if e := ri.entries[i]; e.id == key.ID && e.node == node {
 			return i
@@ -270,6 +284,10 @@ func (ri *roomIndex) trimBefore(got []storedLine, want []indexEntry) {
 		i++
 	}
 	ri.entries = append(ri.entries[:0:0], ri.entries[i:]...)
+	clear(ri.byNode)
+	for p, e := range ri.entries {
+		ri.byNode[e.node] = append(ri.byNode[e.node], int32(p))
+	}
 }
 
 // Append implements [tcpserver.Store]. A relay that publishes the hub's
