@@ -48,9 +48,9 @@ type roomIndex struct {
 	// entries. A node's IDs grow line after line, so find looks for a
 	// key by halves among its node's lines.
 	byNode map[int32][]int32
-	next    uint64         // the stream sequence to look from for new lines
-	elem    *list.Element  // in lineIndex.lru
-	size    int            // len(entries) as counted in lineIndex.lines
+	next   uint64        // the stream sequence to look from for new lines
+	elem   *list.Element // in lineIndex.lru
+	size   int           // len(entries) as counted in lineIndex.lines
 }
 
 // lineIndex is the indexes of the rooms the relay was asked about.
