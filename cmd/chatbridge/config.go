@@ -288,8 +288,8 @@ func (c config) check() error {
 	if c.historyKeep < 1 || c.historyKeep > maxHistoryKeep {
 		errs = append(errs, fmt.Errorf("--history-keep %d: want 1 to %d", c.historyKeep, maxHistoryKeep))
 	}
-	if c.historyAge < 0 {
-		errs = append(errs, fmt.Errorf("--history-age %v: want 0 (no limit) or more", c.historyAge))
+	if c.historyAge < 0 || c.historyAge > 0 && c.historyAge < time.Second {
+		errs = append(errs, fmt.Errorf("--history-age %v: want 0 (no limit) or at least 1s", c.historyAge))
 	}
 	if c.natsReplicas < 1 || c.natsReplicas > 5 {
 		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1 to 5", c.natsReplicas))

@@ -237,8 +237,8 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	switch {
 	case cfg.HistoryKeep < 1:
 		return nil, fmt.Errorf("nats relay: history keep %d: want at least 1", cfg.HistoryKeep)
-	case cfg.HistoryAge < 0:
-		return nil, fmt.Errorf("nats relay: history age %v: want 0 (no limit) or more", cfg.HistoryAge)
+	case cfg.HistoryAge < 0 || cfg.HistoryAge > 0 && cfg.HistoryAge < time.Second:
+		return nil, fmt.Errorf("nats relay: history age %v: want 0 (no limit) or at least 1s", cfg.HistoryAge)
 	case cfg.Replicas < 1 || cfg.Replicas > 5:
 		return nil, fmt.Errorf("nats relay: %d replicas: want 1 to 5", cfg.Replicas)
 	}
@@ -925,8 +925,16 @@ func (r *Relay) streamConfig() jetstream.StreamConfig {
 		MaxBytes:   r.cfg.HistoryBytes,
 		Discard:    jetstream.DiscardOld,
 		Storage:    jetstream.FileStorage,
+		// Nodes publish no message IDs: nothing to deduplicate. The
+		// default window (2 min) made a restarting server read every
+		// line of the last two minutes back (5 s for ten million).
+		Duplicates: minDuplicates,
 	}
 }
+
+// minDuplicates is the shortest duplicate window JetStream takes; the
+// history's age limit, if any, must be no shorter.
+const minDuplicates = 100 * time.Millisecond
 
 // connectedURL is the server the relay is connected to, for the log.
 func (r *Relay) connectedURL() string {
