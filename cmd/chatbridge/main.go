@@ -122,7 +122,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		if embedded != nil {
 			// Nothing but this process can reach it: no secret to keep.
-			rcfg.InProcess, rcfg.Insecure, rcfg.Required = embedded.Server(), true, true
+			rcfg.InProcess, rcfg.Insecure, rcfg.Required, rcfg.Alone = embedded.Server(), true, true, true
 		}
 		relay, err = natsrelay.New(rcfg, log)
 		if err != nil {

@@ -125,6 +125,9 @@ func (r *Relay) holder(key string, b []byte) string {
 
 // ClaimName implements [tcpserver.Cluster].
 func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
+	if r.cfg.Alone {
+		return nil // nobody else to ask: the hub checks its own members
+	}
 	n := &r.names
 	key := strings.ToLower(name)
 	s, err := r.current()
@@ -200,6 +203,9 @@ func (n *names) keep(key, name, room string, rev uint64) {
 // ReleaseName implements [tcpserver.Cluster]. The entry is deleted by the
 // writer, only if it is still the one this node wrote.
 func (r *Relay) ReleaseName(name string) {
+	if r.cfg.Alone {
+		return
+	}
 	n := &r.names
 	key := strings.ToLower(name)
 	n.mu.Lock()

@@ -48,10 +48,15 @@ type Config struct {
 	// InProcess is a NATS server in this process (see [Embedded]), which
 	// the relay reaches in memory instead of through URL.
 	InProcess nats.InProcessConnProvider
-	Prefix    string // of every subject, stream and bucket; "chatbridge"
-	NodeID    string // this node's name on NATS; random if empty
-	History   int    // lines a joining member is replayed (the hub's History); 20
-	Required  bool   // Start fails if NATS cannot be reached now
+	// Alone says no other node shares this NATS (an embedded server
+	// with no listener: a cluster of one): names are not claimed in the
+	// bucket (the hub checks its own members) and only lines are
+	// published, for the stream. History and state are as in a cluster.
+	Alone    bool
+	Prefix   string // of every subject, stream and bucket; "chatbridge"
+	NodeID   string // this node's name on NATS; random if empty
+	History  int    // lines a joining member is replayed (the hub's History); 20
+	Required bool   // Start fails if NATS cannot be reached now
 
 	// HistoryKeep is how many lines the stream keeps per room (its
 	// per-subject limit), for scrollback: 10,000, and never fewer than
@@ -526,7 +531,11 @@ func (r *Relay) shutdown() {
 // an event the queue has no room for is dropped and counted.
 func (r *Relay) Publish(ev *tcpserver.Event) {
 	switch ev.Kind {
-	case tcpserver.KindMessage, tcpserver.KindAction, tcpserver.KindJoin, tcpserver.KindLeave, tcpserver.KindNick:
+	case tcpserver.KindMessage, tcpserver.KindAction:
+	case tcpserver.KindJoin, tcpserver.KindLeave, tcpserver.KindNick:
+		if r.cfg.Alone {
+			return // nobody to tell
+		}
 	default:
 		return
 	}

@@ -307,3 +307,43 @@ func TestNamesKnownStayTakenWhileTheLinkIsDown(t *testing.T) {
 		t.Fatalf("claiming a free name while the link is down: %v", err)
 	}
 }
+
+// TestAloneKeepsLinesOnly: a node alone on its NATS (--data) keeps its
+// lines in the stream, and writes no names and no joins: nobody reads
+// them.
+func TestAloneKeepsLinesOnly(t *testing.T) {
+	ns := startNATS(t)
+	n := startNodeWith(t, Config{URL: ns.url(), NodeID: "solo", Alone: true}, slog.New(slog.DiscardHandler))
+	var events atomic.Int64
+	nc, err := nats.Connect(ns.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.Subscribe("chatbridge.room.*.event", func(*nats.Msg) { events.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	alice := n.join(t, "alice", "")
+	n.join(t, "bob", "")
+	alice.say("kept")
+	waitFor(t, "the line in the stream", func() bool {
+		lines, _, _ := n.relay.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 5)
+		return len(lines) == 1 && lines[0].Text == "kept"
+	})
+	s, _ := n.relay.current()
+	if keys, err := s.kv.ListKeys(context.Background()); err == nil {
+		var got []string
+		for k := range keys.Keys() {
+			got = append(got, k)
+		}
+		if len(got) != 0 {
+			t.Errorf("names written by a node alone: %q", got)
+		}
+	}
+	if e := events.Load(); e != 0 {
+		t.Errorf("%d join or name events published by a node alone", e)
+	}
+}
