@@ -21,6 +21,7 @@ import (
 // and with Batch, up to that many.
 type directRequest struct {
 	Seq      uint64 `json:"seq,omitempty"`
+	LastFor  string `json:"last_by_subj,omitempty"`
 	NextFor  string `json:"next_by_subj,omitempty"`
 	Batch    int    `json:"batch,omitempty"`
 	MaxBytes int    `json:"max_bytes,omitempty"`
@@ -139,4 +140,64 @@ func readDirect(m *nats.Msg) (storedLine, error) {
 		return storedLine{}, fmt.Errorf("direct get: no sequence in the answer")
 	}
 	return storedLine{seq: seq, subject: m.Header.Get("Nats-Subject"), data: m.Data}, nil
+}
+
+// errNoCounts is countFrom's answer from a server that does not batch:
+// it says nothing of how many messages follow.
+var errNoCounts = errors.New("the server does not count direct gets")
+
+// countFrom returns how many messages of subject the stream holds from
+// seq on, in one batched direct get of one message: its end-of-batch
+// says how many more there are.
+func (r *Relay) countFrom(ctx context.Context, subject string, seq uint64) (uint64, error) {
+	if r.noBatch.Load() {
+		return 0, errNoCounts
+	}
+	b, _ := json.Marshal(directRequest{Seq: max(seq, 1), NextFor: subject, Batch: 1})
+	inbox := r.nc.NewInbox()
+	sub, err := r.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, fmt.Errorf("direct get: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := r.nc.PublishRequest("$JS.API.DIRECT.GET."+r.streamName(), inbox, b); err != nil {
+		return 0, fmt.Errorf("direct get: %w", err)
+	}
+	var n uint64
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("direct get: %w", err)
+		}
+		switch st := m.Header.Get("Status"); {
+		case len(m.Data) == 0 && st == "204":
+			pending, err := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+			if err != nil {
+				return 0, errNoCounts
+			}
+			return n + pending, nil
+		case len(m.Data) == 0 && st == "404":
+			return 0, nil
+		case len(m.Data) == 0 && st != "":
+			return 0, fmt.Errorf("direct get: status %s %s", st, m.Header.Get("Description"))
+		case m.Header.Get("Nats-Num-Pending") == "":
+			r.noBatch.Store(true)
+			return 0, errNoCounts
+		}
+		n++
+	}
+}
+
+// lastSeq returns the sequence of the last message of subject, 0 if none.
+func (r *Relay) lastSeq(ctx context.Context, subject string) (uint64, error) {
+	b, _ := json.Marshal(directRequest{LastFor: subject})
+	m, err := r.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+r.streamName(), b)
+	if err != nil {
+		return 0, fmt.Errorf("direct get: %w", err)
+	}
+	l, err := readDirect(m)
+	if errors.Is(err, errNoLines) {
+		return 0, nil
+	}
+	return l.seq, err
 }

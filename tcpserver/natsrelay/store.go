@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"container/list"
 	"context"
+	"errors"
 	"fmt"
 	"hash"
 	"slices"
@@ -48,9 +49,13 @@ type roomIndex struct {
 	// entries. A node's IDs grow line after line, so find looks for a
 	// key by halves among its node's lines.
 	byNode map[int32][]int32
-	next   uint64        // the stream sequence to look from for new lines
-	elem   *list.Element // in lineIndex.lru
-	size   int           // len(entries) as counted in lineIndex.lines
+	next   uint64 // the stream sequence to look from for new lines
+	first  uint64 // the stream sequence the index starts at: it holds every line from there
+	// started says the index was begun; complete, that it holds the
+	// room's lines from its first (none are before first).
+	started, complete bool
+	elem              *list.Element // in lineIndex.lru
+	size              int           // len(entries) as counted in lineIndex.lines
 }
 
 // lineIndex is the indexes of the rooms the relay was asked about.
@@ -118,18 +123,120 @@ func (x *lineIndex) drop() {
 const indexBatch = 1000
 
 // update brings ri up to date with the stream: it reads the lines added
-// since it last looked, checking each as any line from NATS is checked
-// (a line that is not sealed by a node of the cluster is not a line of
-// the room). Called with ri.mu held.
-func (r *Relay) update(ctx context.Context, ri *roomIndex, mac hash.Hash) error {
-	subject := r.lineSubject(ri.room)
-	for {
-		got, more, err := r.directGet(ctx, subject, ri.next, indexBatch)
-		if err != nil {
+// since it last looked. An index begun now holds only the room's last
+// lines, at least want (see extendBack for the ones before). Called with
+// ri.mu held.
+func (r *Relay) update(ctx context.Context, ri *roomIndex, want int, mac hash.Hash) error {
+	if !ri.started {
+		ri.started = true
+		ri.first, ri.next, ri.complete = 1, 1, true
+		start, earlier, err := r.tailStart(ctx, r.lineSubject(ri.room), 1, uint64(want))
+		if err != nil && !errors.Is(err, errNoCounts) {
+			ri.started = false
 			return fmt.Errorf("history of %s: %w", ri.room, err)
 		}
+		if err == nil {
+			ri.first, ri.next, ri.complete = start, start, !earlier
+		}
+	}
+	entries, next, err := r.scan(ctx, ri, ri.next, 0, mac)
+	if err != nil {
+		return err
+	}
+	ri.next = next
+	for _, e := range entries {
+		ri.byNode[e.node] = append(ri.byNode[e.node], int32(len(ri.entries)))
+		ri.entries = append(ri.entries, e)
+	}
+	return nil
+}
+
+// tailStart returns the sequence from which the stream holds at least
+// want lines of subject (and not many more), looking from from on, and
+// whether it holds lines of subject between from and it. It halves its
+// way there: each step asks how many lines follow a sequence.
+func (r *Relay) tailStart(ctx context.Context, subject string, from, want uint64) (uint64, bool, error) {
+	total, err := r.countFrom(ctx, subject, from)
+	if err != nil {
+		return 0, false, err
+	}
+	if total <= 2*want {
+		return from, false, nil // as cheap to read it all
+	}
+	hi, err := r.lastSeq(ctx, subject)
+	if err != nil {
+		return 0, false, err
+	}
+	lo := from // count(lo) >= want; the answer is the last such
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		n, err := r.countFrom(ctx, subject, mid)
+		if err != nil {
+			return 0, false, err
+		}
+		if n >= want {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo, lo > from, nil
+}
+
+// extendBack adds to the front of ri at least need of the room's lines
+// before its first, or all there are, and returns how many it added.
+// Called with ri.mu held.
+func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need int, mac hash.Hash) (int, error) {
+	if ri.complete {
+		return 0, nil
+	}
+	subject := r.lineSubject(ri.room)
+	have, err := r.countFrom(ctx, subject, ri.first)
+	if err != nil {
+		return 0, fmt.Errorf("history of %s: %w", ri.room, err)
+	}
+	// Doubling: a reader going back page by page costs each line once.
+	start, earlier, err := r.tailStart(ctx, subject, 1, have+uint64(max(need, len(ri.entries), indexBatch)))
+	if err != nil {
+		return 0, fmt.Errorf("history of %s: %w", ri.room, err)
+	}
+	entries, _, err := r.scan(ctx, ri, start, ri.first, mac)
+	if err != nil {
+		return 0, err
+	}
+	ri.entries = append(entries, ri.entries...)
+	ri.first, ri.complete = start, !earlier
+	ri.reindex()
+	return len(entries), nil
+}
+
+// reindex rebuilds byNode from entries.
+func (ri *roomIndex) reindex() {
+	clear(ri.byNode)
+	for p, e := range ri.entries {
+		ri.byNode[e.node] = append(ri.byNode[e.node], int32(p))
+	}
+}
+
+// scan reads the room's lines from sequence from on, up to until (0: to
+// the end), checking each as any line from NATS is checked (a line not
+// sealed by a node of the cluster is not a line of the room), and
+// returns them as index entries and the sequence after the last read.
+// Called with ri.mu held.
+func (r *Relay) scan(ctx context.Context, ri *roomIndex, from, until uint64, mac hash.Hash) ([]indexEntry, uint64, error) {
+	subject := r.lineSubject(ri.room)
+	var out []indexEntry
+	next := from
+	for {
+		got, more, err := r.directGet(ctx, subject, next, indexBatch)
+		if err != nil {
+			return nil, next, fmt.Errorf("history of %s: %w", ri.room, err)
+		}
 		for _, m := range got {
-			ri.next = m.seq + 1
+			if until != 0 && m.seq >= until {
+				return out, next, nil
+			}
+			next = m.seq + 1
 			ev, ok := r.storedLine(m, ri.room, mac)
 			if !ok {
 				continue
@@ -144,11 +251,10 @@ func (r *Relay) update(ctx context.Context, ri *roomIndex, mac hash.Hash) error 
 				}
 				node = int32(i)
 			}
-			ri.byNode[node] = append(ri.byNode[node], int32(len(ri.entries)))
-			ri.entries = append(ri.entries, indexEntry{seq: m.seq, id: ev.ID, node: node})
+			out = append(out, indexEntry{seq: m.seq, id: ev.ID, node: node})
 		}
 		if !more || len(got) == 0 {
-			return nil
+			return out, next, nil
 		}
 	}
 }
@@ -222,19 +328,34 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 	ri.mu.Lock()
 	defer ri.mu.Unlock()
 	for range 3 { // lines trimmed from the stream meanwhile: look again
-		if err := r.update(ctx, ri, mac); err != nil {
+		if err := r.update(ctx, ri, max(4*limit, 100), mac); err != nil {
 			return nil, false, err
 		}
-		r.index.resized(ri, len(ri.entries))
 		end := len(ri.entries)
 		if !before.IsZero() {
-			if end = ri.find(before); end < 0 {
+			// Not in the index: further back, or in no line of the room.
+			for end = ri.find(before); end < 0 && !ri.complete; end = ri.find(before) {
+				if _, err := r.extendBack(ctx, ri, limit, mac); err != nil {
+					return nil, false, err
+				}
+			}
+			if end < 0 {
+				r.index.resized(ri, len(ri.entries))
 				return nil, false, nil
 			}
 		}
+		for end < limit && !ri.complete {
+			added, err := r.extendBack(ctx, ri, limit-end, mac)
+			if err != nil {
+				return nil, false, err
+			}
+			end += added
+		}
+		r.index.resized(ri, len(ri.entries))
 		start := max(0, end-limit)
+		more := start > 0 || !ri.complete
 		if start == end {
-			return nil, start > 0, nil
+			return nil, more, nil
 		}
 		want := ri.entries[start:end]
 		got, _, err := r.directGet(ctx, r.lineSubject(room), want[0].seq, len(want))
@@ -262,7 +383,7 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 		}
 		trimmed += len(want) - w
 		if trimmed == 0 {
-			return lines, start > 0, nil
+			return lines, more, nil
 		}
 		// The oldest lines went (the room is over its limits): they
 		// and everything before them are gone for good.
@@ -284,10 +405,10 @@ func (ri *roomIndex) trimBefore(got []storedLine, want []indexEntry) {
 		i++
 	}
 	ri.entries = append(ri.entries[:0:0], ri.entries[i:]...)
-	clear(ri.byNode)
-	for p, e := range ri.entries {
-		ri.byNode[e.node] = append(ri.byNode[e.node], int32(p))
-	}
+	// The stream drops a room's oldest lines first: none before cut
+	// is left either.
+	ri.first, ri.complete = max(ri.first, cut), true
+	ri.reindex()
 }
 
 // Append implements [tcpserver.Store]. A relay that publishes the hub's

@@ -347,3 +347,61 @@ func TestAloneKeepsLinesOnly(t *testing.T) {
 		t.Errorf("%d join or name events published by a node alone", e)
 	}
 }
+
+// TestScrollbackWalksAWholeRoom: a room's first read indexes only its
+// last lines, and reading back page by page, from there or from any
+// line, returns every line of the room once, in order.
+func TestScrollbackWalksAWholeRoom(t *testing.T) {
+	n := startNATS(t)
+	r := startStore(t, n, Config{})
+	const lines = 3000
+	fill(t, r, "lobby", lines)
+	fill(t, r, "other", 10) // another room's lines between: none of them
+	ctx := context.Background()
+	page, more, err := r.Lines(ctx, "lobby", tcpserver.LineKey{}, 20)
+	if err != nil || len(page) != 20 || !more || page[19].ID != lines {
+		t.Fatalf("the last 20: %d lines, more %v, err %v", len(page), more, err)
+	}
+	if got := len(r.index.get("lobby").entries); got >= lines/2 {
+		t.Errorf("the first read indexed %d lines of %d, want only the last", got, lines)
+	}
+	var ids []uint64
+	for _, ev := range page {
+		ids = append(ids, ev.ID)
+	}
+	for more {
+		before := tcpserver.LineKey{ID: ids[0]}
+		page, more, err = r.Lines(ctx, "lobby", before, 50)
+		if err != nil || len(page) == 0 {
+			t.Fatalf("before %v: %d lines, err %v", before, len(page), err)
+		}
+		var got []uint64
+		for _, ev := range page {
+			got = append(got, ev.ID)
+		}
+		ids = append(got, ids...)
+	}
+	if len(ids) != lines {
+		t.Fatalf("%d lines walked, want %d", len(ids), lines)
+	}
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Fatalf("line %d is %d", i, id)
+		}
+	}
+
+	// From a line far back, in a room read for the first time.
+	r.index.drop()
+	page, more, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: 101}, 50)
+	if err != nil || len(page) != 50 || page[0].ID != 51 || page[49].ID != 100 || !more {
+		t.Fatalf("before line 101: %d lines, more %v, err %v", len(page), more, err)
+	}
+	page, more, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: 51}, 100)
+	if err != nil || len(page) != 50 || page[0].ID != 1 || more {
+		t.Fatalf("before line 51: %d lines, more %v, err %v", len(page), more, err)
+	}
+	// A line the room never had: nothing, after looking at all of it.
+	if page, more, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: lines + 5}, 50); len(page) != 0 || more || err != nil {
+		t.Fatalf("before an unknown line: %d lines, more %v, err %v", len(page), more, err)
+	}
+}
