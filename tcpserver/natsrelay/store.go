@@ -97,7 +97,7 @@ func (x *lineIndex) resized(ri *roomIndex, n int) {
 	}
 	x.lines += n - ri.size
 	ri.size = n
-	for x.lines > x.max && x.lru.Len() > 1 {
+	for (x.lines > x.max || len(x.rooms) > maxIndexedRooms) && x.lru.Len() > 1 {
 		old := x.lru.Back().Value.(*roomIndex)
 		if old == ri {
 			break
@@ -117,6 +117,10 @@ func (x *lineIndex) drop() {
 	x.lru.Init()
 	x.lines = 0
 }
+
+// maxIndexedRooms bounds the rooms indexed at once, whatever their lines:
+// an index is made for any room asked about, lines or none.
+const maxIndexedRooms = 10000
 
 // indexBatch is how many lines one direct get reads while an index is
 // built or brought up to date.

@@ -405,3 +405,21 @@ func TestScrollbackWalksAWholeRoom(t *testing.T) {
 		t.Fatalf("before an unknown line: %d lines, more %v, err %v", len(page), more, err)
 	}
 }
+
+func TestIndexIsBounded(t *testing.T) {
+	var x lineIndex
+	x.max = 100
+	for i := range maxIndexedRooms + 50 {
+		ri := x.get(fmt.Sprint("room", i))
+		x.resized(ri, 0)
+	}
+	if len(x.rooms) != maxIndexedRooms {
+		t.Fatalf("%d rooms indexed, want at most %d", len(x.rooms), maxIndexedRooms)
+	}
+	a, b := x.get("a"), x.get("b")
+	x.resized(a, 60)
+	x.resized(b, 60) // 120 lines: a, read least recently, goes
+	if x.rooms["a"] != nil || x.rooms["b"] == nil || x.lines > x.max {
+		t.Fatalf("after 120 lines of 100: a %v, b %v, %d lines", x.rooms["a"] != nil, x.rooms["b"] != nil, x.lines)
+	}
+}
