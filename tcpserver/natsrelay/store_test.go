@@ -273,7 +273,12 @@ func BenchmarkScrollback(b *testing.B) {
 	if err != nil || len(first) != 50 || !more {
 		b.Fatalf("first page: %d lines, more %v, err %v", len(first), more, err)
 	}
-	b.Logf("the index of %d lines built in %v", lines, time.Since(start))
+	b.Logf("the newest page, the room read for the first time: %v", time.Since(start))
+	start = time.Now()
+	if page, more, err := r.Lines(context.Background(), "big", tcpserver.LineKey{ID: 51}, 50); err != nil || len(page) != 50 || more {
+		b.Fatalf("the oldest page: %d lines, more %v, err %v", len(page), more, err)
+	}
+	b.Logf("the oldest page, which indexes the whole room of %d lines: %v", lines, time.Since(start))
 	i := 0
 	for b.Loop() {
 		i = (i + 7919) % (lines - 100)
