@@ -26,6 +26,7 @@ const (
 	maxStateValue = 64 << 10
 	maxStateKey   = 256
 	stateBytes    = 64 << 20
+	stateHistory  = 8 // values kept per key, for Watch
 )
 
 // errBadBucket is what the state calls return for a bucket name that is
@@ -66,6 +67,9 @@ func (r *Relay) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 		MaxBytes:     stateBytes,
 		Storage:      jetstream.FileStorage,
 		Replicas:     r.cfg.Replicas,
+		// A key's last values stay until watchers have had them: with
+		// one, a value overwritten before a watch got it was skipped.
+		History: stateHistory,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state %s on %s: %w", name, r.where, err)
@@ -176,7 +180,9 @@ func (r *Relay) Delete(ctx context.Context, bucket, key string) error {
 
 // Watch implements [tcpserver.StateStore]. It returns once the watch is
 // set up; fn is then called from a goroutine of the relay's until ctx
-// ends or the relay closes. Records not sealed by a node are skipped.
+// ends or the relay closes. Records not sealed by a node are skipped. A
+// key's last stateHistory values are kept for it: one changed faster than
+// that while the watch lags is seen at its newest values only.
 func (r *Relay) Watch(ctx context.Context, bucket string, fn func(key string, value []byte)) error {
 	kv, err := r.bucket(ctx, bucket)
 	if err != nil {
