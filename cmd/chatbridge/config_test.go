@@ -6,11 +6,14 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/natsrelay"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -341,5 +344,27 @@ func TestDataGivesTheSSHHostKeyAPlace(t *testing.T) {
 	c, err = parseConfig([]string{"--ssh", ":2222", "--data", "/srv/chat", "--ssh-host-key", "/etc/k"}, env(nil), io.Discard)
 	if err != nil || c.sshHostKey != "/etc/k" {
 		t.Fatalf("host key %q, %v", c.sshHostKey, err)
+	}
+}
+
+// TestDataNodeID: --data keeps the node's ID from its first start on,
+// and refuses a file that holds no ID rather than making a new one.
+func TestDataNodeID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	first, err := dataNodeID(dir)
+	if err != nil || !tcpserver.ValidName(first, natsrelay.MaxNodeID) {
+		t.Fatalf("first start: %q, %v", first, err)
+	}
+	again, err := dataNodeID(dir)
+	if err != nil || again != first {
+		t.Fatalf("second start: %q, %v, want %q", again, err, first)
+	}
+	for _, bad := range []string{"", "no spaces here", "a.b", strings.Repeat("x", natsrelay.MaxNodeID+1)} {
+		if err := os.WriteFile(filepath.Join(dir, "node-id"), []byte(bad+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := dataNodeID(dir); err == nil {
+			t.Errorf("node-id %q taken as %q", bad, id)
+		}
 	}
 }
