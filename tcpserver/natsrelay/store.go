@@ -42,8 +42,11 @@ type indexEntry struct {
 
 // A roomIndex is the lines of one room in the stream, oldest first.
 type roomIndex struct {
-	room    string
-	mu      sync.Mutex // held while it is read or brought up to date
+	room string
+	// lock is held (a value in it) while the index is read or grown: a
+	// channel, so that a reader waiting behind a long read gives up when
+	// its ctx ends.
+	lock    chan struct{}
 	entries []indexEntry
 	nodes   []string       // node IDs the entries name
 	nodeIdx map[string]int // and their index in nodes
@@ -80,7 +83,7 @@ func (x *lineIndex) get(room string) *roomIndex {
 	}
 	ri := x.rooms[room]
 	if ri == nil {
-		ri = &roomIndex{room: room, nodeIdx: make(map[string]int), byNode: make(map[int32][]int32)}
+		ri = &roomIndex{room: room, lock: make(chan struct{}, 1), nodeIdx: make(map[string]int), byNode: make(map[int32][]int32)}
 		ri.elem = x.lru.PushFront(ri)
 		x.rooms[room] = ri
 		return ri
@@ -124,6 +127,10 @@ func (x *lineIndex) drop() {
 // an index is made for any room asked about, lines or none.
 const maxIndexedRooms = 10000
 
+// maxExtend is the most lines extendBack adds at once, unless a page
+// needs more: about a second of reading.
+const maxExtend = 50000
+
 // indexBatch is how many lines one direct get reads while an index is
 // built or brought up to date.
 const indexBatch = 1000
@@ -131,7 +138,7 @@ const indexBatch = 1000
 // update brings ri up to date with the stream: it reads the lines added
 // since it last looked. An index begun now holds only the room's last
 // lines, at least want (see extendBack for the ones before). Called with
-// ri.mu held.
+// ri.lock held.
 func (r *Relay) update(ctx context.Context, ri *roomIndex, want int, mac hash.Hash) error {
 	if !ri.started {
 		ri.started = true
@@ -191,7 +198,7 @@ func (r *Relay) tailStart(ctx context.Context, subject string, from, want uint64
 
 // extendBack adds to the front of ri at least need of the room's lines
 // before its first, or all there are, and returns how many it added.
-// Called with ri.mu held.
+// Called with ri.lock held.
 func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need int, mac hash.Hash) (int, error) {
 	if ri.complete {
 		return 0, nil
@@ -201,8 +208,11 @@ func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need int, mac has
 	if err != nil {
 		return 0, fmt.Errorf("history of %s: %w", ri.room, err)
 	}
-	// Doubling: a reader going back page by page costs each line once.
-	start, earlier, err := r.tailStart(ctx, subject, 1, have+uint64(max(need, len(ri.entries), indexBatch)))
+	// Doubling, so that a reader going back page by page costs each line
+	// once, but at most maxExtend at a time, so that each step ends
+	// within a reader's timeout and what it read is kept.
+	more := min(max(need, len(ri.entries), indexBatch), max(need, maxExtend))
+	start, earlier, err := r.tailStart(ctx, subject, 1, have+uint64(more))
 	if err != nil {
 		return 0, fmt.Errorf("history of %s: %w", ri.room, err)
 	}
@@ -228,7 +238,7 @@ func (ri *roomIndex) reindex() {
 // the end), checking each as any line from NATS is checked (a line not
 // sealed by a node of the cluster is not a line of the room), and
 // returns them as index entries and the sequence after the last read.
-// Called with ri.mu held.
+// Called with ri.lock held.
 func (r *Relay) scan(ctx context.Context, ri *roomIndex, from, until uint64, mac hash.Hash) ([]indexEntry, uint64, error) {
 	subject := r.lineSubject(ri.room)
 	var out []indexEntry
@@ -331,8 +341,12 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 	}
 	mac := r.seal.newHash()
 	ri := r.index.get(room)
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
+	select {
+	case ri.lock <- struct{}{}:
+		defer func() { <-ri.lock }()
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("history of %s: %w", room, ctx.Err())
+	}
 	for range 3 { // lines trimmed from the stream meanwhile: look again
 		if err := r.update(ctx, ri, max(4*limit, 100), mac); err != nil {
 			return nil, false, err

@@ -428,3 +428,24 @@ func TestIndexIsBounded(t *testing.T) {
 		t.Fatalf("after 120 lines of 100: a %v, b %v, %d lines", x.rooms["a"] != nil, x.rooms["b"] != nil, x.lines)
 	}
 }
+
+// TestReadersWaitingGiveUpInTime: a reader waiting behind a long read of
+// a room's index gives up when its ctx ends, rather than waiting it out.
+func TestReadersWaitingGiveUpInTime(t *testing.T) {
+	n := startNATS(t)
+	r := startStore(t, n, Config{})
+	fill(t, r, "lobby", 10)
+	ri := r.index.get("lobby")
+	ri.lock <- struct{}{} // a long read holds the index
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, _, err := r.Lines(ctx, "lobby", tcpserver.LineKey{}, 5)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+		t.Fatalf("Lines behind a held index: %v after %v", err, time.Since(start))
+	}
+	<-ri.lock
+	if lines, _, err := r.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 5); len(lines) != 5 || err != nil {
+		t.Fatalf("then: %d lines, %v", len(lines), err)
+	}
+}
