@@ -185,6 +185,19 @@ func (h *Hub) hydrate(name string) {
 	h.trimHistory()
 }
 
+// nameOwn names a line of this node's, as a store or the cluster gives it
+// back (Node empty), as this node names its lines in a cluster (see
+// [Event.Key]), so that a line has one id whichever way it reached a
+// member. The store's events are its own copies, not yet sent.
+func (h *Hub) nameOwn(ev *Event) {
+	if ev.Node == "" && h.node != "" {
+		ev.Node, ev.NodeID = h.node, ev.ID
+	}
+	if ev.Node == h.node && ev.ID == 0 {
+		ev.ID = ev.NodeID
+	}
+}
+
 // seed merges the room's last lines as the cluster or the store has them
 // (more: it has earlier ones) with the ones this node kept: theirs first,
 // then any kept here they do not have yet (said since they were asked),
@@ -208,14 +221,7 @@ func (r *Room) seed(lines []*Event, more bool, epoch uint64) {
 	inMerged := make(map[LineKey]bool, len(lines))
 	fresh := 0
 	for _, ev := range lines {
-		if ev.Node == "" && h.node != "" {
-			// This node's own line, as the cluster gives it back: named
-			// as this node names its lines.
-			ev.Node, ev.NodeID = h.node, ev.ID
-		}
-		if ev.Node == h.node && ev.ID == 0 {
-			ev.ID = ev.NodeID
-		}
+		h.nameOwn(ev)
 		k := ev.Key()
 		if ev.Kind != KindMessage && ev.Kind != KindAction || inMerged[k] {
 			continue

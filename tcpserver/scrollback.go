@@ -102,6 +102,9 @@ func (c *Client) history(arg string) {
 	}
 	shown := lines[:0:0]
 	for _, ev := range lines {
+		if h.node != "" && h.store != h.hist {
+			h.nameOwn(ev)
+		}
 		if ev.Room == r.name && (ev.Kind == KindMessage || ev.Kind == KindAction) {
 			shown = append(shown, ev)
 		}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -87,6 +88,11 @@ type config struct {
 	authSecret string          // never logged, never shown by --help
 	speakFlag  string          // --speak
 	speak      tcpserver.Speak // speakFlag, parsed
+
+	dataDir      string // empty: history in memory, unless --nats
+	historyKeep  int
+	historyAge   time.Duration
+	natsReplicas int
 }
 
 // list splits a comma- or space-separated flag value.
@@ -108,7 +114,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.metricsAddr, "metrics-addr", "", "`address` of a listener of its own for /metrics, e.g. 127.0.0.1:9100, which takes it off --http (empty: /metrics is on --http)")
 	fs.StringVar(&c.echoAddr, "echo", "", "`address` of the seed's echo service, e.g. :8888 (empty: off)")
 	fs.StringVar(&c.sshAddr, "ssh", "", "`address` of the SSH door, e.g. :2222: terminal users with a line editor, in the same rooms (empty: off)")
-	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh; made (ed25519, mode 0600) if it does not exist")
+	fs.StringVar(&c.sshHostKey, "ssh-host-key", "", "the SSH door's host key `file`, required with --ssh unless --data (then DIR/ssh_host_key); made (ed25519, mode 0600) if it does not exist")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	c.logLevel = levelFlag(slog.LevelInfo)
 	fs.Var(&c.logLevel, "log-level", "`level` of the log: debug, info, warn or error")
@@ -151,6 +157,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.opPassword, "op-password", "", fmt.Sprintf("the `secret` /op takes to make a session an operator's (kick, ban, mute, topic, modes), at least %d bytes (empty: no operators; set it through the environment: the command line shows in ps)", minOpPassword))
 	fs.StringVar(&c.authSecret, "auth-secret", "", fmt.Sprintf("the HS256 `secret` of the sign-in tokens (JWT) a site gives its readers (/ws?token=..., embed.js data-token): the name they give is the member's, verified; at least %d bytes (empty: tokens are refused; set it through the environment: the command line shows in ps)", bridge.MinAuthSecret))
 	fs.StringVar(&c.speakFlag, "speak", "anyone", "`who` may speak (the others read): anyone, registered (identified with a registered name, or verified) or verified (signed in by --auth-secret's site); operators always may")
+	fs.StringVar(&c.dataDir, "data", "", "`directory` that keeps the rooms' lines and the server's state across restarts, in an embedded NATS server (JetStream files); with --nats, only what is this node's own (its node ID, the default SSH host key) (empty: history in memory)")
+	fs.IntVar(&c.historyKeep, "history-keep", 10000, "`lines` kept per room for scrollback (with --data or --nats: in the history stream)")
+	fs.DurationVar(&c.historyAge, "history-age", 0, "how long a line is kept, e.g. 720h (0: no age limit)")
+	fs.IntVar(&c.natsReplicas, "nats-replicas", 1, "NATS servers that keep the history stream and every bucket, 1 to 5 (3 on a three-server NATS cluster survives losing one)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGINT or SIGTERM, how long to flush before closing anyway")
 	fs.IntVar(&c.gcPercent, "gc-percent", 50, "heap growth, in `percent`, before the garbage collector runs (Go's GOGC, which wins if set and this is not; lower holds less memory per idle connection)")
 
@@ -209,6 +219,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
 	c.embedSources, _ = bridge.ParseEmbedOrigins(c.embedOrigins)
 	c.allowHostList, _ = bridge.ParseAllowHosts(c.allowHosts)
+	if c.sshAddr != "" && c.sshHostKey == "" {
+		c.sshHostKey = filepath.Join(c.dataDir, "ssh_host_key") // check made sure of --data
+	}
 	return c, nil
 }
 
@@ -264,8 +277,8 @@ func (c config) check() error {
 		errs = append(errs, fmt.Errorf("--trusted-proxies %w", err))
 	}
 	switch {
-	case c.sshAddr != "" && c.sshHostKey == "":
-		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist)"))
+	case c.sshAddr != "" && c.sshHostKey == "" && c.dataDir == "":
+		errs = append(errs, errors.New("--ssh needs --ssh-host-key FILE (made on first start if it does not exist), or --data"))
 	case c.sshAddr == "" && c.sshHostKey != "":
 		errs = append(errs, errors.New("--ssh-host-key needs --ssh"))
 	}
@@ -302,6 +315,17 @@ func (c config) check() error {
 	if _, err := tcpserver.ParseSpeak(c.speakFlag); err != nil {
 		errs = append(errs, fmt.Errorf("--%v", err))
 	}
+	if c.historyKeep < 1 || c.historyKeep > maxHistoryKeep {
+		errs = append(errs, fmt.Errorf("--history-keep %d: want 1 to %d", c.historyKeep, maxHistoryKeep))
+	}
+	if c.historyAge < 0 || c.historyAge > 0 && c.historyAge < time.Second {
+		errs = append(errs, fmt.Errorf("--history-age %v: want 0 (no limit) or at least 1s", c.historyAge))
+	}
+	if c.natsReplicas < 1 || c.natsReplicas > 5 {
+		errs = append(errs, fmt.Errorf("--nats-replicas %d: want 1 to 5", c.natsReplicas))
+	} else if c.natsReplicas > 1 && c.natsURL == "" {
+		errs = append(errs, errors.New("--nats-replicas needs --nats (a NATS cluster; --data alone is one server)"))
+	}
 	if c.announceDelay < 0 || c.announceDelay > maxAnnounceDelay {
 		errs = append(errs, fmt.Errorf("--announce-delay %v: want 0 (at once) to %v", c.announceDelay, maxAnnounceDelay))
 	}
@@ -317,6 +341,7 @@ const minOpPassword = 12
 const (
 	maxRate          = 1_000_000
 	maxAnnounceDelay = time.Hour
+	maxHistoryKeep   = 10_000_000
 )
 
 // burstOf is the burst that goes with a rate: times its rate, at least 1.

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"chatbridge/tcpserver"
+	"chatbridge/tcpserver/natsrelay"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -80,6 +83,17 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, map[string]string{"CHATBRIDGE_METRICS_ADDR": "127.0.0.1:70000"}, `--metrics-addr "127.0.0.1:70000": port "70000"`},
 		{[]string{"--ssh", ":2222"}, nil, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--ssh-host-key", "key"}, nil, "--ssh-host-key needs --ssh"},
+		{[]string{"--history-keep", "0"}, nil, "--history-keep 0: want 1 to 10000000"},
+		{[]string{"--history-keep", "-5"}, nil, "--history-keep -5: want 1 to 10000000"},
+		{[]string{"--history-keep", "10000001"}, nil, "--history-keep 10000001: want 1 to 10000000"},
+		{[]string{"--history-keep", "many"}, nil, `invalid value "many" for flag -history-keep`},
+		{[]string{"--history-age", "-1h"}, nil, "--history-age -1h0m0s: want 0 (no limit) or at least 1s"},
+		{[]string{"--history-age", "10ms"}, nil, "--history-age 10ms: want 0 (no limit) or at least 1s"},
+		{[]string{"--history-age", "30"}, nil, `invalid value "30" for flag -history-age`},
+		{[]string{"--nats-replicas", "0"}, nil, "--nats-replicas 0: want 1 to 5"},
+		{[]string{"--nats-replicas", "6", "--nats", "nats://127.0.0.1:4222", "--cluster-insecure"}, nil, "--nats-replicas 6: want 1 to 5"},
+		{[]string{"--nats-replicas", "3", "--data", "d"}, nil, "--nats-replicas needs --nats"},
+		{nil, map[string]string{"CHATBRIDGE_HISTORY_KEEP": "0"}, "--history-keep 0"},
 		{nil, map[string]string{"CHATBRIDGE_SSH": ":2222"}, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--connect-rate", "-1"}, nil, "--connect-rate -1: want a number from 0 (no limit) to 1000000"},
 		{[]string{"--connect-rate", "NaN"}, nil, "--connect-rate NaN: want a number"},
@@ -495,6 +509,44 @@ func TestAuthSecretAndSpeak(t *testing.T) {
 		}
 		if strings.Contains(out.String(), secret) {
 			t.Errorf("%q: the usage shows the secret:\n%s", args, out.String())
+		}
+	}
+}
+
+// TestDataGivesTheSSHHostKeyAPlace: with --data, --ssh needs no
+// --ssh-host-key: the key is kept in the data directory.
+func TestDataGivesTheSSHHostKeyAPlace(t *testing.T) {
+	c, err := parseConfig([]string{"--ssh", ":2222", "--data", "/srv/chat"}, env(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.sshHostKey != "/srv/chat/ssh_host_key" {
+		t.Fatalf("host key %q", c.sshHostKey)
+	}
+	c, err = parseConfig([]string{"--ssh", ":2222", "--data", "/srv/chat", "--ssh-host-key", "/etc/k"}, env(nil), io.Discard)
+	if err != nil || c.sshHostKey != "/etc/k" {
+		t.Fatalf("host key %q, %v", c.sshHostKey, err)
+	}
+}
+
+// TestDataNodeID: --data keeps the node's ID from its first start on,
+// and refuses a file that holds no ID rather than making a new one.
+func TestDataNodeID(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	first, err := dataNodeID(dir)
+	if err != nil || !tcpserver.ValidName(first, natsrelay.MaxNodeID) {
+		t.Fatalf("first start: %q, %v", first, err)
+	}
+	again, err := dataNodeID(dir)
+	if err != nil || again != first {
+		t.Fatalf("second start: %q, %v, want %q", again, err, first)
+	}
+	for _, bad := range []string{"", "no spaces here", "a.b", strings.Repeat("x", natsrelay.MaxNodeID+1)} {
+		if err := os.WriteFile(filepath.Join(dir, "node-id"), []byte(bad+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if id, err := dataNodeID(dir); err == nil {
+			t.Errorf("node-id %q taken as %q", bad, id)
 		}
 	}
 }

@@ -6,16 +6,21 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -69,27 +74,57 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		debug.SetGCPercent(cfg.gcPercent)
 	}
 
+	// --data alone: an embedded NATS server, which makes this node a
+	// cluster of one, so the relay serves its history and state as it
+	// serves a cluster's.
+	var embedded *natsrelay.Embedded
+	if cfg.dataDir != "" && cfg.natsURL == "" {
+		embedded, err = natsrelay.StartEmbedded(natsrelay.EmbedConfig{Dir: filepath.Join(cfg.dataDir, "nats")}, log)
+		if err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --data: %v\n", err)
+			return 1
+		}
+		defer embedded.Shutdown()
+	}
+	nodeID := cfg.natsNode
+	if nodeID == "" && cfg.dataDir != "" {
+		// The same ID at every start: it tells this node's own lines
+		// in the stream from the others'.
+		if nodeID, err = dataNodeID(cfg.dataDir); err != nil {
+			fmt.Fprintf(stderr, "chatbridge: --data: %v\n", err)
+			return 1
+		}
+	}
+
 	var relay *natsrelay.Relay
-	if cfg.natsURL != "" {
+	if cfg.natsURL != "" || embedded != nil {
 		// Presence shows at most this many members of one other node;
 		// give every node the same --max-clients.
 		maxMembers := cfg.maxClients
 		if maxMembers == 0 {
 			maxMembers = 1_000_000
 		}
-		relay, err = natsrelay.New(natsrelay.Config{
-			URL:        cfg.natsURL,
-			Prefix:     cfg.natsPrefix,
-			NodeID:     cfg.natsNode,
-			Required:   cfg.natsRequired,
-			History:    max(cfg.history, 1),
-			Secret:     []byte(cfg.clusterSecret),
-			Insecure:   cfg.clusterInsecure,
-			Creds:      cfg.natsCreds,
-			CAFile:     cfg.natsCA,
-			MaxLine:    cfg.maxLine,
-			MaxMembers: maxMembers,
-		}, log)
+		rcfg := natsrelay.Config{
+			URL:         cfg.natsURL,
+			Prefix:      cfg.natsPrefix,
+			NodeID:      nodeID,
+			Required:    cfg.natsRequired,
+			History:     max(cfg.history, 1),
+			HistoryKeep: cfg.historyKeep,
+			HistoryAge:  cfg.historyAge,
+			Replicas:    cfg.natsReplicas,
+			Secret:      []byte(cfg.clusterSecret),
+			Insecure:    cfg.clusterInsecure,
+			Creds:       cfg.natsCreds,
+			CAFile:      cfg.natsCA,
+			MaxLine:     cfg.maxLine,
+			MaxMembers:  maxMembers,
+		}
+		if embedded != nil {
+			// Nothing but this process can reach it: no secret to keep.
+			rcfg.InProcess, rcfg.Insecure, rcfg.Required, rcfg.Alone = embedded.Server(), true, true, true
+		}
+		relay, err = natsrelay.New(rcfg, log)
 		if err != nil {
 			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
 			return 2
@@ -103,6 +138,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		DefaultRoom:   cfg.defaultRoom,
 		History:       noLimit(cfg.history),
 		HistoryMemory: int64(cfg.historyMemory),
+		HistoryKeep:   cfg.historyKeep,
 		MaxLine:       cfg.maxLine,
 		Rate:          noLimit(cfg.rate),
 		Burst:         cfg.burst,
@@ -125,19 +161,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if relay != nil {
 		hubCfg.Relay = relay // not a nil *Relay in the interface
+		// The history stream keeps the rooms' lines (for scrollback and
+		// restarts) and the buckets moderation's records, on one node
+		// (--data) as on many (--nats).
+		hubCfg.Store, hubCfg.State = relay.Store(), relay
 	}
 	hub := tcpserver.NewHub(hubCfg, log)
 	if _, err := tcpserver.RoomName(cfg.defaultRoom); err != nil {
 		fmt.Fprintf(stderr, "chatbridge: --room: %v\n", err)
 		return 2
-	}
-	// Bans, mutes, topics and modes: loaded from the state store, and
-	// kept in step with it (and so with the other nodes) until the end.
-	stateCtx, stopState := context.WithCancel(context.Background())
-	defer stopState()
-	if err := hub.Moderation().Start(stateCtx); err != nil {
-		fmt.Fprintf(stderr, "chatbridge: moderation state: %v\n", err)
-		return 1
 	}
 
 	// Every connection on every listener counts against --max-clients,
@@ -240,8 +272,25 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			fmt.Fprintf(stderr, "chatbridge: --nats: %v\n", err)
 			return 1
 		}
-		log.Info("relaying through NATS", "url", natsrelay.RedactURL(cfg.natsURL), "prefix", cfg.natsPrefix, "node", relay.NodeID(),
-			"authenticated", !cfg.clusterInsecure)
+		if embedded != nil {
+			log.Info("keeping rooms and state", "data", cfg.dataDir, "node", relay.NodeID(), "history_keep", cfg.historyKeep)
+		} else {
+			log.Info("relaying through NATS", "url", natsrelay.RedactURL(cfg.natsURL), "prefix", cfg.natsPrefix, "node", relay.NodeID(),
+				"authenticated", !cfg.clusterInsecure, "replicas", cfg.natsReplicas)
+		}
+	}
+
+	// Bans, mutes, topics, modes and registered names: loaded from the
+	// state store (the relay's buckets, once it is connected), and kept
+	// in step with it, and so with the other nodes, until the end.
+	stateCtx, stopState := context.WithCancel(context.Background())
+	defer stopState()
+	if err := startModeration(stateCtx, hub, relay != nil && !cfg.natsRequired && embedded == nil, log); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		fmt.Fprintf(stderr, "chatbridge: moderation state: %v\n", err)
+		return 1
 	}
 
 	if st := limiter.Stats(); st.Max > 0 && (cfg.maxClients == 0 || cfg.maxClients > st.Max) {
@@ -286,6 +335,32 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	return code
 }
 
+// dataNodeID returns the node ID kept in dir, made at the first start.
+func dataNodeID(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("data directory: %w", err)
+	}
+	file := filepath.Join(dir, "node-id")
+	b, err := os.ReadFile(file)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !tcpserver.ValidName(id, natsrelay.MaxNodeID) {
+			return "", fmt.Errorf("%s: %q is not a node ID (letters, digits, - or _); fix or delete it", file, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("node ID: %w", err)
+	}
+	var r [6]byte
+	rand.Read(r[:])
+	id := "n" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(file, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("node ID: %w", err)
+	}
+	return id, nil
+}
+
 // relayCollectors is the relay's metrics for /metrics, if there is a relay.
 func relayCollectors(r *natsrelay.Relay) []prometheus.Collector {
 	if r == nil {
@@ -318,4 +393,43 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startModeration loads moderation's records and keeps them in step. A
+// relay whose NATS may be out of reach at start (--nats without
+// --nats-required) gets them when it is reached: until then the server
+// runs with none, and says so; a later try ends its failed one's
+// watches first. A memory or embedded store must load at once.
+func startModeration(ctx context.Context, hub *tcpserver.Hub, retry bool, log *slog.Logger) error {
+	try := func() (context.CancelFunc, error) {
+		tctx, cancel := context.WithCancel(ctx)
+		if err := hub.Moderation().Start(tctx); err != nil {
+			cancel()
+			return nil, err
+		}
+		return cancel, nil
+	}
+	stop, err := try()
+	if err == nil || !retry {
+		if stop != nil {
+			context.AfterFunc(ctx, stop)
+		}
+		return err
+	}
+	log.Warn("moderation state not loaded yet; trying again while NATS is out of reach", "err", err)
+	go func() { // ends with ctx, or once loaded
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(3 * time.Second):
+			}
+			if stop, err := try(); err == nil {
+				context.AfterFunc(ctx, stop)
+				log.Info("moderation state loaded")
+				return
+			}
+		}
+	}()
+	return nil
 }

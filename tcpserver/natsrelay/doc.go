@@ -3,16 +3,20 @@
 // hub: it publishes the room events of local members, hands the events of
 // other nodes to the hub, keeps names unique across nodes, knows who is on
 // which node and in which room, routes private messages, and serves the
-// history of rooms from JetStream.
+// history of rooms from JetStream. It is the hub's [tcpserver.Store] too
+// ([Relay.Store]: lines, read with direct gets, never a consumer) and its
+// [tcpserver.StateStore] (key-value buckets). With [Embedded], a NATS
+// server inside the process, one node is a cluster of one (--data).
 //
 // Everything lives under a prefix (here "chatbridge"):
 //
 //	chatbridge.room.ROOM.line      messages and /me actions, kept in the stream
 //	chatbridge.room.ROOM.event     joins, leaves and name changes
 //	chatbridge.node.NODE.private   private messages for the members of NODE (request/reply)
-//	stream chatbridge_history      chatbridge.room.*.line, the last History lines per room
+//	stream chatbridge_history      chatbridge.room.*.line, the last HistoryKeep lines per room
 //	bucket chatbridge_names        folded name -> {node, name, room, time}; create-only
 //	                               claims, refreshed by their node, gone after the bucket's TTL
+//	bucket chatbridge_state        state records, BUCKET.KEY (bans, topics, ...), sealed
 //
 // Only nodes can speak: every message, answer and bucket entry is sealed
 // with a MAC keyed from the cluster secret ([Config.Secret]) over its

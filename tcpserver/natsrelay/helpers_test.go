@@ -26,10 +26,10 @@ type testNATS struct {
 	opts func(*server.Options) // changes to the options, if any
 }
 
-func startNATS(t *testing.T) *testNATS { return startNATSWith(t, nil) }
+func startNATS(t testing.TB) *testNATS { return startNATSWith(t, nil) }
 
 // startNATSWith starts a server with the options opts changes.
-func startNATSWith(t *testing.T, opts func(*server.Options)) *testNATS {
+func startNATSWith(t testing.TB, opts func(*server.Options)) *testNATS {
 	t.Helper()
 	n := &testNATS{port: -1, dir: t.TempDir(), opts: opts}
 	n.start(t)
@@ -39,7 +39,7 @@ func startNATSWith(t *testing.T, opts func(*server.Options)) *testNATS {
 
 // start runs the server, on the port it had before if it ran before, with
 // the same store.
-func (n *testNATS) start(t *testing.T) {
+func (n *testNATS) start(t testing.TB) {
 	t.Helper()
 	opts := &server.Options{
 		Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir,
@@ -132,7 +132,7 @@ func (n *node) waitUp(t *testing.T) {
 	waitFor(t, "link up on "+n.relay.NodeID(), func() bool { return n.relay.store.Load() != nil })
 }
 
-func waitFor(t *testing.T, what string, ok func() bool) {
+func waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok() {

@@ -41,8 +41,13 @@ type names struct {
 	deletes  map[string]uint64     // released names still to delete, at their last revision
 	dirty    map[string]bool       // folded names the writer must write or delete
 	remote   map[string]remoteName // by folded name: other nodes' members
-	byRoom   map[string]map[string]string
-	perNode  map[string]int // how many of remote each node has
+	// lastKnown is remote as it was when the link was last lost: while
+	// the bucket cannot be asked, a name another node held then is still
+	// refused, so that a failover of NATS does not let two members take
+	// one name. Cleared when the watch starts again.
+	lastKnown map[string]string // folded name -> node
+	byRoom    map[string]map[string]string
+	perNode   map[string]int // how many of remote each node has
 
 	wake chan struct{} // the writer has work
 
@@ -120,10 +125,16 @@ func (r *Relay) holder(key string, b []byte) string {
 
 // ClaimName implements [tcpserver.Cluster].
 func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
+	if r.cfg.Alone {
+		return nil // nobody else to ask: the hub checks its own members
+	}
 	n := &r.names
 	key := strings.ToLower(name)
 	s, err := r.current()
 	if err != nil {
+		if n.heldElsewhere(key) {
+			return tcpserver.ErrNameTaken
+		}
 		n.keep(key, name, room, 0)
 		return err
 	}
@@ -152,11 +163,26 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 		rev, err = s.kv.Update(ctx, key, val, e.Revision())
 	}
 	if err != nil {
+		if n.heldElsewhere(key) { // the bucket does not answer now
+			return tcpserver.ErrNameTaken
+		}
 		n.keep(key, name, room, 0)
 		return fmt.Errorf("claim %q: %w", name, err)
 	}
 	n.keep(key, name, room, rev)
 	return nil
+}
+
+// heldElsewhere reports whether another node held the name stored as key
+// when this node last knew: by the watch, or when the link was lost.
+func (n *names) heldElsewhere(key string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if m, ok := n.remote[key]; ok && m.Node != n.r.cfg.NodeID {
+		return true
+	}
+	node, ok := n.lastKnown[key]
+	return ok && node != n.r.cfg.NodeID
 }
 
 // keep records name as this node's. rev 0 means it is not in the bucket
@@ -177,6 +203,9 @@ func (n *names) keep(key, name, room string, rev uint64) {
 // ReleaseName implements [tcpserver.Cluster]. The entry is deleted by the
 // writer, only if it is still the one this node wrote.
 func (r *Relay) ReleaseName(name string) {
+	if r.cfg.Alone {
+		return
+	}
 	n := &r.names
 	key := strings.ToLower(name)
 	n.mu.Lock()
@@ -333,6 +362,9 @@ func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 		return fmt.Errorf("watch bucket %s: %w", n.r.bucketName(), err)
 	}
 	n.forgetRemote()
+	n.mu.Lock()
+	n.lastKnown = nil // the bucket answers again
+	n.mu.Unlock()
 	done, loaded := make(chan struct{}), make(chan struct{})
 	n.watchMu.Lock()
 	n.watchCancel, n.watchDone = cancel, done
@@ -371,6 +403,10 @@ func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 // forgetRemote empties the view of other nodes' members.
 func (n *names) forgetRemote() {
 	n.mu.Lock()
+	n.lastKnown = make(map[string]string, len(n.remote))
+	for key, m := range n.remote {
+		n.lastKnown[key] = m.Node
+	}
 	clear(n.remote)
 	clear(n.byRoom)
 	clear(n.perNode)

@@ -1,6 +1,7 @@
 package natsrelay
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/x509"
@@ -42,12 +43,32 @@ type Config struct {
 	// URL is the NATS server, e.g. nats://127.0.0.1:4222, or several,
 	// comma-separated, to reconnect to whichever is up; tls://host:port
 	// for TLS; user and password may be in it (nats://user:pass@host).
-	// Required.
-	URL      string
+	// Required but with InProcess.
+	URL string
+	// InProcess is a NATS server in this process (see [Embedded]), which
+	// the relay reaches in memory instead of through URL.
+	InProcess nats.InProcessConnProvider
+	// Alone says no other node shares this NATS (an embedded server
+	// with no listener: a cluster of one): names are not claimed in the
+	// bucket (the hub checks its own members) and only lines are
+	// published, for the stream. History and state are as in a cluster.
+	Alone    bool
 	Prefix   string // of every subject, stream and bucket; "chatbridge"
 	NodeID   string // this node's name on NATS; random if empty
-	History  int    // lines the stream keeps per room; 20 (the hub's History)
+	History  int    // lines a joining member is replayed (the hub's History); 20
 	Required bool   // Start fails if NATS cannot be reached now
+
+	// HistoryKeep is how many lines the stream keeps per room (its
+	// per-subject limit), for scrollback: 10,000, and never fewer than
+	// History. HistoryAge, if not 0, is how long it keeps a line.
+	HistoryKeep int
+	HistoryAge  time.Duration
+	// Replicas is how many NATS servers keep the stream and every
+	// bucket: 1, or up to 5 on a NATS cluster (3 survives losing one).
+	Replicas int
+	// IndexLines bounds the lines the relay indexes for scrollback, all
+	// rooms together, 28 bytes each: 4,000,000 (112 MB).
+	IndexLines int
 
 	// Secret is the cluster secret, the same on every node, at least
 	// MinSecret bytes: every message between nodes is sealed with a MAC
@@ -82,7 +103,7 @@ type Config struct {
 	// PresenceTTL. 15s.
 	PresenceTTL time.Duration
 
-	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 64 MiB
+	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 1 GiB
 	NamesBytes   int64 // the names bucket's size limit; 64 MiB
 
 	Queue          int           // events waiting to be published before they are dropped; 8192
@@ -97,6 +118,15 @@ func (c Config) withDefaults() Config {
 	if c.History == 0 {
 		c.History = 20
 	}
+	if c.HistoryKeep == 0 {
+		c.HistoryKeep = 10000
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.IndexLines == 0 {
+		c.IndexLines = 4_000_000
+	}
 	if c.MaxLine == 0 {
 		c.MaxLine = 4096
 	}
@@ -110,7 +140,7 @@ func (c Config) withDefaults() Config {
 		c.PresenceTTL = 15 * time.Second
 	}
 	if c.HistoryBytes == 0 {
-		c.HistoryBytes = 64 << 20
+		c.HistoryBytes = 1 << 30
 	}
 	if c.NamesBytes == 0 {
 		c.NamesBytes = 64 << 20
@@ -163,10 +193,16 @@ type Relay struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 
-	// The JetStream handles of the current link session; nil while down.
+	// The JetStream handles, set by the first setup and each after; used
+	// only while connected (see current).
 	store atomic.Pointer[store]
 
 	names names
+
+	relaying bool        // Start: the relay publishes the hub's events, lines too
+	index    lineIndex   // of the rooms' lines in the stream, for scrollback
+	noBatch  atomic.Bool // the server answers direct gets one line at a time
+	state    stateBuckets
 }
 
 // store is what the link watcher sets up on NATS each time the link comes.
@@ -182,7 +218,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.URL == "" {
+	if cfg.URL == "" && cfg.InProcess == nil {
 		return nil, errors.New("nats relay: no URL")
 	}
 	if !validNodeID(cfg.Prefix) {
@@ -203,6 +239,15 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	if cfg.History < 1 {
 		cfg.History = 1 // the stream needs a limit; the hub then replays none
 	}
+	switch {
+	case cfg.HistoryKeep < 1:
+		return nil, fmt.Errorf("nats relay: history keep %d: want at least 1", cfg.HistoryKeep)
+	case cfg.HistoryAge < 0 || cfg.HistoryAge > 0 && cfg.HistoryAge < time.Second:
+		return nil, fmt.Errorf("nats relay: history age %v: want 0 (no limit) or at least 1s", cfg.HistoryAge)
+	case cfg.Replicas < 1 || cfg.Replicas > 5:
+		return nil, fmt.Errorf("nats relay: %d replicas: want 1 to 5", cfg.Replicas)
+	}
+	cfg.HistoryKeep = max(cfg.HistoryKeep, cfg.History)
 	if cfg.Window < cfg.PresenceTTL {
 		return nil, fmt.Errorf("nats relay: window %v shorter than the presence TTL %v", cfg.Window, cfg.PresenceTTL)
 	}
@@ -219,7 +264,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	r := &Relay{
 		cfg:       cfg,
 		log:       log.With("node", cfg.NodeID),
-		where:     RedactURL(cfg.URL),
+		where:     cmp.Or(RedactURL(cfg.URL), "the embedded NATS"),
 		seal:      seal,
 		sess:      randomHex(8),
 		nonces:    newNonceCache(cfg.Window),
@@ -227,6 +272,7 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 		poke:      make(chan struct{}, 1),
 		ignoreLog: rateLimit{every: logEvery},
 		errLog:    rateLimit{every: logEvery},
+		index:     lineIndex{max: cfg.IndexLines},
 	}
 	r.names.init(r)
 	return r, nil
@@ -356,9 +402,11 @@ func (r *Relay) bucketName() string { return r.cfg.Prefix + "_names" }
 // Start connects to NATS and starts relaying for hub. Unless
 // Config.Required, a NATS that cannot be reached is not an error: the relay
 // keeps trying in the background and the hub works alone meanwhile. ctx
-// bounds the start only.
+// bounds the start only. With hub nil the relay is a [tcpserver.Store]
+// alone (see Append): it relays nothing and hears nothing of other nodes.
 func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	r.hub = hub
+	r.relaying = hub != nil
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.closed = make(chan struct{})
 	poke := func() {
@@ -402,6 +450,9 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	if r.cfg.CAFile != "" {
 		opts = append(opts, nats.RootCAs(r.cfg.CAFile))
 	}
+	if r.cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(r.cfg.InProcess))
+	}
 	nc, err := nats.Connect(r.cfg.URL, opts...)
 	if err != nil {
 		r.cancel()
@@ -421,19 +472,21 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 			return err
 		}
 		setupAt = nc.Stats().Reconnects
-		r.log.Info("link to other nodes up", "url", nc.ConnectedUrlRedacted())
+		r.log.Info("link to other nodes up", "url", r.connectedURL())
 	}
-	incoming := make(chan *nats.Msg, incomingQueue)
-	if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
-		r.shutdown()
-		return fmt.Errorf("subscribe to %s.room.>: %w", r.cfg.Prefix, err)
-	}
-	if _, err := nc.Subscribe(r.privateSubject(r.cfg.NodeID), r.onPrivate); err != nil {
-		r.shutdown()
-		return fmt.Errorf("subscribe to %s: %w", r.privateSubject(r.cfg.NodeID), err)
+	if hub != nil {
+		incoming := make(chan *nats.Msg, incomingQueue)
+		if _, err := nc.ChanSubscribe(r.cfg.Prefix+".room.>", incoming); err != nil {
+			r.shutdown()
+			return fmt.Errorf("subscribe to %s.room.>: %w", r.cfg.Prefix, err)
+		}
+		if _, err := nc.Subscribe(r.privateSubject(r.cfg.NodeID), r.onPrivate); err != nil {
+			r.shutdown()
+			return fmt.Errorf("subscribe to %s: %w", r.privateSubject(r.cfg.NodeID), err)
+		}
+		r.wg.Go(func() { r.deliverLoop(incoming) })
 	}
 	poke()
-	r.wg.Go(func() { r.deliverLoop(incoming) })
 	r.wg.Go(r.publishLoop)
 	r.wg.Go(func() { r.linkLoop(r.cfg.Required, setupAt) })
 	r.wg.Go(r.names.writeLoop)
@@ -478,7 +531,11 @@ func (r *Relay) shutdown() {
 // an event the queue has no room for is dropped and counted.
 func (r *Relay) Publish(ev *tcpserver.Event) {
 	switch ev.Kind {
-	case tcpserver.KindMessage, tcpserver.KindAction, tcpserver.KindJoin, tcpserver.KindLeave, tcpserver.KindNick:
+	case tcpserver.KindMessage, tcpserver.KindAction:
+	case tcpserver.KindJoin, tcpserver.KindLeave, tcpserver.KindNick:
+		if r.cfg.Alone {
+			return // nobody to tell
+		}
 	default:
 		return
 	}
@@ -754,7 +811,7 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			}
 			continue
 		case <-sweep.C:
-			if up {
+			if up && r.hub != nil {
 				r.names.sweep(time.Now())
 			}
 			continue
@@ -779,8 +836,8 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			}
 			failing = false
 			reconnects = rc
-			r.log.Info("link to other nodes up", "url", r.nc.ConnectedUrlRedacted())
-			if everUp {
+			r.log.Info("link to other nodes up", "url", r.connectedURL())
+			if everUp && r.hub != nil {
 				r.hub.ResyncHistory()
 				r.hub.Notice(NoticeRestored)
 			}
@@ -794,10 +851,16 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 
 func (r *Relay) linkLost() {
 	r.log.Warn("link to other nodes lost")
-	r.store.Store(nil)
+	// The stream's and the bucket's handles stay: once reconnected, to
+	// another server of a NATS cluster, direct gets are answered by any
+	// replica, before the stream has a leader again and setup is done.
+	r.index.drop()
+	r.state.drop()
 	r.names.stopWatch()
 	r.names.forgetRemote() // who is out there is unknown until the link is back
-	r.hub.Notice(NoticeLost)
+	if r.hub != nil {
+		r.hub.Notice(NoticeLost)
+	}
 }
 
 // setup makes (or finds) the history stream and the names bucket, starts
@@ -805,29 +868,22 @@ func (r *Relay) linkLost() {
 // restart they may be gone, and names taken while the link was down were
 // never claimed.
 func (r *Relay) setup(ctx context.Context) error {
-	stream, err := r.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              r.streamName(),
-		Description:       "chatbridge: the last lines of each room",
-		Subjects:          []string{r.lineSubject("*")},
-		MaxMsgsPerSubject: int64(r.cfg.History),
-		// Whoever can publish on a room's subject can put a message in
-		// the stream: these bound what it costs (the nodes ignore what
-		// is not sealed).
-		MaxMsgSize: int32(lineMessageMax(r.cfg.MaxLine)),
-		MaxBytes:   r.cfg.HistoryBytes,
-		Discard:    jetstream.DiscardOld,
-		Storage:    jetstream.FileStorage,
+	stream, err := retryJS(ctx, func(ctx context.Context) (jetstream.Stream, error) {
+		return r.js.CreateOrUpdateStream(ctx, r.streamConfig())
 	})
 	if err != nil {
 		return fmt.Errorf("stream %s on %s: %w", r.streamName(), r.where, err)
 	}
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       r.bucketName(),
-		Description:  "chatbridge: who is called what, on which node, in which room",
-		TTL:          r.cfg.PresenceTTL,
-		MaxValueSize: maxEntry,
-		MaxBytes:     r.cfg.NamesBytes,
-		Storage:      jetstream.FileStorage,
+	kv, err := retryJS(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       r.bucketName(),
+			Description:  "chatbridge: who is called what, on which node, in which room",
+			TTL:          r.cfg.PresenceTTL,
+			MaxValueSize: maxEntry,
+			MaxBytes:     r.cfg.NamesBytes,
+			Storage:      jetstream.FileStorage,
+			Replicas:     r.cfg.Replicas,
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("bucket %s on %s: %w", r.bucketName(), r.where, err)
@@ -838,6 +894,63 @@ func (r *Relay) setup(ctx context.Context) error {
 	r.store.Store(&store{history: stream, kv: kv})
 	r.names.refreshAll()
 	return nil
+}
+
+// jsAttempt bounds one attempt to make a stream or a bucket. A NATS
+// cluster that is asked by two nodes at once to make the same replicated
+// stream may never answer one of them (seen with 2.9 and 2.15, nodes
+// started together): that one asks again, and finds it made.
+const jsAttempt = 3 * time.Second
+
+// retryJS calls f, each time within jsAttempt, until it succeeds or ctx
+// ends.
+func retryJS[T any](ctx context.Context, f func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, jsAttempt)
+		v, err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return v, err
+		}
+	}
+}
+
+// streamConfig is the history stream as this node wants it.
+func (r *Relay) streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              r.streamName(),
+		Description:       "chatbridge: the last lines of each room",
+		Subjects:          []string{r.lineSubject("*")},
+		MaxMsgsPerSubject: int64(r.cfg.HistoryKeep),
+		MaxAge:            r.cfg.HistoryAge,
+		Replicas:          r.cfg.Replicas,
+		// Read with direct gets, by any replica, without a consumer
+		// (see direct.go).
+		AllowDirect: true,
+		// Whoever can publish on a room's subject can put a message in
+		// the stream: these bound what it costs (the nodes ignore what
+		// is not sealed).
+		MaxMsgSize: int32(lineMessageMax(r.cfg.MaxLine)),
+		MaxBytes:   r.cfg.HistoryBytes,
+		Discard:    jetstream.DiscardOld,
+		Storage:    jetstream.FileStorage,
+		// Nodes publish no message IDs: nothing to deduplicate. The
+		// default window (2 min) made a restarting server read every
+		// line of the last two minutes back (5 s for ten million).
+		Duplicates: minDuplicates,
+	}
+}
+
+// minDuplicates is the shortest duplicate window JetStream takes; the
+// history's age limit, if any, must be no shorter.
+const minDuplicates = 100 * time.Millisecond
+
+// connectedURL is the server the relay is connected to, for the log.
+func (r *Relay) connectedURL() string {
+	if r.cfg.InProcess != nil {
+		return r.where
+	}
+	return r.nc.ConnectedUrlRedacted()
 }
 
 // current returns the JetStream handles, or errLinkDown.

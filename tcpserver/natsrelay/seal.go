@@ -22,6 +22,7 @@ const (
 	purposePrivate = "private" // a private message, on the recipient node's subject
 	purposeReply   = "reply"   // a node's answer to a private message; "subject" is the request's
 	purposeName    = "name"    // a names bucket entry; "subject" is its key
+	purposeState   = "state"   // a state record; "subject" is bucket/key
 )
 
 // A sealed message is its MAC, HMAC-SHA256 in unpadded base64url, then a
