@@ -296,3 +296,77 @@ func slicesContains(got []string, want string) bool {
 	}
 	return false
 }
+
+// copyStore gives back lines as a store on disk or across the network
+// does (natsrelay's): new events, not yet encoded, this node's own with
+// no Node.
+type copyStore struct{ *memStore }
+
+func (s copyStore) Lines(ctx context.Context, room string, before LineKey, limit int) ([]*Event, bool, error) {
+	if before.Node != "" {
+		before = LineKey{ID: before.ID}
+	}
+	lines, more, err := s.memStore.Lines(ctx, room, before, limit)
+	out := make([]*Event, len(lines))
+	for i, ev := range lines {
+		out[i] = &Event{ID: ev.ID, Kind: ev.Kind, Time: ev.Time, Room: ev.Room, From: ev.From, Text: ev.Text}
+	}
+	return out, more, err
+}
+
+func (s copyStore) Append(ev *Event) {
+	// As the stream keeps this node's lines: no Node, their ID there.
+	s.memStore.Append(&Event{ID: ev.NodeID, Kind: ev.Kind, Time: ev.Time, Room: ev.Room, From: ev.From, Text: ev.Text})
+}
+
+// /history over a store of another kind shows its lines' text and names
+// them as the hub named them live (its node and ID), not as the store
+// does: before, it showed "[12:24] " and nothing after.
+func TestHistoryFromAStoreOfItsOwnMaking(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 3, AnnounceDelay: -1,
+		Store: copyStore{newMemStore(1000, 0, true)}, Relay: namedRelay("n1")}, nil)
+	c, _ := connect(t, h, "ada")
+	bob, m := connect(t, h, "bob")
+	say(c, "l", 1, 8)
+	live := m.sent()
+	bob.Handle([]byte("/history 3"))
+	var hist *Event
+	for _, ev := range m.sent() {
+		if ev.Kind == KindHistory {
+			hist = ev
+		}
+	}
+	if hist == nil || len(hist.Events) != 3 {
+		t.Fatalf("/history 3 gave %+v", hist)
+	}
+	for i, ev := range hist.Events {
+		want := fmt.Sprintf("<ada> l-%02d", i+6) // the newest: bob came to an empty room
+		if !strings.Contains(string(ev.Line()), want) {
+			t.Errorf("line %d is %q, want %q", i, ev.Line(), want)
+		}
+		var key string
+		for _, l := range live {
+			if l.Text == ev.Text {
+				key = l.Key().String()
+			}
+		}
+		if got := ev.Key().String(); got != key || !strings.HasPrefix(got, "n1-") {
+			t.Errorf("line %d is named %q, live %q", i, got, key)
+		}
+	}
+}
+
+// namedRelay is a relay that only names its node.
+type namedRelay string
+
+func (namedRelay) Publish(*Event)   {}
+func (r namedRelay) NodeID() string { return string(r) }
+
+// sent returns the events sent so far, and forgets them.
+func (m *fakeMember) sent() []*Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.events
+	m.events = nil
+	return out
+}

@@ -44,9 +44,10 @@ func (c *Client) replayedLocked(lines []*Event, more bool) {
 	case len(lines) > 0:
 		c.scroll.from = lines[0].Key()
 		c.scroll.done = !more
-	case c.hub.cfg.History > 0:
-		c.scroll.done = !more // the room had nothing to replay
 	}
+	// With nothing replayed (an empty room, or --history 0) the first
+	// /history reads from the newest line: the lines said since the
+	// member came are its to scroll back through too.
 }
 
 // history answers /history [N [ID]]: the N lines (historyPage if not
@@ -102,8 +103,13 @@ func (c *Client) history(arg string) {
 	}
 	shown := lines[:0:0]
 	for _, ev := range lines {
-		if h.node != "" && h.store != h.hist {
+		if h.store != h.hist {
+			// A store of another kind gives back lines of its own
+			// making: named as this node names them, and encoded.
 			h.nameOwn(ev)
+			if ev.line == nil {
+				ev.finish()
+			}
 		}
 		if ev.Room == r.name && (ev.Kind == KindMessage || ev.Kind == KindAction) {
 			shown = append(shown, ev)
