@@ -285,7 +285,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	// in step with it, and so with the other nodes, until the end.
 	stateCtx, stopState := context.WithCancel(context.Background())
 	defer stopState()
-	if err := startModeration(stateCtx, hub, relay != nil && !cfg.natsRequired && embedded == nil, log); err != nil {
+	if err := startModeration(stateCtx, hub, relay != nil, log); err != nil {
 		for _, l := range listeners {
 			l.Close()
 		}
@@ -395,11 +395,11 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// startModeration loads moderation's records and keeps them in step. A
-// relay whose NATS may be out of reach at start (--nats without
-// --nats-required) gets them when it is reached: until then the server
-// runs with none, and says so; a later try ends its failed one's
-// watches first. A memory or embedded store must load at once.
+// startModeration loads moderation's records and keeps them in step.
+// Through a relay (retry), whose NATS may be out of reach or still
+// electing the leaders of a new bucket, they are loaded when they can
+// be: until then the server runs with none, and says so; a later try
+// ends its failed one's watches first. The memory store loads at once.
 func startModeration(ctx context.Context, hub *tcpserver.Hub, retry bool, log *slog.Logger) error {
 	try := func() (context.CancelFunc, error) {
 		tctx, cancel := context.WithCancel(ctx)
