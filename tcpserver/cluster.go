@@ -121,6 +121,11 @@ func (h *Hub) claimForConnect(name, room string, notices []string) (string, []st
 	for range 5 {
 		h.mu.Lock()
 		guest := h.guestNameLocked()
+		// Drawn, not yet taken: nobody else connecting meanwhile may
+		// draw it too, or both would claim it as this node's and one
+		// keep a name the cluster never heard of. Connect takes it, or
+		// gives it up, with the lock taken again.
+		h.drawn[guest] = struct{}{}
 		h.mu.Unlock()
 		err := h.cluster.ClaimName(ctx, guest, room)
 		if !errors.Is(err, ErrNameTaken) {
@@ -129,6 +134,9 @@ func (h *Hub) claimForConnect(name, room string, notices []string) (string, []st
 			}
 			return guest, notices
 		}
+		h.mu.Lock()
+		delete(h.drawn, guest)
+		h.mu.Unlock()
 	}
 	return "", notices
 }

@@ -222,8 +222,9 @@ type Hub struct {
 	verifiedCount atomic.Int32
 
 	mu        sync.Mutex
-	names     nameBook         // the names in use here, and which may be taken
-	rooms     map[string]*Room // by name
+	names     nameBook            // the names in use here, and which may be taken
+	drawn     map[string]struct{} // guest names being claimed from the cluster for members connecting
+	rooms     map[string]*Room    // by name
 	perIP     map[string]int
 	clients   int
 	transport map[string]int
@@ -251,6 +252,7 @@ func NewHub(cfg HubConfig, log *slog.Logger) *Hub {
 		log:       log,
 		logs:      NewLogThrottle(log, LogEvery),
 		names:     newNameBook(),
+		drawn:     make(map[string]struct{}),
 		rooms:     make(map[string]*Room),
 		perIP:     make(map[string]int),
 		transport: make(map[string]int),
@@ -378,6 +380,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		}
 		h.hydrate(want)
 		h.mu.Lock()
+		delete(h.drawn, name) // a guest name drawn for c: c's now, while the lock is held
 	}
 	if name != "" && h.cluster != nil {
 		// Someone may have come in with it, or with one like it, while
@@ -480,7 +483,7 @@ func (h *Hub) guestNameLocked() string {
 		for range 20 {
 			n := limit/10 + rand.IntN(limit-limit/10)
 			name := "guest-" + strconv.Itoa(n)
-			if h.names.clash(name, nil) == nil {
+			if _, ok := h.drawn[name]; !ok && h.names.clash(name, nil) == nil {
 				return name
 			}
 		}
