@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,32 +261,33 @@ type phaseReport struct {
 }
 
 type killReport struct {
-	Node         int       `json:"node"`
-	Members      int       `json:"members"` // the load processes held on the killed node
-	Forgot       []int     `json:"forgot"`  // by each node (the killed one: 0)
-	PresenceS    []float64 `json:"presence_clean_s"`
-	Cut          int       `json:"cut"`
-	Rejoined     int       `json:"rejoined"`
-	Back         int       `json:"back"`
-	RetryErrors  int       `json:"retry_errors"`
-	LastRejoinS  float64   `json:"last_rejoin_s"`
-	LastBackS    float64   `json:"last_back_s"`
-	RejoinDup    int64     `json:"rejoin_duplicated"`
-	RejoinReord  int64     `json:"rejoin_reordered"`
-	Stayed       int       `json:"stayed"`
-	Lines        int64     `json:"lines"`
-	Lost         int64     `json:"lost"`
-	Duplicated   int64     `json:"duplicated"`
-	Reordered    int64     `json:"reordered"`
-	P50us        float64   `json:"p50_us"`
-	P99us        float64   `json:"p99_us"`
-	Drained      bool      `json:"drained"`
-	TimedOut     bool      `json:"timed_out"`
-	NATSCPU      float64   `json:"nats_cpu_s"`
-	NodeCPU      []float64 `json:"node_cpu_s"`
-	LoadCPU      float64   `json:"load_cpu_s"`
-	DurationS    float64   `json:"duration_s"`
-	PresenceNote string    `json:"presence_note,omitempty"`
+	Node        int       `json:"node"`
+	Members     int       `json:"members"`          // the load processes held on the killed node
+	Forgot      []int     `json:"forgot"`           // "member of a lost node forgotten" in each node's log
+	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again (0: never)
+	Cut         int       `json:"cut"`
+	Rejoined    int       `json:"rejoined"`
+	Back        int       `json:"back"`
+	RetryErrors int       `json:"retry_errors"`
+	LastRejoinS float64   `json:"last_rejoin_s"`
+	LastBackS   float64   `json:"last_back_s"`
+	RejoinDup   int64     `json:"rejoin_duplicated"`
+	RejoinReord int64     `json:"rejoin_reordered"`
+	Stayed      int       `json:"stayed"`
+	Lines       int64     `json:"lines"`
+	Lost        int64     `json:"lost"`
+	Duplicated  int64     `json:"duplicated"`
+	Reordered   int64     `json:"reordered"`
+	P50us       float64   `json:"p50_us"`
+	P99us       float64   `json:"p99_us"`
+	Drained     bool      `json:"drained"`
+	TimedOut    bool      `json:"timed_out"`
+	NATSCPU     float64   `json:"nats_cpu_s"`
+	NodeCPU     []float64 `json:"node_cpu_s"`
+	LoadCPU     float64   `json:"load_cpu_s"`
+	DurationS   float64   `json:"duration_s"`
+	Shown       []int64   `json:"shown"`    // the room's size each node showed when clean (or last)
+	Expected    []int64   `json:"expected"` // the members there were then
 }
 
 // runCluster is the whole run: the cluster (held, chatting, a node
@@ -381,7 +383,7 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		}
 		addrs[i] = nodeAddr{TCP: p.tcp, WS: "ws://" + p.http + "/ws"}
 	}
-	r.log.Info("nodes up", "nodes", nodes, "nats", len(natsProcs))
+	r.log.Info("nodes up", "nodes", nodes, "nats", len(natsProcs), "addrs", fmt.Sprint(addrs))
 
 	total := nodes * cfg.members
 	h := holdReport{Members: total, NodeMembers: make([]int, nodes)}
@@ -589,7 +591,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	cfg := p.run.cfg
 	victim := len(p.srv) - 1
 	// The members the load processes hold there: its sender leaves first.
-	kr := &killReport{Node: victim, Members: nodeMembers[victim] - 1, Forgot: make([]int, len(p.srv)), PresenceS: make([]float64, len(p.srv))}
+	kr := &killReport{Node: victim, Members: nodeMembers[victim] - 1, Forgot: make([]int, len(p.srv)), PresenceS: make([]float64, len(p.srv)), Shown: make([]int64, len(p.srv)), Expected: make([]int64, len(p.srv))}
 	if _, err := p.loads.report(p.senders, true); err != nil { // the histogram afresh
 		return nil, err
 	}
@@ -625,17 +627,30 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		if rep, err = p.loads.report(p.senders, false); err != nil {
 			return nil, err
 		}
+		// A survivor's presence is clean once the room's size it shows is
+		// no more than the members there are: the killed node's are gone
+		// from it. Only answers to questions asked a second after the last
+		// member came back count (their own entries are then known).
+		members := int64(rep.Alive + len(live))
 		clean := true
 		for i, s := range p.srv {
 			if i == victim {
 				continue
 			}
-			n, last := s.forgotten()
-			kr.Forgot[i] = n
-			if n >= kr.Members {
-				kr.PresenceS[i] = float64(last-killed.UnixNano()) / 1e9
-			} else {
+			kr.Forgot[i], _ = s.forgotten()
+			ls := p.senders[i]
+			ask, at, size := ls.askNs.Load(), ls.sizeNs.Load(), ls.roomSize.Load()
+			settled := rep.Rejoined == rep.Cut && ask > max(killed.UnixNano(), rep.LastRejoinNs+int64(time.Second))
+			if kr.PresenceS[i] == 0 && settled && at > ask && size <= members {
+				kr.PresenceS[i] = float64(at-killed.UnixNano()) / 1e9
+				kr.Shown[i], kr.Expected[i] = size, members
+			}
+			if kr.PresenceS[i] == 0 {
 				clean = false
+				kr.Shown[i], kr.Expected[i] = size, members
+				if at > ask || time.Since(time.Unix(0, ask)) > 5*time.Second {
+					ls.askRooms() // one question at a time: the server may pace them
+				}
 			}
 		}
 		back := rep.Cut >= kr.Members && rep.Back == rep.Cut
@@ -644,11 +659,16 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		}
 		if !time.Now().Before(deadline) {
 			kr.TimedOut = true
+			for i, s := range p.srv {
+				if i != victim {
+					p.run.log.Warn("the wait after the kill ended", "node", i, "room_shown", kr.Shown[i], "members", kr.Expected[i], "its_last_lines", s.lastLines(), "its_sender_got", p.senders[i].said.Load())
+				}
+			}
 			break
 		}
 		if cfg.progress > 0 && time.Since(lastProgress) >= cfg.progress {
 			lastProgress = time.Now()
-			p.run.log.Info("after the kill", "elapsed", time.Since(killed).Round(time.Second), "cut", rep.Cut, "rejoined", rep.Rejoined, "back", rep.Back, "forgot", kr.Forgot)
+			p.run.log.Info("after the kill", "elapsed", time.Since(killed).Round(time.Second), "cut", rep.Cut, "rejoined", rep.Rejoined, "back", rep.Back, "forgot", kr.Forgot, "room_shown", kr.Shown, "members", kr.Expected)
 		}
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return nil, err
@@ -701,14 +721,21 @@ func slicesCloneSenders(s []*clusterSender) []*clusterSender {
 }
 
 // clusterSender is one of the run's senders, a TCP member of one node.
-// Its lines are "bench <id> <seq> <ns>"; a goroutine reads and drops
-// what the server sends it.
+// Its lines are "bench <id> <seq> <ns>". It also asks its node for the
+// room's size (/rooms) when told to: a goroutine reads what the server
+// sends it, keeps the last size it was told, and drops the rest.
 type clusterSender struct {
 	id      int
-	conn    benchConn
+	conn    *tcpConn
 	sent    atomic.Int64
 	closed  atomic.Bool
 	readers sync.WaitGroup
+
+	wmu      sync.Mutex   // one write at a time: lines and /rooms
+	roomSize atomic.Int64 // the last size of the room /rooms gave, -1 before
+	sizeNs   atomic.Int64 // when it came
+	askNs    atomic.Int64 // when /rooms was last asked
+	said     atomic.Value // the last other line it got, for a message
 }
 
 func dialSender(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, node, slot int) (*clusterSender, error) {
@@ -724,9 +751,74 @@ func dialSender(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, node, 
 	if err != nil {
 		return nil, fmt.Errorf("sender %d: %w", node, err)
 	}
-	s := &clusterSender{id: node, conn: c}
-	s.readers.Go(func() { c.readLoop(make([]byte, 4096), func([]byte, bool) {}) })
+	tc, ok := c.(*tcpConn)
+	if !ok {
+		c.close()
+		return nil, fmt.Errorf("sender %d: not a TCP connection", node)
+	}
+	s := &clusterSender{id: node, conn: tc}
+	s.roomSize.Store(-1)
+	s.readers.Go(s.read)
 	return s, nil
+}
+
+// read reads until the connection ends, taking the room's size from each
+// answer to /rooms ("*** rooms: lobby (N), ...").
+func (s *clusterSender) read() {
+	var line []byte
+	s.conn.readLoop(make([]byte, 4096), func(p []byte, _ bool) {
+		for len(p) > 0 {
+			i := bytes.IndexByte(p, '\n')
+			if i < 0 {
+				if len(line) < 4096 {
+					line = append(line, p...)
+				}
+				return
+			}
+			line = append(line, p[:i]...)
+			p = p[i+1:]
+			if n, ok := lobbySize(line); ok {
+				s.roomSize.Store(n)
+				s.sizeNs.Store(time.Now().UnixNano())
+			} else if !bytes.Contains(line, []byte(tagPrefix)) {
+				s.said.Store(lastLine(line))
+			}
+			line = line[:0]
+		}
+	})
+}
+
+// lobbySize finds the default room's size in an answer to /rooms.
+func lobbySize(line []byte) (int64, bool) {
+	_, rest, ok := bytes.Cut(line, []byte("rooms: "))
+	if !ok {
+		return 0, false
+	}
+	_, rest, ok = bytes.Cut(rest, []byte("lobby ("))
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := bytes.Cut(rest, []byte(")"))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(digits), 10, 64)
+	return n, err == nil
+}
+
+func (s *clusterSender) send(ctx context.Context, t tag) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.conn.sendTag(ctx, t)
+}
+
+// askRooms asks the node for its rooms and their sizes.
+func (s *clusterSender) askRooms() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.askNs.Store(time.Now().UnixNano())
+	_, err := s.conn.c.Write([]byte("/rooms\n"))
+	return err
 }
 
 func (s *clusterSender) close() {
@@ -762,7 +854,7 @@ func sendLines(ctx context.Context, senders []*clusterSender, rate float64, d ti
 		}
 		s := senders[k%len(senders)]
 		seq := s.sent.Load()
-		if err := s.conn.sendTag(ctx, tag{sender: int64(s.id), seq: seq, sentNs: time.Now().UnixNano()}); err != nil {
+		if err := s.send(ctx, tag{sender: int64(s.id), seq: seq, sentNs: time.Now().UnixNano()}); err != nil {
 			return fmt.Errorf("sender %d: %w", s.id, err)
 		}
 		s.sent.Store(seq + 1)

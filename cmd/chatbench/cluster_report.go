@@ -42,17 +42,17 @@ func (r *clusterReport) writeTables(w io.Writer) {
 	}
 	if k := r.Kill; k != nil {
 		fmt.Fprintf(w, "\n**Node %d killed (SIGKILL) with %s members, the others chatting on**\n\n", k.Node, num(int64(k.Members)))
-		fmt.Fprintln(w, "| node | members of the killed node forgotten | presence clean after |")
-		fmt.Fprintln(w, "|---|---|---|")
+		fmt.Fprintln(w, "| node | \"member of a lost node forgotten\" logged | the killed node's members gone from /rooms after | /rooms showed then | members there |")
+		fmt.Fprintln(w, "|---|---|---|---|---|")
 		for i, f := range k.Forgot {
 			if i == k.Node {
 				continue
 			}
 			clean := "not within the wait"
-			if f >= k.Members {
+			if k.PresenceS[i] > 0 {
 				clean = fmt.Sprintf("%.1f s", k.PresenceS[i])
 			}
-			fmt.Fprintf(w, "| %d | %s | %s |\n", i, num(int64(f)), clean)
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i, num(int64(f)), clean, num(k.Shown[i]), num(k.Expected[i]))
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| cut off | back in | chatting again | last back in | last chatting | failed attempts | dup, reordered (back) | stayed | lines | lost, dup, reordered (stayed) | p50 | p99 |")
