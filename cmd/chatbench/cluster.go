@@ -236,6 +236,11 @@ type holdReport struct {
 	KiBPerMember  []float64 `json:"kib_per_member"`
 	NATSRSS       []int64   `json:"nats_rss_kib"`
 	LoadRSS       int64     `json:"load_rss_kib"`
+	// What each node's /rooms said of the room after the settle, and how
+	// many members of other nodes it had forgotten as lost by then (none
+	// is lost: an entry not refreshed in time is forgotten all the same).
+	RoomShown []int64 `json:"room_shown"`
+	Forgot    []int   `json:"forgot"`
 }
 
 type phaseReport struct {
@@ -454,7 +459,16 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		return nil, nil, err
 	}
 	h.Held = held.Alive
-	r.log.Info("held", "members", h.Held, "settle", cfg.settle)
+	h.RoomShown = roomSizes(ctx, senders)
+	for _, p := range srv {
+		h.Forgot = append(h.Forgot, p.forgotten())
+	}
+	r.log.Info("held", "members", h.Held, "settle", cfg.settle, "room_shown", h.RoomShown, "forgot", h.Forgot)
+	for i, n := range h.RoomShown {
+		if there := int64(h.Held + len(senders)); n != there {
+			r.log.Warn("a node shows a room size that is not the members there", "node", i, "shows", n, "there", there, "its_last_lines", srv[i].lastLines())
+		}
+	}
 
 	ph := phase{run: r, srv: srv, nats: natsProcs, loads: loads, senders: senders}
 	chat, err := ph.chat(ctx)
@@ -608,6 +622,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		lines -= s.sent.Load()
 	}
 
+	victimID := p.srv[victim].nodeID()
 	killed := time.Now()
 	p.srv[victim].kill()
 	p.run.log.Info("node killed", "node", victim, "members", kr.Members)
@@ -627,22 +642,25 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		if rep, err = p.loads.report(p.senders, false); err != nil {
 			return nil, err
 		}
-		// A survivor's presence is clean once the room's size it shows is
-		// no more than the members there are: the killed node's are gone
-		// from it. Only answers to questions asked a second after the last
-		// member came back count (their own entries are then known).
+		// A survivor no longer shows the killed node's members once it has
+		// forgotten them (its log says so of each, naming the node), none
+		// for 3 s, and its /rooms shows no more members than there are.
+		// Only answers to questions asked a second after the last member
+		// came back count (their own entries are then known).
 		members := int64(rep.Alive + len(live))
 		clean := true
 		for i, s := range p.srv {
 			if i == victim {
 				continue
 			}
-			kr.Forgot[i], _ = s.forgotten()
+			var last int64
+			kr.Forgot[i], last = s.forgottenOf(victimID)
 			ls := p.senders[i]
 			ask, at, size := ls.askNs.Load(), ls.sizeNs.Load(), ls.roomSize.Load()
 			settled := rep.Rejoined == rep.Cut && ask > max(killed.UnixNano(), rep.LastRejoinNs+int64(time.Second))
-			if kr.PresenceS[i] == 0 && settled && at > ask && size <= members {
-				kr.PresenceS[i] = float64(at-killed.UnixNano()) / 1e9
+			quiet := kr.Forgot[i] > 0 && time.Since(time.Unix(0, last)) > 3*time.Second
+			if kr.PresenceS[i] == 0 && quiet && settled && at > ask && size <= members {
+				kr.PresenceS[i] = float64(last-killed.UnixNano()) / 1e9
 				kr.Shown[i], kr.Expected[i] = size, members
 			}
 			if kr.PresenceS[i] == 0 {
@@ -688,9 +706,8 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		lines += s.sent.Load()
 	}
 	for i, s := range p.srv {
-		kr.Forgot[i], _ = s.forgotten()
-		if i == victim {
-			kr.Forgot[i] = 0
+		if i != victim {
+			kr.Forgot[i], _ = s.forgottenOf(victimID)
 		}
 		kr.NodeCPU = append(kr.NodeCPU, cpuSeconds(cpu0.nodes[i], cpu1.nodes[i]))
 	}
@@ -819,6 +836,30 @@ func (s *clusterSender) askRooms() error {
 	s.askNs.Store(time.Now().UnixNano())
 	_, err := s.conn.c.Write([]byte("/rooms\n"))
 	return err
+}
+
+// roomSizes asks every sender's node for the room's size, and waits up
+// to 5 s for the answers (-1: none came).
+func roomSizes(ctx context.Context, senders []*clusterSender) []int64 {
+	for _, s := range senders {
+		s.askRooms()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	out := make([]int64, len(senders))
+	for {
+		done := true
+		for i, s := range senders {
+			out[i] = -1
+			if s.sizeNs.Load() > s.askNs.Load() {
+				out[i] = s.roomSize.Load()
+			} else {
+				done = false
+			}
+		}
+		if done || time.Now().After(deadline) || sleepCtx(ctx, 50*time.Millisecond) != nil {
+			return out
+		}
+	}
 }
 
 func (s *clusterSender) close() {

@@ -26,13 +26,15 @@ type serverProc struct {
 	done chan struct{}
 	err  error // the exit, once done is closed
 
-	mu     sync.Mutex // guards the fields below, filled from the log
-	tcp    string     // host:port of the telnet chat (a node)
-	http   string     // host:port of the web server (a node)
-	linkUp bool       // a node: its link to the others is up
-	forgot int        // members of a lost node it forgot
-	lastNs int64      // when it forgot the last of them
-	tail   []string   // its last lines, for an error message
+	mu     sync.Mutex       // guards the fields below, filled from the log
+	tcp    string           // host:port of the telnet chat (a node)
+	http   string           // host:port of the web server (a node)
+	linkUp bool             // a node: its link to the others is up
+	id     string           // a node: its ID on NATS
+	forgot int              // members of a lost node it forgot
+	lostOf map[string]int   // of those, by the node they were on
+	lastOf map[string]int64 // when it forgot the last of each node's
+	tail   []string         // its last lines, for an error message
 	change chan struct{}
 }
 
@@ -70,6 +72,8 @@ func (p *serverProc) line(b []byte) {
 		Msg     string    `json:"msg"`
 		Service string    `json:"service"`
 		Addr    string    `json:"addr"`
+		Node    string    `json:"node"`
+		Other   string    `json:"other"`
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -85,11 +89,17 @@ func (p *serverProc) line(b []byte) {
 		case "web (http)":
 			p.http = rec.Addr
 		}
+	case "relaying through NATS":
+		p.id = rec.Node
 	case "link to other nodes up":
 		p.linkUp = true
 	case "member of a lost node forgotten":
+		if p.lostOf == nil {
+			p.lostOf, p.lastOf = make(map[string]int), make(map[string]int64)
+		}
 		p.forgot++
-		p.lastNs = rec.Time.UnixNano()
+		p.lostOf[rec.Other]++
+		p.lastOf[rec.Other] = rec.Time.UnixNano()
 		return // thousands of them: not kept, and no change to tell
 	default:
 		p.keep(string(b))
@@ -135,10 +145,25 @@ func (p *serverProc) lastLines() string {
 	return strings.Join(p.tail, " | ")
 }
 
-func (p *serverProc) forgotten() (n int, lastNs int64) {
+// forgotten is how many members of other nodes it forgot as lost.
+func (p *serverProc) forgotten() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.forgot, p.lastNs
+	return p.forgot
+}
+
+// forgottenOf is how many members of the node called id it forgot as
+// lost, and when the last of them.
+func (p *serverProc) forgottenOf(id string) (n int, lastNs int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lostOf[id], p.lastOf[id]
+}
+
+func (p *serverProc) nodeID() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.id
 }
 
 func (p *serverProc) pid() int { return p.cmd.Process.Pid }

@@ -42,7 +42,7 @@ func (r *clusterReport) writeTables(w io.Writer) {
 	}
 	if k := r.Kill; k != nil {
 		fmt.Fprintf(w, "\n**Node %d killed (SIGKILL) with %s members, the others chatting on**\n\n", k.Node, num(int64(k.Members)))
-		fmt.Fprintln(w, "| node | \"member of a lost node forgotten\" logged | the killed node's members gone from /rooms after | /rooms showed then | members there |")
+		fmt.Fprintln(w, "| node | its members forgotten | the last after | /rooms showed then | members there |")
 		fmt.Fprintln(w, "|---|---|---|---|---|")
 		for i, f := range k.Forgot {
 			if i == k.Node {
@@ -77,16 +77,16 @@ func (r *clusterReport) writeTables(w io.Writer) {
 func writeHold(w io.Writer, title string, h *holdReport) {
 	fmt.Fprintf(w, "\n**%s**: %s of %s members in, %s connect errors, %.0f connects/s (%.1f s); %s still there after the settle.\n\n",
 		title, num(int64(h.Connected)), num(int64(h.Members)), num(int64(h.ConnectErrors)), h.ConnectPerSec, h.ConnectS, num(int64(h.Held)))
-	fmt.Fprintln(w, "| process | members | RSS before → after (KiB) | KiB per member |")
-	fmt.Fprintln(w, "|---|---|---|---|")
+	fmt.Fprintln(w, "| process | members | RSS before → after (KiB) | KiB per member | /rooms shows | others' members forgotten as lost |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for i := range h.NodeMembers {
-		fmt.Fprintf(w, "| node %d | %s | %s → %s | %.2f |\n", i, num(int64(h.NodeMembers[i])),
-			num(h.NodeRSSBefore[i]), num(h.NodeRSSAfter[i]), h.KiBPerMember[i])
+		fmt.Fprintf(w, "| node %d | %s | %s → %s | %.2f | %s | %s |\n", i, num(int64(h.NodeMembers[i])),
+			num(h.NodeRSSBefore[i]), num(h.NodeRSSAfter[i]), h.KiBPerMember[i], num(h.RoomShown[i]), num(int64(h.Forgot[i])))
 	}
 	for i, rss := range h.NATSRSS {
-		fmt.Fprintf(w, "| nats-server %d | | %s | |\n", i, num(rss))
+		fmt.Fprintf(w, "| nats-server %d | | %s | | | |\n", i, num(rss))
 	}
-	fmt.Fprintf(w, "| load tool | | %s | |\n", num(h.LoadRSS))
+	fmt.Fprintf(w, "| load tool | | %s | | | |\n", num(h.LoadRSS))
 }
 
 func writeChatRow(w io.Writer, label string, p *phaseReport) {
