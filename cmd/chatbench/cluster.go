@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -260,39 +261,95 @@ type phaseReport struct {
 	NodeCPU          []float64 `json:"node_cpu_s"`
 	NodeDeliveries   []int64   `json:"node_deliveries"`
 	NodeUsPerDeliv   []float64 `json:"node_us_per_delivery"`
-	NATS             bool      `json:"nats"` // the nodes were joined through NATS
+	NATS             bool      `json:"nats"`     // the nodes were joined through NATS
+	SlowCut          int64     `json:"slow_cut"` // members the nodes cut off as too slow meanwhile
 	NATSCPU          float64   `json:"nats_cpu_s"`
 	LoadCPU          float64   `json:"load_cpu_s"`
 }
 
+// nodeCounters are a node's counters from its /metrics that say it
+// refused or cut off a member.
+type nodeCounters struct {
+	Rejected int64 `json:"rejected"` // chatbridge_connections_rejected_total
+	SlowCut  int64 `json:"slow_cut"` // chatbridge_slow_consumer_disconnects_total
+}
+
+// scrapeCounters reads a node's counters; zero if it cannot be asked.
+func scrapeCounters(httpAddr string) nodeCounters {
+	var c nodeCounters
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return c
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "chatbridge_connections_rejected_total":
+			c.Rejected = int64(v)
+		case "chatbridge_slow_consumer_disconnects_total":
+			c.SlowCut = int64(v)
+		}
+	}
+	return c
+}
+
+// countersOf scrapes every node that is still there.
+func countersOf(srv []*serverProc) []nodeCounters {
+	out := make([]nodeCounters, len(srv))
+	for i, p := range srv {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		p.mu.Lock()
+		addr := p.http
+		p.mu.Unlock()
+		out[i] = scrapeCounters(addr)
+	}
+	return out
+}
+
 type killReport struct {
-	Node        int       `json:"node"`
-	Members     int       `json:"members"`          // the load processes held on the killed node
-	Forgot      []int     `json:"forgot"`           // "member of a lost node forgotten" in each node's log
-	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again (0: never)
-	Cut         int       `json:"cut"`
-	Rejoined    int       `json:"rejoined"`
-	Back        int       `json:"back"`
-	RetryErrors int       `json:"retry_errors"`
-	LastRejoinS float64   `json:"last_rejoin_s"`
-	LastBackS   float64   `json:"last_back_s"`
-	RejoinDup   int64     `json:"rejoin_duplicated"`
-	RejoinReord int64     `json:"rejoin_reordered"`
-	Stayed      int       `json:"stayed"`
-	Lines       int64     `json:"lines"`
-	Lost        int64     `json:"lost"`
-	Duplicated  int64     `json:"duplicated"`
-	Reordered   int64     `json:"reordered"`
-	P50us       float64   `json:"p50_us"`
-	P99us       float64   `json:"p99_us"`
-	Drained     bool      `json:"drained"`
-	TimedOut    bool      `json:"timed_out"`
-	NATSCPU     float64   `json:"nats_cpu_s"`
-	NodeCPU     []float64 `json:"node_cpu_s"`
-	LoadCPU     float64   `json:"load_cpu_s"`
-	DurationS   float64   `json:"duration_s"`
-	Shown       []int64   `json:"shown"`    // the room's size each node showed when clean (or last)
-	Expected    []int64   `json:"expected"` // the members there were then
+	Node        int            `json:"node"`
+	Members     int            `json:"members"`          // the load processes held on the killed node
+	Forgot      []int          `json:"forgot"`           // "member of a lost node forgotten" in each node's log
+	PresenceS   []float64      `json:"presence_clean_s"` // when each node's room size was right again (0: never)
+	Cut         int            `json:"cut"`
+	Rejoined    int            `json:"rejoined"`
+	Back        int            `json:"back"`
+	RetryErrors int            `json:"retry_errors"`
+	LastRejoinS float64        `json:"last_rejoin_s"`
+	LastBackS   float64        `json:"last_back_s"`
+	RejoinDup   int64          `json:"rejoin_duplicated"`
+	RejoinReord int64          `json:"rejoin_reordered"`
+	Stayed      int            `json:"stayed"`
+	Lines       int64          `json:"lines"`
+	Lost        int64          `json:"lost"`
+	Duplicated  int64          `json:"duplicated"`
+	Reordered   int64          `json:"reordered"`
+	P50us       float64        `json:"p50_us"`
+	P99us       float64        `json:"p99_us"`
+	Drained     bool           `json:"drained"`
+	TimedOut    bool           `json:"timed_out"`
+	NATSCPU     float64        `json:"nats_cpu_s"`
+	NodeCPU     []float64      `json:"node_cpu_s"`
+	LoadCPU     float64        `json:"load_cpu_s"`
+	DurationS   float64        `json:"duration_s"`
+	Counters    []nodeCounters `json:"counters"` // each node's refusals and cuts over the wait and drain
+	Shown       []int64        `json:"shown"`    // the room's size each node showed when clean (or last)
+	Expected    []int64        `json:"expected"` // the members there were then
 }
 
 // runCluster is the whole run: the cluster (held, chatting, a node
@@ -308,8 +365,17 @@ func runCluster(ctx context.Context, cfg clusterConfig, log *slog.Logger) (*clus
 	// Every node and load process holds up to --members connections; as
 	// root the hard limit can be raised for them. Set explicitly, it is
 	// what the processes started from here inherit.
-	if err := setFileLimit(uint64(cfg.members)*uint64(cfg.nodes)/uint64(cfg.procs) + uint64(cfg.members) + 4096); err != nil {
+	perProc := (cfg.members*cfg.nodes + cfg.procs - 1) / cfg.procs
+	if err := setFileLimit(uint64(max(perProc, cfg.members)) + 1024); err != nil {
 		log.Warn("could not raise the open-file limit", "err", err)
+	}
+	if cfg.kill {
+		// The survivors take the killed node's members on top of theirs.
+		var lim syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(cfg.members*cfg.nodes/(cfg.nodes-1)) > lim.Cur {
+			log.Warn("after the kill the survivors need more connections than the open-file limit lets a node hold: some of the killed node's members will be refused",
+				"per_survivor", cfg.members*cfg.nodes/(cfg.nodes-1), "limit", lim.Cur)
+		}
 	}
 	rep := &clusterReport{Nodes: cfg.nodes, MembersPerNode: cfg.members, LoadProcs: cfg.procs,
 		NATSServers: cfg.natsServers, Rate: cfg.rate, LoadAvg: loadAvg()}
@@ -534,7 +600,7 @@ func (p *phase) chat(ctx context.Context) (*phaseReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	cpu0 := p.sampleCPU()
+	cpu0, cnt0 := p.sampleCPU(), countersOf(p.srv)
 	t0 := time.Now()
 	var lines int64
 	for _, s := range p.senders {
@@ -573,6 +639,9 @@ func (p *phase) chat(ctx context.Context) (*phaseReport, error) {
 		pr.NodeUsPerDeliv = append(pr.NodeUsPerDeliv, us)
 	}
 	pr.NATS, pr.NATSCPU = len(p.nats) > 0, cpuSeconds(cpu0.nats, cpu1.nats)
+	for i, c := range countersOf(p.srv) {
+		pr.SlowCut += c.SlowCut - cnt0[i].SlowCut
+	}
 	pr.LoadCPU = cpuSeconds(cpu0.load, cpu1.load)
 	p.run.log.Info("chatted", "lines", pr.Lines, "deliveries", pr.Deliveries, "lost", pr.Lost, "p99", time.Duration(pr.P99us*1e3).Round(time.Millisecond))
 	return pr, nil
@@ -616,7 +685,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	vs.close()
 	live := slicesCloneSenders(p.senders)
 	live = append(live[:victim], live[victim+1:]...)
-	cpu0 := p.sampleCPU()
+	cpu0, cnt0 := p.sampleCPU(), countersOf(p.srv)
 	var lines int64
 	for _, s := range live {
 		lines -= s.sent.Load()
@@ -713,6 +782,15 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	}
 	kr.NATSCPU = cpuSeconds(cpu0.nats, cpu1.nats)
 	kr.LoadCPU = cpuSeconds(cpu0.load, cpu1.load)
+	kr.Counters = countersOf(p.srv)
+	for i := range kr.Counters {
+		if i == victim {
+			kr.Counters[i] = nodeCounters{}
+			continue
+		}
+		kr.Counters[i].Rejected -= cnt0[i].Rejected
+		kr.Counters[i].SlowCut -= cnt0[i].SlowCut
+	}
 	kr.DurationS = time.Since(killed).Seconds()
 	kr.Cut, kr.Rejoined, kr.Back, kr.RetryErrors = end.Cut, end.Rejoined, end.Back, end.RetryErrors
 	if end.LastRejoinNs > 0 {

@@ -23,8 +23,8 @@ func (r *clusterReport) writeTables(w io.Writer) {
 		writeHold(w, "Hold: one node alone", &r.Single.Hold)
 	}
 	fmt.Fprintf(w, "\n**One room at %g line(s) a second**\n\n", r.Rate)
-	fmt.Fprintln(w, "| | members | lines | deliveries | deliveries/s | p50 | p99 | p99.9 | max | lost | dup | reordered |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| | members | lines | deliveries | deliveries/s | p50 | p99 | p99.9 | max | lost | dup | reordered | cut off as slow |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	writeChatRow(w, fmt.Sprintf("%d nodes", r.Nodes), &r.Cluster.Chat)
 	if r.Single != nil {
 		writeChatRow(w, "one node", &r.Single.Chat)
@@ -42,8 +42,8 @@ func (r *clusterReport) writeTables(w io.Writer) {
 	}
 	if k := r.Kill; k != nil {
 		fmt.Fprintf(w, "\n**Node %d killed (SIGKILL) with %s members, the others chatting on**\n\n", k.Node, num(int64(k.Members)))
-		fmt.Fprintln(w, "| node | its members forgotten | the last after | /rooms showed then | members there |")
-		fmt.Fprintln(w, "|---|---|---|---|---|")
+		fmt.Fprintln(w, "| node | its members forgotten | the last after | /rooms showed then | members there | connections refused | cut off as slow |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 		for i, f := range k.Forgot {
 			if i == k.Node {
 				continue
@@ -52,7 +52,8 @@ func (r *clusterReport) writeTables(w io.Writer) {
 			if k.PresenceS[i] > 0 {
 				clean = fmt.Sprintf("%.1f s", k.PresenceS[i])
 			}
-			fmt.Fprintf(w, "| %d | %s | %s | %s | %s |\n", i, num(int64(f)), clean, num(k.Shown[i]), num(k.Expected[i]))
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s |\n", i, num(int64(f)), clean, num(k.Shown[i]), num(k.Expected[i]),
+				num(k.Counters[i].Rejected), num(k.Counters[i].SlowCut))
 		}
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| cut off | back in | chatting again | last back in | last chatting | failed attempts | dup, reordered (back) | stayed | lines | lost, dup, reordered (stayed) | p50 | p99 |")
@@ -90,9 +91,13 @@ func writeHold(w io.Writer, title string, h *holdReport) {
 }
 
 func writeChatRow(w io.Writer, label string, p *phaseReport) {
-	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label,
+	lost := num(p.Lost)
+	if !p.Drained {
+		lost += " (not all in by the end of --drain)"
+	}
+	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label,
 		num(int64(p.Receivers)), num(p.Lines), num(p.Deliveries), num(int64(p.DeliveriesPerSec)),
-		ms(p.P50us), ms(p.P99us), ms(p.P999us), ms(p.Maxus), num(p.Lost), num(p.Duplicated), num(p.Reordered))
+		ms(p.P50us), ms(p.P99us), ms(p.P999us), ms(p.Maxus), lost, num(p.Duplicated), num(p.Reordered), num(p.SlowCut))
 }
 
 func writeCPU(w io.Writer, label string, p *phaseReport) {
