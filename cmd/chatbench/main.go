@@ -80,6 +80,9 @@ func run(ctx context.Context, args []string, std stdio) int {
 			fmt.Fprintln(std.out)
 			fs.Usage()
 		}
+		fs, _, _, _ := newClusterFlags(std.out)
+		fmt.Fprintln(std.out)
+		fs.Usage()
 		return exitOK
 	case "fanout", "hold", "ceiling":
 	case "cluster":
