@@ -268,10 +268,40 @@ type phaseReport struct {
 }
 
 // nodeCounters are a node's counters from its /metrics that say it
-// refused or cut off a member.
+// refused or cut off a member, and its members now.
 type nodeCounters struct {
 	Rejected int64 `json:"rejected"` // chatbridge_connections_rejected_total
 	SlowCut  int64 `json:"slow_cut"` // chatbridge_slow_consumer_disconnects_total
+	Clients  int64 `json:"-"`        // chatbridge_clients, every transport
+}
+
+// connectProgress logs how many members the nodes have, every interval,
+// while the load processes connect, until stop is called.
+func connectProgress(ctx context.Context, srv []*serverProc, total int, every time.Duration, log *slog.Logger) (stop func()) {
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+			var in int64
+			for _, c := range countersOf(srv) {
+				in += c.Clients
+			}
+			log.Info("connecting", "members_in", in, "of", total)
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // scrapeCounters reads a node's counters; zero if it cannot be asked.
@@ -292,6 +322,10 @@ func scrapeCounters(httpAddr string) nodeCounters {
 		}
 		v, err := strconv.ParseFloat(val, 64)
 		if err != nil {
+			continue
+		}
+		if strings.HasPrefix(name, "chatbridge_clients{") {
+			c.Clients += int64(v)
 			continue
 		}
 		switch name {
@@ -480,7 +514,9 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		return nil, nil, err
 	}
 	defer loads.close()
+	stopProgress := connectProgress(ctx, srv, total, 5*r.cfg.progress, r.log)
 	sum, err := loads.first()
+	stopProgress()
 	if err != nil {
 		return nil, nil, err
 	}

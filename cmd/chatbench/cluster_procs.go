@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -313,7 +314,7 @@ func findBinary(given, name string) (string, error) {
 		return given, nil
 	}
 	if exe, err := os.Executable(); err == nil {
-		beside := exe[:strings.LastIndexByte(exe, '/')+1] + name
+		beside := filepath.Join(filepath.Dir(exe), name)
 		if st, err := os.Stat(beside); err == nil && !st.IsDir() {
 			return beside, nil
 		}
