@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -285,5 +286,26 @@ func TestLoadProcessReports(t *testing.T) {
 	}
 	if rep.Alive != 0 || rep.Stayed != 0 || rep.Lost != 0 || rep.Latency.N != 0 {
 		t.Errorf("report %+v: want nobody counted", rep)
+	}
+}
+
+// The nodes are given --nats-replicas only when their --help has it: the
+// flag came after this command.
+func TestHasFlag(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, help string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\ncat <<'END'\n"+help+"\nEND\nexit 2\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	with := write("with", "  -nats-prefix prefix\n    \tprefix\n  -nats-replicas int\n    \tcopies")
+	without := write("without", "  -nats-prefix prefix\n    \tprefix\n  -nats-replicasx int")
+	if !hasFlag(with, "nats-replicas") {
+		t.Error("the flag was not found in a --help that has it")
+	}
+	if hasFlag(without, "nats-replicas") || hasFlag(filepath.Join(dir, "missing"), "nats-replicas") {
+		t.Error("the flag was found in a --help without it, or of no program")
 	}
 }
