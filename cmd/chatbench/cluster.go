@@ -481,7 +481,7 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 	for i, p := range srv {
 		err := p.waitFor(ctx, 30*time.Second, "listening addresses", func() bool { return p.tcp != "" && p.http != "" })
 		if err == nil && natsDir != "" {
-			err = p.waitFor(ctx, 30*time.Second, "link to other nodes", func() bool { return p.linkUp })
+			err = p.waitFor(ctx, 60*time.Second, "link to other nodes", func() bool { return p.linkUp })
 		}
 		if err != nil {
 			return nil, nil, err

@@ -276,7 +276,7 @@ func startNATS(ctx context.Context, bin, dir string, n int, log *slog.Logger) ([
 		procs = append(procs, p)
 	}
 	for i, p := range procs {
-		if err := waitHealthy(ctx, p, monitors[i], 30*time.Second); err != nil {
+		if err := waitHealthy(ctx, p, monitors[i], 60*time.Second); err != nil {
 			stopAll(procs)
 			return nil, "", err
 		}

@@ -29,7 +29,7 @@ func TestClusterRun(t *testing.T) {
 	t.Run("one NATS, a node killed, one node alone", func(t *testing.T) {
 		rep := runClusterJSON(t, bench, "--chatbridge", bridge, "--nats-server", nats,
 			"--nodes", "3", "--members", "300", "--duration", "3s", "--rate", "2",
-			"--settle", "1s", "--drain", "15s", "--kill-wait", "45s")
+			"--settle", "1s", "--drain", "20s", "--kill-wait", "60s")
 		c := rep.Cluster
 		if c == nil || rep.Kill == nil || rep.Single == nil {
 			t.Fatalf("report lacks a part: %+v", rep)
@@ -70,7 +70,7 @@ func TestClusterRun(t *testing.T) {
 	t.Run("three NATS servers", func(t *testing.T) {
 		rep := runClusterJSON(t, bench, "--chatbridge", bridge, "--nats-server", nats, "--nats-servers", "3",
 			"--nodes", "3", "--members", "100", "--duration", "2s", "--rate", "2",
-			"--settle", "500ms", "--drain", "15s", "--kill=false", "--single=false")
+			"--settle", "500ms", "--drain", "20s", "--kill=false", "--single=false")
 		checkHold(t, "three NATS", rep.Cluster.Hold, 300)
 		checkChat(t, "three NATS", rep.Cluster.Chat, 300)
 		if len(rep.Cluster.Hold.NATSRSS) != 3 {
