@@ -201,3 +201,37 @@ func TestGuestNameBeingClaimedIsNotDrawnAgain(t *testing.T) {
 		t.Fatalf("names still marked drawn: %v", h.drawn)
 	}
 }
+
+// A newcomer who loses its name to another who came in with it while the
+// cluster was asked (two newcomers drawing one guest name, at scale) gets
+// a guest name claimed in the cluster too: one that is not is missing
+// from the other nodes' presence and free for their members to take
+// (found by chatbench cluster, the bucket a few entries short of the
+// members).
+func TestClusterClaimsTheGuestNameGivenAfterAClash(t *testing.T) {
+	fc := &fakeCluster{}
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, Relay: fc}, nil)
+	var first *Client
+	nested := false
+	fc.onClaim = func(name string) {
+		if name == "dave" && !nested {
+			nested = true
+			first, _ = connect(t, h, "dave") // in while the second's claim is out
+		}
+	}
+	second, sm := connect(t, h, "dave")
+	fc.onClaim = nil
+	if first == nil || first.Name() != "dave" || second.Name() == "dave" {
+		t.Fatalf("first %v, second %q: want the first to be dave and the second a guest", first, second.Name())
+	}
+	claimed, released := fc.names()
+	if !slices.Contains(claimed, second.Name()) {
+		t.Errorf("the second newcomer is %q, never claimed in the cluster (claimed %q)", second.Name(), claimed)
+	}
+	if slices.Contains(released, "dave") {
+		t.Errorf("dave was released while the first newcomer holds it: %q", released)
+	}
+	if got := sm.lines(); len(got) < 2 || !strings.Contains(strings.Join(got, "\n"), "is taken") {
+		t.Errorf("the second newcomer was told %q, want that dave is taken", got)
+	}
+}

@@ -367,14 +367,14 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		}
 	}
 	asked := name
+	want := h.cfg.DefaultRoom
+	if rn, err := RoomName(info.Room); info.Room != "" && err == nil {
+		want = rn
+	}
 	if h.cluster != nil || h.cfg.Store != nil {
 		// Asking the other nodes, or the store, takes a round trip: not
 		// under the lock.
 		h.mu.Unlock()
-		want := h.cfg.DefaultRoom
-		if rn, err := RoomName(info.Room); info.Room != "" && err == nil {
-			want = rn
-		}
 		if h.cluster != nil {
 			name, notices = h.claimForConnect(name, want, notices)
 		}
@@ -384,13 +384,23 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	}
 	if name != "" && h.cluster != nil {
 		// Someone may have come in with it, or with one like it, while
-		// the cluster was asked.
+		// the cluster was asked (two newcomers drawing one guest name).
 		if err := h.names.clash(name, nil); err != nil {
 			h.unclaimLocked(name)
 			if name == asked {
 				notices = append(notices, err.Error()+"; you are a guest for now")
 			}
-			name = ""
+			// The guest name given instead is claimed too: one that is
+			// not is unknown to the other nodes, so missing from their
+			// presence and free for their members to take.
+			h.mu.Unlock()
+			name, notices = h.claimForConnect("", want, notices)
+			h.mu.Lock()
+			delete(h.drawn, name)
+			if name != "" && h.names.clash(name, nil) != nil {
+				h.unclaimLocked(name)
+				name = ""
+			}
 		}
 	}
 	if c.verified && name != asked {

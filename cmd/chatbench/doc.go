@@ -5,6 +5,10 @@
 //	chatbench fanout  --tcp 127.0.0.1:5000 --receivers 200 --senders 1 --rate 200 --duration 5s --pid 1234
 //	chatbench hold    --ws ws://127.0.0.1:8080/ws -n 5000 --pid 1234
 //	chatbench ceiling --listen 127.0.0.1:5001
+//	chatbench cluster --nodes 5 --members 19000
+//
+// cluster starts NATS, the nodes and the load processes itself, and
+// measures one room held by them all (README, "Running several nodes").
 //
 // Every line a sender writes is a tag, "bench <sender> <seq> <send-time-ns>".
 // Receivers look for tags anywhere in what they read, because servers add

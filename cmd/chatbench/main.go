@@ -51,6 +51,7 @@ Usage:
   chatbench abuse   [flags]   every bad input at once, while two probes chat
   chatbench soak    [flags]   a mixed population chatting for a long time
   chatbench restart [flags]   SIGTERM mid-traffic, then start again
+  chatbench cluster [flags]   NATS, several nodes and a room of them all: hold, chat, a node killed
   chatbench help              this text and every flag
 
 Every line sent is "bench <sender> <seq> <send-time-ns>"; receivers find the
@@ -79,8 +80,13 @@ func run(ctx context.Context, args []string, std stdio) int {
 			fmt.Fprintln(std.out)
 			fs.Usage()
 		}
+		fs, _, _, _ := newClusterFlags(std.out)
+		fmt.Fprintln(std.out)
+		fs.Usage()
 		return exitOK
 	case "fanout", "hold", "ceiling":
+	case "cluster":
+		return runClusterCmd(ctx, rest, std)
 	default:
 		if isScenario(cmd) {
 			return runScenario(ctx, cmd, rest, std)

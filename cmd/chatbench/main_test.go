@@ -77,6 +77,11 @@ func TestRunUsage(t *testing.T) {
 		{"negative slow readers", []string{"slow", "--tcp", "127.0.0.1:1", "--slow-readers", "-1"}, exitUsage, "", "--slow-readers must not be negative"},
 		{"slow readers that never read", []string{"slow", "--tcp", "127.0.0.1:1", "--slow-readers", "5", "--slow-rate", "0"}, exitUsage, "", "--slow-rate must be positive"},
 		{"crowd -h", []string{"crowd", "-h"}, exitOK, "", "--room-rate"},
+		{"help lists cluster", []string{"help"}, exitOK, "--kill-wait", ""},
+		{"cluster -h", []string{"cluster", "-h"}, exitOK, "", "--nats-servers"},
+		{"cluster bad nats servers", []string{"cluster", "--nats-servers", "2"}, exitUsage, "", "--nats-servers 2"},
+		{"cluster kill needs two nodes", []string{"cluster", "--nodes", "1"}, exitUsage, "", "--kill needs"},
+		{"cluster stray", []string{"cluster", "stray"}, exitUsage, "", "unexpected"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,7 +89,7 @@ func TestRunUsage(t *testing.T) {
 			if code != tt.wantCode || !strings.Contains(stdout, tt.wantOut) || !strings.Contains(stderr, tt.wantErr) {
 				t.Fatalf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
 			}
-			if strings.Contains(stdout+stderr, "slot-offset") {
+			if strings.Contains(stdout+stderr, "slot-offset") || strings.Contains(stdout+stderr, "  --load") {
 				t.Fatalf("internal flag shown:\n%s%s", stdout, stderr)
 			}
 		})
