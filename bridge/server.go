@@ -150,6 +150,8 @@ type Server struct {
 	shutdown bool           // Shutdown was called
 	wg       sync.WaitGroup // a reader goroutine, or a parked reader, per WebSocket
 	idle     idlepoll.Lazy  // parks idle WebSockets while Serve runs
+
+	keepalive *keepalive // pings every WebSocket
 }
 
 // New returns a bridge whose WebSocket users join hub.
@@ -164,6 +166,7 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 		logs:  tcpserver.NewLogThrottle(log, tcpserver.LogEvery),
 		conns: make(map[*wsConn]struct{}),
 	}
+	s.keepalive = newKeepalive(s.cfg.PingInterval, s.cfg.PongTimeout)
 	// A plain frame is a line, perhaps with its line end; a JSON frame
 	// has room for the envelope and for escapes in the text. The hub
 	// still applies its own limit to the text.

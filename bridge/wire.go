@@ -91,6 +91,10 @@ type wireConn struct {
 	frames frameCounter
 	taken  uint64 // messages the reader has read, of frames.ended
 
+	// heard counts the reads that brought something from the client: the
+	// keepalive takes any of them after a ping as its answer.
+	heard atomic.Uint64
+
 	// rmu guards what the reading side keeps (early, ahead and frames)
 	// between Read, called under the library's read lock, and
 	// messageReady, which the member's reader calls between messages,
@@ -133,6 +137,9 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		return 0, errTooBig
 	}
 	n, err := w.read(p)
+	if n > 0 {
+		w.heard.Add(1)
+	}
 	if k := w.frames.feed(p[:n]); k < n {
 		// A header took its message over the limit. The library gets
 		// the header and none of the payload, so its own count of the
@@ -301,7 +308,68 @@ func appendCloseFrame(b []byte, code websocket.StatusCode, reason string) []byte
 const (
 	finText  = 0x81
 	finClose = 0x88
+	finPing  = 0x89
 )
+
+// pingFrame is the keepalive's ping: no payload, so its pong has none
+// either; any read after it will do as the answer (see keepalive).
+var pingFrame = [...]byte{finPing, 0}
+
+// What tryPing did.
+type pingResult int
+
+const (
+	pingSent    pingResult = iota // gathered, or written whole
+	pingBusy                      // not sent: a write is in progress, the send buffer is full, or the first write is still to come
+	pingBlocked                   // not sent: the connection cannot be written without waiting (TLS); see writePing
+)
+
+// tryPing sends a ping frame if that takes no waiting. While the writer
+// is corked the frame is gathered with its frames; otherwise it is
+// written at once, without waiting. A connection being written to has
+// its write deadline watching the client, so it is not pinged (pingBusy);
+// nor is one whose socket is full. One whose raw descriptor is not
+// reachable (TLS) says pingBlocked: its ping needs a write that may wait.
+func (w *wireConn) tryPing() pingResult {
+	if !w.mu.TryLock() {
+		return pingBusy // a writer is in a write, or the library in a control frame's
+	}
+	defer w.mu.Unlock()
+	switch {
+	case w.closeSent, w.pending != nil:
+		return pingBusy
+	case w.corked:
+		*w.buf = append(*w.buf, pingFrame[:]...)
+		return pingSent
+	case w.raw == nil:
+		return pingBlocked
+	}
+	// The last write's deadline has most likely passed on an idle
+	// connection, and the raw write would refuse to start.
+	if err := w.setDeadline(); err != nil {
+		return pingBusy
+	}
+	n, err := tcpserver.WriteNow(w.raw, pingFrame[:])
+	switch {
+	case err != nil:
+		return pingSent // a dead connection: nothing will answer
+	case n == 0:
+		return pingBusy
+	case n < len(pingFrame):
+		// The socket took only part of it: the rest goes out first with
+		// the next write, as the handshake's answer does.
+		bp := w.pool.Get().(*[]byte)
+		*bp = append((*bp)[:0], pingFrame[n:]...)
+		w.pending = bp
+	}
+	return pingSent
+}
+
+// writePing writes a ping frame, waiting as long as the write deadline
+// allows; for a connection tryPing cannot write without waiting.
+func (w *wireConn) writePing() {
+	w.Write(pingFrame[:])
+}
 
 // gatherFrame adds to what is gathered one text frame holding p. The
 // member's writer writes data frames this way, not through the library: a

@@ -20,3 +20,6 @@ func RawConnOf(net.Conn) syscall.RawConn { return nil }
 
 // ReadNow is never called where RawConnOf returns nil.
 func ReadNow(syscall.RawConn, []byte) (int, error) { return 0, nil }
+
+// WriteNow is never called where RawConnOf returns nil.
+func WriteNow(syscall.RawConn, []byte) (int, error) { return 0, nil }

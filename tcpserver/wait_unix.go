@@ -74,3 +74,25 @@ func ReadNow(rc syscall.RawConn, b []byte) (int, error) {
 	}
 	return 0, err
 }
+
+// WriteNow writes what of b the connection behind rc takes now, without
+// waiting: (0, nil) is a send buffer that is full. A write that must not
+// wait for a member (a keepalive's ping, from a goroutine every member
+// shares) goes this way.
+func WriteNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var err error
+	if werr := rc.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), b)
+		return true // never wait
+	}); werr != nil {
+		return 0, werr
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case err == nil, errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+		return 0, nil
+	}
+	return 0, err
+}
