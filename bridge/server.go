@@ -579,8 +579,8 @@ func emptyLabel(origin string) bool {
 func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo) {
 	// What a writer may read (c.idle, through the wire's beforeClose) is
 	// set before the connection is tracked, where a shutdown can reach it.
-	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
-		c.idle = p.Register(c.wire.raw, c.goRead)
+	if p := s.idle.Poller(); p != nil && c.wire.poll != nil {
+		c.idle = p.Register(c.wire.poll, c.goRead)
 	}
 	c.wire.beforeClose = c.wake
 	if !s.track(c) {

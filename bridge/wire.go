@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,6 +84,12 @@ type wireConn struct {
 	aheadPool *sync.Pool
 	raw       syscall.RawConn
 
+	// poll is the descriptor a parked reader waits on: raw's, or for TLS
+	// that of the TCP connection under it, whose bytes are records that
+	// only crypto/tls can read (see readNowTLS); nil if there is none.
+	poll    syscall.RawConn
+	tlsConn *tls.Conn // the connection, if it is TLS
+
 	// idleOK lets the next Read that finds nothing, between frames, say
 	// errIdle instead of waiting (see wsConn.read). frames follows where
 	// the frames the library reads begin and end, and refuses a message
@@ -111,6 +119,7 @@ type wireConn struct {
 	dl       sync.Mutex
 	deadline tcpserver.WriteDeadline // the writes' deadline while endBy is unset
 	endBy    time.Time               // if set, no write may last past it
+	readBy   time.Time               // the read deadline set, which readNowTLS puts back after its own
 
 	mu        sync.Mutex // held while writing to the network
 	corked    bool
@@ -183,6 +192,14 @@ func (w *wireConn) read(p []byte) (int, error) {
 		w.aheadErr = nil
 		return 0, err
 	}
+	if w.tlsConn != nil && w.poll != nil && w.idleOK.Load() && w.frames.atBoundary() {
+		n, err := w.readNowTLS(p)
+		if n == 0 && err == nil {
+			w.idleOK.Store(false)
+			return 0, errIdle
+		}
+		return n, err
+	}
 	if w.raw != nil && w.idleOK.Load() && w.frames.atBoundary() {
 		n, err := tcpserver.ReadNow(w.raw, p)
 		if n == 0 && err == nil {
@@ -202,6 +219,44 @@ func (w *wireConn) read(p []byte) (int, error) {
 		w.readAhead()
 	}
 	return n, err
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
+// readNowTLS reads what crypto/tls can give now: (0, nil) is nothing
+// yet, and the reader may then wait on the TCP connection's descriptor.
+// If the network has bytes, crypto/tls reads them (and may wait for the
+// rest of a record, as the library waits for the rest of a frame).
+// Otherwise a read deadline that has passed makes it say what it holds
+// already (a whole record read with the one before) without touching the
+// network; it takes such a timeout as temporary, and keeps any part of a
+// record it holds for the next read. (Go's read with a deadline passed
+// does not even look at the socket: hence the look first.)
+func (w *wireConn) readNowTLS(p []byte) (int, error) {
+	if tcpserver.Readable(w.poll) {
+		return w.Conn.Read(p)
+	}
+	w.dl.Lock()
+	w.Conn.SetReadDeadline(longAgo)
+	w.dl.Unlock()
+	n, err := w.Conn.Read(p)
+	w.dl.Lock()
+	w.Conn.SetReadDeadline(w.readBy)
+	w.dl.Unlock()
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// SetReadDeadline sets the read deadline, and keeps it for readNowTLS to
+// put back.
+func (w *wireConn) SetReadDeadline(t time.Time) error {
+	w.dl.Lock()
+	defer w.dl.Unlock()
+	w.readBy = t
+	return w.Conn.SetReadDeadline(t)
 }
 
 // readAhead reads what the network has now into a borrowed buffer, and
@@ -644,6 +699,11 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.deadline.Timeout = h.timeout
 	if h.aheadPool != nil {
 		w.raw = tcpserver.RawConnOf(nc)
+		w.poll = w.raw
+		if tc, ok := nc.(*tls.Conn); ok {
+			w.tlsConn = tc
+			w.poll = tcpserver.RawConnOf(tc.NetConn())
+		}
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

@@ -96,3 +96,16 @@ func WriteNow(rc syscall.RawConn, b []byte) (int, error) {
 	}
 	return 0, err
 }
+
+// Readable reports whether the connection behind rc has something to
+// read now (data, its end, an error), without reading it or waiting.
+func Readable(rc syscall.RawConn) bool {
+	var peek [1]byte
+	readable := false
+	rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		readable = !errors.Is(err, syscall.EAGAIN)
+		return true // never wait
+	})
+	return readable
+}
