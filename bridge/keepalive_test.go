@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -65,11 +66,25 @@ func TestKeepaliveStartsNoGoroutinePerMember(t *testing.T) {
 // and its room told why; one that answers with a pong, or says something
 // instead, is not. The pings come after the last write's deadline has
 // passed, as they do on an idle connection.
+// Over TLS the ping is written by a goroutine that lasts as long as the
+// write: the same holds.
 func TestKeepaliveDropsOnlyTheSilent(t *testing.T) {
-	st := start(t, tcpserver.HubConfig{Rate: -1}, Config{WriteTimeout: 20 * time.Millisecond, PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond})
+	t.Run("plain", func(t *testing.T) { testKeepaliveDropsOnlyTheSilent(t, false) })
+	t.Run("tls", func(t *testing.T) { testKeepaliveDropsOnlyTheSilent(t, true) })
+}
+
+func testKeepaliveDropsOnlyTheSilent(t *testing.T, useTLS bool) {
+	cfg := Config{WriteTimeout: 20 * time.Millisecond, PingInterval: 100 * time.Millisecond, PongTimeout: 300 * time.Millisecond}
+	var tlsConf *tls.Config
+	if useTLS {
+		certFile, keyFile, pool := selfSigned(t, t.TempDir())
+		cfg.TLSCertFile, cfg.TLSKeyFile = certFile, keyFile
+		tlsConf = &tls.Config{RootCAs: pool}
+	}
+	st := start(t, tcpserver.HubConfig{Rate: -1}, cfg)
 	tel := st.telnet(t)
 	dial := func() *rawWS {
-		c := st.dialRaw(t, "", nil)
+		c := st.dialRaw(t, "", tlsConf)
 		c.text(5 * time.Second) // the welcome
 		return c
 	}
