@@ -98,14 +98,18 @@ func WriteNow(rc syscall.RawConn, b []byte) (int, error) {
 }
 
 // Readable reports whether the connection behind rc has something to
-// read now (data, its end, an error), without reading it or waiting.
+// read now (data, its end, an error), without reading it or waiting. A
+// connection that cannot be looked at (closed, its read deadline passed)
+// is readable: reading it says why.
 func Readable(rc syscall.RawConn) bool {
 	var peek [1]byte
 	readable := false
-	rc.Read(func(fd uintptr) bool {
+	if err := rc.Read(func(fd uintptr) bool {
 		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		readable = !errors.Is(err, syscall.EAGAIN)
 		return true // never wait
-	})
+	}); err != nil {
+		return true
+	}
 	return readable
 }
