@@ -46,7 +46,7 @@ func resolveEndpoints(ctx context.Context, tcp, ws []string) (tcpEPs, wsEPs []en
 			return nil, nil, fmt.Errorf("--ws %q: %w", s, err)
 		}
 		if u.Scheme != "ws" && u.Scheme != "wss" {
-			return nil, nil, fmt.Errorf("--ws %q: want a ws:// or wss:// URL: %w", s, errUsage)
+			return nil, nil, fmt.Errorf("--ws %q: want a ws:// URL (or wss://): %w", s, errUsage)
 		}
 		hostport := u.Host
 		if u.Port() == "" {
