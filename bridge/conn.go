@@ -73,11 +73,17 @@ type wsConn struct {
 	pause  tcpserver.Pause   // stops the reader while the member's lines wait for the rate
 
 	out tcpserver.Outbox // the queue and its writer; wsConn is its Sink
-	wg  sync.WaitGroup   // the keepalive
+	wg  sync.WaitGroup   // a ping being written over TLS, a connection being dropped for its silence
+
+	// Owned by the server's keepalive goroutine: what the answer to the
+	// last ping is checked against (see keepalive).
+	pingSent   bool   // the ping went out; if not, nothing is checked
+	pingHeard  uint64 // wire.heard when it did
+	pingPaused uint32 // paused when it did
 
 	mu    sync.Mutex
-	leave string      // why the member left, for the room's leave notice
-	ping  *time.Timer // the next keepalive
+	leave string // why the member left, for the room's leave notice
+	kept  bool   // the server's keepalive counts it
 }
 
 // Send queues ev (see [tcpserver.Outbox.Send]).
@@ -94,7 +100,7 @@ func (c *wsConn) TrySend(ev *tcpserver.Event) bool { return c.out.TrySend(ev) }
 // Close sends what is queued, then a close frame with reason, and closes.
 func (c *wsConn) Close(reason string) {
 	if c.out.Close(reason) {
-		c.stopPing()
+		c.stopKeepalive()
 	}
 }
 
@@ -305,55 +311,84 @@ func closeReason(reason string) string {
 	return reason
 }
 
-// startKeepalive pings the client every PingInterval from now on.
+// startKeepalive has the server's keepalive ping the client from now on.
 func (c *wsConn) startKeepalive() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.out.Closing() {
-		c.ping = time.AfterFunc(c.srv.cfg.PingInterval, c.keepalive)
+		c.kept = true
+		c.srv.keepalive.add(c)
 	}
 }
 
-func (c *wsConn) stopPing() {
+// stopKeepalive tells the server's keepalive the member is leaving.
+func (c *wsConn) stopKeepalive() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ping != nil {
-		c.ping.Stop()
-	}
-}
-
-// keepalive sends one ping and waits PongTimeout for the pong (which the
-// reader takes in). A client that does not answer is dropped.
-func (c *wsConn) keepalive() {
-	c.mu.Lock()
-	if c.out.Closing() {
-		c.mu.Unlock()
-		return
-	}
-	c.wg.Add(1)
+	kept := c.kept
+	c.kept = false
 	c.mu.Unlock()
-	defer c.wg.Done()
+	if kept {
+		c.srv.keepalive.remove(c)
+	}
+}
 
-	paused := c.paused.Load()
-	ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.PongTimeout)
-	err := c.ws.Ping(ctx)
-	cancel()
+// ended reports whether the member is leaving: the keepalive leaves it
+// alone from then on.
+func (c *wsConn) ended() bool { return c.out.Closing() }
 
+// sendPing pings the client, if that takes no waiting (see
+// wireConn.tryPing), and notes what its answer will be checked against.
+// A connection that cannot be written without waiting (TLS) has its ping
+// written by a goroutine that lasts as long as the write.
+func (c *wsConn) sendPing() {
+	c.pingHeard = c.wire.heard.Load()
+	c.pingPaused = c.paused.Load()
+	switch c.wire.tryPing() {
+	case pingSent:
+		c.pingSent = true
+	case pingBusy:
+		c.pingSent = false
+	case pingBlocked:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.out.Closing() {
+			c.pingSent = false
+			return
+		}
+		c.pingSent = true
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.wire.writePing()
+		}()
+	}
+}
+
+// answered reports whether the client has shown it is alive since its
+// last ping: anything read from it will do. While the member's lines wait
+// for the rate its reader reads nothing, the pong included; a member that
+// sent more than the rate allows is not dead. A ping that did not go out
+// (the connection was busy being written to, and its write deadline
+// watches the client) asks nothing.
+func (c *wsConn) answered() bool {
+	return !c.pingSent || c.wire.heard.Load() != c.pingHeard ||
+		c.paused.Load() != c.pingPaused || c.pause.Paused()
+}
+
+// pingTimeout drops a client that did not answer its ping in time.
+func (c *wsConn) pingTimeout() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.out.Closing() {
 		return
 	}
-	// While the member's lines wait for the rate its reader reads
-	// nothing, the pong included; a member that sent more than the rate
-	// allows is not dead.
-	if err != nil && c.paused.Load() == paused && !c.pause.Paused() {
-		c.leave = "ping timeout"
-		c.out.Stop()
+	c.leave = "ping timeout"
+	c.out.Stop()
+	c.wg.Add(1)
+	go func() { // closing a TLS connection may wait for its writer
+		defer c.wg.Done()
 		c.wire.closeNow()
-		return
-	}
-	c.ping.Reset(c.srv.cfg.PingInterval)
+	}()
 }
 
 // leaveReason is why the member left, for the room's leave notice.
@@ -372,7 +407,7 @@ func (c *wsConn) leaveReason() string {
 // closes, and waits for the writer and the keepalive.
 func (c *wsConn) finish() {
 	c.out.Stop()
-	c.stopPing()
+	c.stopKeepalive() // after Stop, under c.mu: no goroutine of c.wg starts after this
 	c.wire.Close()
 	c.ws.CloseNow()
 	c.out.Wait()

@@ -4,6 +4,8 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
+	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -88,6 +90,69 @@ func TestIdleWebSocketsHoldNoReader(t *testing.T) {
 	for i, code := range ended {
 		if code != websocket.StatusGoingAway {
 			t.Fatalf("client %d closed with %v, want 1001", i, code)
+		}
+	}
+}
+
+// Idle TLS WebSockets are parked too, on the descriptor under crypto/tls:
+// no reader goroutine while nothing comes, and pings (written in a
+// goroutine of their own, as long as the write lasts) and their pongs
+// keep them connected, chatting.
+func TestIdleTLSWebSocketsHoldNoReader(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	st := start(t, tcpserver.HubConfig{Rate: -1, AnnounceLimit: 1},
+		Config{TLSCertFile: certFile, TLSKeyFile: keyFile, PingInterval: 50 * time.Millisecond, PongTimeout: time.Second})
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	defer client.CloseIdleConnections()
+	const n = 20
+	var wg sync.WaitGroup
+	got := make(chan string, 10*n)
+	clients := make([]*wsClient, n)
+	for i := range clients {
+		w, _, err := st.dialWS(t, "", &websocket.DialOptions{HTTPClient: client})
+		if err != nil {
+			t.Fatalf("wss: %v", err)
+		}
+		clients[i] = w
+		wg.Go(func() {
+			for {
+				_, b, err := w.c.Read(context.Background())
+				if err != nil {
+					return
+				}
+				got <- string(b)
+			}
+		})
+	}
+	defer func() {
+		for _, w := range clients {
+			w.c.CloseNow()
+		}
+		wg.Wait()
+	}()
+
+	// Several ping rounds, and longer than the pong timeout.
+	time.Sleep(1500 * time.Millisecond)
+	if c := st.hub.Stats().Clients["ws"]; c != n {
+		t.Fatalf("%d WebSockets left of %d: pongs were not seen", c, n)
+	}
+	if r := readers(); r > 2 {
+		t.Fatalf("%d reader goroutines for %d idle TLS WebSockets: they are not parked", r, n)
+	}
+
+	// A parked one still speaks, and is heard.
+	if err := clients[0].c.Write(context.Background(), websocket.MessageText, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	for heard := 0; heard < n-1; {
+		select {
+		case line := <-got:
+			if strings.HasSuffix(line, "> still here") {
+				heard++
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d heard the parked TLS member", heard, n-1)
 		}
 	}
 }

@@ -156,6 +156,8 @@ type Server struct {
 	shutdown bool           // Shutdown was called
 	wg       sync.WaitGroup // a reader goroutine, or a parked reader, per WebSocket
 	idle     idlepoll.Lazy  // parks idle WebSockets while Serve runs
+
+	keepalive *keepalive // pings every WebSocket
 }
 
 // New returns a bridge whose WebSocket users join hub.
@@ -170,6 +172,7 @@ func New(hub *tcpserver.Hub, cfg Config, log *slog.Logger) *Server {
 		logs:  tcpserver.NewLogThrottle(log, tcpserver.LogEvery),
 		conns: make(map[*wsConn]struct{}),
 	}
+	s.keepalive = newKeepalive(s.cfg.PingInterval, s.cfg.PongTimeout)
 	// A plain frame is a line, perhaps with its line end; a JSON frame
 	// has room for the envelope and for escapes in the text. The hub
 	// still applies its own limit to the text.
@@ -584,8 +587,8 @@ func emptyLabel(origin string) bool {
 func (s *Server) run(c *wsConn, info tcpserver.ConnectInfo, authErr error) {
 	// What a writer may read (c.idle, through the wire's beforeClose) is
 	// set before the connection is tracked, where a shutdown can reach it.
-	if p := s.idle.Poller(); p != nil && c.wire.raw != nil {
-		c.idle = p.Register(c.wire.raw, c.goRead)
+	if p := s.idle.Poller(); p != nil && c.wire.poll != nil {
+		c.idle = p.Register(c.wire.poll, c.goRead)
 	}
 	c.wire.beforeClose = c.wake
 	if !s.track(c) {

@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -82,6 +84,12 @@ type wireConn struct {
 	aheadPool *sync.Pool
 	raw       syscall.RawConn
 
+	// poll is the descriptor a parked reader waits on: raw's, or for TLS
+	// that of the TCP connection under it, whose bytes are records that
+	// only crypto/tls can read (see readNowTLS); nil if there is none.
+	poll    syscall.RawConn
+	tlsConn *tls.Conn // the connection, if it is TLS
+
 	// idleOK lets the next Read that finds nothing, between frames, say
 	// errIdle instead of waiting (see wsConn.read). frames follows where
 	// the frames the library reads begin and end, and refuses a message
@@ -90,6 +98,10 @@ type wireConn struct {
 	idleOK atomic.Bool
 	frames frameCounter
 	taken  uint64 // messages the reader has read, of frames.ended
+
+	// heard counts the reads that brought something from the client: the
+	// keepalive takes any of them after a ping as its answer.
+	heard atomic.Uint64
 
 	// rmu guards what the reading side keeps (early, ahead and frames)
 	// between Read, called under the library's read lock, and
@@ -107,6 +119,7 @@ type wireConn struct {
 	dl       sync.Mutex
 	deadline tcpserver.WriteDeadline // the writes' deadline while endBy is unset
 	endBy    time.Time               // if set, no write may last past it
+	readBy   time.Time               // the read deadline set, which readNowTLS puts back after its own
 
 	mu        sync.Mutex // held while writing to the network
 	corked    bool
@@ -133,6 +146,9 @@ func (w *wireConn) Read(p []byte) (int, error) {
 		return 0, errTooBig
 	}
 	n, err := w.read(p)
+	if n > 0 {
+		w.heard.Add(1)
+	}
 	if k := w.frames.feed(p[:n]); k < n {
 		// A header took its message over the limit. The library gets
 		// the header and none of the payload, so its own count of the
@@ -176,6 +192,14 @@ func (w *wireConn) read(p []byte) (int, error) {
 		w.aheadErr = nil
 		return 0, err
 	}
+	if w.tlsConn != nil && w.poll != nil && w.idleOK.Load() && w.frames.atBoundary() {
+		n, err := w.readNowTLS(p)
+		if n == 0 && err == nil {
+			w.idleOK.Store(false)
+			return 0, errIdle
+		}
+		return n, err
+	}
 	if w.raw != nil && w.idleOK.Load() && w.frames.atBoundary() {
 		n, err := tcpserver.ReadNow(w.raw, p)
 		if n == 0 && err == nil {
@@ -195,6 +219,44 @@ func (w *wireConn) read(p []byte) (int, error) {
 		w.readAhead()
 	}
 	return n, err
+}
+
+// longAgo is a deadline that has passed.
+var longAgo = time.Unix(1, 0)
+
+// readNowTLS reads what crypto/tls can give now: (0, nil) is nothing
+// yet, and the reader may then wait on the TCP connection's descriptor.
+// If the network has bytes, crypto/tls reads them (and may wait for the
+// rest of a record, as the library waits for the rest of a frame).
+// Otherwise a read deadline that has passed makes it say what it holds
+// already (a whole record read with the one before) without touching the
+// network; it takes such a timeout as temporary, and keeps any part of a
+// record it holds for the next read. (Go's read with a deadline passed
+// does not even look at the socket: hence the look first.)
+func (w *wireConn) readNowTLS(p []byte) (int, error) {
+	if tcpserver.Readable(w.poll) {
+		return w.Conn.Read(p)
+	}
+	w.dl.Lock()
+	w.Conn.SetReadDeadline(longAgo)
+	w.dl.Unlock()
+	n, err := w.Conn.Read(p)
+	w.dl.Lock()
+	w.Conn.SetReadDeadline(w.readBy)
+	w.dl.Unlock()
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	return n, err
+}
+
+// SetReadDeadline sets the read deadline, and keeps it for readNowTLS to
+// put back.
+func (w *wireConn) SetReadDeadline(t time.Time) error {
+	w.dl.Lock()
+	defer w.dl.Unlock()
+	w.readBy = t
+	return w.Conn.SetReadDeadline(t)
 }
 
 // readAhead reads what the network has now into a borrowed buffer, and
@@ -301,7 +363,68 @@ func appendCloseFrame(b []byte, code websocket.StatusCode, reason string) []byte
 const (
 	finText  = 0x81
 	finClose = 0x88
+	finPing  = 0x89
 )
+
+// pingFrame is the keepalive's ping: no payload, so its pong has none
+// either; any read after it will do as the answer (see keepalive).
+var pingFrame = [...]byte{finPing, 0}
+
+// What tryPing did.
+type pingResult int
+
+const (
+	pingSent    pingResult = iota // gathered, or written whole
+	pingBusy                      // not sent: a write is in progress, the send buffer is full, or the first write is still to come
+	pingBlocked                   // not sent: the connection cannot be written without waiting (TLS); see writePing
+)
+
+// tryPing sends a ping frame if that takes no waiting. While the writer
+// is corked the frame is gathered with its frames; otherwise it is
+// written at once, without waiting. A connection being written to has
+// its write deadline watching the client, so it is not pinged (pingBusy);
+// nor is one whose socket is full. One whose raw descriptor is not
+// reachable (TLS) says pingBlocked: its ping needs a write that may wait.
+func (w *wireConn) tryPing() pingResult {
+	if !w.mu.TryLock() {
+		return pingBusy // a writer is in a write, or the library in a control frame's
+	}
+	defer w.mu.Unlock()
+	switch {
+	case w.closeSent, w.pending != nil:
+		return pingBusy
+	case w.corked:
+		*w.buf = append(*w.buf, pingFrame[:]...)
+		return pingSent
+	case w.raw == nil:
+		return pingBlocked
+	}
+	// The last write's deadline has most likely passed on an idle
+	// connection, and the raw write would refuse to start.
+	if err := w.setDeadline(); err != nil {
+		return pingBusy
+	}
+	n, err := tcpserver.WriteNow(w.raw, pingFrame[:])
+	switch {
+	case err != nil:
+		return pingSent // a dead connection: nothing will answer
+	case n == 0:
+		return pingBusy
+	case n < len(pingFrame):
+		// The socket took only part of it: the rest goes out first with
+		// the next write, as the handshake's answer does.
+		bp := w.pool.Get().(*[]byte)
+		*bp = append((*bp)[:0], pingFrame[n:]...)
+		w.pending = bp
+	}
+	return pingSent
+}
+
+// writePing writes a ping frame, waiting as long as the write deadline
+// allows; for a connection tryPing cannot write without waiting.
+func (w *wireConn) writePing() {
+	w.Write(pingFrame[:])
+}
 
 // gatherFrame adds to what is gathered one text frame holding p. The
 // member's writer writes data frames this way, not through the library: a
@@ -576,6 +699,11 @@ func (h *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.deadline.Timeout = h.timeout
 	if h.aheadPool != nil {
 		w.raw = tcpserver.RawConnOf(nc)
+		w.poll = w.raw
+		if tc, ok := nc.(*tls.Conn); ok {
+			w.tlsConn = tc
+			w.poll = tcpserver.RawConnOf(tc.NetConn())
+		}
 	}
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)

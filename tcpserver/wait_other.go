@@ -20,3 +20,9 @@ func RawConnOf(net.Conn) syscall.RawConn { return nil }
 
 // ReadNow is never called where RawConnOf returns nil.
 func ReadNow(syscall.RawConn, []byte) (int, error) { return 0, nil }
+
+// Readable is never called where RawConnOf returns nil.
+func Readable(syscall.RawConn) bool { return true }
+
+// WriteNow is never called where RawConnOf returns nil.
+func WriteNow(syscall.RawConn, []byte) (int, error) { return 0, nil }

@@ -74,3 +74,42 @@ func ReadNow(rc syscall.RawConn, b []byte) (int, error) {
 	}
 	return 0, err
 }
+
+// WriteNow writes what of b the connection behind rc takes now, without
+// waiting: (0, nil) is a send buffer that is full. A write that must not
+// wait for a member (a keepalive's ping, from a goroutine every member
+// shares) goes this way.
+func WriteNow(rc syscall.RawConn, b []byte) (int, error) {
+	var n int
+	var err error
+	if werr := rc.Write(func(fd uintptr) bool {
+		n, err = syscall.Write(int(fd), b)
+		return true // never wait
+	}); werr != nil {
+		return 0, werr
+	}
+	switch {
+	case n > 0:
+		return n, nil
+	case err == nil, errors.Is(err, syscall.EAGAIN), errors.Is(err, syscall.EINTR):
+		return 0, nil
+	}
+	return 0, err
+}
+
+// Readable reports whether the connection behind rc has something to
+// read now (data, its end, an error), without reading it or waiting. A
+// connection that cannot be looked at (closed, its read deadline passed)
+// is readable: reading it says why.
+func Readable(rc syscall.RawConn) bool {
+	var peek [1]byte
+	readable := false
+	if err := rc.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		readable = !errors.Is(err, syscall.EAGAIN)
+		return true // never wait
+	}); err != nil {
+		return true
+	}
+	return readable
+}

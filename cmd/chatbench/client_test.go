@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -110,10 +111,30 @@ func TestHostPortOf(t *testing.T) {
 		{"ws://localhost/ws?x=1", "localhost:80"},
 		{"ws://[::1]:9/", "[::1]:9"},
 		{"ws://[::1]", "[::1]:80"},
+		{"wss://127.0.0.1:8443/ws", "127.0.0.1:8443"},
+		{"wss://localhost/ws", "localhost:443"},
 	}
 	for _, tt := range tests {
 		if got := hostPortOf(tt.in); got != tt.want {
 			t.Errorf("hostPortOf(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// wss:// endpoints are taken, on loopback only, with 443 for a URL that
+// names no port; other schemes are refused.
+func TestResolveWSSEndpoints(t *testing.T) {
+	_, ws, err := resolveEndpoints(t.Context(), nil, []string{"wss://127.0.0.1:8443/ws", "wss://127.0.0.1/ws"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws[0].dialAddr != "127.0.0.1:8443" || ws[1].dialAddr != "127.0.0.1:443" {
+		t.Fatalf("dial addresses %q and %q", ws[0].dialAddr, ws[1].dialAddr)
+	}
+	if _, _, err := resolveEndpoints(t.Context(), nil, []string{"wss://192.0.2.1/ws"}); !errors.Is(err, errNotLoopback) {
+		t.Fatalf("a wss:// endpoint off loopback: %v", err)
+	}
+	if _, _, err := resolveEndpoints(t.Context(), nil, []string{"https://127.0.0.1/ws"}); !errors.Is(err, errUsage) {
+		t.Fatalf("an https:// endpoint: %v", err)
 	}
 }

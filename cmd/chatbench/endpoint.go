@@ -45,12 +45,12 @@ func resolveEndpoints(ctx context.Context, tcp, ws []string) (tcpEPs, wsEPs []en
 		if err != nil {
 			return nil, nil, fmt.Errorf("--ws %q: %w", s, err)
 		}
-		if u.Scheme != "ws" {
-			return nil, nil, fmt.Errorf("--ws %q: want a ws:// URL: %w", s, errUsage)
+		if u.Scheme != "ws" && u.Scheme != "wss" {
+			return nil, nil, fmt.Errorf("--ws %q: want a ws:// URL (or wss://): %w", s, errUsage)
 		}
 		hostport := u.Host
 		if u.Port() == "" {
-			hostport = net.JoinHostPort(u.Hostname(), "80")
+			hostport = net.JoinHostPort(u.Hostname(), defaultPort(u.Scheme))
 		}
 		addr, err := resolveLoopback(ctx, hostport)
 		if err != nil {
@@ -59,6 +59,14 @@ func resolveEndpoints(ctx context.Context, tcp, ws []string) (tcpEPs, wsEPs []en
 		wsEPs = append(wsEPs, endpoint{ws: true, given: s, url: s, dialAddr: addr.String(), ipv4: addr.Addr().Is4()})
 	}
 	return tcpEPs, wsEPs, nil
+}
+
+// defaultPort is the port of a ws:// or wss:// URL that names none.
+func defaultPort(scheme string) string {
+	if scheme == "wss" {
+		return "443"
+	}
+	return "80"
 }
 
 // resolveLoopback resolves host:port and insists that every address the name

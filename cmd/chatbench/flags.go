@@ -82,7 +82,7 @@ func newFlagSet(name string, out io.Writer) (*flag.FlagSet, *flagValues) {
 	switch name {
 	case "fanout", "hold":
 		fs.Var(&v.tcp, "tcp", "TCP endpoint `host:port` (repeatable or comma list); ssh://host:port is chatbridge's SSH door, each client an SSH member with a pseudo-terminal")
-		fs.Var(&v.ws, "ws", "WebSocket endpoint `ws://host:port/path` (repeatable or comma list)")
+		fs.Var(&v.ws, "ws", "WebSocket endpoint `ws://host:port/path`, or wss:// (repeatable or comma list)")
 		fs.Float64Var(&v.wsMix, "ws-mix", 0.5, "fraction of clients on WebSocket when both --tcp and --ws are given")
 		fs.BoolVar(&v.wsBinary, "ws-binary", false, "send binary frames, each line ending in \"\\n\" (websockify wants this)")
 		fs.StringVar(&v.wsSubprotocol, "ws-subprotocol", "", "offer this WebSocket subprotocol (e.g. binary for websockify)")
