@@ -257,13 +257,20 @@ func (m *Moderation) apply(bucket, key string, value []byte) {
 
 // applyRecord puts a record into to, or takes it out.
 func applyRecord[R any](m *Moderation, to map[string]R, key string, value []byte) error {
-	var rec R
+	_, _, err := swapRecord(m, to, key, value)
+	return err
+}
+
+// swapRecord puts a record into to, or takes it out (value nil), and
+// returns the record it replaced (the zero R if none) and the new one.
+func swapRecord[R any](m *Moderation, to map[string]R, key string, value []byte) (old, rec R, err error) {
 	if value != nil {
 		if err := json.Unmarshal(value, &rec); err != nil {
-			return err
+			return old, rec, err
 		}
 	}
 	m.mu.Lock()
+	old = to[key]
 	if value == nil {
 		delete(to, key)
 	} else {
@@ -271,7 +278,23 @@ func applyRecord[R any](m *Moderation, to map[string]R, key string, value []byte
 	}
 	m.countActiveLocked()
 	m.mu.Unlock()
-	return nil
+	return old, rec, nil
+}
+
+// inRoom runs fn with the room called name, if this node has it, kept
+// from being forgotten meanwhile; fn runs with no lock held.
+func (m *Moderation) inRoom(name string, fn func(r *Room)) {
+	h := m.hub
+	h.mu.Lock()
+	r := h.rooms[name]
+	if r != nil {
+		h.pinLocked(r)
+	}
+	h.mu.Unlock()
+	if r != nil {
+		defer h.unpin(r)
+		fn(r)
+	}
 }
 
 func (m *Moderation) countActiveLocked() {
@@ -690,37 +713,16 @@ func (m *Moderation) topicCmd(c *Client, arg string) {
 // room here if it changed. Each node tells its own members: topic events
 // are not relayed.
 func (m *Moderation) applyTopic(room string, value []byte) error {
-	var rec topicRecord
-	if value != nil {
-		if err := json.Unmarshal(value, &rec); err != nil {
-			return err
-		}
+	old, rec, err := swapRecord(m, m.topics, room, value)
+	if err != nil || old.Text == rec.Text {
+		return err
 	}
-	m.mu.Lock()
-	old := m.topics[room]
-	if value == nil {
-		delete(m.topics, room)
-	} else {
-		m.topics[room] = rec
-	}
-	m.mu.Unlock()
-	if old.Text == rec.Text {
-		return nil
-	}
-	h := m.hub
-	h.mu.Lock()
-	r := h.rooms[room]
-	if r != nil {
-		h.pinLocked(r)
-		defer h.unpin(r)
-	}
-	h.mu.Unlock()
-	if r != nil {
-		ev := h.stamp(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text})
+	m.inRoom(room, func(r *Room) {
+		ev := m.hub.stamp(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text})
 		r.mu.Lock()
 		r.sendLocked(ev, nil)
 		r.mu.Unlock()
-	}
+	})
 	return nil
 }
 

@@ -121,34 +121,10 @@ func addressMask(t *Client) (netip.Prefix, error) {
 // the room here what changed and who changed it: the node the operator
 // is on and every other alike.
 func (m *Moderation) applyMode(room string, value []byte) error {
-	var rec modeRecord
-	if value != nil {
-		if err := json.Unmarshal(value, &rec); err != nil {
-			return err
-		}
+	old, rec, err := swapRecord(m, m.modes, room, value)
+	if err != nil || rec.Note == "" || rec.At.Equal(old.At) {
+		return err // or seen already, or no change to tell
 	}
-	m.mu.Lock()
-	old := m.modes[room]
-	if value == nil {
-		delete(m.modes, room)
-	} else {
-		m.modes[room] = rec
-	}
-	m.countActiveLocked()
-	m.mu.Unlock()
-	if rec.Note == "" || rec.At.Equal(old.At) {
-		return nil // seen already, or no change to tell
-	}
-	h := m.hub
-	h.mu.Lock()
-	r := h.rooms[room]
-	if r != nil {
-		h.pinLocked(r)
-		defer h.unpin(r)
-	}
-	h.mu.Unlock()
-	if r != nil {
-		r.notice(rec.By + " " + rec.Note)
-	}
+	m.inRoom(room, func(r *Room) { r.notice(rec.By + " " + rec.Note) })
 	return nil
 }
