@@ -267,16 +267,8 @@ func (m *Moderation) changePassword(c *Client, arg string) {
 		c.errorf("%v", err)
 		return
 	}
-	rec, ok := m.account(name)
+	rec, ok := m.proven(c, name, old, "password")
 	if !ok {
-		c.errorf("%s is no longer registered", name)
-		return
-	}
-	if !m.mayTry(c) {
-		return
-	}
-	if bcrypt.CompareHashAndPassword(rec.Hash, []byte(old)) != nil {
-		m.failed(c, name, "password")
 		return
 	}
 	hash, err := bcrypt.GenerateFromPassword([]byte(next), m.cost)
@@ -293,6 +285,25 @@ func (m *Moderation) changePassword(c *Client, arg string) {
 	c.send(KindSystem, "the password of "+name+" is changed")
 }
 
+// proven returns the account of name, c's own, if password is its
+// (within the tries c's address has; a wrong one counts as what), and
+// tells c why not otherwise.
+func (m *Moderation) proven(c *Client, name, password, what string) (accountRecord, bool) {
+	rec, ok := m.account(name)
+	if !ok {
+		c.errorf("%s is no longer registered", name)
+		return rec, false
+	}
+	if !m.mayTry(c) {
+		return rec, false
+	}
+	if bcrypt.CompareHashAndPassword(rec.Hash, []byte(password)) != nil {
+		m.failed(c, name, what)
+		return rec, false
+	}
+	return rec, true
+}
+
 // unregister is /unregister PASSWORD: the name is anyone's again.
 func (m *Moderation) unregister(c *Client, arg string) {
 	if arg == "" {
@@ -304,16 +315,7 @@ func (m *Moderation) unregister(c *Client, arg string) {
 		c.errorf("you have no registered name; /identify NAME PASSWORD first")
 		return
 	}
-	rec, ok := m.account(name)
-	if !ok {
-		c.errorf("%s is no longer registered", name)
-		return
-	}
-	if !m.mayTry(c) {
-		return
-	}
-	if bcrypt.CompareHashAndPassword(rec.Hash, []byte(arg)) != nil {
-		m.failed(c, name, "unregister")
+	if _, ok := m.proven(c, name, arg, "unregister"); !ok {
 		return
 	}
 	if err := m.remove(bucketAccounts, strings.ToLower(name)); err != nil {
