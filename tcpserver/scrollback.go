@@ -105,6 +105,12 @@ func (c *Client) history(arg string) {
 		if h.node != "" && h.store != h.hist {
 			h.nameOwn(ev)
 		}
+		if ev.line == nil {
+			// A line read back from a store that is not the hub's own
+			// (the relay's stream) has no text form yet: without it a
+			// terminal's /history showed the times alone.
+			ev.finish()
+		}
 		if ev.Room == r.name && (ev.Kind == KindMessage || ev.Kind == KindAction) {
 			shown = append(shown, ev)
 		}
