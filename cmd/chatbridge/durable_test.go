@@ -159,13 +159,29 @@ func TestModerationSurvivesRestarts(t *testing.T) {
 	check("after SIGTERM")
 	stop(p, syscall.SIGTERM)
 	p = start("before SIGKILL")
-	watcher := dialTelnet(t, tcp)
-	watcher.expect("end of history")
+	// Just before the kill: another spammer's line deleted, his address
+	// banned.
+	op = named(t, tcp, "oper")
+	op.say("/op " + durableOpPassword)
+	op.expect("you are now an operator")
+	spammer = dialFrom(t, "127.0.0.4", tcp)
+	spammer.expect("Welcome")
+	spammer.say("/nick trudy")
+	op.expect("is now known as trudy")
+	spammer.say("spam three")
+	op.expect("<trudy> spam three")
+	op.say("/delete last trudy")
+	op.expect("you removed 1 line by trudy")
+	op.say("/ban 127.0.0.4")
+	op.expect("you banned")
 	// What a crash may lose is the last second (README, "Durable
 	// rooms").
 	time.Sleep(killAfter())
 	stop(p, syscall.SIGKILL)
 	p = start("after SIGKILL")
 	check("after SIGKILL")
+	if u := dialFrom(t, "127.0.0.4", tcp); !strings.Contains(u.upTo("banned"), "banned") {
+		t.Fatal("after SIGKILL: 127.0.0.4 not refused")
+	}
 	stop(p, syscall.SIGTERM)
 }
