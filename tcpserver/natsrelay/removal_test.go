@@ -144,3 +144,33 @@ func TestRemoveWhileTheLinkIsDown(t *testing.T) {
 		t.Fatal("Remove with NATS down: no error")
 	}
 }
+
+// TestReadAcrossAPurgeElsewhere: a node whose index named 1,000 lines
+// that another node purged (in a row, and every other line) reads the
+// room page by page without them and without an error.
+func TestReadAcrossAPurgeElsewhere(t *testing.T) {
+	n := startNATS(t)
+	a := startStore(t, n, Config{})
+	b := startStore(t, n, Config{Prefix: a.cfg.Prefix})
+	fill(t, a, "lobby", 4000)
+	if got := walk(t, b, "lobby"); len(got) != 4000 {
+		t.Fatalf("b reads %d lines, want 4000", len(got))
+	}
+	var keys []tcpserver.LineKey
+	var gone []uint64
+	for id := uint64(1001); id <= 2000; id++ { // in a row
+		keys, gone = append(keys, tcpserver.LineKey{ID: id}), append(gone, id)
+	}
+	for id := uint64(2002); id <= 4000; id += 2 { // every other line
+		keys, gone = append(keys, tcpserver.LineKey{ID: id}), append(gone, id)
+	}
+	ctx := context.Background()
+	for i := 0; i < len(keys); i += 1000 {
+		if err := a.Remove(ctx, "lobby", keys[i:min(i+1000, len(keys))]...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := walk(t, b, "lobby"); !slices.Equal(got, without(4000, gone...)) {
+		t.Fatalf("b reads %d lines after a's removal, want %d", len(got), 4000-len(gone))
+	}
+}

@@ -347,7 +347,12 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 	case <-ctx.Done():
 		return nil, false, fmt.Errorf("history of %s: %w", room, ctx.Err())
 	}
-	for range 3 { // lines trimmed from the stream meanwhile: look again
+	// Lines gone from the stream meanwhile (trimmed, or removed by
+	// another node) are forgotten and the page read again: each pass
+	// forgets some, so passes end; maxPasses bounds them for a reader
+	// behind a long run of removed lines (the next read goes on from
+	// where this one stopped).
+	for range maxPasses {
 		if err := r.update(ctx, ri, max(4*limit, 100), mac); err != nil {
 			return nil, false, err
 		}
@@ -407,20 +412,25 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 		if len(missing) == 0 {
 			return lines, more, nil
 		}
-		if err := r.forgetMissing(ctx, ri, missing); err != nil {
+		if err := r.forgetMissing(ctx, ri, missing, got); err != nil {
 			return nil, false, err
 		}
 	}
 	return nil, false, fmt.Errorf("history of %s: the stream changes faster than it can be read", room)
 }
 
+// maxPasses bounds the reads of one page (see Lines).
+const maxPasses = 64
+
 // forgetMissing forgets lines of ri that a read did not find in the
-// stream. Lines go from a room's stream two ways: its oldest, past the
-// stream's limits (and then every line before them is gone too), or any
-// line, removed (/delete, /purge: a hole, with lines before it kept). The
-// room's oldest line left in the stream tells which. Called with ri.lock
-// held.
-func (r *Relay) forgetMissing(ctx context.Context, ri *roomIndex, missing []uint64) error {
+// stream: missing, and any other line of ri between the first and the
+// last line the read got (got is every line of the room in the stream
+// between them). Lines go from a room's stream two ways: its oldest, past
+// the stream's limits (and then every line before them is gone too), or
+// any line, removed (/delete, /purge: a hole, with lines before it kept).
+// The room's oldest line left in the stream tells which. Called with
+// ri.lock held.
+func (r *Relay) forgetMissing(ctx context.Context, ri *roomIndex, missing []uint64, got []storedLine) error {
 	oldest := ri.next // no line left: none before next either
 	got, _, err := r.directGet(ctx, r.lineSubject(ri.room), 1, 1)
 	if err != nil {
@@ -433,7 +443,17 @@ func (r *Relay) forgetMissing(ctx context.Context, ri *roomIndex, missing []uint
 	for _, s := range missing {
 		gone[s] = true
 	}
-	ri.forget(func(e indexEntry) bool { return e.seq < oldest || gone[e.seq] })
+	var lo, hi uint64 // the span got covers
+	kept := make(map[uint64]bool, len(got))
+	if len(got) > 0 {
+		lo, hi = got[0].seq, got[len(got)-1].seq
+		for _, m := range got {
+			kept[m.seq] = true
+		}
+	}
+	ri.forget(func(e indexEntry) bool {
+		return e.seq < oldest || gone[e.seq] || e.seq > lo && e.seq < hi && !kept[e.seq]
+	})
 	if oldest > ri.first {
 		// Trimmed: the index holds every line from first on, so now
 		// every line the stream has left.
