@@ -218,7 +218,17 @@ func TestModerationAcrossTwoNodes(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if u := dialFrom(t, "127.0.0.2", tcpB); !strings.Contains(u.upTo("banned"), "banned") {
-		t.Fatal("127.0.0.2 not refused on B")
+	// The ban, too, within moments.
+	for {
+		u := dialFrom(t, "127.0.0.2", tcpB)
+		first := u.expect("")[0]
+		u.conn.Close()
+		if strings.Contains(first, "banned") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("127.0.0.2 not refused on B after 10 s: %q", first)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
