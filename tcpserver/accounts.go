@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +47,31 @@ type accountRecord struct {
 	Name string    `json:"name"`
 	Hash []byte    `json:"hash"`
 	At   time.Time `json:"at"`
+	// Keys are the fingerprints of the SSH keys that own the name: a
+	// member who logs in over SSH with one, as the name, has it without
+	// a password (see keyOwns). /register from an SSH session records
+	// its key.
+	Keys []string `json:"keys,omitempty"`
+}
+
+// maxAccountKeys bounds the keys a record may name, and maxKeyLen each
+// fingerprint ("SHA256:" and 43 characters of base64).
+const (
+	maxAccountKeys = 8
+	maxKeyLen      = 100
+)
+
+// keyOwns reports whether the SSH key fingerprint key owns the registered
+// name name (any case), and returns the name as registered.
+func (m *Moderation) keyOwns(name, key string) (string, bool) {
+	if key == "" || name == "" {
+		return "", false
+	}
+	rec, ok := m.account(name)
+	if !ok || !slices.Contains(rec.Keys, key) {
+		return "", false
+	}
+	return rec.Name, true
 }
 
 // applyAccount takes a registered name, or its end, into force: into
@@ -59,6 +85,9 @@ func (m *Moderation) applyAccount(key string, value []byte) error {
 		}
 		if !strings.EqualFold(rec.Name, key) || ValidNick(rec.Name) != nil {
 			return fmt.Errorf("name %q under key %q", rec.Name, key)
+		}
+		if len(rec.Keys) > maxAccountKeys || slices.ContainsFunc(rec.Keys, func(k string) bool { return k == "" || len(k) > maxKeyLen }) {
+			return fmt.Errorf("name %q: %d keys, or one empty or too long", rec.Name, len(rec.Keys))
 		}
 	}
 	m.mu.Lock()
@@ -182,14 +211,22 @@ func (m *Moderation) register(c *Client, arg string) {
 		c.errorf("the password could not be hashed: %v", err)
 		return
 	}
+	rec := accountRecord{Name: name, Hash: hash, At: time.Now()}
+	if c.key != "" {
+		rec.Keys = []string{c.key}
+	}
 	m.setAccount(c, name)
-	if err := m.save(bucketAccounts, strings.ToLower(name), accountRecord{Name: name, Hash: hash, At: time.Now()}); err != nil {
+	if err := m.save(bucketAccounts, strings.ToLower(name), rec); err != nil {
 		m.setAccount(c, "")
 		c.errorf("the registration %v", err)
 		return
 	}
-	m.hub.log.Info("name registered", "name", name, "addr", c.addr)
-	c.send(KindSystem, "your name "+name+" is registered: nobody else may take it; to take it back when you come, /nick "+name+" PASSWORD")
+	m.hub.log.Info("name registered", "name", name, "addr", c.addr, "key", c.key)
+	text := "your name " + name + " is registered: nobody else may take it; to take it back when you come, /nick " + name + " PASSWORD"
+	if c.key != "" {
+		text += ", or log in over SSH as " + name + " with this key (" + c.key + "): it owns the name"
+	}
+	c.send(KindSystem, text)
 }
 
 // setAccount records, under the hub's lock, the registered name c proved

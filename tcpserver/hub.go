@@ -344,6 +344,12 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 			name = ""
 		}
 	}
+	keyed := false
+	if owner, ok := h.mod.keyOwns(name, c.key); ok && !c.verified {
+		// An SSH key that owns the registered name: the member is
+		// identified as by its password (accounts.go).
+		name, c.account, keyed = owner, owner, true
+	}
 
 	h.mu.Lock()
 	if err := h.admitLocked(c); err != nil {
@@ -359,7 +365,7 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 			return nil, err
 		}
 	} else if name != "" {
-		if err := h.names.check(name, nil); err != nil {
+		if err := h.names.check(name, c); err != nil {
 			if !errors.Is(err, ErrNickGuest) {
 				notices = append(notices, err.Error()+"; you are a guest for now")
 			}
@@ -422,6 +428,11 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 		h.verifiedNames.Store(strings.ToLower(name), struct{}{})
 		h.verifiedCount.Add(1)
 	}
+	if keyed && name == c.account {
+		notices = append(notices, "you are identified as "+name+": your SSH key owns the name")
+	} else {
+		keyed = false
+	}
 	if n := h.speakNotice(c); n != "" {
 		notices = append(notices, n)
 	}
@@ -444,6 +455,9 @@ func (h *Hub) Connect(m Member, info ConnectInfo) (*Client, error) {
 	h.mu.Unlock()
 
 	h.connections.Add(1)
+	if keyed {
+		h.log.Info("name identified", "name", name, "addr", c.addr, "key", c.key)
+	}
 	h.log.Debug("member joined", "name", name, "addr", info.Addr, "transport", info.Transport, "room", r.name)
 	return c, nil
 }

@@ -699,3 +699,105 @@ func TestRegisteredNameOnConnect(t *testing.T) {
 		t.Errorf("hub b's registered names: %v", reg)
 	}
 }
+
+// TestSSHKeyOwnsRegisteredName: /register from a session that proved an
+// SSH key records the key's fingerprint with the name; a later login
+// with that key, as that name, has it without a password, on another
+// hub sharing the state too; another key, or none, gets a guest name and
+// why; a key owns only the name it was registered with.
+func TestSSHKeyOwnsRegisteredName(t *testing.T) {
+	state := NewMemState()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := startModServer(t, HubConfig{State: state})
+	b, _ := startModServer(t, HubConfig{State: state})
+	for _, ts := range []*testServer{a, b} {
+		if err := ts.hub.Moderation().Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const key, other = "SHA256:aliceskeyaliceskeyaliceskeyaliceskeyalice", "SHA256:somebodyelsesomebodyelsesomebodyelsesomeb"
+	connect := func(ts *testServer, nick, key string) (*Client, *fakeMember) {
+		t.Helper()
+		m := &fakeMember{}
+		c, err := ts.hub.Connect(m, ConnectInfo{Addr: "127.0.0.5:1", Transport: "ssh", Nick: nick, Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, m
+	}
+	alice, am := connect(a, "alice", key)
+	alice.Handle([]byte("/register open-sesame"))
+	if lines := am.lines(); !hasLine(lines, "is registered", "log in over SSH as alice with this key ("+key+")") {
+		t.Fatalf("/register over SSH: %q", lines)
+	}
+	if rec, ok := b.hub.mod.account("alice"); !ok || !slices.Equal(rec.Keys, []string{key}) {
+		t.Fatalf("the account as hub b has it: %+v", rec)
+	}
+	alice.Leave("")
+
+	for _, ts := range []*testServer{a, b} {
+		c, m := connect(ts, "Alice", key)
+		if c.Name() != "alice" || ts.hub.mod.accountOf(c) != "alice" {
+			t.Fatalf("with the key: %q, account %q", c.Name(), ts.hub.mod.accountOf(c))
+		}
+		if lines := m.lines(); !hasLine(lines, "you are identified as alice: your SSH key owns the name") {
+			t.Errorf("with the key, not told: %q", lines)
+		}
+		// Identified: /password needs the password still.
+		c.Handle([]byte("/password wrong-one new-password"))
+		if lines := m.lines(); !hasLine(lines, "! wrong password for alice") {
+			t.Errorf("/password with the wrong one: %q", lines)
+		}
+		c.Leave("")
+	}
+	for _, k := range []string{other, ""} {
+		c, m := connect(b, "alice", k)
+		if c.Name() == "alice" || b.hub.mod.accountOf(c) != "" {
+			t.Fatalf("key %q got alice (account %q)", k, b.hub.mod.accountOf(c))
+		}
+		if lines := m.lines(); !hasLine(lines, `nick "alice" is registered`, "you are a guest for now") {
+			t.Errorf("key %q not told why: %q", k, lines)
+		}
+		c.Leave("")
+	}
+	// The key owns alice, not another registered name.
+	bob, bm := connect(a, "bob", other)
+	bob.Handle([]byte("/register bobs-password"))
+	bm.lines()
+	bob.Leave("")
+	c, _ := connect(a, "bob", key)
+	if c.Name() == "bob" {
+		t.Fatal("alice's key got bob")
+	}
+	c.Leave("")
+	// While alice is here, her key gets her a guest name, not a clash.
+	here, _ := connect(a, "alice", key)
+	again, m := connect(a, "alice", key)
+	if again.Name() == "alice" || !hasLine(m.lines(), "is taken") {
+		t.Errorf("a second login with the key: %q", again.Name())
+	}
+	again.Leave("")
+	here.Leave("")
+}
+
+// TestAccountKeysBounded: a record from the store naming too many keys,
+// or an empty or too long one, is refused.
+func TestAccountKeysBounded(t *testing.T) {
+	h := NewHub(HubConfig{}, nil)
+	for _, keys := range [][]string{make([]string, maxAccountKeys+1), {""}, {strings.Repeat("k", maxKeyLen+1)}} {
+		for i := range keys {
+			if keys[i] == "" && len(keys) > 1 {
+				keys[i] = "SHA256:k"
+			}
+		}
+		b, _ := json.Marshal(accountRecord{Name: "alice", Keys: keys})
+		if err := h.mod.applyAccount("alice", b); err == nil {
+			t.Errorf("%d keys %q...: taken", len(keys), keys[0])
+		}
+	}
+	b, _ := json.Marshal(accountRecord{Name: "alice", Keys: []string{"SHA256:k"}})
+	if err := h.mod.applyAccount("alice", b); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -259,5 +260,61 @@ func TestDeleteOverTCP(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "action=delete by=alice") || !strings.Contains(logs.String(), "target=spammer lines=1") {
 		t.Errorf("not logged:\n%s", logs.String())
+	}
+}
+
+// relayStore is a store as the relay is one: it gives this node's own
+// lines back without their node (Node empty, ID the node's), as a node
+// alone names them.
+type relayStore struct {
+	*testStore
+	node string
+}
+
+func (s relayStore) Lines(ctx context.Context, room string, before LineKey, limit int) ([]*Event, bool, error) {
+	if before.Node == s.node {
+		before.Node = ""
+	}
+	lines, more, err := s.testStore.Lines(ctx, room, before, limit)
+	out := make([]*Event, len(lines))
+	for i, ev := range lines {
+		cp := &Event{ID: ev.ID, Node: ev.Node, NodeID: ev.NodeID, Kind: ev.Kind, Time: ev.Time, Room: ev.Room, From: ev.From, Text: ev.Text}
+		if cp.Node == s.node {
+			cp.Node, cp.ID, cp.NodeID = "", ev.NodeID, 0
+		}
+		out[i] = cp.finish()
+	}
+	return out, more, err
+}
+
+// TestDeleteOwnLineInACluster: on a node of a cluster whose store gives
+// its own lines back without their node, /delete ID takes the id members
+// saw ("a-ID"), and /delete last NAME names the line as every node does,
+// so that the node's cache of recent lines (and every other node's)
+// loses it.
+func TestDeleteOwnLineInACluster(t *testing.T) {
+	for _, how := range []string{"last", "id"} {
+		s := relayStore{newTestStore(), "a"}
+		h := NewHub(HubConfig{AnnounceDelay: -1, MaxPerIP: -1, Rate: -1, History: 5, Store: s, Relay: &nodeCluster{id: "a"}, OpPassword: "operator-password"}, nil)
+		op, om := connect(t, h, "alice")
+		op.Handle([]byte("/op operator-password"))
+		spam, _ := connect(t, h, "spammer")
+		spam.Handle([]byte("buy pills"))
+		op.Handle([]byte("ok"))
+		cached, _ := h.lobby.hist.last(5)
+		if len(cached) != 2 || cached[0].Key().String() != "a-"+strconv.FormatUint(cached[0].ID, 10) {
+			t.Fatalf("cache %q, want two lines of node a", keysOf(cached))
+		}
+		om.lines()
+		if how == "last" {
+			op.Handle([]byte("/delete last spammer"))
+		} else {
+			op.Handle([]byte("/delete " + cached[0].Key().String()))
+		}
+		got := om.lines()
+		cached, _ = h.lobby.hist.last(5)
+		if !hasLine(got, "you removed 1 line by spammer") || len(said(t, s, "lobby")) != 1 || len(cached) != 1 {
+			t.Errorf("/delete %s: told %q, store %q, cache %q", how, got, said(t, s, "lobby"), keysOf(cached))
+		}
 	}
 }

@@ -105,7 +105,9 @@ func (c *Client) history(arg string) {
 	for _, ev := range lines {
 		if h.store != h.hist {
 			// A store of another kind gives back lines of its own
-			// making: named as this node names them, and encoded.
+			// making: named as this node names them, and encoded
+			// (without their text form a terminal's /history showed
+			// the times alone).
 			h.nameOwn(ev)
 			if ev.line == nil {
 				ev.finish()

@@ -1,6 +1,7 @@
 package tcpserver
 
 import (
+	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -303,5 +304,35 @@ func TestReplaySaysMore(t *testing.T) {
 	empty := (&Event{Kind: KindHistory, Room: "lobby"}).finish()
 	if j := string(empty.JSON()); !strings.Contains(j, `"events":[]`) || !strings.Contains(j, `"more":false`) || string(empty.Line()) != "*** no earlier lines\r\n" {
 		t.Fatalf("an empty page: %s, %q", j, empty.Line())
+	}
+}
+
+// readBackStore is a store whose lines come back as a durable store's
+// do: decoded, with no text form made yet.
+type readBackStore struct{ *testStore }
+
+func (s readBackStore) Lines(ctx context.Context, room string, before LineKey, limit int) ([]*Event, bool, error) {
+	lines, more, err := s.testStore.Lines(ctx, room, before, limit)
+	out := make([]*Event, len(lines))
+	for i, ev := range lines {
+		out[i] = &Event{ID: ev.ID, Node: ev.Node, Kind: ev.Kind, Time: ev.Time, Room: ev.Room, From: ev.From, Text: ev.Text}
+	}
+	return out, more, err
+}
+
+// /history shows a terminal the text of lines a store reads back, not
+// their times alone.
+func TestHistoryOfAStoreShowsText(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 1, Store: readBackStore{newTestStore()}}, nil)
+	ada, _ := connect(t, h, "ada")
+	ada.Handle([]byte("first"))
+	ada.Handle([]byte("/me waves"))
+	ada.Handle([]byte("last"))
+	bob, bm := connect(t, h, "bob")
+	bm.lines()
+	bob.Handle([]byte("/history"))
+	got := bm.lines()
+	if len(got) != 3 || !strings.HasSuffix(got[0], "] <ada> first") || !strings.HasSuffix(got[1], "] * ada waves") {
+		t.Fatalf("/history: %q", got)
 	}
 }

@@ -26,8 +26,9 @@ import (
 
 // The passwords and node IDs of the README's "Securing NATS".
 const (
-	securedPasswordA = "CHANGE-ME-password-of-node-a"
-	securedPasswordB = "CHANGE-ME-password-of-node-b"
+	securedPasswordA  = "CHANGE-ME-password-of-node-a"
+	securedPasswordB  = "CHANGE-ME-password-of-node-b"
+	securedOpPassword = "the operators' password, in a test"
 )
 
 // securedConfig writes the nats-server configuration of the README's
@@ -258,7 +259,7 @@ func (v *violations) Tracef(string, ...any) {}
 // everything a cluster does, then what a stranger and a node's user can.
 // serverLog returns what the server logged.
 func securedCluster(t *testing.T, ctx context.Context, bin, addr, ca string, serverLog func() string) {
-	secret := []string{"CHATBRIDGE_CLUSTER_SECRET=the README's secured cluster, in a test"}
+	secret := []string{"CHATBRIDGE_CLUSTER_SECRET=the README's secured cluster, in a test", "CHATBRIDGE_OP_PASSWORD=" + securedOpPassword}
 	tcpA, tcpB := freeAddr(t), freeAddr(t)
 	var nodes []*process
 	start := func(id, password, tcp string) {
@@ -323,6 +324,14 @@ func securedCluster(t *testing.T, ctx context.Context, bin, addr, ca string, ser
 	alice.say("/join dev")
 	bob.expect("alice", "joined")
 	bob.ask("/rooms", "rooms: ", "rooms: dev (2)")
+	// An operator's /delete takes the line out of the stream.
+	alice.say("a line to delete")
+	bob.expect("<alice> a line to delete")
+	alice.say("/op " + securedOpPassword)
+	alice.expect("you are now an operator")
+	alice.say("/delete last alice")
+	alice.expect("you removed 1 line by alice")
+	bob.expect("a message by alice was removed")
 	alice.say("/nick ally")
 	bob.expect("alice is now known as ally")
 	alice.conn.Close()

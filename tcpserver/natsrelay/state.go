@@ -64,16 +64,22 @@ func (r *Relay) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 	if kv != nil {
 		return kv, nil
 	}
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:       r.cfg.Prefix + "_state",
-		Description:  "chatbridge: state kept across restarts (accounts, bans, topics, ...)",
-		MaxValueSize: maxStateValue + sealedMin,
-		MaxBytes:     stateBytes,
-		Storage:      jetstream.FileStorage,
-		Replicas:     r.cfg.Replicas,
-		// A key's last values stay until watchers have had them: with
-		// one, a value overwritten before a watch got it was skipped.
-		History: stateHistory,
+	// Asked again if NATS does not answer within jsAttempt, as the
+	// history stream and the names bucket are (see retryJS): nodes that
+	// start together, with replicas, left one of them without an answer
+	// until its moderation gave up (TestFailoverOfThreeNATSServers).
+	kv, err := retryJS(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:       r.cfg.Prefix + "_state",
+			Description:  "chatbridge: state kept across restarts (accounts, bans, topics, ...)",
+			MaxValueSize: maxStateValue + sealedMin,
+			MaxBytes:     stateBytes,
+			Storage:      jetstream.FileStorage,
+			Replicas:     r.cfg.Replicas,
+			// A key's last values stay until watchers have had them: with
+			// one, a value overwritten before a watch got it was skipped.
+			History: stateHistory,
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("state %s on %s: %w", name, r.where, err)

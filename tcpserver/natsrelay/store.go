@@ -347,7 +347,12 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 	case <-ctx.Done():
 		return nil, false, fmt.Errorf("history of %s: %w", room, ctx.Err())
 	}
-	for range 3 { // lines trimmed from the stream meanwhile: look again
+	// Lines gone from the stream meanwhile (trimmed, or removed by
+	// another node) are forgotten and the page read again: each pass
+	// forgets some, so passes end; maxPasses bounds them for a reader
+	// behind a long run of removed lines (the next read goes on from
+	// where this one stopped).
+	for range maxPasses {
 		if err := r.update(ctx, ri, max(4*limit, 100), mac); err != nil {
 			return nil, false, err
 		}
@@ -384,11 +389,11 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 		}
 		lines := make([]*tcpserver.Event, 0, len(want))
 		w := 0
-		trimmed := 0
+		var missing []uint64
 		for _, m := range got {
 			for w < len(want) && want[w].seq < m.seq {
-				w++ // gone from the stream: past its limits
-				trimmed++
+				missing = append(missing, want[w].seq) // gone from the stream
+				w++
 			}
 			if w == len(want) {
 				break
@@ -401,34 +406,60 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 				lines = append(lines, ev)
 			}
 		}
-		trimmed += len(want) - w
-		if trimmed == 0 {
+		for _, e := range want[w:] {
+			missing = append(missing, e.seq)
+		}
+		if len(missing) == 0 {
 			return lines, more, nil
 		}
-		// The oldest lines went (the room is over its limits): they
-		// and everything before them are gone for good.
-		ri.trimBefore(got, want)
+		if err := r.forgetMissing(ctx, ri, missing, got); err != nil {
+			return nil, false, err
+		}
 	}
 	return nil, false, fmt.Errorf("history of %s: the stream changes faster than it can be read", room)
 }
 
-// trimBefore forgets the entries before the first line a read found
-// still in the stream, or, if it found none, every entry it looked for
-// and those before.
-func (ri *roomIndex) trimBefore(got []storedLine, want []indexEntry) {
-	cut := want[len(want)-1].seq + 1
-	if len(got) > 0 && got[0].seq <= want[len(want)-1].seq {
-		cut = got[0].seq
+// maxPasses bounds the reads of one page (see Lines).
+const maxPasses = 64
+
+// forgetMissing forgets lines of ri that a read did not find in the
+// stream: missing, and any other line of ri between the first and the
+// last line the read got (got is every line of the room in the stream
+// between them). Lines go from a room's stream two ways: its oldest, past
+// the stream's limits (and then every line before them is gone too), or
+// any line, removed (/delete, /purge: a hole, with lines before it kept).
+// The room's oldest line left in the stream tells which. Called with
+// ri.lock held.
+func (r *Relay) forgetMissing(ctx context.Context, ri *roomIndex, missing []uint64, got []storedLine) error {
+	oldest := ri.next // no line left: none before next either
+	got, _, err := r.directGet(ctx, r.lineSubject(ri.room), 1, 1)
+	if err != nil {
+		return err
 	}
-	i := 0
-	for i < len(ri.entries) && ri.entries[i].seq < cut {
-		i++
+	if len(got) > 0 {
+		oldest = got[0].seq
 	}
-	ri.entries = append(ri.entries[:0:0], ri.entries[i:]...)
-	// The stream drops a room's oldest lines first: none before cut
-	// is left either.
-	ri.first, ri.complete = max(ri.first, cut), true
-	ri.reindex()
+	gone := make(map[uint64]bool, len(missing))
+	for _, s := range missing {
+		gone[s] = true
+	}
+	var lo, hi uint64 // the span got covers
+	kept := make(map[uint64]bool, len(got))
+	if len(got) > 0 {
+		lo, hi = got[0].seq, got[len(got)-1].seq
+		for _, m := range got {
+			kept[m.seq] = true
+		}
+	}
+	ri.forget(func(e indexEntry) bool {
+		return e.seq < oldest || gone[e.seq] || e.seq > lo && e.seq < hi && !kept[e.seq]
+	})
+	if oldest > ri.first {
+		// Trimmed: the index holds every line from first on, so now
+		// every line the stream has left.
+		ri.first, ri.complete = oldest, true
+	}
+	return nil
 }
 
 // Append implements [tcpserver.Store]. A relay that publishes the hub's

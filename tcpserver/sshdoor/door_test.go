@@ -294,3 +294,42 @@ func TestPastedLinesWaitTheirTurn(t *testing.T) {
 		alice.close()
 	}
 }
+
+// TestKeyOwnsRegisteredName: /register over SSH records the key; a later
+// login with that key as that name has it at once, without /identify,
+// and a login with another key as that name gets a guest name.
+func TestKeyOwnsRegisteredName(t *testing.T) {
+	td := startDoor(t, tcpserver.HubConfig{State: tcpserver.NewMemState()}, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := td.hub.Moderation().Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := newKey(t)
+	alice := dialSSH(t, td.sshAddr, "alice", sshOpts{key: key, term: "xterm"})
+	alice.expect("[lobby] alice> ")
+	alice.typ("/register open-sesame\r")
+	alice.expect(ssh.FingerprintSHA256(key.PublicKey()))
+	alice.close()
+
+	// Once alice's session is gone, her key takes the name back.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		again := dialSSH(t, td.sshAddr, "alice", sshOpts{key: key, term: "xterm"})
+		got := again.expect("> ")
+		if strings.Contains(got, "[lobby] alice> ") {
+			if !strings.Contains(got, "your SSH key owns the name") { // shown above the prompt, before or after it
+				again.expect("your SSH key owns the name")
+			}
+			break
+		}
+		again.close()
+		if time.Now().After(deadline) {
+			t.Fatalf("the key's login as alice: %q", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	other := dialSSH(t, td.sshAddr, "alice", sshOpts{key: newKey(t), term: "xterm"})
+	other.expect(`"alice" is registered`)
+	other.expect("[lobby] guest-")
+}

@@ -139,6 +139,32 @@ var cases = []struct {
 			}
 		}
 	}},
+	{"RemovedLinesAreGone", func(t *testing.T, s tcpserver.Store) {
+		lr, ok := s.(tcpserver.LineRemover)
+		if !ok {
+			return // a store that keeps every line: /delete says so
+		}
+		said := appendLines(s, "lobby", 1, 6)
+		appendLines(s, "other", 1, 2) // the same IDs in another room stay
+		waitFor(t, s, "lobby", 6)
+		waitFor(t, s, "other", 2)
+		if err := lr.Remove(ctx(t), "lobby", key(said[1]), key(said[4]), tcpserver.LineKey{ID: 999}); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		lines, more := read(t, s, "lobby", tcpserver.LineKey{}, 50)
+		same(t, lines, []*tcpserver.Event{said[0], said[2], said[3], said[5]})
+		if more {
+			t.Error("more is true with every line returned")
+		}
+		lines, _ = read(t, s, "lobby", key(said[5]), 2)
+		same(t, lines, []*tcpserver.Event{said[2], said[3]})
+		if lines, _ := read(t, s, "other", tcpserver.LineKey{}, 50); len(lines) != 2 {
+			t.Errorf("other room: %d lines after lobby's removal, want 2", len(lines))
+		}
+		if err := lr.Remove(ctx(t), "lobby", key(said[1])); err != nil {
+			t.Errorf("Remove of a removed line: %v", err)
+		}
+	}},
 }
 
 func ctx(t *testing.T) context.Context {
