@@ -1049,18 +1049,8 @@ func startLoads(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, procs,
 		}
 		cmd := exec.CommandContext(ctx, exe, "cluster", "--load", "--quiet")
 		cmd.Stderr = cfg.loadErr
-		cmd.WaitDelay = 5 * time.Second
-		stdin, err := cmd.StdinPipe()
+		stdin, stdout, err := startPiped(cmd)
 		if err != nil {
-			ls.close()
-			return nil, fmt.Errorf("load process %d: %w", k, err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			ls.close()
-			return nil, fmt.Errorf("load process %d: %w", k, err)
-		}
-		if err := cmd.Start(); err != nil {
 			ls.close()
 			return nil, fmt.Errorf("load process %d: %w", k, err)
 		}

@@ -288,18 +288,8 @@ func startChildren(ctx context.Context, cfg holdConfig, log *slog.Logger) (*chil
 		cmd := exec.CommandContext(ctx, cfg.childExe, childArgs(cfg, offset, n)...)
 		cmd.Env = append(os.Environ(), cfg.childEnv...)
 		cmd.Stderr = cfg.childLog
-		cmd.WaitDelay = 5 * time.Second
-		stdin, err := cmd.StdinPipe()
+		stdin, stdout, err := startPiped(cmd)
 		if err != nil {
-			kids.kill()
-			return nil, fmt.Errorf("start hold child %d: %w", k, err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			kids.kill()
-			return nil, fmt.Errorf("start hold child %d: %w", k, err)
-		}
-		if err := cmd.Start(); err != nil {
 			kids.kill()
 			return nil, fmt.Errorf("start hold child %d: %w", k, err)
 		}
@@ -307,6 +297,25 @@ func startChildren(ctx context.Context, cfg holdConfig, log *slog.Logger) (*chil
 		offset += n
 	}
 	return kids, nil
+}
+
+// startPiped starts cmd, a child process of the load tool's, with pipes
+// to its standard input and from its standard output; it is killed 5 s
+// after its context ends if it has not exited by then.
+func startPiped(cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser, error) {
+	cmd.WaitDelay = 5 * time.Second
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	return stdin, stdout, nil
 }
 
 // childArgs is the command line of a child holding n clients from slot offset.
