@@ -611,15 +611,16 @@ func (m *Moderation) unmute(c *Client, arg string) {
 		return
 	}
 	key := strings.ToLower(arg)
+	// Looked up before taking m.mu: the hub's lock is held while taking
+	// it (a join reads the topic), never the other way round.
+	t := m.hub.lookup(arg)
 	m.mu.RLock()
 	_, ok := m.mutes[key]
-	if !ok {
-		if t := m.hub.lookup(arg); t != nil {
-			for k, mu := range m.mutes {
-				if mu.Source == t.source {
-					key, ok = k, true
-					break
-				}
+	if !ok && t != nil {
+		for k, mu := range m.mutes {
+			if mu.Source == t.source {
+				key, ok = k, true
+				break
 			}
 		}
 	}
@@ -633,7 +634,7 @@ func (m *Moderation) unmute(c *Client, arg string) {
 		return
 	}
 	m.did(c, "unmute", "target", arg)
-	if t := m.hub.lookup(arg); t != nil {
+	if t != nil {
 		t.send(KindSystem, "you are no longer muted")
 	}
 	c.send(KindSystem, "you unmuted "+arg)

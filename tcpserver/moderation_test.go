@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -800,4 +801,29 @@ func TestAccountKeysBounded(t *testing.T) {
 	if err := h.mod.applyAccount("alice", b); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestUnmuteTakesNoLockAcrossTheHubs: /unmute looks the member up (the
+// hub's lock) before it reads the mutes (moderation's), as a join takes
+// them in the other order (the hub's, then the topic): holding
+// moderation's lock while waiting for the hub's deadlocked the hub as
+// soon as a record was applied meanwhile.
+func TestUnmuteTakesNoLockAcrossTheHubs(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	ts.dialFrom(t, "127.0.0.2").named("carol")
+
+	h, m := ts.hub, ts.hub.mod
+	h.mu.Lock()
+	op.send("/unmute carol")
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		if !m.mu.TryLock() {
+			h.mu.Unlock()
+			t.Fatal("/unmute holds moderation's lock while it waits for the hub's")
+		}
+		m.mu.Unlock()
+		runtime.Gosched()
+	}
+	h.mu.Unlock()
+	op.expect("! carol is not muted")
 }
