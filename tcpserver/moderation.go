@@ -718,12 +718,7 @@ func (m *Moderation) applyTopic(room string, value []byte) error {
 	if err != nil || old.Text == rec.Text {
 		return err
 	}
-	m.inRoom(room, func(r *Room) {
-		ev := m.hub.stamp(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text})
-		r.mu.Lock()
-		r.sendLocked(ev, nil)
-		r.mu.Unlock()
-	})
+	m.inRoom(room, func(r *Room) { r.tell(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text}) })
 	return nil
 }
 

@@ -125,6 +125,6 @@ func (m *Moderation) applyMode(room string, value []byte) error {
 	if err != nil || rec.Note == "" || rec.At.Equal(old.At) {
 		return err // or seen already, or no change to tell
 	}
-	m.inRoom(room, func(r *Room) { r.notice(rec.By + " " + rec.Note) })
+	m.inRoom(room, func(r *Room) { r.tell(&Event{Kind: KindSystem, Room: room, Text: rec.By + " " + rec.Note}) })
 	return nil
 }

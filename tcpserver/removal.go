@@ -255,24 +255,13 @@ func (m *Moderation) applyDeletion(key string, value []byte) error {
 		keys = append(keys, k)
 	}
 	m.hub.hist.Remove(context.Background(), rec.Room, keys...)
-	h := m.hub
-	h.mu.Lock()
-	r := h.rooms[rec.Room]
-	if r != nil {
-		h.pinLocked(r)
-		defer h.unpin(r)
+	text := "a message by " + rec.From + " was removed"
+	if len(rec.Keys) > 1 {
+		text = strconv.Itoa(len(rec.Keys)) + " messages by " + rec.From + " were removed"
 	}
-	h.mu.Unlock()
-	if r != nil {
-		text := "a message by " + rec.From + " was removed"
-		if len(rec.Keys) > 1 {
-			text = strconv.Itoa(len(rec.Keys)) + " messages by " + rec.From + " were removed"
-		}
-		ev := h.stamp(&Event{Kind: KindDelete, Room: rec.Room, From: rec.From, Names: rec.Keys, Text: text})
-		r.mu.Lock()
-		r.sendLocked(ev, nil)
-		r.mu.Unlock()
-	}
+	m.inRoom(rec.Room, func(r *Room) {
+		r.tell(&Event{Kind: KindDelete, Room: rec.Room, From: rec.From, Names: rec.Keys, Text: text})
+	})
 	return nil
 }
 
