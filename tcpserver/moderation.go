@@ -433,6 +433,32 @@ func (m *Moderation) muteOfLocked(name, source string, now time.Time) (muteRecor
 	return muteRecord{}, false
 }
 
+// pruneEnded removes from the store the mutes and bans that ended by
+// now: they refuse nobody, and are not to fill the places maxMuteBans
+// and maxBans allow, nor keep maySpeak looking.
+func (m *Moderation) pruneEnded(now time.Time) {
+	ended := func(until time.Time) bool { return !until.IsZero() && !now.Before(until) }
+	var mutes, bans []string
+	m.mu.RLock()
+	for k, mu := range m.mutes {
+		if ended(mu.Until) {
+			mutes = append(mutes, k)
+		}
+	}
+	for k, b := range m.bans {
+		if ended(b.Until) {
+			bans = append(bans, k)
+		}
+	}
+	m.mu.RUnlock()
+	for _, k := range mutes {
+		m.remove(bucketMutes, k)
+	}
+	for _, k := range bans {
+		m.remove(bucketBans, k)
+	}
+}
+
 // topic returns room's topic, "" for none.
 func (m *Moderation) topic(room string) string {
 	m.mu.RLock()
@@ -578,6 +604,8 @@ func (m *Moderation) mute(c *Client, arg string) {
 		c.errorf("you cannot mute yourself")
 		return
 	}
+	now := time.Now()
+	m.pruneEnded(now)
 	m.mu.RLock()
 	n := len(m.mutes)
 	m.mu.RUnlock()
@@ -585,7 +613,6 @@ func (m *Moderation) mute(c *Client, arg string) {
 		c.errorf("%d members are muted, the most there may be; /unmute one first", n)
 		return
 	}
-	now := time.Now()
 	rec := muteRecord{Name: t.Name(), Source: t.source, By: c.Name(), At: now}
 	if d > 0 {
 		rec.Until = now.Add(d)
