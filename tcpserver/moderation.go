@@ -166,6 +166,7 @@ type Moderation struct {
 	modes  map[string]modeRecord  // by room
 
 	deletions map[string]time.Time // deletion records seen, and when each ends (removal.go)
+	orders    map[string]time.Time // orders seen, and when each ends (orders.go)
 
 	accounts   map[string]accountRecord        // registered names, by lower-case name (accounts.go)
 	registered atomic.Pointer[map[string]bool] // accounts' keys, for presence to read without a lock
@@ -197,6 +198,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 		topics:       make(map[string]topicRecord),
 		modes:        make(map[string]modeRecord),
 		deletions:    make(map[string]time.Time),
+		orders:       make(map[string]time.Time),
 		actions:      make(map[string]*atomic.Uint64, len(modActions)),
 	}
 	if password != "" {

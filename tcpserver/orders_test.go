@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +89,14 @@ func TestOrdersThatNobodyCarriesOut(t *testing.T) {
 	carol.expect("<bob> still here")
 	carol.send("me too")
 	bob.expect("<carol> me too")
+
+	// The next order removes the stale one from the store, not the
+	// others: they are not stale yet, or not orders.
+	op.send("/kick nobody")
+	op.expect("nobody is not on this node")
+	if keys := state.keys(bucketOrders); slices.Contains(keys, "carol.old") || !slices.Contains(keys, "carol.bad") || !slices.Contains(keys, "carol.junk") {
+		t.Errorf("orders in the store: %q", keys)
+	}
 
 	single, _ := startModServer(t, HubConfig{})
 	op2 := single.dialFrom(t, "127.0.0.1").named("alice").opped()
