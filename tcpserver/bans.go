@@ -46,6 +46,8 @@ func (m *Moderation) ban(c *Client, arg string) {
 		return
 	}
 	key := banKey(mask)
+	now := time.Now()
+	m.pruneEnded(now)
 	m.mu.RLock()
 	_, had := m.bans[key]
 	n := len(m.bans)
@@ -54,7 +56,6 @@ func (m *Moderation) ban(c *Client, arg string) {
 		c.errorf("there are %d bans, the most there may be; /unban one first", n)
 		return
 	}
-	now := time.Now()
 	rec := banRecord{Mask: mask.String(), Name: name, Reason: reason, By: c.Name(), At: now}
 	if d > 0 {
 		rec.Until = now.Add(d)
@@ -149,19 +150,15 @@ func (m *Moderation) unban(c *Client, arg string) {
 // are dropped from the store on the way.
 func (m *Moderation) listBans(c *Client, _ string) {
 	now := time.Now()
-	var list, ended []banRecord
+	m.pruneEnded(now)
+	var list []banRecord
 	m.mu.RLock()
 	for _, b := range m.bans {
-		if !b.Until.IsZero() && !now.Before(b.Until) {
-			ended = append(ended, b)
-			continue
+		if b.Until.IsZero() || now.Before(b.Until) {
+			list = append(list, b)
 		}
-		list = append(list, b)
 	}
 	m.mu.RUnlock()
-	for _, b := range ended {
-		m.remove(bucketBans, banKey(b.prefix))
-	}
 	if len(list) == 0 {
 		c.send(KindSystem, "no bans")
 		return

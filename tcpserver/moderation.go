@@ -166,6 +166,7 @@ type Moderation struct {
 	modes  map[string]modeRecord  // by room
 
 	deletions map[string]time.Time // deletion records seen, and when each ends (removal.go)
+	orders    map[string]time.Time // orders seen, and when each ends (orders.go)
 
 	accounts   map[string]accountRecord        // registered names, by lower-case name (accounts.go)
 	registered atomic.Pointer[map[string]bool] // accounts' keys, for presence to read without a lock
@@ -197,6 +198,7 @@ func newModeration(h *Hub, state StateStore, password string) *Moderation {
 		topics:       make(map[string]topicRecord),
 		modes:        make(map[string]modeRecord),
 		deletions:    make(map[string]time.Time),
+		orders:       make(map[string]time.Time),
 		actions:      make(map[string]*atomic.Uint64, len(modActions)),
 	}
 	if password != "" {
@@ -433,6 +435,32 @@ func (m *Moderation) muteOfLocked(name, source string, now time.Time) (muteRecor
 	return muteRecord{}, false
 }
 
+// pruneEnded removes from the store the mutes and bans that ended by
+// now: they refuse nobody, and are not to fill the places maxMuteBans
+// and maxBans allow, nor keep maySpeak looking.
+func (m *Moderation) pruneEnded(now time.Time) {
+	ended := func(until time.Time) bool { return !until.IsZero() && !now.Before(until) }
+	var mutes, bans []string
+	m.mu.RLock()
+	for k, mu := range m.mutes {
+		if ended(mu.Until) {
+			mutes = append(mutes, k)
+		}
+	}
+	for k, b := range m.bans {
+		if ended(b.Until) {
+			bans = append(bans, k)
+		}
+	}
+	m.mu.RUnlock()
+	for _, k := range mutes {
+		m.remove(bucketMutes, k)
+	}
+	for _, k := range bans {
+		m.remove(bucketBans, k)
+	}
+}
+
 // topic returns room's topic, "" for none.
 func (m *Moderation) topic(room string) string {
 	m.mu.RLock()
@@ -578,6 +606,8 @@ func (m *Moderation) mute(c *Client, arg string) {
 		c.errorf("you cannot mute yourself")
 		return
 	}
+	now := time.Now()
+	m.pruneEnded(now)
 	m.mu.RLock()
 	n := len(m.mutes)
 	m.mu.RUnlock()
@@ -585,7 +615,6 @@ func (m *Moderation) mute(c *Client, arg string) {
 		c.errorf("%d members are muted, the most there may be; /unmute one first", n)
 		return
 	}
-	now := time.Now()
 	rec := muteRecord{Name: t.Name(), Source: t.source, By: c.Name(), At: now}
 	if d > 0 {
 		rec.Until = now.Add(d)
@@ -611,15 +640,16 @@ func (m *Moderation) unmute(c *Client, arg string) {
 		return
 	}
 	key := strings.ToLower(arg)
+	// Looked up before taking m.mu: the hub's lock is held while taking
+	// it (a join reads the topic), never the other way round.
+	t := m.hub.lookup(arg)
 	m.mu.RLock()
 	_, ok := m.mutes[key]
-	if !ok {
-		if t := m.hub.lookup(arg); t != nil {
-			for k, mu := range m.mutes {
-				if mu.Source == t.source {
-					key, ok = k, true
-					break
-				}
+	if !ok && t != nil {
+		for k, mu := range m.mutes {
+			if mu.Source == t.source {
+				key, ok = k, true
+				break
 			}
 		}
 	}
@@ -633,7 +663,7 @@ func (m *Moderation) unmute(c *Client, arg string) {
 		return
 	}
 	m.did(c, "unmute", "target", arg)
-	if t := m.hub.lookup(arg); t != nil {
+	if t != nil {
 		t.send(KindSystem, "you are no longer muted")
 	}
 	c.send(KindSystem, "you unmuted "+arg)
@@ -717,12 +747,7 @@ func (m *Moderation) applyTopic(room string, value []byte) error {
 	if err != nil || old.Text == rec.Text {
 		return err
 	}
-	m.inRoom(room, func(r *Room) {
-		ev := m.hub.stamp(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text})
-		r.mu.Lock()
-		r.sendLocked(ev, nil)
-		r.mu.Unlock()
-	})
+	m.inRoom(room, func(r *Room) { r.tell(&Event{Kind: KindTopic, Room: room, From: rec.By, Text: rec.Text}) })
 	return nil
 }
 

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/netip"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -799,5 +802,63 @@ func TestAccountKeysBounded(t *testing.T) {
 	b, _ := json.Marshal(accountRecord{Name: "alice", Keys: []string{"SHA256:k"}})
 	if err := h.mod.applyAccount("alice", b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUnmuteTakesNoLockAcrossTheHubs: /unmute looks the member up (the
+// hub's lock) before it reads the mutes (moderation's), as a join takes
+// them in the other order (the hub's, then the topic): holding
+// moderation's lock while waiting for the hub's deadlocked the hub as
+// soon as a record was applied meanwhile.
+func TestUnmuteTakesNoLockAcrossTheHubs(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	ts.dialFrom(t, "127.0.0.2").named("carol")
+
+	h, m := ts.hub, ts.hub.mod
+	h.mu.Lock()
+	op.send("/unmute carol")
+	for end := time.Now().Add(500 * time.Millisecond); time.Now().Before(end); {
+		if !m.mu.TryLock() {
+			h.mu.Unlock()
+			t.Fatal("/unmute holds moderation's lock while it waits for the hub's")
+		}
+		m.mu.Unlock()
+		runtime.Gosched()
+	}
+	h.mu.Unlock()
+	op.expect("! carol is not muted")
+}
+
+// TestEndedMutesAndBansFreeTheirPlaces: mutes and bans that ended are
+// dropped when an operator mutes or bans, so that a thousand short ones
+// do not refuse every /mute and /ban after them.
+func TestEndedMutesAndBansFreeTheirPlaces(t *testing.T) {
+	ts, _ := startModServer(t, HubConfig{})
+	op := ts.dialFrom(t, "127.0.0.1").named("alice").opped()
+	ts.dialFrom(t, "127.0.0.2").named("bob")
+	m := ts.hub.mod
+	ended := time.Now().Add(-time.Second)
+	for i := range maxMuteBans {
+		name := "gone" + strconv.Itoa(i)
+		if err := m.save(bucketMutes, name, muteRecord{Name: name, By: "alice", Until: ended}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range maxBans {
+		mask := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
+		if err := m.save(bucketBans, banKey(mask), banRecord{Mask: mask.String(), By: "alice", Until: ended}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	op.send("/mute bob 10m")
+	op.expect("you muted bob for 10m")
+	op.send("/ban 192.0.2.1 10m")
+	op.expect("you banned 192.0.2.1/32 for 10m")
+	m.mu.RLock()
+	mutes, bans := len(m.mutes), len(m.bans)
+	m.mu.RUnlock()
+	if mutes != 1 || bans != 1 {
+		t.Errorf("%d mutes and %d bans kept, want the 1 of each in force", mutes, bans)
 	}
 }

@@ -129,9 +129,11 @@ type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-// notice tells every member of the room here a line from the server.
-func (r *Room) notice(text string) {
-	ev := r.hub.stamp(&Event{Kind: KindSystem, Room: r.name, Text: text})
+// tell stamps ev, a moderation record's news, and sends it to every
+// member of the room here: each node tells its own, as it applies the
+// record.
+func (r *Room) tell(ev *Event) {
+	r.hub.stamp(ev)
 	r.mu.Lock()
 	r.sendLocked(ev, nil)
 	r.mu.Unlock()

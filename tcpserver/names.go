@@ -63,6 +63,7 @@ func (b *nameBook) reserve(name string) { b.reserved[lookKey(name, lookLoose)] =
 // own makes name registered: nobody but the member who proves it is
 // theirs (Client.account) may take it, or a name that looks like it.
 func (b *nameBook) own(name string) {
+	b.disown(name) // as registered before, in another case, if it was
 	b.ownFold[strings.ToLower(name)] = name
 	key := lookKey(name, lookIndex)
 	if !slices.ContainsFunc(b.owned[key], func(n string) bool { return strings.EqualFold(n, name) }) {
@@ -70,9 +71,14 @@ func (b *nameBook) own(name string) {
 	}
 }
 
-// disown makes name free again.
+// disown makes name, in any case, free again. It is indexed as it was
+// registered: lookKey keeps case (M is not rn, D not cl, L not |).
 func (b *nameBook) disown(name string) {
-	delete(b.ownFold, strings.ToLower(name))
+	fold := strings.ToLower(name)
+	if owned, ok := b.ownFold[fold]; ok {
+		name = owned
+	}
+	delete(b.ownFold, fold)
 	key := lookKey(name, lookIndex)
 	list := slices.DeleteFunc(b.owned[key], func(n string) bool { return strings.EqualFold(n, name) })
 	if len(list) == 0 {

@@ -268,3 +268,24 @@ func FuzzLookKey(f *testing.F) {
 		}
 	})
 }
+
+// TestDisownInAnyCase: a registered name is freed by its lower-case key
+// (as the accounts bucket names it), though lookKey indexed it as
+// registered: Mallory, Dave and Lee were refused as registered after
+// their owners unregistered them.
+func TestDisownInAnyCase(t *testing.T) {
+	for _, name := range []string{"Mallory", "Dave", "Lee", "plain"} {
+		b := newNameBook()
+		b.own(name)
+		if err := b.ownedBy(name, nil); !errors.Is(err, ErrNickRegistered) {
+			t.Errorf("%s registered: ownedBy = %v", name, err)
+		}
+		b.disown(strings.ToLower(name))
+		if err := b.ownedBy(name, nil); err != nil {
+			t.Errorf("%s unregistered: ownedBy = %v", name, err)
+		}
+		if len(b.owned) != 0 || len(b.ownFold) != 0 {
+			t.Errorf("%s unregistered: left %v and %v", name, b.owned, b.ownFold)
+		}
+	}
+}

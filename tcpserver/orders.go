@@ -51,12 +51,18 @@ func (m *Moderation) order(c *Client, rec orderRecord) {
 		c.errorf("the %s %v", rec.Action, err)
 		return
 	}
+	m.pruneStale(bucketOrders, m.orders, now)
 	m.did(c, rec.Action, "target", rec.Name, "on", "another node", "duration", rec.Duration, "reason", rec.Reason)
 	c.send(KindSystem, rec.Name+" is not on this node: the others are asked to "+rec.Action+" "+rec.Name+"; its leave shows when it is done")
 }
 
-// applyOrder carries out an order if its member is here.
+// applyOrder carries out an order if its member is here. Orders nobody
+// carried out are removed when they are stale, by the next order given
+// on any node.
 func (m *Moderation) applyOrder(key string, value []byte) error {
+	m.mu.Lock()
+	delete(m.orders, key)
+	m.mu.Unlock()
 	if value == nil {
 		return nil
 	}
@@ -64,6 +70,9 @@ func (m *Moderation) applyOrder(key string, value []byte) error {
 	if err := json.Unmarshal(value, &rec); err != nil {
 		return err
 	}
+	m.mu.Lock()
+	m.orders[key] = rec.Until
+	m.mu.Unlock()
 	now := time.Now()
 	if !now.Before(rec.Until) {
 		return nil
@@ -125,6 +134,6 @@ func (m *Moderation) applyMode(room string, value []byte) error {
 	if err != nil || rec.Note == "" || rec.At.Equal(old.At) {
 		return err // or seen already, or no change to tell
 	}
-	m.inRoom(room, func(r *Room) { r.notice(rec.By + " " + rec.Note) })
+	m.inRoom(room, func(r *Room) { r.tell(&Event{Kind: KindSystem, Room: room, Text: rec.By + " " + rec.Note}) })
 	return nil
 }

@@ -2,8 +2,10 @@ package tcpserver
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // startPair starts two hubs sharing state, each one of a cluster (so
@@ -39,6 +41,7 @@ func TestKickAndBanAcrossNodes(t *testing.T) {
 		t.Fatalf("bob, kicked from node a, got %q", lines)
 	}
 
+	b.waitGone(t, "bob") // its connection closes before its name is free
 	bob = b.dialFrom(t, "127.0.0.2").named("bob")
 	op.send("/ban bob 2h spam")
 	op.expect("bob is not on this node: the others are asked to ban bob")
@@ -87,6 +90,14 @@ func TestOrdersThatNobodyCarriesOut(t *testing.T) {
 	carol.send("me too")
 	bob.expect("<carol> me too")
 
+	// The next order removes the stale one from the store, not the
+	// others: they are not stale yet, or not orders.
+	op.send("/kick nobody")
+	op.expect("nobody is not on this node")
+	if keys := state.keys(bucketOrders); slices.Contains(keys, "carol.old") || !slices.Contains(keys, "carol.bad") || !slices.Contains(keys, "carol.junk") {
+		t.Errorf("orders in the store: %q", keys)
+	}
+
 	single, _ := startModServer(t, HubConfig{})
 	op2 := single.dialFrom(t, "127.0.0.1").named("alice").opped()
 	op2.send("/kick nobody")
@@ -123,5 +134,16 @@ func TestModeChangesAreToldOnEveryNode(t *testing.T) {
 	op.send("/moderate on")
 	if got := onB.expect("alice"); !strings.Contains(got, "alice made lobby moderated") {
 		t.Errorf("after the notice of /slow off bob got %q", got)
+	}
+}
+
+// waitGone waits, a few seconds at most, until nobody on ts is called
+// name.
+func (ts *testServer) waitGone(t *testing.T, name string) {
+	t.Helper()
+	for end := time.Now().Add(3 * time.Second); ts.hub.lookup(name) != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s is still on %s", name, ts.addr)
+		}
 	}
 }

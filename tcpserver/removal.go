@@ -223,7 +223,7 @@ func (m *Moderation) removeLines(c *Client, action, room string, lines []*Event)
 	}
 	m.did(c, action, "room", room, "target", rec.From, "lines", len(lines))
 	c.send(KindSystem, "you removed "+countOf(len(lines), "line")+" by "+rec.From+" from "+room)
-	m.pruneDeletions(now)
+	m.pruneStale(bucketDeletions, m.deletions, now)
 }
 
 // applyDeletion takes the lines a deletion record names out of this
@@ -240,7 +240,7 @@ func (m *Moderation) applyDeletion(key string, value []byte) error {
 	m.mu.Lock()
 	_, seen := m.deletions[key]
 	if !seen {
-		m.deletions[key] = rec.Until // a stale one too, for pruneDeletions
+		m.deletions[key] = rec.Until // a stale one too, for pruneStale
 	}
 	m.mu.Unlock()
 	if seen || !now.Before(rec.Until) {
@@ -255,41 +255,30 @@ func (m *Moderation) applyDeletion(key string, value []byte) error {
 		keys = append(keys, k)
 	}
 	m.hub.hist.Remove(context.Background(), rec.Room, keys...)
-	h := m.hub
-	h.mu.Lock()
-	r := h.rooms[rec.Room]
-	if r != nil {
-		h.pinLocked(r)
-		defer h.unpin(r)
+	text := "a message by " + rec.From + " was removed"
+	if len(rec.Keys) > 1 {
+		text = strconv.Itoa(len(rec.Keys)) + " messages by " + rec.From + " were removed"
 	}
-	h.mu.Unlock()
-	if r != nil {
-		text := "a message by " + rec.From + " was removed"
-		if len(rec.Keys) > 1 {
-			text = strconv.Itoa(len(rec.Keys)) + " messages by " + rec.From + " were removed"
-		}
-		ev := h.stamp(&Event{Kind: KindDelete, Room: rec.Room, From: rec.From, Names: rec.Keys, Text: text})
-		r.mu.Lock()
-		r.sendLocked(ev, nil)
-		r.mu.Unlock()
-	}
+	m.inRoom(rec.Room, func(r *Room) {
+		r.tell(&Event{Kind: KindDelete, Room: rec.Room, From: rec.From, Names: rec.Keys, Text: text})
+	})
 	return nil
 }
 
-// pruneDeletions removes from the store the deletion records past their
-// time, which every node ignores by now.
-func (m *Moderation) pruneDeletions(now time.Time) {
+// pruneStale removes from the store the records of bucket past their
+// time in seen (deletions or orders), which every node ignores by now.
+func (m *Moderation) pruneStale(bucket string, seen map[string]time.Time, now time.Time) {
 	var stale []string
 	m.mu.Lock()
-	for k, until := range m.deletions {
+	for k, until := range seen {
 		if !now.Before(until) {
 			stale = append(stale, k)
-			delete(m.deletions, k)
+			delete(seen, k)
 		}
 	}
 	m.mu.Unlock()
 	for _, k := range stale {
-		m.remove(bucketDeletions, k)
+		m.remove(bucket, k)
 	}
 }
 
