@@ -206,6 +206,23 @@ func (h *Hub) nameOwn(ev *Event) {
 	}
 }
 
+// storeLines is h.store's Lines with the lines named as every node names
+// them (see nameOwn): a store other than the hub's own memory gives back
+// copies of its own making, this node's lines without their node, and
+// then neither /history's next page, nor /delete ID (the id members saw),
+// nor the other nodes' copies of a deletion record matched them. Each
+// reader of the store reads through here, before it measures, matches or
+// shows a line.
+func (h *Hub) storeLines(ctx context.Context, room string, before LineKey, limit int) ([]*Event, bool, error) {
+	lines, more, err := h.store.Lines(ctx, room, before, limit)
+	if h.store != Store(h.hist) {
+		for _, ev := range lines {
+			h.nameOwn(ev)
+		}
+	}
+	return lines, more, err
+}
+
 // seed merges the room's last lines as the cluster or the store has them
 // (more: it has earlier ones) with the ones this node kept: theirs first,
 // then any kept here they do not have yet (said since they were asked),

@@ -102,19 +102,11 @@ func (h *Hub) findLines(room string, match func(*Event) bool, limit int) ([]*Eve
 	var found []*Event
 	var before LineKey
 	for scanned := 0; scanned < maxRemoveScan; {
-		lines, more, err := h.store.Lines(ctx, room, before, min(200, maxRemoveScan-scanned))
+		lines, more, err := h.storeLines(ctx, room, before, min(200, maxRemoveScan-scanned))
 		if err != nil {
 			return found, err
 		}
 		for i := len(lines) - 1; i >= 0; i-- {
-			if h.node != "" && h.store != Store(h.hist) {
-				// Named as every node names it, as /history does: a
-				// store gives this node's own lines without their node,
-				// and then neither /delete ID (the id members saw)
-				// matched them, nor did the other nodes' copies match
-				// the deletion record.
-				h.nameOwn(lines[i])
-			}
 			if match(lines[i]) {
 				if found = append(found, lines[i]); len(found) == limit {
 					return found, nil

@@ -79,7 +79,7 @@ func (c *Client) history(arg string) {
 	}
 	if !mark || !c.scroll.done {
 		ctx, cancel := context.WithTimeout(context.Background(), historyTimeout)
-		lines, more, err = h.store.Lines(ctx, r.name, before, limit)
+		lines, more, err = h.storeLines(ctx, r.name, before, limit)
 		cancel()
 		switch {
 		case errors.Is(err, ErrUnknownLine) && mark:
@@ -103,15 +103,10 @@ func (c *Client) history(arg string) {
 	}
 	shown := lines[:0:0]
 	for _, ev := range lines {
-		if h.store != h.hist {
-			// A store of another kind gives back lines of its own
-			// making: named as this node names them, and encoded
-			// (without their text form a terminal's /history showed
-			// the times alone).
-			h.nameOwn(ev)
-			if ev.line == nil {
-				ev.finish()
-			}
+		if ev.line == nil {
+			// A store's own copy (see storeLines): without its text
+			// form a terminal's /history showed the times alone.
+			ev.finish()
 		}
 		if ev.Room == r.name && (ev.Kind == KindMessage || ev.Kind == KindAction) {
 			shown = append(shown, ev)
