@@ -214,6 +214,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 		return c, err
 	}
 	// check has refused what does not parse.
+	c.defaultRoom, _ = tcpserver.RoomName(c.defaultRoom) // as /join folds it
 	c.showAddresses.UnmarshalText([]byte(c.showAddrsFlag))
 	c.speak, _ = tcpserver.ParseSpeak(c.speakFlag)
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
@@ -233,6 +234,9 @@ func (c config) check() error {
 	var errs []error
 	if c.tcpAddr == "" {
 		errs = append(errs, errors.New("--tcp must not be empty"))
+	}
+	if _, err := tcpserver.RoomName(c.defaultRoom); err != nil {
+		errs = append(errs, fmt.Errorf("--room: %w", err))
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
