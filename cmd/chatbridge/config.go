@@ -214,6 +214,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 		return c, err
 	}
 	// check has refused what does not parse.
+	c.defaultRoom, _ = tcpserver.RoomName(c.defaultRoom) // as /join folds it
 	c.showAddresses.UnmarshalText([]byte(c.showAddrsFlag))
 	c.speak, _ = tcpserver.ParseSpeak(c.speakFlag)
 	c.trustedProxies, _ = bridge.ParseTrustedProxies(c.proxiesFlag)
@@ -234,6 +235,9 @@ func (c config) check() error {
 	if c.tcpAddr == "" {
 		errs = append(errs, errors.New("--tcp must not be empty"))
 	}
+	if _, err := tcpserver.RoomName(c.defaultRoom); err != nil {
+		errs = append(errs, fmt.Errorf("--room: %w", err))
+	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want text or json", c.logFormat))
 	}
@@ -249,8 +253,8 @@ func (c config) check() error {
 	if c.historyMemory < 1 {
 		errs = append(errs, errors.New("--history-memory must be at least 1 byte (--history 0 keeps no history)"))
 	}
-	if c.history < 0 || c.rate < 0 || c.maxClients < 0 || c.maxPerIP < 0 || c.roomRate < 0 {
-		errs = append(errs, errors.New("--history, --rate, --max-clients, --max-per-ip and --room-rate must not be negative"))
+	if c.history < 0 || c.maxClients < 0 || c.maxPerIP < 0 || c.roomRate < 0 {
+		errs = append(errs, errors.New("--history, --max-clients, --max-per-ip and --room-rate must not be negative"))
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
@@ -299,7 +303,7 @@ func (c config) check() error {
 	for _, r := range []struct {
 		name string
 		v    float64
-	}{{"--connect-rate", c.connectRate}, {"--private-rate", c.privateRate}, {"--private-rate-per-ip", c.privatePerIP}} {
+	}{{"--rate", c.rate}, {"--connect-rate", c.connectRate}, {"--private-rate", c.privateRate}, {"--private-rate-per-ip", c.privatePerIP}} {
 		if !(r.v >= 0 && r.v <= maxRate) { // NaN too
 			errs = append(errs, fmt.Errorf("%s %v: want a number from 0 (no limit) to %d", r.name, r.v, maxRate))
 		}

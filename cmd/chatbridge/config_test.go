@@ -83,6 +83,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{nil, map[string]string{"CHATBRIDGE_METRICS_ADDR": "127.0.0.1:70000"}, `--metrics-addr "127.0.0.1:70000": port "70000"`},
 		{[]string{"--ssh", ":2222"}, nil, "--ssh needs --ssh-host-key FILE"},
 		{[]string{"--ssh-host-key", "key"}, nil, "--ssh-host-key needs --ssh"},
+		{[]string{"--room", "the lobby"}, nil, `--room: room "the lobby" is not valid`},
+		{nil, map[string]string{"CHATBRIDGE_ROOM": "lobby\u200b"}, `--room: room "lobby\u200b" is not valid`},
 		{[]string{"--history-keep", "0"}, nil, "--history-keep 0: want 1 to 10000000"},
 		{[]string{"--history-keep", "-5"}, nil, "--history-keep -5: want 1 to 10000000"},
 		{[]string{"--history-keep", "10000001"}, nil, "--history-keep 10000001: want 1 to 10000000"},
@@ -101,6 +103,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"--connect-rate", "Inf"}, nil, "--connect-rate +Inf: want a number"},
 		{nil, map[string]string{"CHATBRIDGE_CONNECT_RATE": "lots"}, `CHATBRIDGE_CONNECT_RATE="lots"`},
 		{[]string{"--private-rate", "-0.5"}, nil, "--private-rate -0.5: want a number"},
+		{[]string{"--rate", "NaN"}, nil, "--rate NaN: want a number from 0 (no limit) to 1000000"},
+		{nil, map[string]string{"CHATBRIDGE_RATE": "+Inf"}, "--rate +Inf: want a number"},
+		{[]string{"--rate", "-1"}, nil, "--rate -1: want a number"},
 		{[]string{"--private-rate-per-ip", "2000000"}, nil, "--private-rate-per-ip 2e+06: want a number"},
 		{nil, map[string]string{"CHATBRIDGE_PRIVATE_RATE_PER_IP": "NaN"}, "--private-rate-per-ip NaN: want a number"},
 		{[]string{"--announce-delay", "-1s"}, nil, "--announce-delay -1s: want 0 (at once) to 1h0m0s"},
@@ -547,6 +552,21 @@ func TestDataNodeID(t *testing.T) {
 		}
 		if id, err := dataNodeID(dir); err == nil {
 			t.Errorf("node-id %q taken as %q", bad, id)
+		}
+	}
+}
+
+// TestParseConfigRoomFolded: --room is the name /join gives the same
+// room, folded as RoomName folds it; "Lobby" made a default room no
+// /join could reach (/join Lobby made another, "lobby").
+func TestParseConfigRoomFolded(t *testing.T) {
+	for _, give := range []string{"Lobby", "#lobby", "#LOBBY"} {
+		c, err := parseConfig([]string{"--room", give}, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("--room %q: %v", give, err)
+		}
+		if c.defaultRoom != "lobby" {
+			t.Errorf("--room %q: default room %q, want %q", give, c.defaultRoom, "lobby")
 		}
 	}
 }

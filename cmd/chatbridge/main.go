@@ -167,10 +167,6 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		hubCfg.Store, hubCfg.State = relay.Store(), relay
 	}
 	hub := tcpserver.NewHub(hubCfg, log)
-	if _, err := tcpserver.RoomName(cfg.defaultRoom); err != nil {
-		fmt.Fprintf(stderr, "chatbridge: --room: %v\n", err)
-		return 2
-	}
 
 	// Every connection on every listener counts against --max-clients,
 	// --max-per-ip and --connect-rate from the moment it is accepted,
