@@ -316,12 +316,9 @@ func (w *wireConn) Write(p []byte) (int, error) {
 		}
 	}
 	if w.corked {
-		if len(*w.buf) > 0 && len(*w.buf)+len(p) > corkChunk {
-			if err := w.writeGatheredLocked(); err != nil {
-				return 0, err
-			}
+		if err := w.copyLocked(p); err != nil {
+			return 0, err
 		}
-		*w.buf = append(*w.buf, p...)
 		return n, nil
 	}
 	if err := w.setDeadline(); err != nil {

@@ -52,6 +52,22 @@ func lineBytes(ev *Event) int {
 	return max(len(ev.line), jsonEnvelope+keyLen(ev)+len(ev.Room)+len(ev.From)+len(ev.Text)+extra)
 }
 
+// sayCost is what ev costs a room's budget: one line and its lineBytes,
+// or a batch's lines and their lineBytes in all; nothing for an event
+// that is not a line.
+func sayCost(ev *Event) (lines, bytes int) {
+	switch ev.Kind {
+	case KindMessage, KindAction:
+		return 1, lineBytes(ev)
+	case KindBatch:
+		for _, line := range ev.Events {
+			bytes += lineBytes(line)
+		}
+		return len(ev.Events), bytes
+	}
+	return 0, 0
+}
+
 // keyLen is the length of a line's JSON id, its [LineKey] as text: some
 // 16 digits of a time-based ID, after the node's name in a cluster.
 func keyLen(ev *Event) int {

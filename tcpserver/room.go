@@ -250,17 +250,10 @@ func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 	if from != nil && from.echo {
 		except = nil // it asked for its own lines back
 	}
-	lines, bytes := 1, 0
+	lines, bytes := 0, 0
 	rates := r.hub.budget
 	if !rates.unbounded() {
-		if ev.Kind != KindBatch {
-			bytes = lineBytes(ev)
-		} else {
-			lines = len(ev.Events)
-			for _, line := range ev.Events {
-				bytes += lineBytes(line)
-			}
-		}
+		lines, bytes = sayCost(ev)
 	}
 	r.mu.Lock()
 	n := len(r.members)
@@ -299,14 +292,8 @@ func (r *Room) say(ev *Event, from *Client) (ok bool, wait time.Duration) {
 // never refused (see roomBudget.charge).
 func (r *Room) broadcast(ev *Event, except *Client) {
 	lines, bytes := 0, 0
-	switch ev.Kind {
-	case KindMessage, KindAction:
-		lines, bytes = 1, lineBytes(ev)
-	case KindBatch:
-		lines = len(ev.Events)
-		for _, line := range ev.Events {
-			bytes += lineBytes(line)
-		}
+	if !r.hub.budget.unbounded() {
+		lines, bytes = sayCost(ev)
 	}
 	r.mu.Lock()
 	if lines > 0 {
