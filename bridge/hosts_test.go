@@ -256,3 +256,17 @@ func TestHostListsBounded(t *testing.T) {
 		t.Fatalf("ParseAllowHosts of %d entries = %d, %v; want %q", maxHostEntries+1, len(got), err, want)
 	}
 }
+
+// An IPv4-mapped address in --allow-host is the IPv4 address it maps, as
+// a request's Host is compared: kept mapped, it matched no request at all.
+func TestAllowHostMappedIPv4(t *testing.T) {
+	allow, err := ParseAllowHosts("::ffff:10.0.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"10.0.0.5:8080", "[::ffff:10.0.0.5]:8080"} {
+		if !hostAllowed(allow, host) {
+			t.Errorf("--allow-host ::ffff:10.0.0.5 (%q): refuses %q", allow, host)
+		}
+	}
+}
