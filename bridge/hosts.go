@@ -135,7 +135,7 @@ func ParseAllowHosts(s string) ([]string, error) {
 	for _, e := range list {
 		h := strings.ToLower(strings.TrimSuffix(e, "."))
 		if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")); err == nil && a.Zone() == "" {
-			out = append(out, a.String())
+			out = append(out, a.Unmap().String()) // as hostAllowed compares a request's
 			continue
 		}
 		if !validDNSName(strings.TrimPrefix(h, "*.")) {

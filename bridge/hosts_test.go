@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -233,4 +234,39 @@ func FuzzHostLists(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A list longer than maxHostEntries is refused, not walked on every
+// request.
+func TestHostListsBounded(t *testing.T) {
+	many := func(n int, entry string) string {
+		return strings.TrimSuffix(strings.Repeat(entry+",", n), ",")
+	}
+	if got, err := ParseEmbedOrigins(many(maxHostEntries, "https://docs.example.com")); err != nil || len(got) != maxHostEntries {
+		t.Fatalf("ParseEmbedOrigins of %d entries = %d, %v", maxHostEntries, len(got), err)
+	}
+	if got, err := ParseAllowHosts(many(maxHostEntries, "chat.example.com")); err != nil || len(got) != maxHostEntries {
+		t.Fatalf("ParseAllowHosts of %d entries = %d, %v", maxHostEntries, len(got), err)
+	}
+	want := fmt.Sprintf("%d entries: at most %d", maxHostEntries+1, maxHostEntries)
+	if got, err := ParseEmbedOrigins(many(maxHostEntries+1, "https://docs.example.com")); err == nil || err.Error() != want {
+		t.Fatalf("ParseEmbedOrigins of %d entries = %d, %v; want %q", maxHostEntries+1, len(got), err, want)
+	}
+	if got, err := ParseAllowHosts(many(maxHostEntries+1, "chat.example.com")); err == nil || err.Error() != want {
+		t.Fatalf("ParseAllowHosts of %d entries = %d, %v; want %q", maxHostEntries+1, len(got), err, want)
+	}
+}
+
+// An IPv4-mapped address in --allow-host is the IPv4 address it maps, as
+// a request's Host is compared: kept mapped, it matched no request at all.
+func TestAllowHostMappedIPv4(t *testing.T) {
+	allow, err := ParseAllowHosts("::ffff:10.0.0.5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, host := range []string{"10.0.0.5:8080", "[::ffff:10.0.0.5]:8080"} {
+		if !hostAllowed(allow, host) {
+			t.Errorf("--allow-host ::ffff:10.0.0.5 (%q): refuses %q", allow, host)
+		}
+	}
 }

@@ -36,18 +36,15 @@ const (
 // or IPv6, separated by commas or spaces, such as "127.0.0.1, 10.0.0.0/8,
 // ::1". An empty list trusts no proxy.
 func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
-	fields := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
-	if len(fields) > maxProxies {
-		return nil, fmt.Errorf("%d entries: at most %d", len(fields), maxProxies)
+	list := fields(s)
+	if len(list) > maxProxies {
+		return nil, fmt.Errorf("%d entries: at most %d", len(list), maxProxies)
 	}
 	var out []netip.Prefix
-	for _, f := range fields {
+	for _, f := range list {
 		p, err := parseProxy(f)
 		if err != nil {
-			if len(f) > 50 {
-				f = f[:50] + "..."
-			}
-			return nil, fmt.Errorf("%q: %w", f, err)
+			return nil, fmt.Errorf("%s: %w", quoteEntry(f), err)
 		}
 		out = append(out, p)
 	}

@@ -261,10 +261,17 @@ type connectRates struct {
 }
 
 func newConnectRates(rate float64, burst int) *connectRates {
+	// A window past what a Duration holds would convert to a negative
+	// one, turning at every connection and forgetting every bucket: it
+	// is the longest Duration instead, and cur turns only when full.
+	window := time.Duration(math.MaxInt64)
+	if secs := float64(burst) / rate; secs < window.Seconds() {
+		window = time.Duration(secs * float64(time.Second))
+	}
 	return &connectRates{
 		rate:   rate,
 		burst:  float64(burst),
-		window: time.Duration(float64(burst) / rate * float64(time.Second)),
+		window: window,
 		cur:    make(map[netip.Addr]tokenBucket),
 	}
 }

@@ -494,6 +494,21 @@ func TestConnectRatesStayBounded(t *testing.T) {
 	}
 }
 
+// A rate so slow that its window is longer than a time.Duration holds
+// (--connect-rate takes any number above 0) still limits: an address's
+// spent bucket is kept while others connect, not forgotten at each one.
+func TestConnectRatesVerySlow(t *testing.T) {
+	cr := newConnectRates(1e-15, 1)
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	now := time.Unix(1000, 0)
+	if !cr.take(a, now) || !cr.take(b, now.Add(time.Second)) {
+		t.Fatal("the first connection of each address was refused")
+	}
+	if cr.take(a, now.Add(2*time.Second)) {
+		t.Fatal("a's second connection was let in: its spent bucket was forgotten")
+	}
+}
+
 // Over a real listener: a client that reconnects faster than the rate is
 // refused with the reason, at once.
 func TestConnLimiterRefusesConnectingTooFast(t *testing.T) {
