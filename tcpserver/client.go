@@ -422,7 +422,10 @@ func (b *tokenBucket) wait(now time.Time, rate, burst float64) time.Duration {
 	if tokens >= 1 {
 		return 0
 	}
-	return time.Duration(math.Ceil((1 - tokens) / rate * float64(time.Second)))
+	// A rate so slow that the wait is past what a Duration holds (a
+	// flag of 1e-15) waits some 146 years, not a negative time that
+	// reads as "now".
+	return time.Duration(min(math.Ceil((1-tokens)/rate*float64(time.Second)), 1<<62))
 }
 
 func (b *tokenBucket) take(now time.Time, rate, burst float64) bool {

@@ -242,3 +242,15 @@ func BenchmarkHandle(b *testing.B) {
 		})
 	}
 }
+
+// A rate so slow that the wait overflows a Duration still waits: it was
+// negative, which the private-message limits read as allowed, so
+// --private-rate 1e-15 limited nothing.
+func TestTokenBucketWaitAtVerySlowRates(t *testing.T) {
+	now := time.Now()
+	var b tokenBucket
+	b.take(now, 1e-15, 1)
+	if w := b.wait(now, 1e-15, 1); w <= 0 {
+		t.Fatalf("wait = %v after the only token went, want a long wait", w)
+	}
+}
