@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -65,7 +66,8 @@ type names struct {
 	selfSeen  time.Time
 	watchedAt time.Time // when the watch started
 
-	wake chan struct{} // the writer has work
+	wake     chan struct{} // the writer has work
+	writeLog rateLimit     // "names not written", at most every few seconds
 
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
@@ -96,6 +98,7 @@ func (n *names) init(r *Relay) {
 	n.byRoom = make(map[string]map[string]string)
 	n.nodes = make(map[string]*otherNode)
 	n.wake = make(chan struct{}, 1)
+	n.writeLog = rateLimit{every: logEvery}
 }
 
 func (n *names) poke() {
@@ -221,18 +224,23 @@ func (n *names) liveLocked(node string) bool {
 	return o != nil && o.live
 }
 
-// ClaimName implements [tcpserver.Cluster].
+// ClaimName implements [tcpserver.Cluster]. A name this node knows
+// another node holds is refused without a round trip. A name the bucket
+// holds for someone this node cannot tell (it did not answer in time) is
+// refused too: a member given a name the cluster never heard of is
+// missing from every other node's presence, and free for their members
+// to take.
 func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 	if r.cfg.Alone {
 		return nil // nobody else to ask: the hub checks its own members
 	}
 	n := &r.names
 	key := strings.ToLower(name)
+	if n.heldElsewhere(key) {
+		return tcpserver.ErrNameTaken
+	}
 	s, err := r.current()
 	if err != nil {
-		if n.heldElsewhere(key) {
-			return tcpserver.ErrNameTaken
-		}
 		n.keep(key, name, room, 0)
 		return err
 	}
@@ -249,16 +257,24 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 	val := r.sealEntry(key, name, room)
 	rev, err := s.kv.Create(ctx, key, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		// Ours, released a moment ago and not yet deleted? Or an entry
-		// nobody can vouch for? Then take it.
+		// Ours, released a moment ago and not yet deleted? An entry
+		// nobody can vouch for, or of a node that is gone? Then take it.
 		e, gerr := s.kv.Get(ctx, key)
-		if gerr != nil {
-			return fmt.Errorf("claim %q: %w", name, gerr)
-		}
-		if node := r.holder(key, e.Value()); node != "" && node != r.cfg.NodeID {
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			rev, err = s.kv.Create(ctx, key, val) // let go of in between
+		case gerr != nil:
+			r.log.Debug("name in the bucket not read: taken for taken", "name", name, "err", gerr)
 			return tcpserver.ErrNameTaken
+		default:
+			if node := r.holder(key, e.Value()); node != "" && node != r.cfg.NodeID {
+				return tcpserver.ErrNameTaken
+			}
+			rev, err = s.kv.Update(ctx, key, val, e.Revision())
 		}
-		rev, err = s.kv.Update(ctx, key, val, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return tcpserver.ErrNameTaken // someone else wrote it in between
+		}
 	}
 	if err != nil {
 		if n.heldElsewhere(key) { // the bucket does not answer now
@@ -383,12 +399,15 @@ const nameWriters = 32
 // waits for.
 func (n *names) writeLoop() {
 	ctx := n.r.ctx
+	var retry <-chan time.Time // after a round with failures
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
+		case <-retry:
 		}
+		retry = nil
 		s, err := n.r.current()
 		if err != nil {
 			continue // setup marks everything dirty when the link is back
@@ -402,6 +421,8 @@ func (n *names) writeLoop() {
 		n.mu.Unlock()
 		sem := make(chan struct{}, nameWriters)
 		var wg sync.WaitGroup
+		var failed atomic.Int64
+		var lastErr atomic.Value
 		for _, key := range keys {
 			if ctx.Err() != nil {
 				break
@@ -410,7 +431,8 @@ func (n *names) writeLoop() {
 			wg.Go(func() { // owned by this round: waited for below
 				defer func() { <-sem }()
 				if err := n.write(ctx, s.kv, key); err != nil {
-					n.r.log.Debug("name not written; will retry", "name", key, "err", err)
+					failed.Add(1)
+					lastErr.Store(err)
 					n.mu.Lock()
 					n.dirty[key] = true
 					n.mu.Unlock()
@@ -418,8 +440,19 @@ func (n *names) writeLoop() {
 			})
 		}
 		wg.Wait()
+		if k := failed.Load(); k > 0 && ctx.Err() == nil {
+			// Nothing else may wake the writer for a long time: the
+			// entries are otherwise written again every NameAge/3.
+			retry = time.After(nameRetry)
+			if held, ok := n.writeLog.allow(time.Now()); ok {
+				n.r.log.Warn("names not written; will retry", "failed", k, "of", len(keys), "err", lastErr.Load(), "held_back", held)
+			}
+		}
 	}
 }
+
+// nameRetry is how long the writer waits to write again what it could not.
+const nameRetry = 500 * time.Millisecond
 
 // write brings key in the bucket up to date with this node's view of it.
 func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) error {

@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"chatbridge/tcpserver"
 )
 
 // TestPresenceCostsOneWriteANode: a node with many members writes one
@@ -202,4 +205,60 @@ func TestLeftoversOfAnEarlierRunShowNobody(t *testing.T) {
 	u := b.join(t, "", "")
 	u.say("/nick olga")
 	u.expect("is now known as olga")
+}
+
+// TestACrowdOfGuestsOnThreeNodes: thousands of members coming to three
+// nodes at once, 64 connecting at any time, as a load balancer spreads them, each get a name nobody
+// else has, and every node shows every one of them. (Guest names were
+// drawn from 9,000 whatever the cluster's size, so most draws met a name
+// another node held; after five such draws, or a bucket read that timed
+// out, a member kept a name the cluster never heard of: missing from the
+// other nodes' presence, and sometimes given to a member there too.)
+func TestACrowdOfGuestsOnThreeNodes(t *testing.T) {
+	ns := startNATS(t)
+	var nodes []*node
+	for _, id := range []string{"a", "b", "c"} {
+		nodes = append(nodes, startNode(t, ns.url(), id, 0))
+	}
+	const per = 2000
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	holders := map[string][]string{}    // name -> nodes
+	inFlight := make(chan struct{}, 64) // as chatbench dials: 64 at once
+	for i := range per {
+		for _, n := range nodes {
+			inFlight <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-inFlight }()
+				u := &user{t: t, signal: make(chan struct{}, 1)}
+				c, err := n.hub.Connect(u, tcpserver.ConnectInfo{Addr: fmt.Sprintf("192.0.2.%d:%d", 1+i%200, 1000+i), Transport: "tcp"})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				t.Cleanup(func() { c.Leave("") })
+				mu.Lock()
+				holders[c.Name()] = append(holders[c.Name()], n.relay.cfg.NodeID)
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	dups := 0
+	for name, ids := range holders {
+		if len(ids) > 1 {
+			if dups++; dups <= 3 {
+				t.Errorf("%s is on %v", name, ids)
+			}
+		}
+	}
+	if dups > 0 {
+		t.Fatalf("%d names held twice among %d members", dups, 3*per)
+	}
+	for _, n := range nodes {
+		waitFor(t, "node "+n.relay.cfg.NodeID+" to show the others' members", func() bool {
+			_, k := n.relay.RemoteMembers("lobby", 1)
+			return k == 2*per
+		})
+	}
 }
