@@ -118,9 +118,13 @@ func (h *Hub) claimForConnect(name, room string, notices []string) (string, []st
 		}
 		notices = append(notices, "nick \""+name+"\" is taken; you are a guest for now")
 	}
-	for range 5 {
+	others := 0
+	for _, k := range h.cluster.RemoteRooms() {
+		others += k
+	}
+	for try := range 5 {
 		h.mu.Lock()
-		guest := h.guestNameLocked()
+		guest := h.guestNameAmongLocked(others, try) // a bigger space after each clash
 		// Drawn, not yet taken: nobody else connecting meanwhile may
 		// draw it too, or both would claim it as this node's and one
 		// keep a name the cluster never heard of. Connect takes it, or

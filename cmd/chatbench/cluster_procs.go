@@ -75,6 +75,7 @@ func (p *serverProc) line(b []byte) {
 		Addr    string    `json:"addr"`
 		Node    string    `json:"node"`
 		Other   string    `json:"other"`
+		Members int       `json:"members"`
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -94,14 +95,13 @@ func (p *serverProc) line(b []byte) {
 		p.id = rec.Node
 	case "link to other nodes up":
 		p.linkUp = true
-	case "member of a lost node forgotten":
+	case "node lost: its members forgotten":
 		if p.lostOf == nil {
 			p.lostOf, p.lastOf = make(map[string]int), make(map[string]int64)
 		}
-		p.forgot++
-		p.lostOf[rec.Other]++
+		p.forgot += rec.Members
+		p.lostOf[rec.Other] += rec.Members
 		p.lastOf[rec.Other] = rec.Time.UnixNano()
-		return // thousands of them: not kept, and no change to tell
 	default:
 		p.keep(string(b))
 	}

@@ -15,7 +15,8 @@
 //	chatbridge.node.NODE.private   private messages for the members of NODE (request/reply)
 //	stream chatbridge_history      chatbridge.room.*.line, the last HistoryKeep lines per room
 //	bucket chatbridge_names        folded name -> {node, name, room, time}; create-only
-//	                               claims, refreshed by their node, gone after the bucket's TTL
+//	                               claims, shown while their node's heartbeat is recent;
+//	                               node.NODE -> {node, time}, written every PresenceTTL/3
 //	bucket chatbridge_state        state records, BUCKET.KEY (bans, topics, ...), sealed
 //
 // Only nodes can speak: every message, answer and bucket entry is sealed

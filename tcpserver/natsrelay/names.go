@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,19 +20,29 @@ import (
 //
 // A name is claimed with a create-only write of its folded form, which
 // JetStream refuses if the key holds a value: of two nodes claiming one
-// name at once, exactly one wins. The owning node then keeps the entry
-// alive by rewriting it (compare-and-set on its last revision) every
-// PresenceTTL/3; the bucket forgets entries older than PresenceTTL, so the
-// names of a node that died come free, and its members drop out of every
-// other node's presence, within PresenceTTL.
+// name at once, exactly one wins.
 //
-// Entries are sealed (see sealer) with their key and the time they were
-// written. One that is not, or is older than the window, is as good as
-// absent: it shows nobody, routes no private message and may be
-// overwritten by a claim. A node puts back at once its own entries that
-// someone else deleted or overwrote, and deletes entries in its name that
-// it did not write (a replay), so that what the bucket says of its
-// members is what it wrote.
+// Whether a node is there is told once for all its members: each node
+// writes a heartbeat (key node.ID) every PresenceTTL/3, and a node whose
+// heartbeat is older than PresenceTTL is taken for dead. Its members drop
+// out of presence and its names come free for claims, while its entries
+// stay in the bucket until their node beats again (a node that was only
+// cut off comes back whole) or the bucket forgets them. A member's entry is
+// written when it comes, moves or goes, and again, spread out, every
+// NameAge/3, so that the bucket, which forgets entries after NameAge,
+// keeps those of live nodes and sheds the rest. (Each node rewriting each
+// of its entries every few seconds, as before, was thousands of writes a
+// second at 20,000 members a node, and every other node read them all.)
+//
+// Entries and heartbeats are sealed (see sealer) with their key and the
+// time they were written. An entry that is not, or is older than NameAge
+// and the window, is as good as absent: it shows nobody, routes no private
+// message and may be overwritten by a claim. A heartbeat cannot make a
+// node live for longer than PresenceTTL after the time sealed in it, so a
+// replayed one cannot raise the dead. A node puts back at once its own
+// entries that someone else deleted or overwrote, and deletes entries in
+// its name that it did not write (a replay), so that what the bucket says
+// of its members is what it wrote.
 type names struct {
 	r *Relay
 
@@ -40,16 +51,23 @@ type names struct {
 	claiming map[string]int        // folded names being claimed now, not yet owned
 	deletes  map[string]uint64     // released names still to delete, at their last revision
 	dirty    map[string]bool       // folded names the writer must write or delete
-	remote   map[string]remoteName // by folded name: other nodes' members
+	remote   map[string]nameEntry  // by folded name: other nodes' members, live or not
 	// lastKnown is remote as it was when the link was last lost: while
 	// the bucket cannot be asked, a name another node held then is still
 	// refused, so that a failover of NATS does not let two members take
 	// one name. Cleared when the watch starts again.
-	lastKnown map[string]string // folded name -> node
-	byRoom    map[string]map[string]string
-	perNode   map[string]int // how many of remote each node has
+	lastKnown map[string]string            // folded name -> node
+	byRoom    map[string]map[string]string // room -> folded name -> name: live nodes' members
+	perNode   map[string]int               // how many of remote each node has
+	nodes     map[string]*otherNode        // other nodes known by a heartbeat or an entry
+	// selfSeen is when this node's own heartbeat last came back through
+	// the watch. While it is older than PresenceTTL, the bucket or the
+	// watch is stuck, and no other node's silence means it is gone.
+	selfSeen  time.Time
+	watchedAt time.Time // when the watch started
 
-	wake chan struct{} // the writer has work
+	wake     chan struct{} // the writer has work
+	writeLog rateLimit     // "names not written", at most every few seconds
 
 	watchMu     sync.Mutex
 	watchCancel context.CancelFunc
@@ -57,14 +75,16 @@ type names struct {
 }
 
 type ownedName struct {
-	name string
-	room string
-	rev  uint64 // the entry's revision as last written; 0: not in the bucket
+	name    string
+	room    string
+	rev     uint64    // the entry's revision as last written; 0: not in the bucket
+	written time.Time // when it was last written
 }
 
-type remoteName struct {
-	nameEntry
-	seen time.Time // when the entry was last written
+// otherNode is what this node knows of another.
+type otherNode struct {
+	beat time.Time // its latest heartbeat (when the watch started, if none yet)
+	live bool      // its heartbeat is recent: its members are in byRoom
 }
 
 func (n *names) init(r *Relay) {
@@ -74,9 +94,11 @@ func (n *names) init(r *Relay) {
 	n.perNode = make(map[string]int)
 	n.deletes = make(map[string]uint64)
 	n.dirty = make(map[string]bool)
-	n.remote = make(map[string]remoteName)
+	n.remote = make(map[string]nameEntry)
 	n.byRoom = make(map[string]map[string]string)
+	n.nodes = make(map[string]*otherNode)
 	n.wake = make(chan struct{}, 1)
+	n.writeLog = rateLimit{every: logEvery}
 }
 
 func (n *names) poke() {
@@ -106,35 +128,119 @@ func (r *Relay) readEntry(key string, b []byte, now time.Time) (nameEntry, ignor
 	if err != nil {
 		return e, ignoredBad, err
 	}
-	if !inWindow(e.Time, now, r.cfg.Window) {
+	if !inWindow(e.Time, now, r.cfg.NameAge+r.cfg.Window) { // rewritten every NameAge/3
 		return e, ignoredReplayed, fmt.Errorf("entry of %s on %s written at %v", e.Name, e.Node, timeOf(e.Time))
 	}
 	return e, 0, nil
 }
 
 // holder returns the node that holds the name stored as key, by what the
-// bucket says in b: "" if nobody does, for all this node can verify.
+// bucket says in b: "" if nobody does, for all this node can verify, or
+// if the node that wrote it is gone.
 func (r *Relay) holder(key string, b []byte) string {
 	e, why, err := r.readEntry(key, b, time.Now())
 	if err != nil {
 		r.ignore(why, "bucket key "+key, err)
 		return ""
 	}
+	if e.Node != r.cfg.NodeID && !r.names.isLive(e.Node) {
+		return ""
+	}
 	return e.Node
 }
 
-// ClaimName implements [tcpserver.Cluster].
+// readBeat opens and decodes the heartbeat stored under key. An old one is
+// not an error: it is the last of a node that is gone.
+func (r *Relay) readBeat(key string, b []byte, now time.Time) (beatEntry, ignored, error) {
+	if len(b) > maxEntry {
+		return beatEntry{}, ignoredUnverified, fmt.Errorf("%d bytes, more than an entry", len(b))
+	}
+	payload, err := r.seal.open(nil, purposeBeat, key, b)
+	if err != nil {
+		return beatEntry{}, ignoredUnverified, err
+	}
+	e, err := decodeBeat(key, payload)
+	if err != nil {
+		return e, ignoredBad, err
+	}
+	if timeOf(e.Time).After(now.Add(r.cfg.Window)) {
+		return e, ignoredBad, fmt.Errorf("heartbeat of %s from %v, ahead of this node's clock", e.Node, timeOf(e.Time))
+	}
+	return e, 0, nil
+}
+
+// beat writes this node's heartbeat.
+func (n *names) beat(ctx context.Context, kv jetstream.KeyValue) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	key := beatKey(n.r.cfg.NodeID)
+	b := beatEntry{Node: n.r.cfg.NodeID, Time: time.Now().UnixNano()}
+	if _, err := kv.Put(ctx, key, n.r.seal.seal(nil, purposeBeat, key, b.encode())); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	return nil
+}
+
+// beatLoop writes this node's heartbeat every PresenceTTL/3 and has due
+// entries written again, in its own goroutine: a long round of the
+// writer never holds up the heartbeat.
+func (n *names) beatLoop() {
+	ctx := n.r.ctx
+	every := n.r.cfg.PresenceTTL / 3
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s, err := n.r.current()
+		if err != nil {
+			continue // setup beats when the link is back
+		}
+		if err := n.beat(ctx, s.kv); err != nil {
+			if !failing && ctx.Err() == nil {
+				n.r.log.Warn("heartbeat not written; will retry", "err", err)
+			}
+			failing = true
+			continue
+		}
+		failing = false
+		n.refreshDue(time.Now(), every)
+	}
+}
+
+// isLive reports whether the other node called node beats.
+func (n *names) isLive(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.liveLocked(node)
+}
+
+func (n *names) liveLocked(node string) bool {
+	o := n.nodes[node]
+	return o != nil && o.live
+}
+
+// ClaimName implements [tcpserver.Cluster]. A name this node knows
+// another node holds is refused without a round trip. A name the bucket
+// holds for someone this node cannot tell (it did not answer in time) is
+// refused too: a member given a name the cluster never heard of is
+// missing from every other node's presence, and free for their members
+// to take.
 func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 	if r.cfg.Alone {
 		return nil // nobody else to ask: the hub checks its own members
 	}
 	n := &r.names
 	key := strings.ToLower(name)
+	if n.heldElsewhere(key) {
+		return tcpserver.ErrNameTaken
+	}
 	s, err := r.current()
 	if err != nil {
-		if n.heldElsewhere(key) {
-			return tcpserver.ErrNameTaken
-		}
 		n.keep(key, name, room, 0)
 		return err
 	}
@@ -151,16 +257,24 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 	val := r.sealEntry(key, name, room)
 	rev, err := s.kv.Create(ctx, key, val)
 	if errors.Is(err, jetstream.ErrKeyExists) {
-		// Ours, released a moment ago and not yet deleted? Or an entry
-		// nobody can vouch for? Then take it.
+		// Ours, released a moment ago and not yet deleted? An entry
+		// nobody can vouch for, or of a node that is gone? Then take it.
 		e, gerr := s.kv.Get(ctx, key)
-		if gerr != nil {
-			return fmt.Errorf("claim %q: %w", name, gerr)
-		}
-		if node := r.holder(key, e.Value()); node != "" && node != r.cfg.NodeID {
+		switch {
+		case errors.Is(gerr, jetstream.ErrKeyNotFound):
+			rev, err = s.kv.Create(ctx, key, val) // let go of in between
+		case gerr != nil:
+			r.log.Debug("name in the bucket not read: taken for taken", "name", name, "err", gerr)
 			return tcpserver.ErrNameTaken
+		default:
+			if node := r.holder(key, e.Value()); node != "" && node != r.cfg.NodeID {
+				return tcpserver.ErrNameTaken
+			}
+			rev, err = s.kv.Update(ctx, key, val, e.Revision())
 		}
-		rev, err = s.kv.Update(ctx, key, val, e.Revision())
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return tcpserver.ErrNameTaken // someone else wrote it in between
+		}
 	}
 	if err != nil {
 		if n.heldElsewhere(key) { // the bucket does not answer now
@@ -178,7 +292,7 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 func (n *names) heldElsewhere(key string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if m, ok := n.remote[key]; ok && m.Node != n.r.cfg.NodeID {
+	if m, ok := n.remote[key]; ok && m.Node != n.r.cfg.NodeID && n.liveLocked(m.Node) {
 		return true
 	}
 	node, ok := n.lastKnown[key]
@@ -189,7 +303,11 @@ func (n *names) heldElsewhere(key string) bool {
 // yet: the writer will claim it.
 func (n *names) keep(key, name, room string, rev uint64) {
 	n.mu.Lock()
-	n.owned[key] = &ownedName{name: name, room: room, rev: rev}
+	o := &ownedName{name: name, room: room, rev: rev}
+	if rev != 0 {
+		o.written = time.Now()
+	}
+	n.owned[key] = o
 	delete(n.deletes, key)
 	if rev == 0 {
 		n.dirty[key] = true
@@ -246,16 +364,50 @@ func (n *names) refreshAll() {
 	n.poke()
 }
 
-// writeLoop writes what is dirty to the bucket, one entry at a time, in
-// its own goroutine: claims are the only bucket writes anyone waits for.
+// refreshDue marks to be written again the entries of this node last
+// written NameAge/3 ago or more, so that the bucket, which forgets an
+// entry after NameAge, keeps them. It is called every `every`, and marks
+// at most twice its share each time: entries written at once (members
+// who came together) are written again spread out.
+func (n *names) refreshDue(now time.Time, every time.Duration) {
+	period := n.r.cfg.NameAge / 3
+	n.mu.Lock()
+	budget := 16 + int(2*int64(len(n.owned))*int64(every)/int64(period))
+	marked := 0
+	for key, o := range n.owned {
+		if marked >= budget {
+			break
+		}
+		if o.rev != 0 && now.Sub(o.written) >= period && !n.dirty[key] {
+			n.dirty[key] = true
+			marked++
+		}
+	}
+	n.mu.Unlock()
+	if marked > 0 {
+		n.poke()
+	}
+}
+
+// nameWriters is how many entries the writer has in flight at once: a
+// node that comes back to NATS with 20,000 members writes them all again,
+// and one at a time, a round trip each, that takes too long.
+const nameWriters = 32
+
+// writeLoop writes what is dirty to the bucket, nameWriters entries at a
+// time, in its own goroutine: claims are the only bucket writes anyone
+// waits for.
 func (n *names) writeLoop() {
 	ctx := n.r.ctx
+	var retry <-chan time.Time // after a round with failures
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-n.wake:
+		case <-retry:
 		}
+		retry = nil
 		s, err := n.r.current()
 		if err != nil {
 			continue // setup marks everything dirty when the link is back
@@ -267,19 +419,40 @@ func (n *names) writeLoop() {
 		}
 		clear(n.dirty)
 		n.mu.Unlock()
+		sem := make(chan struct{}, nameWriters)
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		var lastErr atomic.Value
 		for _, key := range keys {
 			if ctx.Err() != nil {
-				return
+				break
 			}
-			if err := n.write(ctx, s.kv, key); err != nil {
-				n.r.log.Debug("name not written; will retry", "name", key, "err", err)
-				n.mu.Lock()
-				n.dirty[key] = true
-				n.mu.Unlock()
+			sem <- struct{}{}
+			wg.Go(func() { // owned by this round: waited for below
+				defer func() { <-sem }()
+				if err := n.write(ctx, s.kv, key); err != nil {
+					failed.Add(1)
+					lastErr.Store(err)
+					n.mu.Lock()
+					n.dirty[key] = true
+					n.mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if k := failed.Load(); k > 0 && ctx.Err() == nil {
+			// Nothing else may wake the writer for a long time: the
+			// entries are otherwise written again every NameAge/3.
+			retry = time.After(nameRetry)
+			if held, ok := n.writeLog.allow(time.Now()); ok {
+				n.r.log.Warn("names not written; will retry", "failed", k, "of", len(keys), "err", lastErr.Load(), "held_back", held)
 			}
 		}
 	}
 }
+
+// nameRetry is how long the writer waits to write again what it could not.
+const nameRetry = 500 * time.Millisecond
 
 // write brings key in the bucket up to date with this node's view of it.
 func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) error {
@@ -339,7 +512,7 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 	defer n.mu.Unlock()
 	switch n.owned[key] {
 	case o:
-		o.rev = rev
+		o.rev, o.written = rev, time.Now()
 	case nil:
 		// Released while we wrote it: the delete must be of what we wrote.
 		n.deletes[key] = rev
@@ -364,6 +537,7 @@ func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 	n.forgetRemote()
 	n.mu.Lock()
 	n.lastKnown = nil // the bucket answers again
+	n.watchedAt = time.Now()
 	n.mu.Unlock()
 	done, loaded := make(chan struct{}), make(chan struct{})
 	n.watchMu.Lock()
@@ -405,11 +579,15 @@ func (n *names) forgetRemote() {
 	n.mu.Lock()
 	n.lastKnown = make(map[string]string, len(n.remote))
 	for key, m := range n.remote {
-		n.lastKnown[key] = m.Node
+		if n.liveLocked(m.Node) {
+			n.lastKnown[key] = m.Node
+		}
 	}
 	clear(n.remote)
 	clear(n.byRoom)
 	clear(n.perNode)
+	clear(n.nodes)
+	n.selfSeen = time.Time{}
 	n.mu.Unlock()
 }
 
@@ -428,6 +606,10 @@ func (n *names) stopWatch() {
 // apply takes one change of the bucket into the view.
 func (n *names) apply(e jetstream.KeyValueEntry) {
 	key := e.Key()
+	if strings.HasPrefix(key, beatPrefix) {
+		n.applyBeat(e)
+		return
+	}
 	var entry nameEntry
 	valid := false
 	if e.Operation() == jetstream.KeyValuePut {
@@ -477,19 +659,88 @@ func (n *names) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	defer n.mu.Unlock()
-	seen := e.Created()
-	if now := time.Now(); seen.After(now) {
-		seen = now
-	}
-	n.remote[key] = remoteName{nameEntry: entry, seen: seen}
+	n.remote[key] = entry
 	n.perNode[entry.Node]++
-	if entry.Room != "" {
-		room := n.byRoom[entry.Room]
-		if room == nil {
-			room = make(map[string]string)
-			n.byRoom[entry.Room] = room
+	if n.nodeLocked(entry.Node).live {
+		n.showLocked(key, entry)
+	}
+}
+
+// applyBeat takes a heartbeat into the view: a node whose heartbeat is
+// recent is live, and its members show.
+func (n *names) applyBeat(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		return // a heartbeat deleted: its node writes the next one anyway
+	}
+	now := time.Now()
+	key := e.Key()
+	b, why, err := n.r.readBeat(key, e.Value(), now)
+	if err != nil {
+		n.r.ignore(why, "bucket key "+key, err)
+		return
+	}
+	// As recent as both its node's clock and the server say, so that
+	// neither a replay nor a node's clock running fast makes it newer.
+	at := timeOf(b.Time)
+	for _, t := range []time.Time{e.Created(), now} {
+		if t.Before(at) {
+			at = t
 		}
-		room[key] = entry.Name
+	}
+	recent := now.Sub(at) <= n.r.cfg.PresenceTTL
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if b.Node == n.r.cfg.NodeID {
+		if recent {
+			n.selfSeen = now
+		}
+		return
+	}
+	o := n.nodeLocked(b.Node)
+	if at.After(o.beat) {
+		o.beat = at
+	}
+	if o.live || !recent {
+		return
+	}
+	o.live = true
+	for key, m := range n.remote {
+		if m.Node == b.Node {
+			n.showLocked(key, m)
+		}
+	}
+}
+
+// nodeLocked returns what this node knows of another, made if new.
+func (n *names) nodeLocked(id string) *otherNode {
+	o := n.nodes[id]
+	if o == nil {
+		o = &otherNode{beat: n.watchedAt}
+		n.nodes[id] = o
+	}
+	return o
+}
+
+// showLocked puts the member of a live node stored as key in its room.
+func (n *names) showLocked(key string, e nameEntry) {
+	if e.Room == "" {
+		return
+	}
+	room := n.byRoom[e.Room]
+	if room == nil {
+		room = make(map[string]string)
+		n.byRoom[e.Room] = room
+	}
+	room[key] = e.Name
+}
+
+// hideLocked takes the member stored as key out of its room.
+func (n *names) hideLocked(key string, e nameEntry) {
+	if room := n.byRoom[e.Room]; room != nil {
+		delete(room, key)
+		if len(room) == 0 {
+			delete(n.byRoom, e.Room)
+		}
 	}
 }
 
@@ -502,29 +753,47 @@ func (n *names) forgetLocked(key string) {
 	if n.perNode[old.Node]--; n.perNode[old.Node] <= 0 {
 		delete(n.perNode, old.Node)
 	}
-	if room := n.byRoom[old.Room]; room != nil {
-		delete(room, key)
-		if len(room) == 0 {
-			delete(n.byRoom, old.Room)
-		}
-	}
+	n.hideLocked(key, old)
 }
 
-// sweep forgets the members of other nodes whose entries were not
-// refreshed for PresenceTTL (their node is gone; the bucket has dropped
-// them too, silently), and tells the rooms they were in that they left.
+// sweep takes for dead the other nodes whose heartbeat is older than
+// PresenceTTL, and tells the rooms their members were in that they left;
+// and forgets the entries of nodes dead for NameAge (the bucket has
+// dropped them by now, silently). It judges nobody while this node's own
+// heartbeat does not come back: then the bucket or the watch is stuck,
+// and every node looks silent.
 func (n *names) sweep(now time.Time) {
 	var gone []nameEntry
 	n.mu.Lock()
-	for key, m := range n.remote {
-		if now.Sub(m.seen) > n.r.cfg.PresenceTTL {
-			gone = append(gone, m.nameEntry)
-			n.forgetLocked(key)
+	if now.Sub(n.selfSeen) > n.r.cfg.PresenceTTL {
+		n.mu.Unlock()
+		return
+	}
+	for id, o := range n.nodes {
+		silent := now.Sub(o.beat)
+		switch {
+		case o.live && silent > n.r.cfg.PresenceTTL:
+			o.live = false
+			before := len(gone)
+			for key, m := range n.remote {
+				if m.Node == id {
+					gone = append(gone, m)
+					n.hideLocked(key, m)
+				}
+			}
+			n.r.log.Info("node lost: its members forgotten", "other", id, "members", len(gone)-before,
+				"silent", silent.Round(time.Millisecond))
+		case !o.live && silent > n.r.cfg.NameAge:
+			for key, m := range n.remote {
+				if m.Node == id {
+					n.forgetLocked(key)
+				}
+			}
+			delete(n.nodes, id)
 		}
 	}
 	n.mu.Unlock()
 	for _, e := range gone {
-		n.r.log.Info("member of a lost node forgotten", "name", e.Name, "other", e.Node)
 		if e.Room != "" {
 			n.r.hub.Deliver(&tcpserver.Event{Kind: tcpserver.KindLeave, Time: now, Room: e.Room, From: e.Name, Text: "node lost", Node: e.Node})
 		}
@@ -566,5 +835,8 @@ func (n *names) nodeOf(name string) (nameEntry, bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	m, ok := n.remote[strings.ToLower(name)]
-	return m.nameEntry, ok
+	if !ok || !n.liveLocked(m.Node) {
+		return nameEntry{}, false
+	}
+	return m, true
 }

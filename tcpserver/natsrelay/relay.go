@@ -98,10 +98,14 @@ type Config struct {
 	Window time.Duration
 
 	// PresenceTTL bounds how long the members of a node that died stay in
-	// presence (and keep their names): each node refreshes its names every
-	// PresenceTTL/3, and the bucket forgets a name not refreshed for
-	// PresenceTTL. 15s.
+	// presence (and keep their names): each node writes a heartbeat every
+	// PresenceTTL/3, and the others take a node whose heartbeat is older
+	// than PresenceTTL for dead. 15s.
 	PresenceTTL time.Duration
+	// NameAge is how long the names bucket keeps an entry its node has
+	// not written again: each node writes its entries again, spread out,
+	// every NameAge/3. At least PresenceTTL. 30m.
+	NameAge time.Duration
 
 	HistoryBytes int64 // the history stream's size limit; the oldest lines go first. 1 GiB
 	NamesBytes   int64 // the names bucket's size limit; 64 MiB
@@ -138,6 +142,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.PresenceTTL == 0 {
 		c.PresenceTTL = 15 * time.Second
+	}
+	if c.NameAge == 0 {
+		c.NameAge = 30 * time.Minute
 	}
 	if c.HistoryBytes == 0 {
 		c.HistoryBytes = 1 << 30
@@ -250,6 +257,9 @@ func New(cfg Config, log *slog.Logger) (*Relay, error) {
 	cfg.HistoryKeep = max(cfg.HistoryKeep, cfg.History)
 	if cfg.Window < cfg.PresenceTTL {
 		return nil, fmt.Errorf("nats relay: window %v shorter than the presence TTL %v", cfg.Window, cfg.PresenceTTL)
+	}
+	if cfg.NameAge < cfg.PresenceTTL {
+		return nil, fmt.Errorf("nats relay: name age %v shorter than the presence TTL %v", cfg.NameAge, cfg.PresenceTTL)
 	}
 	if err := checkCreds(cfg.Creds); err != nil {
 		return nil, err
@@ -490,6 +500,9 @@ func (r *Relay) Start(ctx context.Context, hub *tcpserver.Hub) error {
 	r.wg.Go(r.publishLoop)
 	r.wg.Go(func() { r.linkLoop(r.cfg.Required, setupAt) })
 	r.wg.Go(r.names.writeLoop)
+	if !r.cfg.Alone { // nobody else to tell
+		r.wg.Go(r.names.beatLoop)
+	}
 	if !nc.IsConnected() {
 		r.log.Warn("NATS not reachable; this node works alone until it is", "url", r.where)
 	}
@@ -789,14 +802,12 @@ func (l *rateLimit) allow(now time.Time) (held int, ok bool) {
 
 // linkLoop follows the link: each time it comes, it sets up the stream,
 // the bucket and the names; each time it goes, it tells the members. It
-// also refreshes this node's names and forgets dead nodes' members. up
-// says whether the link is up and set up already, after reconnects.
+// also forgets dead nodes' members. up says whether the link is up and
+// set up already, after reconnects.
 func (r *Relay) linkLoop(up bool, reconnects uint64) {
 	everUp, failing := up, false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	refresh := time.NewTicker(r.cfg.PresenceTTL / 3)
-	defer refresh.Stop()
 	sweep := time.NewTicker(min(time.Second, r.cfg.PresenceTTL/4))
 	defer sweep.Stop()
 	for {
@@ -805,11 +816,6 @@ func (r *Relay) linkLoop(up bool, reconnects uint64) {
 			return
 		case <-r.poke:
 		case <-tick.C:
-		case <-refresh.C:
-			if up {
-				r.names.refreshAll()
-			}
-			continue
 		case <-sweep.C:
 			if up && r.hub != nil {
 				r.names.sweep(time.Now())
@@ -878,7 +884,7 @@ func (r *Relay) setup(ctx context.Context) error {
 		return r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:       r.bucketName(),
 			Description:  "chatbridge: who is called what, on which node, in which room",
-			TTL:          r.cfg.PresenceTTL,
+			TTL:          r.cfg.NameAge,
 			MaxValueSize: maxEntry,
 			MaxBytes:     r.cfg.NamesBytes,
 			Storage:      jetstream.FileStorage,
@@ -890,6 +896,11 @@ func (r *Relay) setup(ctx context.Context) error {
 	}
 	if err := r.names.startWatch(ctx, kv); err != nil {
 		return err
+	}
+	if !r.cfg.Alone {
+		if err := r.names.beat(ctx, kv); err != nil {
+			return err
+		}
 	}
 	r.store.Store(&store{history: stream, kv: kv})
 	r.names.refreshAll()

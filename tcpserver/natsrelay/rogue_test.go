@@ -529,9 +529,10 @@ func TestRogueCannotAnswerPrivateMessages(t *testing.T) {
 
 func TestPresenceIsBoundedPerNode(t *testing.T) {
 	ns := startNATS(t)
-	const ttl = 2 * time.Second // b refreshes its names every ttl/3
+	const ttl = 2 * time.Second
 	a := startNodeWith(t, Config{URL: ns.url(), NodeID: "a", MaxMembers: 3, PresenceTTL: ttl}, slog.New(slog.DiscardHandler))
-	b := startNode(t, ns.url(), "b", ttl)
+	// b writes its entries again every NameAge/3.
+	b := startNodeWith(t, Config{URL: ns.url(), NodeID: "b", PresenceTTL: ttl, NameAge: 3 * time.Second}, slog.New(slog.DiscardHandler))
 	for i := range 5 {
 		if err := b.relay.ClaimName(context.Background(), fmt.Sprintf("m%d", i), "lobby"); err != nil {
 			t.Fatal(err)

@@ -22,6 +22,7 @@ const (
 	purposePrivate = "private" // a private message, on the recipient node's subject
 	purposeReply   = "reply"   // a node's answer to a private message; "subject" is the request's
 	purposeName    = "name"    // a names bucket entry; "subject" is its key
+	purposeBeat    = "beat"    // a node's heartbeat in the names bucket; "subject" is its key
 	purposeState   = "state"   // a state record; "subject" is bucket/key
 )
 

@@ -268,6 +268,36 @@ func (e nameEntry) sameAs(o nameEntry) bool {
 	return e.Node == o.Node && e.Name == o.Name && e.Room == o.Room
 }
 
+// beatEntry is the value of a node's heartbeat in the names bucket, under
+// beatKey(node): the payload of an entry sealed for purposeBeat.
+type beatEntry struct {
+	Node string `json:"node"`
+	Time int64  `json:"time"` // when its node wrote it, Unix nanoseconds
+}
+
+func (e beatEntry) encode() []byte {
+	b, _ := marshal(e) // a string and a number: cannot fail
+	return b
+}
+
+// beatPrefix starts the keys of heartbeats. No name has a dot in it, so
+// no heartbeat's key is a name's.
+const beatPrefix = "node."
+
+func beatKey(node string) string { return beatPrefix + node }
+
+// decodeBeat reads the payload of a heartbeat stored under key.
+func decodeBeat(key string, b []byte) (beatEntry, error) {
+	var e beatEntry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("%w: %v", errBadMessage, err)
+	}
+	if !validNodeID(e.Node) || beatKey(e.Node) != key || e.Time <= 0 {
+		return e, fmt.Errorf("%w: heartbeat %q", errBadMessage, key)
+	}
+	return e, nil
+}
+
 // decodeEntry reads the payload of a names bucket entry, refusing garbage
 // as decodeEvent does. key is the folded name it was stored under.
 func decodeEntry(key string, b []byte) (nameEntry, error) {
