@@ -336,7 +336,7 @@ func (ri *roomIndex) find(key tcpserver.LineKey) int {
 // Lines implements [tcpserver.Store]. A before that names no line of
 // room in the stream (never said in it, or trimmed since) is
 // [tcpserver.ErrUnknownLine], as in any store; one further back than a
-// lookup reads (see lookBack) is an error that asking again gets past. Lines
+// lookup reads (see lookBack) is [tcpserver.ErrLineFurtherBack]. Lines
 // of this node come back with Node empty and their ID, other nodes'
 // with their Node and their ID there in both ID and NodeID, so that
 // [tcpserver.LineKey] names each the same way everywhere.
@@ -440,9 +440,9 @@ const maxPasses = 64
 // is no line of the room, without a read (a node's IDs grow line after
 // line, and the index holds every line from its first on); and a lookup
 // reads at most maxLookBack lines back, in one step: past them it gives
-// up with errLookedFarEnough. The index keeps what it read, so that a
-// reader whose line really is further back (its room's index was
-// forgotten meanwhile) finds it by asking again, maxLookBack lines
+// up with [tcpserver.ErrLineFurtherBack]. The index keeps what it read,
+// so that a reader whose line really is further back (its room's index
+// was forgotten meanwhile) finds it by asking again, maxLookBack lines
 // further each time.
 func (r *Relay) lookBack(ctx context.Context, ri *roomIndex, before tcpserver.LineKey, mac hash.Hash) (int, error) {
 	if end := ri.find(before); end >= 0 {
@@ -460,17 +460,13 @@ func (r *Relay) lookBack(ctx context.Context, ri *roomIndex, before tcpserver.Li
 	if ri.complete {
 		return -1, tcpserver.ErrUnknownLine
 	}
-	return -1, fmt.Errorf("history of %s: line %s: %w", ri.room, before, errLookedFarEnough)
+	return -1, fmt.Errorf("history of %s: line %s: %w", ri.room, before, tcpserver.ErrLineFurtherBack)
 }
 
 // maxLookBack is the most lines one lookup of a line not in a room's
 // index reads back (see lookBack): ten batched direct gets, and the
 // counts that find where they start, about 30 requests in all.
 const maxLookBack = 10 * indexBatch
-
-// errLookedFarEnough is lookBack's answer for a line not within the
-// maxLookBack lines it read back.
-var errLookedFarEnough = errors.New("not within the lines read back; ask again to look further")
 
 // newerThanIndexed reports whether key is a line of a node ri holds lines
 // of, newer than the oldest of them: if the room had it, ri would hold it.

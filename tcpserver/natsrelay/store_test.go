@@ -453,6 +453,72 @@ func TestReadersWaitingGiveUpInTime(t *testing.T) {
 	}
 }
 
+// startStoreHub starts a node alone whose hub keeps its lines in the
+// relay's stream, as chatbridge --data does.
+func startStoreHub(t *testing.T, cfg Config) (*Relay, *tcpserver.Hub) {
+	t.Helper()
+	ns := startNATS(t)
+	cfg.URL, cfg.NodeID, cfg.Alone, cfg.Secret = ns.url(), "solo", true, []byte(testSecret)
+	r, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, Store: r.Store(), State: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1, AnnounceDelay: -1}, nil)
+	if err := r.Start(context.Background(), hub); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	(&node{hub: hub, relay: r}).waitUp(t)
+	return r, hub
+}
+
+// errorOf sends cmd as c and returns the text of the one error event it
+// is answered with.
+func errorOf(t *testing.T, c *tcpserver.Client, m *eventMember, cmd string) string {
+	t.Helper()
+	c.Handle([]byte(cmd))
+	evs := m.take()
+	if len(evs) != 1 || evs[0].Kind != tcpserver.KindError {
+		var got []string
+		for _, ev := range evs {
+			got = append(got, ev.Kind.String()+": "+ev.Text)
+		}
+		t.Fatalf("%s: %q, want one error", cmd, got)
+	}
+	return evs[0].Text
+}
+
+// TestHistoryFarBackThroughTheHub: a /history before a line further
+// back than one lookup reads (a room of 25,000 lines whose index holds
+// its last 100) tells the member to ask again, which finds it if it is
+// a line of the room, and says there is none if it is not, each ask
+// reading at most maxLookBack lines.
+func TestHistoryFarBackThroughTheHub(t *testing.T) {
+	const lines = 2*maxLookBack + 5000
+	r, hub := startStoreHub(t, Config{HistoryKeep: lines})
+	fill(t, r, "lobby", lines) // this node's lines 1 to 25,000
+	m := &eventMember{}
+	c, err := hub.Connect(m, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Leave("") })
+	m.take()
+	for _, id := range []string{"nobody-3", "solo-3"} {
+		want := "line " + id + " is not among the lines of lobby read back so far; ask again to look further back"
+		if got := errorOf(t, c, m, "/history 5 "+id); got != want {
+			t.Fatalf("/history 5 %s: %q, want %q", id, got, want)
+		}
+	}
+	c.Handle([]byte("/history 5 solo-3"))
+	if evs := m.take(); len(evs) != 1 || evs[0].Kind != tcpserver.KindHistory || len(evs[0].Events) != 2 || evs[0].Events[0].ID != 1 {
+		t.Fatalf("/history 5 solo-3 asked again: %v", evs)
+	}
+	if got := errorOf(t, c, m, "/history 5 nobody-3"); got != "no line nobody-3 in lobby" {
+		t.Fatalf("/history 5 nobody-3 asked again: %q", got)
+	}
+}
+
 // eventMember is a member of a hub that keeps the events sent to it, as
 // they are: a terminal reads their Line, a JSON client their JSON.
 type eventMember struct {
@@ -486,18 +552,7 @@ func (m *eventMember) take() []*tcpserver.Event {
 // The store once answered with no lines, and the client was told the
 // room had nothing before the line it made up.
 func TestHistoryBeforeAnUnknownLineThroughTheHub(t *testing.T) {
-	ns := startNATS(t)
-	r, err := New(Config{URL: ns.url(), NodeID: "solo", Alone: true, Secret: []byte(testSecret)}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, Store: r.Store(), State: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1, AnnounceDelay: -1}, nil)
-	if err := r.Start(context.Background(), hub); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	(&node{hub: hub, relay: r}).waitUp(t)
-
+	r, hub := startStoreHub(t, Config{})
 	m := &eventMember{}
 	c, err := hub.Connect(m, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: "ada", Room: "elsewhere"})
 	if err != nil {
@@ -602,8 +657,8 @@ func TestUnknownLineCostsBoundedReads(t *testing.T) {
 		wanted error
 	}{
 		{"newer than the node's oldest line indexed", tcpserver.LineKey{ID: lines + 5}, 1, tcpserver.ErrUnknownLine},
-		{"older than any line indexed", tcpserver.LineKey{ID: 3}, bound, errLookedFarEnough},
-		{"of a node the room never heard", tcpserver.LineKey{Node: "nobody", ID: 3}, bound, errLookedFarEnough},
+		{"older than any line indexed", tcpserver.LineKey{ID: 3}, bound, tcpserver.ErrLineFurtherBack},
+		{"of a node the room never heard", tcpserver.LineKey{Node: "nobody", ID: 3}, bound, tcpserver.ErrLineFurtherBack},
 	} {
 		size := len(r.index.get("lobby").entries)
 		var err error
@@ -635,7 +690,7 @@ func TestUnknownLineCostsBoundedReads(t *testing.T) {
 			}
 			break
 		}
-		if !errors.Is(err, errLookedFarEnough) || asks > lines/maxLookBack+1 {
+		if !errors.Is(err, tcpserver.ErrLineFurtherBack) || asks > lines/maxLookBack+1 {
 			t.Fatalf("ask %d: %v", asks, err)
 		}
 	}
