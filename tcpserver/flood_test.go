@@ -218,14 +218,24 @@ func TestLinesWaitOverNetPipe(t *testing.T) {
 }
 
 // BenchmarkHandle is one line from a member to a room of ten, through
-// flood control (at a rate it never reaches) and without it.
+// flood control (at a rate it never reaches) and without it, and with
+// 1,000 members muted elsewhere (by name and address) and another room
+// moderated: what every line asks of moderation then.
 func BenchmarkHandle(b *testing.B) {
 	for _, tt := range []struct {
-		name string
-		rate float64
-	}{{"no-limit", -1}, {"flood-control", 1e12}} {
+		name  string
+		rate  float64
+		mutes int
+	}{{"no-limit", -1, 0}, {"flood-control", 1e12, 0}, {"mutes-elsewhere", -1, 1000}} {
 		b.Run(tt.name, func(b *testing.B) {
 			h := NewHub(HubConfig{MaxPerIP: -1, Rate: tt.rate, Burst: 1 << 30, History: -1}, nil)
+			for i := range tt.mutes {
+				name := fmt.Sprintf("pest-%d", i)
+				h.mod.apply(bucketMutes, name, fmt.Appendf(nil, `{"name":%q,"source":"198.51.100.%d","by":"op"}`, name, i%250))
+			}
+			if tt.mutes > 0 {
+				h.mod.apply(bucketModes, "elsewhere", []byte(`{"moderated":true}`))
+			}
 			var sender *Client
 			for i := range 10 {
 				c, err := h.Connect(discardMember{}, ConnectInfo{Addr: fmt.Sprintf("192.0.2.1:%d", i)})

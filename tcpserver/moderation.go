@@ -174,6 +174,10 @@ type Moderation struct {
 	// active is how many mutes and room modes there are: while there
 	// are none, a line said asks nothing more.
 	active atomic.Int32
+	// speech is who and where a mute or a mode might stop a line, made
+	// anew at each change of them: a line said by anyone else, anywhere
+	// else, asks it alone, with no lock and no scan of the mutes.
+	speech atomic.Pointer[speechRules]
 
 	actions          map[string]*atomic.Uint64 // by modActions; the map is never changed
 	opFailures       atomic.Uint64
@@ -301,12 +305,35 @@ func (m *Moderation) inRoom(name string, fn func(r *Room)) {
 
 func (m *Moderation) countActiveLocked() {
 	n := len(m.mutes)
-	for _, md := range m.modes {
+	rules := &speechRules{names: make(map[string]bool, len(m.mutes)), sources: make(map[string]bool), rooms: make(map[string]bool)}
+	for name, mu := range m.mutes {
+		rules.names[name] = true
+		if mu.Source != "" {
+			rules.sources[mu.Source] = true
+		}
+	}
+	for room, md := range m.modes {
 		if md.Moderated || md.Slow > 0 {
+			rules.rooms[room] = true
 			n++
 		}
 	}
+	m.speech.Store(rules)
 	m.active.Store(int32(n))
+}
+
+// speechRules says which members and rooms a mute or a mode may stop
+// from speaking: every mute's name and address, ended or not (maySpeak
+// looks at those), and the rooms moderated or slow. Never changed once
+// made (see countActiveLocked).
+type speechRules struct {
+	names, sources, rooms map[string]bool
+}
+
+// free reports whether nothing in r can stop the member called name
+// (lower case) from source from speaking in room.
+func (r *speechRules) free(name, source, room string) bool {
+	return r != nil && !r.names[name] && (source == "" || !r.sources[source]) && !r.rooms[room]
 }
 
 // save writes a record to the store and applies it here at once: the
@@ -375,8 +402,11 @@ func (m *Moderation) maySpeak(c *Client) bool {
 	if m.active.Load() == 0 || c.op.Load() {
 		return true
 	}
-	now := time.Now()
 	name := strings.ToLower(c.Name())
+	if m.speech.Load().free(name, c.source, c.room.name) {
+		return true
+	}
+	now := time.Now()
 	m.mu.RLock()
 	mute, muted := m.muteOfLocked(name, c.source, now)
 	mode := m.modes[c.room.name]

@@ -862,3 +862,61 @@ func TestEndedMutesAndBansFreeTheirPlaces(t *testing.T) {
 		t.Errorf("%d mutes and %d bans kept, want the 1 of each in force", mutes, bans)
 	}
 }
+
+// TestSpeakingFreelyTakesNoModerationLock: with mutes in force on others
+// and another room moderated, a line of a member no mute or mode can stop
+// is not held up by moderation's lock (an operator's change holds it): it
+// once took the read lock and looked through every mute, by address, for
+// each line (18 µs a line with 1,000 mutes, BenchmarkHandle). The muted
+// and the moderated are still stopped, by the same rules.
+func TestSpeakingFreelyTakesNoModerationLock(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, ChangeBurst: -1}, nil)
+	m := h.mod
+	m.apply(bucketMutes, "pest", []byte(`{"name":"pest","source":"198.51.100.7","by":"op"}`))
+	m.apply(bucketModes, "quiet", []byte(`{"moderated":true}`))
+	ada, am := connect(t, h, "ada")
+	_, bm := connect(t, h, "bob")
+	bm.lines()
+
+	m.mu.Lock()
+	said := make(chan struct{})
+	go func() {
+		ada.Handle([]byte("hello while the rules change"))
+		close(said)
+	}()
+	select {
+	case <-said:
+		m.mu.Unlock()
+	case <-time.After(2 * time.Second):
+		m.mu.Unlock()
+		<-said
+		t.Fatal("a line of a member free to speak waited for moderation's lock")
+	}
+	if got := bm.lines(); !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "<ada> hello while the rules change") }) {
+		t.Fatalf("bob got %q", got)
+	}
+
+	// The rules still hold: by name, by address under another name, and
+	// in the moderated room.
+	pest, pm := connect(t, h, "pest")
+	pest.Handle([]byte("let me speak"))
+	if got := pm.lines(); !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "you are muted") }) {
+		t.Errorf("pest: %q", got)
+	}
+	other := &fakeMember{}
+	c, err := h.Connect(other, ConnectInfo{Addr: "198.51.100.7:1000", Transport: "tcp", Nick: "newname"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.lines()
+	c.Handle([]byte("from the muted address"))
+	if got := other.lines(); !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "you are muted") }) {
+		t.Errorf("the muted address, under another name: %q", got)
+	}
+	ada.Handle([]byte("/join quiet"))
+	am.lines()
+	ada.Handle([]byte("anyone?"))
+	if got := am.lines(); !slices.ContainsFunc(got, func(l string) bool { return strings.Contains(l, "is moderated") }) {
+		t.Errorf("ada in the moderated room: %q", got)
+	}
+}

@@ -89,6 +89,11 @@ func (c *Client) history(arg string) {
 		case errors.Is(err, ErrUnknownLine):
 			c.errorf("no line %s in %s", before, r.name)
 			return
+		case errors.Is(err, ErrLineFurtherBack):
+			// The store read back as far as one /history may; it keeps
+			// what it read, so the next looks further.
+			c.errorf("line %s is not among the lines of %s read back so far; ask again to look further back", before, r.name)
+			return
 		case err != nil:
 			h.logs.Log(slog.LevelWarn, "history reads failed", "history read failed", "room", r.name, "err", err)
 			c.errorf("the history of %s cannot be read now; try again later", r.name)

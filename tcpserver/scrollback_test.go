@@ -2,6 +2,7 @@ package tcpserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -334,5 +335,47 @@ func TestHistoryOfAStoreShowsText(t *testing.T) {
 	got := bm.lines()
 	if len(got) != 3 || !strings.HasSuffix(got[0], "] <ada> first") || !strings.HasSuffix(got[1], "] * ada waves") {
 		t.Fatalf("/history: %q", got)
+	}
+}
+
+// A /history before a line the room does not have (never said, made up,
+// another node's, long forgotten) is answered "no line ID in ROOM", the
+// same to a terminal and, as an error event, to a JSON client (whose
+// {"type":"history","before":ID} the bridge makes this very command),
+// and moves no mark: the next /history goes on from the lines shown.
+// natsrelay's TestHistoryBeforeAnUnknownLineThroughTheHub asks the same
+// of the JetStream store.
+func TestHistoryBeforeAnUnknownLine(t *testing.T) {
+	h := NewHub(HubConfig{MaxPerIP: -1, Rate: -1, History: 3, HistoryKeep: 5}, nil)
+	ada, _ := connect(t, h, "ada")
+	say(ada, "l", 1, 8) // lines 1 to 3 are forgotten: the room keeps 5
+	forgotten := LineKey{ID: keptLines(h, "lobby")[0].ID - 3}
+	bob, bm := connect(t, h, "bob")
+	bm.lines()
+	for _, id := range []string{"999999999999", "elsewhere-2", forgotten.String()} {
+		bob.Handle([]byte("/history 5 " + id))
+		bm.mu.Lock()
+		evs := bm.events
+		bm.events = nil
+		bm.mu.Unlock()
+		want := "no line " + id + " in lobby"
+		if len(evs) != 1 || evs[0].Kind != KindError || evs[0].Text != want {
+			var got []string
+			for _, ev := range evs {
+				got = append(got, ev.Kind.String()+": "+ev.Text)
+			}
+			t.Fatalf("/history 5 %s: %q, want one error %q", id, got, want)
+		}
+		if line := string(evs[0].Line()); !strings.Contains(line, want) {
+			t.Errorf("/history 5 %s, as a terminal reads it: %q", id, line)
+		}
+		var j struct{ Type, Text string }
+		if err := json.Unmarshal(evs[0].JSON(), &j); err != nil || j.Type != "error" || j.Text != want {
+			t.Errorf("/history 5 %s, as a JSON client reads it: %s (%v)", id, evs[0].JSON(), err)
+		}
+	}
+	bob.Handle([]byte("/history 5"))
+	if got := bm.lines(); len(got) != 3 || !strings.Contains(got[0], "l-04") || !strings.Contains(got[1], "l-05") {
+		t.Fatalf("then /history 5: %q, want lines 4 and 5", got)
 	}
 }

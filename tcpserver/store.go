@@ -28,7 +28,9 @@ type Store interface {
 	// before (the newest lines if before is the zero LineKey), oldest
 	// first, and whether the room has lines earlier than the first
 	// returned. A before that is not a line of room the store keeps (one
-	// of another room, one forgotten) is [ErrUnknownLine].
+	// of another room, one forgotten) is [ErrUnknownLine]. A store that
+	// bounds how far back one call looks for before (a client may make
+	// one up) may answer [ErrLineFurtherBack] when it did not get there.
 	Lines(ctx context.Context, room string, before LineKey, limit int) (lines []*Event, more bool, err error)
 
 	// Close writes what is queued, within ctx, and lets go of the store.
@@ -67,6 +69,11 @@ var ErrBadLineKey = errors.New("not a line id")
 // ErrUnknownLine is what [Store.Lines] returns for a before that is not a
 // line of the room it keeps.
 var ErrUnknownLine = errors.New("no such line in this room")
+
+// ErrLineFurtherBack is what [Store.Lines] may return for a before it
+// did not find within what one call reads back: asking again looks
+// further.
+var ErrLineFurtherBack = errors.New("not among the lines read back so far")
 
 // IsZero reports whether k names no line.
 func (k LineKey) IsZero() bool { return k.ID == 0 }

@@ -247,6 +247,24 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
 		}
 	}
+	for _, b := range []struct {
+		name    string
+		v, most int
+		why     string
+	}{
+		{"--max-line", c.maxLine, maxMaxLine, "bytes; every member's reader, queue and relayed message is sized by it"},
+		{"--queue", c.queue, maxQueue, "messages a member; a slow reader holds them all"},
+	} {
+		if b.v > b.most {
+			errs = append(errs, fmt.Errorf("%s %d: want 1 to %d (%s)", b.name, b.v, b.most, b.why))
+		}
+	}
+	if c.gcPercent < 1 || c.gcPercent > maxGCPercent {
+		// Go reads any negative as off: a server facing the internet
+		// with no collector grows until it is killed. GOGC=off, with
+		// GOMEMLIMIT, is there for whoever means it.
+		errs = append(errs, fmt.Errorf("--gc-percent %d: want 1 to %d (to turn the collector off, leave this flag and set GOGC=off)", c.gcPercent, maxGCPercent))
+	}
 	if c.queueBytes != 0 && c.queueBytes < byteSize(16*max(c.maxLine, 1)) {
 		errs = append(errs, fmt.Errorf("--queue-bytes must be 0 (no bound) or at least 16 lines of --max-line (%d bytes)", 16*max(c.maxLine, 1)))
 	}
@@ -346,6 +364,18 @@ const (
 	maxRate          = 1_000_000
 	maxAnnounceDelay = time.Hour
 	maxHistoryKeep   = 10_000_000
+)
+
+// Bounds of the size flags: past them a value is a misconfiguration that
+// can run the process out of memory. A line of 64 KiB is sixteen times
+// the default, and the longest message relayed for it (a private one,
+// four times a line) fits NATS's default payload of 1 MiB; a queue of
+// 65,536 is 64 times the default; and at 10,000 percent the heap grows a
+// hundredfold between collections, as good as off.
+const (
+	maxMaxLine   = 64 << 10
+	maxQueue     = 1 << 16
+	maxGCPercent = 10_000
 )
 
 // burstOf is the burst that goes with a rate: times its rate, at least 1.

@@ -570,3 +570,50 @@ func TestParseConfigRoomFolded(t *testing.T) {
 		}
 	}
 }
+
+// The size flags have an upper bound as well as a lower one: a line of
+// megabytes, a queue of millions or a collector turned off by a negative
+// --gc-percent (Go reads any negative as off) is a misconfiguration that
+// can run the process out of memory, refused with the bound named.
+func TestParseConfigSizeBounds(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		check   func(c config) bool
+		wantErr string
+	}{
+		{"the defaults", nil, nil, func(c config) bool { return c.maxLine == 4096 && c.queue == 1024 && c.gcPercent == 50 }, ""},
+		{"the longest line", []string{"--max-line", "65536"}, nil, func(c config) bool { return c.maxLine == 65536 }, ""},
+		{"a line too long", []string{"--max-line", "65537"}, nil, nil, "--max-line 65537: want 1 to 65536"},
+		{"a line of megabytes", []string{"--max-line", "8388608", "--queue-bytes", "0"}, nil, nil, "--max-line 8388608: want 1 to 65536"},
+		{"a line too long, from the environment", nil, map[string]string{"CHATBRIDGE_MAX_LINE": "1000000"}, nil, "--max-line 1000000: want 1 to 65536"},
+		{"no line", []string{"--max-line", "-1"}, nil, nil, "--max-line must be at least 1"},
+		{"the longest queue", []string{"--queue", "65536"}, nil, func(c config) bool { return c.queue == 65536 }, ""},
+		{"a queue too long", []string{"--queue", "65537"}, nil, nil, "--queue 65537: want 1 to 65536"},
+		{"a queue of millions", nil, map[string]string{"CHATBRIDGE_QUEUE": "5000000"}, nil, "--queue 5000000: want 1 to 65536"},
+		{"no queue", []string{"--queue", "0"}, nil, nil, "--queue must be at least 1"},
+		{"gc at 1 percent", []string{"--gc-percent", "1"}, nil, func(c config) bool { return c.gcPercent == 1 && c.gcPercentSet }, ""},
+		{"gc at the most", []string{"--gc-percent", "10000"}, nil, func(c config) bool { return c.gcPercent == 10000 }, ""},
+		{"gc off", []string{"--gc-percent", "-1"}, nil, nil, "--gc-percent -1: want 1 to 10000 (to turn the collector off, leave this flag and set GOGC=off)"},
+		{"gc off otherwise", []string{"--gc-percent", "-50"}, nil, nil, "--gc-percent -50: want 1 to 10000"},
+		{"gc off from the environment", nil, map[string]string{"CHATBRIDGE_GC_PERCENT": "-1"}, nil, "--gc-percent -1: want 1 to 10000"},
+		{"gc without end", []string{"--gc-percent", "0"}, nil, nil, "--gc-percent 0: want 1 to 10000"},
+		{"gc as good as off", []string{"--gc-percent", "10001"}, nil, nil, "--gc-percent 10001: want 1 to 10000"},
+		{"gc spelled off", []string{"--gc-percent", "off"}, nil, nil, `invalid value "off" for flag -gc-percent`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env(tt.env), &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !tt.check(c) {
+				t.Fatalf("max-line %d, queue %d, gc-percent %d, err %v", c.maxLine, c.queue, c.gcPercent, err)
+			}
+		})
+	}
+}

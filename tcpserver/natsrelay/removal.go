@@ -69,7 +69,7 @@ func (r *Relay) Remove(ctx context.Context, room string, keys ...tcpserver.LineK
 	}
 	found := ri.lookup(want)
 	for looked := 0; len(found) < len(want) && !ri.complete && looked < maxRemoveBack; {
-		added, err := r.extendBack(ctx, ri, indexBatch, mac)
+		added, err := r.extendBack(ctx, ri, indexBatch, 0, mac)
 		if err != nil {
 			return err
 		}

@@ -143,7 +143,7 @@ func (r *Relay) update(ctx context.Context, ri *roomIndex, want int, mac hash.Ha
 	if !ri.started {
 		ri.started = true
 		ri.first, ri.next, ri.complete = 1, 1, true
-		start, earlier, err := r.tailStart(ctx, r.lineSubject(ri.room), 1, uint64(want))
+		start, earlier, err := r.tailStart(ctx, r.lineSubject(ri.room), 1, uint64(want), uint64(want))
 		if err != nil && !errors.Is(err, errNoCounts) {
 			ri.started = false
 			return fmt.Errorf("history of %s: %w", ri.room, err)
@@ -166,14 +166,15 @@ func (r *Relay) update(ctx context.Context, ri *roomIndex, want int, mac hash.Ha
 
 // tailStart returns the sequence from which the stream holds at least
 // want lines of subject (and not many more), looking from from on, and
-// whether it holds lines of subject between from and it. It halves its
-// way there: each step asks how many lines follow a sequence.
-func (r *Relay) tailStart(ctx context.Context, subject string, from, want uint64) (uint64, bool, error) {
+// whether it holds lines of subject between from and it; from itself if
+// that is at most slack lines more than want. It halves its way there:
+// each step asks how many lines follow a sequence.
+func (r *Relay) tailStart(ctx context.Context, subject string, from, want, slack uint64) (uint64, bool, error) {
 	total, err := r.countFrom(ctx, subject, from)
 	if err != nil {
 		return 0, false, err
 	}
-	if total <= 2*want {
+	if total <= want+slack {
 		return from, false, nil // as cheap to read it all
 	}
 	hi, err := r.lastSeq(ctx, subject)
@@ -197,9 +198,9 @@ func (r *Relay) tailStart(ctx context.Context, subject string, from, want uint64
 }
 
 // extendBack adds to the front of ri at least need of the room's lines
-// before its first, or all there are, and returns how many it added.
-// Called with ri.lock held.
-func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need int, mac hash.Hash) (int, error) {
+// before its first, or all there are, and returns how many it added. It
+// reads at most most lines (no bound if 0). Called with ri.lock held.
+func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need, most int, mac hash.Hash) (int, error) {
 	if ri.complete {
 		return 0, nil
 	}
@@ -212,7 +213,15 @@ func (r *Relay) extendBack(ctx context.Context, ri *roomIndex, need int, mac has
 	// once, but at most maxExtend at a time, so that each step ends
 	// within a reader's timeout and what it read is kept.
 	more := min(max(need, len(ri.entries), indexBatch), max(need, maxExtend))
-	start, earlier, err := r.tailStart(ctx, subject, 1, have+uint64(more))
+	// Reading the whole room is as cheap as finding where the lines
+	// wanted start if it is not twice as long, unless the read is
+	// bounded: then the lines before the index are all it may read.
+	slack := have + uint64(more)
+	if most > 0 {
+		more = min(more, most)
+		slack = 0
+	}
+	start, earlier, err := r.tailStart(ctx, subject, 1, have+uint64(more), slack)
 	if err != nil {
 		return 0, fmt.Errorf("history of %s: %w", ri.room, err)
 	}
@@ -324,8 +333,10 @@ func (ri *roomIndex) find(key tcpserver.LineKey) int {
 	return -1
 }
 
-// Lines implements [tcpserver.Store]. A line this node does not know
-// of in room (before names no line of it) has no lines before it. Lines
+// Lines implements [tcpserver.Store]. A before that names no line of
+// room in the stream (never said in it, or trimmed since) is
+// [tcpserver.ErrUnknownLine], as in any store; one further back than a
+// lookup reads (see lookBack) is [tcpserver.ErrLineFurtherBack]. Lines
 // of this node come back with Node empty and their ID, other nodes'
 // with their Node and their ID there in both ID and NodeID, so that
 // [tcpserver.LineKey] names each the same way everywhere.
@@ -358,19 +369,14 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 		}
 		end := len(ri.entries)
 		if !before.IsZero() {
-			// Not in the index: further back, or in no line of the room.
-			for end = ri.find(before); end < 0 && !ri.complete; end = ri.find(before) {
-				if _, err := r.extendBack(ctx, ri, limit, mac); err != nil {
-					return nil, false, err
-				}
-			}
-			if end < 0 {
+			var err error
+			if end, err = r.lookBack(ctx, ri, before, mac); err != nil {
 				r.index.resized(ri, len(ri.entries))
-				return nil, false, nil
+				return nil, false, err
 			}
 		}
 		for end < limit && !ri.complete {
-			added, err := r.extendBack(ctx, ri, limit-end, mac)
+			added, err := r.extendBack(ctx, ri, limit-end, 0, mac)
 			if err != nil {
 				return nil, false, err
 			}
@@ -421,6 +427,75 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 
 // maxPasses bounds the reads of one page (see Lines).
 const maxPasses = 64
+
+// lookBack returns the position in ri of before, a line of its room,
+// reading the room's earlier lines into ri if it is further back than ri
+// holds; [tcpserver.ErrUnknownLine] if the room has no such line.
+// Called with ri.lock held.
+//
+// before comes from a client, who may make one up: the room's whole
+// stream, a million lines, was once read back for a made-up ID, for as
+// long as the reader's timeout let it, at every /history. So a line of a
+// node newer than that node's oldest indexed line, and not in the index,
+// is no line of the room, without a read (a node's IDs grow line after
+// line, and the index holds every line from its first on); and a lookup
+// reads at most maxLookBack lines back, in one step: past them it gives
+// up with [tcpserver.ErrLineFurtherBack]. The index keeps what it read,
+// so that a reader whose line really is further back (its room's index
+// was forgotten meanwhile) finds it by asking again, maxLookBack lines
+// further each time.
+func (r *Relay) lookBack(ctx context.Context, ri *roomIndex, before tcpserver.LineKey, mac hash.Hash) (int, error) {
+	if end := ri.find(before); end >= 0 {
+		return end, nil
+	}
+	if ri.complete || ri.newerThanIndexed(before) {
+		return -1, tcpserver.ErrUnknownLine
+	}
+	if _, err := r.extendBack(ctx, ri, maxLookBack, maxLookBack, mac); err != nil {
+		return -1, err
+	}
+	if end := ri.find(before); end >= 0 {
+		return end, nil
+	}
+	if ri.complete {
+		return -1, tcpserver.ErrUnknownLine
+	}
+	return -1, fmt.Errorf("history of %s: line %s: %w", ri.room, before, tcpserver.ErrLineFurtherBack)
+}
+
+// maxLookBack is the most lines one lookup of a line not in a room's
+// index reads back (see lookBack): ten batched direct gets, and the
+// counts that find where they start, about 30 requests in all.
+const maxLookBack = 10 * indexBatch
+
+// newerThanIndexed reports whether key is a line of a node ri holds lines
+// of, newer than the oldest of them: if the room had it, ri would hold it.
+// Two lines may be stamped in one order and sent in the other (see find),
+// so the oldest is the newest of the node's first orderSlack lines in ri:
+// a line just before ri's first, stamped after it, is looked for.
+func (ri *roomIndex) newerThanIndexed(key tcpserver.LineKey) bool {
+	node := int32(-1)
+	if key.Node != "" {
+		i, ok := ri.nodeIdx[key.Node]
+		if !ok {
+			return false
+		}
+		node = int32(i)
+	}
+	pos := ri.byNode[node]
+	if len(pos) == 0 {
+		return false
+	}
+	var oldest uint64
+	for _, p := range pos[:min(len(pos), orderSlack)] {
+		oldest = max(oldest, ri.entries[p].id)
+	}
+	return key.ID > oldest
+}
+
+// orderSlack is how many lines of a node newerThanIndexed allows to be
+// out of order: lines stamped at once by a node's readers, a few.
+const orderSlack = 64
 
 // forgetMissing forgets lines of ri that a read did not find in the
 // stream: missing, and any other line of ri between the first and the

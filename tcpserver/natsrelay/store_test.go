@@ -2,9 +2,12 @@ package natsrelay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -405,9 +408,9 @@ func TestScrollbackWalksAWholeRoom(t *testing.T) {
 	if err != nil || len(page) != 50 || page[0].ID != 1 || more {
 		t.Fatalf("before line 51: %d lines, more %v, err %v", len(page), more, err)
 	}
-	// A line the room never had: nothing, after looking at all of it.
-	if page, more, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: lines + 5}, 50); len(page) != 0 || more || err != nil {
-		t.Fatalf("before an unknown line: %d lines, more %v, err %v", len(page), more, err)
+	// A line the room never had, as any store says.
+	if page, more, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: lines + 5}, 50); len(page) != 0 || more || !errors.Is(err, tcpserver.ErrUnknownLine) {
+		t.Fatalf("before an unknown line: %d lines, more %v, err %v; want ErrUnknownLine", len(page), more, err)
 	}
 }
 
@@ -447,5 +450,254 @@ func TestReadersWaitingGiveUpInTime(t *testing.T) {
 	<-ri.lock
 	if lines, _, err := r.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 5); len(lines) != 5 || err != nil {
 		t.Fatalf("then: %d lines, %v", len(lines), err)
+	}
+}
+
+// startStoreHub starts a node alone whose hub keeps its lines in the
+// relay's stream, as chatbridge --data does.
+func startStoreHub(t *testing.T, cfg Config) (*Relay, *tcpserver.Hub) {
+	t.Helper()
+	ns := startNATS(t)
+	cfg.URL, cfg.NodeID, cfg.Alone, cfg.Secret = ns.url(), "solo", true, []byte(testSecret)
+	r, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := tcpserver.NewHub(tcpserver.HubConfig{Relay: r, Store: r.Store(), State: r, MaxPerIP: -1, Rate: -1, ChangeBurst: -1, AnnounceDelay: -1}, nil)
+	if err := r.Start(context.Background(), hub); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	(&node{hub: hub, relay: r}).waitUp(t)
+	return r, hub
+}
+
+// errorOf sends cmd as c and returns the text of the one error event it
+// is answered with.
+func errorOf(t *testing.T, c *tcpserver.Client, m *eventMember, cmd string) string {
+	t.Helper()
+	c.Handle([]byte(cmd))
+	evs := m.take()
+	if len(evs) != 1 || evs[0].Kind != tcpserver.KindError {
+		var got []string
+		for _, ev := range evs {
+			got = append(got, ev.Kind.String()+": "+ev.Text)
+		}
+		t.Fatalf("%s: %q, want one error", cmd, got)
+	}
+	return evs[0].Text
+}
+
+// TestHistoryFarBackThroughTheHub: a /history before a line further
+// back than one lookup reads (a room of 25,000 lines whose index holds
+// its last 100) tells the member to ask again, which finds it if it is
+// a line of the room, and says there is none if it is not, each ask
+// reading at most maxLookBack lines.
+func TestHistoryFarBackThroughTheHub(t *testing.T) {
+	const lines = 2*maxLookBack + 5000
+	r, hub := startStoreHub(t, Config{HistoryKeep: lines})
+	fill(t, r, "lobby", lines) // this node's lines 1 to 25,000
+	m := &eventMember{}
+	c, err := hub.Connect(m, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: "ada"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Leave("") })
+	m.take()
+	for _, id := range []string{"nobody-3", "solo-3"} {
+		want := "line " + id + " is not among the lines of lobby read back so far; ask again to look further back"
+		if got := errorOf(t, c, m, "/history 5 "+id); got != want {
+			t.Fatalf("/history 5 %s: %q, want %q", id, got, want)
+		}
+	}
+	c.Handle([]byte("/history 5 solo-3"))
+	if evs := m.take(); len(evs) != 1 || evs[0].Kind != tcpserver.KindHistory || len(evs[0].Events) != 2 || evs[0].Events[0].ID != 1 {
+		t.Fatalf("/history 5 solo-3 asked again: %v", evs)
+	}
+	if got := errorOf(t, c, m, "/history 5 nobody-3"); got != "no line nobody-3 in lobby" {
+		t.Fatalf("/history 5 nobody-3 asked again: %q", got)
+	}
+}
+
+// eventMember is a member of a hub that keeps the events sent to it, as
+// they are: a terminal reads their Line, a JSON client their JSON.
+type eventMember struct {
+	mu     sync.Mutex
+	events []*tcpserver.Event
+}
+
+func (m *eventMember) Send(ev *tcpserver.Event) {
+	m.mu.Lock()
+	m.events = append(m.events, ev)
+	m.mu.Unlock()
+}
+
+func (m *eventMember) Close(string) {}
+
+// take returns the events sent so far and forgets them.
+func (m *eventMember) take() []*tcpserver.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.events
+	m.events = nil
+	return out
+}
+
+// TestHistoryBeforeAnUnknownLineThroughTheHub: with the JetStream store
+// as the hub's, a /history before a line the room does not have (made
+// up, another node's, another room's) is answered "no line ID in ROOM",
+// to a terminal and as an error event to a JSON client (whose
+// {"type":"history","before":ID} the bridge makes this very command), as
+// with the memory store (tcpserver's TestHistoryBeforeAnUnknownLine).
+// The store once answered with no lines, and the client was told the
+// room had nothing before the line it made up.
+func TestHistoryBeforeAnUnknownLineThroughTheHub(t *testing.T) {
+	r, hub := startStoreHub(t, Config{})
+	m := &eventMember{}
+	c, err := hub.Connect(m, tcpserver.ConnectInfo{Addr: "192.0.2.1:1000", Transport: "tcp", Nick: "ada", Room: "elsewhere"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Leave("") })
+	c.Handle([]byte("in another room"))
+	c.Handle([]byte("/join lobby"))
+	for i := range 3 {
+		c.Handle(fmt.Appendf(nil, "line %d", i))
+	}
+	waitFor(t, "the lines in the stream", func() bool {
+		lines, _, _ := r.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 5)
+		other, _, _ := r.Lines(context.Background(), "elsewhere", tcpserver.LineKey{}, 5)
+		return len(lines) == 3 && len(other) == 1
+	})
+	other, _, _ := r.Lines(context.Background(), "elsewhere", tcpserver.LineKey{}, 5)
+	own, _, _ := r.Lines(context.Background(), "lobby", tcpserver.LineKey{}, 5)
+	otherRoom := tcpserver.LineKey{Node: "solo", ID: other[0].ID}
+	m.take()
+	// Made up, newer than every line of the node and older; of a node
+	// the room never heard; of another room.
+	for _, id := range []string{"99999999999999999", "5", "elsewhere-2", otherRoom.String()} {
+		c.Handle([]byte("/history 5 " + id))
+		evs := m.take()
+		want := "no line " + id + " in lobby"
+		if len(evs) != 1 || evs[0].Kind != tcpserver.KindError || evs[0].Text != want {
+			var got []string
+			for _, ev := range evs {
+				got = append(got, ev.Kind.String()+": "+ev.Text)
+			}
+			t.Fatalf("/history 5 %s: %q, want one error %q", id, got, want)
+		}
+		if line := string(evs[0].Line()); !strings.Contains(line, want) {
+			t.Errorf("/history 5 %s, as a terminal reads it: %q", id, line)
+		}
+		var j struct{ Type, Text string }
+		if err := json.Unmarshal(evs[0].JSON(), &j); err != nil || j.Type != "error" || j.Text != want {
+			t.Errorf("/history 5 %s, as a JSON client reads it: %s (%v)", id, evs[0].JSON(), err)
+		}
+	}
+	// A line of the room still pages back.
+	last := tcpserver.LineKey{Node: "solo", ID: own[2].ID}
+	c.Handle([]byte("/history 5 " + last.String()))
+	evs := m.take()
+	if len(evs) != 1 || evs[0].Kind != tcpserver.KindHistory || len(evs[0].Events) != 2 || evs[0].Events[0].Text != "line 0" {
+		t.Fatalf("/history 5 %s: %v", last, evs)
+	}
+}
+
+// TestUnknownLineCostsBoundedReads: a before not in a room's index once
+// had the relay read the room's whole stream back (a million lines, as
+// long as the reader's timeout let it) for a made-up ID. Now a made-up
+// ID newer than the node's oldest indexed line costs no read back, and
+// any other a bounded number of direct gets, counted here as NATS sees
+// them; a line that is really further back is found by asking again.
+func TestUnknownLineCostsBoundedReads(t *testing.T) {
+	n := startNATS(t)
+	const lines = 8 * maxLookBack
+	r := startStore(t, n, Config{HistoryKeep: lines})
+	fill(t, r, "lobby", lines)
+	nc, err := nats.Connect(n.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var gets atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET.>", func(*nats.Msg) { gets.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// counted returns the direct gets f asked for, once NATS has passed
+	// them all on.
+	counted := func(f func()) int64 {
+		before := gets.Load()
+		f()
+		if err := r.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return gets.Load() - before
+	}
+	if _, _, err := r.Lines(ctx, "lobby", tcpserver.LineKey{}, 50); err != nil {
+		t.Fatal(err)
+	}
+	// The bound: the counts that find where the lines read back start
+	// (by halves over the stream: about log2 of its length, 17 here) and
+	// the ten batches of lines read; 31 when written. Reading the room
+	// through took 203.
+	const bound = 40
+	for _, tt := range []struct {
+		name   string
+		key    tcpserver.LineKey
+		most   int64
+		wanted error
+	}{
+		{"newer than the node's oldest line indexed", tcpserver.LineKey{ID: lines + 5}, 1, tcpserver.ErrUnknownLine},
+		{"older than any line indexed", tcpserver.LineKey{ID: 3}, bound, tcpserver.ErrLineFurtherBack},
+		{"of a node the room never heard", tcpserver.LineKey{Node: "nobody", ID: 3}, bound, tcpserver.ErrLineFurtherBack},
+	} {
+		size := len(r.index.get("lobby").entries)
+		var err error
+		got := counted(func() { _, _, err = r.Lines(ctx, "lobby", tt.key, 50) })
+		if !errors.Is(err, tt.wanted) {
+			t.Errorf("%s: err %v, want %v", tt.name, err, tt.wanted)
+		}
+		if got > tt.most {
+			t.Errorf("%s: %d direct gets, want at most %d", tt.name, got, tt.most)
+		}
+		if grown := len(r.index.get("lobby").entries) - size; grown > maxLookBack {
+			t.Errorf("%s: the index grew by %d lines, want at most %d", tt.name, grown, maxLookBack)
+		}
+		t.Logf("%s: %d direct gets", tt.name, got)
+	}
+	// Line 3 is in the room: a reader asking again gets there, each ask
+	// as bounded.
+	for asks := 1; ; asks++ {
+		var page []*tcpserver.Event
+		var err error
+		size := len(r.index.get("lobby").entries)
+		got := counted(func() { page, _, err = r.Lines(ctx, "lobby", tcpserver.LineKey{ID: 3}, 50) })
+		if grown := len(r.index.get("lobby").entries) - size; got > bound || grown > maxLookBack {
+			t.Fatalf("ask %d: %d direct gets, the index grew by %d lines", asks, got, grown)
+		}
+		if err == nil {
+			if len(page) != 2 || page[0].ID != 1 {
+				t.Fatalf("before line 3: %d lines", len(page))
+			}
+			break
+		}
+		if !errors.Is(err, tcpserver.ErrLineFurtherBack) || asks > lines/maxLookBack+1 {
+			t.Fatalf("ask %d: %v", asks, err)
+		}
+	}
+	// And a made-up line of a node the room never heard, now that the
+	// index holds the whole room, costs nothing but the look for new lines.
+	var err2 error
+	if got := counted(func() { _, _, err2 = r.Lines(ctx, "lobby", tcpserver.LineKey{Node: "nobody", ID: 3}, 50) }); got > 1 || !errors.Is(err2, tcpserver.ErrUnknownLine) {
+		t.Errorf("with the whole room indexed: %d direct gets, err %v", got, err2)
 	}
 }

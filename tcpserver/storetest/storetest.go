@@ -11,6 +11,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -102,14 +103,23 @@ var cases = []struct {
 			}
 		}
 	}},
-	{"UnknownKeyHasNothingBefore", func(t *testing.T, s tcpserver.Store) {
-		appendLines(s, "lobby", 1, 3)
+	{"UnknownKeyIsUnknownLine", func(t *testing.T, s tcpserver.Store) {
+		// The hub tells a client "no line ID" for ErrUnknownLine, and
+		// shows an empty page for nothing at all: a store that answers
+		// an unknown key with no lines tells the client there is nothing
+		// before a line it made up.
+		said := appendLines(s, "lobby", 1, 3)
+		appendLines(s, "other", 10, 1)
 		waitFor(t, s, "lobby", 3)
-		for _, k := range []tcpserver.LineKey{{ID: 999999}, {Node: "elsewhere", ID: 2}} {
-			lines, more, _ := s.Lines(ctx(t), "lobby", k, 50)
-			if len(lines) != 0 || more {
-				t.Errorf("before unknown %v: %d lines, more %v", k, len(lines), more)
+		waitFor(t, s, "other", 1)
+		for _, k := range []tcpserver.LineKey{{ID: 999999}, {ID: 2, Node: "elsewhere"}, {ID: 10}} {
+			lines, more, err := s.Lines(ctx(t), "lobby", k, 50)
+			if len(lines) != 0 || more || !errors.Is(err, tcpserver.ErrUnknownLine) {
+				t.Errorf("before unknown %v: %d lines, more %v, err %v; want ErrUnknownLine", k, len(lines), more, err)
 			}
+		}
+		if lines, _, err := s.Lines(ctx(t), "nobody", key(said[1]), 50); len(lines) != 0 || !errors.Is(err, tcpserver.ErrUnknownLine) {
+			t.Errorf("before a line of lobby in an empty room: %d lines, err %v; want ErrUnknownLine", len(lines), err)
 		}
 	}},
 	{"LimitBelowOneReadsNothing", func(t *testing.T, s tcpserver.Store) {
