@@ -109,7 +109,7 @@ func newClusterFlags(out io.Writer) (*flag.FlagSet, *clusterConfig, *flagValues,
 			if typ != "" {
 				line += " " + typ
 			}
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "0s" {
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "-1" && f.DefValue != "false" && f.DefValue != "0s" {
 				usage += fmt.Sprintf(" (default %s)", f.DefValue)
 			}
 			fmt.Fprintf(out, "%-30s %s\n", line, usage)
@@ -139,8 +139,6 @@ func (c *clusterConfig) check() error {
 		return usageErr("--kill needs at least 2 nodes (or --kill=false)")
 	case c.spare < -1 || c.spare > 16:
 		return usageErr("--spare %d: want 0..16", c.spare)
-	case c.spare > 0 && c.nodes+c.spare > 64:
-		return usageErr("--spare %d: %d nodes in all, want at most 64", c.spare, c.nodes+c.spare)
 	case !(c.headroom >= 0 && c.headroom <= 100): // NaN too
 		return usageErr("--headroom %g: want a percentage, 0..100", c.headroom)
 	case c.connectRate < 0 || c.parallel < 1 || c.perSource < 0 || c.connectTimeout <= 0:
@@ -154,6 +152,9 @@ func (c *clusterConfig) check() error {
 		if c.kill {
 			c.spare = 1
 		}
+	}
+	if c.nodes+c.spare > 64 {
+		return usageErr("--spare %d: %d nodes in all, want at most 64", c.spare, c.nodes+c.spare)
 	}
 	if c.procs > c.nodes*c.members {
 		return usageErr("--procs %d: more than the %d members", c.procs, c.nodes*c.members)

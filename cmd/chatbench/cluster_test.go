@@ -228,6 +228,8 @@ func TestClusterFlags(t *testing.T) {
 		{[]string{"--spare", "-2"}, "--spare"},
 		{[]string{"--spare", "17"}, "--spare"},
 		{[]string{"--nodes", "60", "--spare", "5"}, "--spare"},
+		{[]string{"--nodes", "64"}, "--spare"}, // and the spare the kill brings
+		{[]string{"--nodes", "64", "--kill=false"}, ""},
 		{[]string{"--spare", "0"}, ""},
 		{[]string{"--headroom", "-1"}, "--headroom"},
 		{[]string{"--headroom", "101"}, "--headroom"},
