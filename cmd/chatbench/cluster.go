@@ -722,7 +722,8 @@ func (p *phase) chat(ctx context.Context) (*phaseReport, error) {
 }
 
 // drain waits up to --drain until every member that stayed has every
-// line sent, and returns the last report (with the latency histogram).
+// line sent, and every member that came back every line since it was,
+// and returns the last report (with the latency histogram).
 //
 // since is for the last report (see loadSet.report).
 func (p *phase) drain(ctx context.Context, since int64) (loadReport, bool, error) {
