@@ -805,8 +805,9 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 			ls := p.senders[i]
 			ask, at, size := ls.askNs.Load(), ls.sizeNs.Load(), ls.roomSize.Load()
 			settled := rep.Rejoined == rep.Cut && ask > max(killed.UnixNano(), rep.LastRejoinNs+int64(time.Second))
-			if when, ok := presenceClean(kr.Forgot[i], last, settled, ask, at, size, members, time.Now()); kr.PresenceS[i] == 0 && ok {
-				kr.PresenceS[i] = float64(when-killed.UnixNano()) / 1e9
+			quiet := kr.Forgot[i] > 0 && time.Since(time.Unix(0, last)) > 3*time.Second
+			if kr.PresenceS[i] == 0 && quiet && settled && at > ask && size <= members {
+				kr.PresenceS[i] = float64(last-killed.UnixNano()) / 1e9
 				kr.Shown[i], kr.Expected[i] = size, members
 			}
 			if kr.PresenceS[i] == 0 {
@@ -899,25 +900,6 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		p.run.log.Warn("members coming back were refused other than as full, or could not connect", "count", kr.RetryErrors, "first", kr.FirstRetryErr)
 	}
 	return kr, nil
-}
-
-// presenceClean says whether a node that forgot forgot members of the
-// killed node, the last at lastNs, is clean, and since when: once every
-// member is back in and known (settled, and its /rooms asked at askNs
-// after that), the answer (at atNs) counts no more than the members
-// there, and the node forgot none for 3 s. A node whose log names none of
-// the members it forgot (presence kept some other way) is clean by its
-// /rooms alone, since the answer: once every member is back in and known,
-// the killed node's members are counted beside them, under other names,
-// until they are forgotten.
-func presenceClean(forgot int, lastNs int64, settled bool, askNs, atNs, size, members int64, now time.Time) (int64, bool) {
-	if !settled || atNs <= askNs || size > members {
-		return 0, false
-	}
-	if forgot == 0 {
-		return atNs, true
-	}
-	return lastNs, now.Sub(time.Unix(0, lastNs)) > 3*time.Second
 }
 
 func slicesCloneSenders(s []*clusterSender) []*clusterSender {

@@ -152,40 +152,6 @@ func natsServerBinary(t *testing.T) string {
 	return ""
 }
 
-// A node is clean after the kill once its /rooms, asked after every
-// member is back in, counts no more than there are, and it forgot none of
-// the killed node's members for 3 s; or, if its log named none, by its
-// /rooms alone.
-func TestPresenceClean(t *testing.T) {
-	now := time.Unix(100, 0)
-	ns := func(s float64) int64 { return int64(s * 1e9) }
-	for _, tt := range []struct {
-		name          string
-		forgot        int
-		last          float64
-		settled       bool
-		ask, at       float64
-		size, members int64
-		want          bool
-		wantWhen      float64
-	}{
-		{"clean", 300, 90, true, 95, 96, 903, 903, true, 90},
-		{"fewer shown", 300, 90, true, 95, 96, 900, 903, true, 90},
-		{"still forgetting", 300, 98, true, 95, 96, 903, 903, false, 0},
-		{"shows more", 300, 90, true, 95, 96, 1203, 903, false, 0},
-		{"not all back", 300, 90, false, 95, 96, 903, 903, false, 0},
-		{"no answer since asked", 300, 90, true, 95, 94, 903, 903, false, 0},
-		{"log names none, clean", 0, 0, true, 95, 96, 903, 903, true, 96},
-		{"log names none, shows more", 0, 0, true, 95, 96, 1203, 903, false, 0},
-		{"log names none, not all back", 0, 0, false, 95, 96, 903, 903, false, 0},
-	} {
-		when, ok := presenceClean(tt.forgot, ns(tt.last), tt.settled, ns(tt.ask), ns(tt.at), tt.size, tt.members, now)
-		if ok != tt.want || ok && when != ns(tt.wantWhen) {
-			t.Errorf("%s: clean %v since %d, want %v since %d", tt.name, ok, when, tt.want, ns(tt.wantWhen))
-		}
-	}
-}
-
 // The members go round the nodes and, every other round, over WebSocket:
 // each node gets half of each transport.
 func TestPlaceOfSpreadsMembers(t *testing.T) {
