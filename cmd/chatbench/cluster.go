@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,9 +27,11 @@ import (
 // all of them (see README, "Running several nodes").
 type clusterConfig struct {
 	chatbridge, natsServer string
-	nodes                  int
-	members                int // per node
-	procs                  int // load processes
+	nodes                  int     // nodes that hold members
+	spare                  int     // nodes that hold none at the start; -1: one with kill, else none
+	members                int     // per node
+	headroom               float64 // the nodes' --max-clients above their members, in percent
+	procs                  int     // load processes
 	natsServers            int
 	replicas               int // --nats-replicas for the nodes; 0: as many as NATS servers, if the nodes have the flag
 	rate                   float64
@@ -49,9 +52,19 @@ type clusterConfig struct {
 // run (the nodes refuse to start on NATS without one).
 const clusterSecret = "chatbench cluster run: a secret for loopback only"
 
-// nodeFlags turn off every limit meant for people (README, Performance).
-var nodeFlags = []string{"--rate", "0", "--max-per-ip", "0", "--max-clients", "0", "--connect-rate", "0",
+// nodeFlags turn off every limit meant for people (README, Performance);
+// --max-clients is each run's (see clusterConfig.maxClients).
+var nodeFlags = []string{"--rate", "0", "--max-per-ip", "0", "--connect-rate", "0",
 	"--room-rate", "0", "--room-bytes", "0", "--log-format", "json", "--log-level", "info"}
+
+// maxClients is every node's --max-clients: its members, its sender, and
+// --headroom percent more (at least 8, for the run's own questions to
+// /metrics). A node that holds that many refuses the next connection as
+// "server full", as a node in service does, rather than running out of
+// file descriptors; the members it refuses go on to another node.
+func (c *clusterConfig) maxClients() int {
+	return c.members + 1 + max(int(math.Ceil(float64(c.members)*c.headroom/100)), 8)
+}
 
 func newClusterFlags(out io.Writer) (*flag.FlagSet, *clusterConfig, *flagValues, *bool) {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
@@ -65,7 +78,9 @@ func newClusterFlags(out io.Writer) (*flag.FlagSet, *clusterConfig, *flagValues,
 	fs.BoolVar(&v.verbose, "verbose", false, "debug logging on stderr")
 	fs.StringVar(&c.chatbridge, "chatbridge", "", "the chatbridge `binary` (default: beside chatbench, or on PATH)")
 	fs.StringVar(&c.natsServer, "nats-server", "", "the nats-server `binary` (default: on PATH)")
-	fs.IntVar(&c.nodes, "nodes", 5, "chatbridge nodes joined through NATS")
+	fs.IntVar(&c.nodes, "nodes", 5, "chatbridge nodes joined through NATS that hold --members members each")
+	fs.IntVar(&c.spare, "spare", -1, "more nodes in the cluster that hold no members at the start, where the killed node's members can go (default 1 with --kill, 0 without)")
+	fs.Float64Var(&c.headroom, "headroom", 2.5, "every node's --max-clients is --members plus this `percent` (at least 8 more): past it the node refuses as full")
 	fs.IntVar(&c.members, "members", 19000, "room members per node, half TCP, half WebSocket")
 	fs.IntVar(&c.procs, "procs", 0, "load processes holding the members (0 = one per node)")
 	fs.IntVar(&c.natsServers, "nats-servers", 1, "NATS servers: 1, or 3 joined by routes")
@@ -94,7 +109,7 @@ func newClusterFlags(out io.Writer) (*flag.FlagSet, *clusterConfig, *flagValues,
 			if typ != "" {
 				line += " " + typ
 			}
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "0s" {
+			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "-1" && f.DefValue != "false" && f.DefValue != "0s" {
 				usage += fmt.Sprintf(" (default %s)", f.DefValue)
 			}
 			fmt.Fprintf(out, "%-30s %s\n", line, usage)
@@ -122,11 +137,24 @@ func (c *clusterConfig) check() error {
 		return usageErr("--duration and --kill-wait must be positive, --settle and --drain not negative")
 	case c.kill && c.nodes < 2:
 		return usageErr("--kill needs at least 2 nodes (or --kill=false)")
+	case c.spare < -1 || c.spare > 16:
+		return usageErr("--spare %d: want 0..16", c.spare)
+	case !(c.headroom >= 0 && c.headroom <= 100): // NaN too
+		return usageErr("--headroom %g: want a percentage, 0..100", c.headroom)
 	case c.connectRate < 0 || c.parallel < 1 || c.perSource < 0 || c.connectTimeout <= 0:
 		return usageErr("--connect-rate and --per-source must not be negative, --dial-parallel at least 1, --connect-timeout positive")
 	}
 	if c.procs == 0 {
 		c.procs = c.nodes
+	}
+	if c.spare == -1 {
+		c.spare = 0
+		if c.kill {
+			c.spare = 1
+		}
+	}
+	if c.nodes+c.spare > 64 {
+		return usageErr("--spare %d: %d nodes in all, want at most 64", c.spare, c.nodes+c.spare)
 	}
 	if c.procs > c.nodes*c.members {
 		return usageErr("--procs %d: more than the %d members", c.procs, c.nodes*c.members)
@@ -204,8 +232,10 @@ func runClusterCmd(ctx context.Context, args []string, std stdio) int {
 // clusterReport is what a cluster run measured. The JSON names are for
 // scripts and the test.
 type clusterReport struct {
-	Nodes          int         `json:"nodes"`
+	Nodes          int         `json:"nodes"`  // nodes that hold members
+	Spares         int         `json:"spares"` // nodes after them that hold none at the start
 	MembersPerNode int         `json:"members_per_node"`
+	MaxClients     int         `json:"max_clients"` // every node's --max-clients
 	LoadProcs      int         `json:"load_procs"`
 	NATSServers    int         `json:"nats_servers"`
 	Replicas       int         `json:"nats_replicas"` // 0: the nodes' default
@@ -356,34 +386,40 @@ func countersOf(srv []*serverProc) []nodeCounters {
 }
 
 type killReport struct {
-	Node        int            `json:"node"`
-	Members     int            `json:"members"`          // the load processes held on the killed node
-	Forgot      []int          `json:"forgot"`           // "member of a lost node forgotten" in each node's log
-	PresenceS   []float64      `json:"presence_clean_s"` // when each node's room size was right again (0: never)
-	Cut         int            `json:"cut"`
-	Rejoined    int            `json:"rejoined"`
-	Back        int            `json:"back"`
-	RetryErrors int            `json:"retry_errors"`
-	LastRejoinS float64        `json:"last_rejoin_s"`
-	LastBackS   float64        `json:"last_back_s"`
-	RejoinDup   int64          `json:"rejoin_duplicated"`
-	RejoinReord int64          `json:"rejoin_reordered"`
-	Stayed      int            `json:"stayed"`
-	Lines       int64          `json:"lines"`
-	Lost        int64          `json:"lost"`
-	Duplicated  int64          `json:"duplicated"`
-	Reordered   int64          `json:"reordered"`
-	P50us       float64        `json:"p50_us"`
-	P99us       float64        `json:"p99_us"`
-	Drained     bool           `json:"drained"`
-	TimedOut    bool           `json:"timed_out"`
-	NATSCPU     float64        `json:"nats_cpu_s"`
-	NodeCPU     []float64      `json:"node_cpu_s"`
-	LoadCPU     float64        `json:"load_cpu_s"`
-	DurationS   float64        `json:"duration_s"`
-	Counters    []nodeCounters `json:"counters"` // each node's refusals and cuts over the wait and drain
-	Shown       []int64        `json:"shown"`    // the room's size each node showed when clean (or last)
-	Expected    []int64        `json:"expected"` // the members there were then
+	Node        int       `json:"node"`
+	Members     int       `json:"members"`          // the load processes held on the killed node
+	Forgot      []int     `json:"forgot"`           // "member of a lost node forgotten" in each node's log
+	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again (0: never)
+	Cut         int       `json:"cut"`
+	Rejoined    int       `json:"rejoined"`
+	Back        int       `json:"back"`
+	RefusedFull int       `json:"refused_full"` // attempts to come back a full node refused: capacity, expected
+	RetryErrors int       `json:"retry_errors"` // attempts that failed or were refused otherwise: failures
+	// FirstRetryErr is the first of those.
+	FirstRetryErr string         `json:"first_retry_error,omitempty"`
+	LastRejoinS   float64        `json:"last_rejoin_s"`
+	LastBackS     float64        `json:"last_back_s"`
+	BackP50S      float64        `json:"back_p50_s"` // when the members that came back were chatting again, after the kill
+	BackMaxS      float64        `json:"back_max_s"`
+	RejoinLost    int64          `json:"rejoin_lost"` // lines missed by members who came back, once they were
+	RejoinDup     int64          `json:"rejoin_duplicated"`
+	RejoinReord   int64          `json:"rejoin_reordered"`
+	Stayed        int            `json:"stayed"`
+	Lines         int64          `json:"lines"`
+	Lost          int64          `json:"lost"`
+	Duplicated    int64          `json:"duplicated"`
+	Reordered     int64          `json:"reordered"`
+	P50us         float64        `json:"p50_us"`
+	P99us         float64        `json:"p99_us"`
+	Drained       bool           `json:"drained"`
+	TimedOut      bool           `json:"timed_out"`
+	NATSCPU       float64        `json:"nats_cpu_s"`
+	NodeCPU       []float64      `json:"node_cpu_s"`
+	LoadCPU       float64        `json:"load_cpu_s"`
+	DurationS     float64        `json:"duration_s"`
+	Counters      []nodeCounters `json:"counters"` // each node's refusals and cuts over the wait and drain
+	Shown         []int64        `json:"shown"`    // the room's size each node showed when clean (or last)
+	Expected      []int64        `json:"expected"` // the members there were then
 }
 
 // runCluster is the whole run: the cluster (held, chatting, a node
@@ -400,19 +436,18 @@ func runCluster(ctx context.Context, cfg clusterConfig, log *slog.Logger) (*clus
 	// root the hard limit can be raised for them. Set explicitly, it is
 	// what the processes started from here inherit.
 	perProc := (cfg.members*cfg.nodes + cfg.procs - 1) / cfg.procs
-	if err := setFileLimit(uint64(max(perProc, cfg.members)) + 1024); err != nil {
+	if err := setFileLimit(uint64(max(perProc, cfg.maxClients())) + 1024); err != nil {
 		log.Warn("could not raise the open-file limit", "err", err)
 	}
-	if cfg.kill {
-		// The survivors take the killed node's members on top of theirs.
-		var lim syscall.Rlimit
-		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) == nil && uint64(cfg.members*cfg.nodes/(cfg.nodes-1)) > lim.Cur {
-			log.Warn("after the kill the survivors need more connections than the open-file limit lets a node hold: some of the killed node's members will be refused",
-				"per_survivor", cfg.members*cfg.nodes/(cfg.nodes-1), "limit", lim.Cur)
-		}
+	if room := cfg.spare*cfg.maxClients() + (cfg.nodes-1)*(cfg.maxClients()-cfg.members-1); cfg.kill && room < cfg.members {
+		// Every node holds at most --max-clients (and the open-file
+		// limit may hold it to less): the killed node's members need
+		// room on the others.
+		log.Warn("the survivors and spares cannot take the killed node's members: some will be refused as full until the wait ends (give --spare)",
+			"members", cfg.members, "room", room, "max_clients", cfg.maxClients())
 	}
-	rep := &clusterReport{Nodes: cfg.nodes, MembersPerNode: cfg.members, LoadProcs: cfg.procs,
-		NATSServers: cfg.natsServers, Rate: cfg.rate, LoadAvg: loadAvg()}
+	rep := &clusterReport{Nodes: cfg.nodes, Spares: cfg.spare, MembersPerNode: cfg.members, MaxClients: cfg.maxClients(),
+		LoadProcs: cfg.procs, NATSServers: cfg.natsServers, Rate: cfg.rate, LoadAvg: loadAvg()}
 	var nodeArgs []string
 	switch {
 	case cfg.replicas > 0:
@@ -431,12 +466,12 @@ func runCluster(ctx context.Context, cfg clusterConfig, log *slog.Logger) (*clus
 	defer os.RemoveAll(dir)
 
 	r := &clusterRun{cfg: cfg, log: log}
-	if rep.Cluster, rep.Kill, err = r.measure(ctx, cfg.nodes, cfg.procs, dir, nodeArgs, cfg.kill); err != nil {
+	if rep.Cluster, rep.Kill, err = r.measure(ctx, cfg.nodes, cfg.spare, cfg.procs, dir, nodeArgs, cfg.kill); err != nil {
 		return nil, fmt.Errorf("cluster of %d: %w", cfg.nodes, err)
 	}
 	if cfg.single {
 		procs := max(1, (cfg.members*cfg.procs+cfg.nodes*cfg.members-1)/(cfg.nodes*cfg.members))
-		if rep.Single, _, err = r.measure(ctx, 1, procs, "", nil, false); err != nil {
+		if rep.Single, _, err = r.measure(ctx, 1, 0, procs, "", nil, false); err != nil {
 			return nil, fmt.Errorf("one node: %w", err)
 		}
 	}
@@ -449,13 +484,15 @@ type clusterRun struct {
 	log *slog.Logger
 }
 
-// measure starts NATS (if natsDir is not empty) and the nodes, holds the
+// measure starts NATS (if natsDir is not empty) and the nodes, holders
+// that take the members and spares after them that take none, holds the
 // room, chats, kills a node if asked, and stops everything.
-func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir string, nodeArgs []string, kill bool) (*runReport, *killReport, error) {
+func (r *clusterRun) measure(ctx context.Context, holders, spares, procs int, natsDir string, nodeArgs []string, kill bool) (*runReport, *killReport, error) {
 	cfg := r.cfg
+	nodes := holders + spares
 	var natsProcs []*serverProc
 	defer func() { stopAll(natsProcs) }()
-	args := slicesClone(nodeFlags)
+	args := append(slicesClone(nodeFlags), "--max-clients", strconv.Itoa(cfg.maxClients()))
 	var env []string
 	if natsDir != "" {
 		var url string
@@ -488,16 +525,16 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		}
 		addrs[i] = nodeAddr{TCP: p.tcp, WS: "ws://" + p.http + "/ws"}
 	}
-	r.log.Info("nodes up", "nodes", nodes, "nats", len(natsProcs), "addrs", fmt.Sprint(addrs))
+	r.log.Info("nodes up", "nodes", holders, "spares", spares, "nats", len(natsProcs), "addrs", fmt.Sprint(addrs))
 
-	total := nodes * cfg.members
+	total := holders * cfg.members
 	h := holdReport{Members: total, NodeMembers: make([]int, nodes)}
 	for k := range total {
-		n, _ := placeOf(k, nodes)
+		n, _ := placeOf(k, holders)
 		h.NodeMembers[n]++
 	}
 	for i := range nodes {
-		h.NodeMembers[i]++ // its sender
+		h.NodeMembers[i]++ // its sender (a spare's only watches)
 	}
 	nodeRSS := func() []int64 {
 		out := make([]int64, len(srv))
@@ -509,7 +546,7 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 	h.NodeRSSBefore = nodeRSS()
 
 	startNs := time.Now().UnixNano()
-	loads, err := startLoads(ctx, r.cfg, addrs, procs, total, startNs, r.log)
+	loads, err := startLoads(ctx, r.cfg, addrs, holders, procs, total, startNs, r.log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -556,7 +593,7 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		rss, _ := procSampler{root: "/proc"}.readRSS(p.cmd.Process.Pid)
 		h.LoadRSS += rss
 	}
-	held, err := loads.report(senders, false)
+	held, err := loads.report(senders, false, 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -572,7 +609,7 @@ func (r *clusterRun) measure(ctx context.Context, nodes, procs int, natsDir stri
 		}
 	}
 
-	ph := phase{run: r, srv: srv, nats: natsProcs, loads: loads, senders: senders}
+	ph := phase{run: r, srv: srv, nats: natsProcs, loads: loads, senders: senders, talkers: senders[:holders]}
 	chat, err := ph.chat(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -596,7 +633,8 @@ type phase struct {
 	srv     []*serverProc
 	nats    []*serverProc
 	loads   *loadSet
-	senders []*clusterSender
+	senders []*clusterSender // one on each node, asking it /rooms
+	talkers []*clusterSender // those that say the lines: the holders'; a spare's only watches
 }
 
 // cpu samples every node, the NATS servers together, and the load tool
@@ -632,26 +670,26 @@ func (p *phase) sampleCPU() cpuSample {
 // turn, waits for every member to have them, and reports.
 func (p *phase) chat(ctx context.Context) (*phaseReport, error) {
 	cfg := p.run.cfg
-	before, err := p.loads.report(p.senders, true) // starts the latency histogram afresh
+	before, err := p.loads.report(p.senders, true, 0) // starts the latency histogram afresh
 	if err != nil {
 		return nil, err
 	}
 	cpu0, cnt0 := p.sampleCPU(), countersOf(p.srv)
 	t0 := time.Now()
 	var lines int64
-	for _, s := range p.senders {
+	for _, s := range p.talkers {
 		lines -= s.sent.Load()
 	}
-	if err := sendLines(ctx, p.senders, cfg.rate, cfg.duration, p.run.log, cfg.progress, p.loads); err != nil {
+	if err := sendLines(ctx, p.talkers, cfg.rate, cfg.duration, p.run.log, cfg.progress, p.loads); err != nil {
 		return nil, err
 	}
-	end, drained, err := p.drain(ctx)
+	end, drained, err := p.drain(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
 	cpu1 := p.sampleCPU()
 	el := time.Since(t0).Seconds()
-	for _, s := range p.senders {
+	for _, s := range p.talkers {
 		lines += s.sent.Load()
 	}
 	pr := &phaseReport{Lines: lines, Receivers: end.Stayed, Deliveries: end.Deliveries - before.Deliveries,
@@ -684,18 +722,21 @@ func (p *phase) chat(ctx context.Context) (*phaseReport, error) {
 }
 
 // drain waits up to --drain until every member that stayed has every
-// line sent, and returns the last report (with the latency histogram).
-func (p *phase) drain(ctx context.Context) (loadReport, bool, error) {
+// line sent, and every member that came back every line since it was,
+// and returns the last report (with the latency histogram).
+//
+// since is for the last report (see loadSet.report).
+func (p *phase) drain(ctx context.Context, since int64) (loadReport, bool, error) {
 	deadline := time.Now().Add(p.run.cfg.drain)
 	for {
-		rep, err := p.loads.report(p.senders, false)
+		rep, err := p.loads.report(p.senders, false, 0)
 		if err != nil {
 			return rep, false, err
 		}
-		done := rep.Lost == 0
+		done := rep.Lost == 0 && rep.RejoinLost == 0
 		if done || !time.Now().Before(deadline) {
-			rep, err = p.loads.report(p.senders, true)
-			return rep, done && rep.Lost == 0, err
+			rep, err = p.loads.report(p.senders, true, since)
+			return rep, done && rep.Lost == 0 && rep.RejoinLost == 0, err
 		}
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return rep, false, err
@@ -703,15 +744,15 @@ func (p *phase) drain(ctx context.Context) (loadReport, bool, error) {
 	}
 }
 
-// killOne stops the last node's sender, tells the load processes, kills
+// killOne stops the last holder's sender, tells the load processes, kills
 // the node with SIGKILL and, while the others chat on at --rate, follows
-// its members back and its presence away.
+// its members back (to the spares, mostly) and its presence away.
 func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, error) {
 	cfg := p.run.cfg
-	victim := len(p.srv) - 1
+	victim := len(p.talkers) - 1
 	// The members the load processes hold there: its sender leaves first.
 	kr := &killReport{Node: victim, Members: nodeMembers[victim] - 1, Forgot: make([]int, len(p.srv)), PresenceS: make([]float64, len(p.srv)), Shown: make([]int64, len(p.srv)), Expected: make([]int64, len(p.srv))}
-	if _, err := p.loads.report(p.senders, true); err != nil { // the histogram afresh
+	if _, err := p.loads.report(p.senders, true, 0); err != nil { // the histogram afresh
 		return nil, err
 	}
 	if err := p.loads.dead(victim); err != nil {
@@ -721,9 +762,10 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	vs.close()
 	live := slicesCloneSenders(p.senders)
 	live = append(live[:victim], live[victim+1:]...)
+	talk := live[:victim] // the holders' senders are first, the victim the last of them
 	cpu0, cnt0 := p.sampleCPU(), countersOf(p.srv)
 	var lines int64
-	for _, s := range live {
+	for _, s := range talk {
 		lines -= s.sent.Load()
 	}
 
@@ -736,7 +778,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	sctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var sendErr error
-	wg.Go(func() { sendErr = sendLines(sctx, live, cfg.rate, cfg.killWait, p.run.log, 0, nil) })
+	wg.Go(func() { sendErr = sendLines(sctx, talk, cfg.rate, cfg.killWait, p.run.log, 0, nil) })
 	defer func() { stop(); wg.Wait() }()
 
 	deadline := killed.Add(cfg.killWait)
@@ -744,7 +786,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	var rep loadReport
 	for {
 		var err error
-		if rep, err = p.loads.report(p.senders, false); err != nil {
+		if rep, err = p.loads.report(p.senders, false, 0); err != nil {
 			return nil, err
 		}
 		// A survivor no longer shows the killed node's members once it has
@@ -791,7 +833,8 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		}
 		if cfg.progress > 0 && time.Since(lastProgress) >= cfg.progress {
 			lastProgress = time.Now()
-			p.run.log.Info("after the kill", "elapsed", time.Since(killed).Round(time.Second), "cut", rep.Cut, "rejoined", rep.Rejoined, "back", rep.Back, "forgot", kr.Forgot, "room_shown", kr.Shown, "members", kr.Expected)
+			p.run.log.Info("after the kill", "elapsed", time.Since(killed).Round(time.Second), "cut", rep.Cut, "rejoined", rep.Rejoined, "back", rep.Back,
+				"refused_full", rep.RefusedFull, "retry_errors", rep.RetryErrors, "forgot", kr.Forgot, "room_shown", kr.Shown, "members", kr.Expected)
 		}
 		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
 			return nil, err
@@ -802,12 +845,12 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	if sendErr != nil {
 		return nil, sendErr
 	}
-	end, drained, err := p.drain(ctx)
+	end, drained, err := p.drain(ctx, killed.UnixNano())
 	if err != nil {
 		return nil, err
 	}
 	cpu1 := p.sampleCPU()
-	for _, s := range live {
+	for _, s := range talk {
 		lines += s.sent.Load()
 	}
 	for i, s := range p.srv {
@@ -828,14 +871,22 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		kr.Counters[i].SlowCut -= cnt0[i].SlowCut
 	}
 	kr.DurationS = time.Since(killed).Seconds()
-	kr.Cut, kr.Rejoined, kr.Back, kr.RetryErrors = end.Cut, end.Rejoined, end.Back, end.RetryErrors
+	kr.Cut, kr.Rejoined, kr.Back = end.Cut, end.Rejoined, end.Back
+	kr.RefusedFull, kr.RetryErrors, kr.FirstRetryErr = end.RefusedFull, end.RetryErrors, end.FirstRetryErr
+	back := newHistogram()
+	if err := back.mergeWire(end.BackAfter); err != nil {
+		return nil, err
+	}
+	if back.n > 0 {
+		kr.BackP50S, kr.BackMaxS = float64(back.quantile(0.5))/1e9, float64(back.quantile(1))/1e9
+	}
 	if end.LastRejoinNs > 0 {
 		kr.LastRejoinS = float64(end.LastRejoinNs-killed.UnixNano()) / 1e9
 	}
 	if end.LastBackNs > 0 {
 		kr.LastBackS = float64(end.LastBackNs-killed.UnixNano()) / 1e9
 	}
-	kr.RejoinDup, kr.RejoinReord = end.RejoinDup, end.RejoinReordered
+	kr.RejoinLost, kr.RejoinDup, kr.RejoinReord = end.RejoinLost, end.RejoinDup, end.RejoinReordered
 	kr.Stayed, kr.Lines, kr.Drained = end.Stayed, lines, drained
 	kr.Lost, kr.Duplicated, kr.Reordered = end.Lost, end.Duplicated, end.Reordered
 	lat := newHistogram()
@@ -843,7 +894,11 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 		return nil, err
 	}
 	kr.P50us, kr.P99us = microseconds(lat.quantile(0.5)), microseconds(lat.quantile(0.99))
-	p.run.log.Info("after the kill", "cut", kr.Cut, "back", kr.Back, "last_back_s", kr.LastBackS, "forgot", kr.Forgot, "lost", kr.Lost)
+	p.run.log.Info("after the kill", "cut", kr.Cut, "back", kr.Back, "last_back_s", kr.LastBackS, "refused_full", kr.RefusedFull,
+		"retry_errors", kr.RetryErrors, "forgot", kr.Forgot, "lost", kr.Lost)
+	if kr.RetryErrors > 0 {
+		p.run.log.Warn("members coming back were refused other than as full, or could not connect", "count", kr.RetryErrors, "first", kr.FirstRetryErr)
+	}
 	return kr, nil
 }
 
@@ -1034,8 +1089,9 @@ type loadChild struct {
 }
 
 // startLoads starts procs load processes sharing total members, each
-// given its spec.
-func startLoads(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, procs, total int, startNs int64, log *slog.Logger) (*loadSet, error) {
+// given its spec: the members on the first holders of addrs, the rest
+// spares.
+func startLoads(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, holders, procs, total int, startNs int64, log *slog.Logger) (*loadSet, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find this program: %w", err)
@@ -1058,7 +1114,7 @@ func startLoads(ctx context.Context, cfg clusterConfig, addrs []nodeAddr, procs,
 		sc.Buffer(make([]byte, 64*1024), 1<<20)
 		c := &loadChild{cmd: cmd, stdin: stdin, out: sc, enc: json.NewEncoder(stdin)}
 		ls.procs = append(ls.procs, c)
-		spec := loadSpec{Nodes: addrs, First: first, N: n, Senders: len(addrs), StartNs: startNs,
+		spec := loadSpec{Nodes: addrs, Holders: holders, First: first, N: n, Senders: len(addrs), StartNs: startNs,
 			PerSource: cfg.perSource, ConnectRate: cfg.connectRate / float64(procs),
 			Parallel: max(cfg.parallel/procs, 1), ConnectTimeout: cfg.connectTimeout}
 		if err := c.enc.Encode(spec); err != nil {
@@ -1107,7 +1163,7 @@ func (ls *loadSet) ask(cmd loadCommand) (loadReport, error) {
 		}
 	}
 	var sum loadReport
-	lat := newHistogram()
+	lat, back := newHistogram(), newHistogram()
 	for i, c := range ls.procs {
 		r, err := c.read()
 		if err != nil {
@@ -1117,17 +1173,23 @@ func (ls *loadSet) ask(cmd loadCommand) (loadReport, error) {
 		if err := lat.mergeWire(r.Latency); err != nil {
 			return sum, fmt.Errorf("load process %d: %w", i, err)
 		}
+		if err := back.mergeWire(r.BackAfter); err != nil {
+			return sum, fmt.Errorf("load process %d: %w", i, err)
+		}
 	}
-	sum.Latency = lat.wire()
+	sum.Latency, sum.BackAfter = lat.wire(), back.wire()
 	return sum, nil
 }
 
-func (ls *loadSet) report(senders []*clusterSender, hist bool) (loadReport, error) {
+// report asks every load process how its members are, against what the
+// senders said; with hist, the latency since the last such report, and,
+// with since too, when each member that came back was chatting again.
+func (ls *loadSet) report(senders []*clusterSender, hist bool, since int64) (loadReport, error) {
 	sent := make([]int64, len(senders))
 	for i, s := range senders {
 		sent[i] = s.sent.Load()
 	}
-	return ls.ask(loadCommand{Cmd: "report", Sent: sent, Hist: hist})
+	return ls.ask(loadCommand{Cmd: "report", Sent: sent, Hist: hist, Since: since})
 }
 
 func (ls *loadSet) dead(node int) error {
@@ -1146,7 +1208,7 @@ func (ls *loadSet) close() {
 	ls.procs = nil
 }
 
-// add sums b into a (not the latency, which the caller merges).
+// add sums b into a (not the histograms, which the caller merges).
 func (a *loadReport) add(b loadReport) {
 	a.Connected += b.Connected
 	a.ConnectErrors += b.ConnectErrors
@@ -1166,7 +1228,12 @@ func (a *loadReport) add(b loadReport) {
 	a.Cut += b.Cut
 	a.Rejoined += b.Rejoined
 	a.Back += b.Back
+	a.RefusedFull += b.RefusedFull
 	a.RetryErrors += b.RetryErrors
+	if a.FirstRetryErr == "" {
+		a.FirstRetryErr = b.FirstRetryErr
+	}
+	a.RejoinLost += b.RejoinLost
 	a.LastRejoinNs = max(a.LastRejoinNs, b.LastRejoinNs)
 	a.LastBackNs = max(a.LastBackNs, b.LastBackNs)
 	a.RejoinDup += b.RejoinDup

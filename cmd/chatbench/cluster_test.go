@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,11 +15,15 @@ import (
 
 // TestClusterRun is the small form of `chatbench cluster`, against the
 // built server and a real nats-server, on every CI run: 3 nodes x 300
-// members, half TCP, half WebSocket, in one room. It asserts what must hold
-// at any speed: every member held, every line to every member once and in
-// order, the killed node's members all back and chatting on the others,
-// nothing lost for those who stayed, the others forgetting the killed
-// node's members; and the same on one node alone. Never timings.
+// members, half TCP, half WebSocket, in one room, and a spare node with
+// none. Every node takes at most its members and 8 more (--max-clients),
+// so the killed node's members can only all come back with the spare. It
+// asserts what must hold at any speed: every member held, every line to
+// every member once and in order, the killed node's members all back and
+// chatting, no attempt of theirs refused other than as full, nothing lost
+// for those who stayed nor for those who came back once they were, the
+// others forgetting the killed node's members; and the same on one node
+// alone. Never timings.
 func TestClusterRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server and NATS")
@@ -29,26 +34,36 @@ func TestClusterRun(t *testing.T) {
 	t.Run("one NATS, a node killed, one node alone", func(t *testing.T) {
 		rep := runClusterJSON(t, bench, "--chatbridge", bridge, "--nats-server", nats,
 			"--nodes", "3", "--members", "300", "--duration", "3s", "--rate", "2",
-			"--settle", "1s", "--drain", "20s", "--kill-wait", "60s")
+			"--settle", "1s", "--drain", "20s", "--kill-wait", "60s", "--headroom", "0")
 		c := rep.Cluster
 		if c == nil || rep.Kill == nil || rep.Single == nil {
 			t.Fatalf("report lacks a part: %+v", rep)
 		}
+		if rep.Nodes != 3 || rep.Spares != 1 || rep.MaxClients != 309 {
+			t.Errorf("%d nodes, %d spares, --max-clients %d; want 3, a spare by default with the kill, 300 + a sender + 8", rep.Nodes, rep.Spares, rep.MaxClients)
+		}
 		checkHold(t, "cluster", c.Hold, 900)
 		checkChat(t, "cluster", c.Chat, 900)
-		if len(c.Chat.NodeCPU) != 3 || len(c.Hold.NodeRSSAfter) != 3 || len(c.Hold.NATSRSS) != 1 || c.Hold.NATSRSS[0] <= 0 {
-			t.Errorf("cluster: want the CPU and RSS of 3 nodes and the RSS of NATS: %+v", c.Hold)
+		if len(c.Chat.NodeCPU) != 4 || len(c.Hold.NodeRSSAfter) != 4 || len(c.Hold.NATSRSS) != 1 || c.Hold.NATSRSS[0] <= 0 {
+			t.Errorf("cluster: want the CPU and RSS of 3 nodes and the spare, and the RSS of NATS: %+v", c.Hold)
+		}
+		if want := []int{301, 301, 301, 1}; fmt.Sprint(c.Hold.NodeMembers) != fmt.Sprint(want) {
+			t.Errorf("members on the nodes %v, want %v (a sender on each, only the spare's watching)", c.Hold.NodeMembers, want)
 		}
 		for i, d := range c.Chat.NodeDeliveries {
-			if d != c.Chat.Lines*300 {
-				t.Errorf("node %d's members got %d lines, want %d x 300", i, d, c.Chat.Lines)
+			if want := c.Chat.Lines * 300; i < 3 && d != want || i == 3 && d != 0 {
+				t.Errorf("node %d's members got %d lines of %d", i, d, c.Chat.Lines)
 			}
 		}
 
 		k := rep.Kill
-		if k.TimedOut || k.Members != 300 || k.Cut != 300 || k.Rejoined != 300 || k.Back != 300 {
-			t.Errorf("kill: timed out %v, %d members on the node, %d cut off, %d back in, %d chatting again; want all 300",
-				k.TimedOut, k.Members, k.Cut, k.Rejoined, k.Back)
+		if k.Node != 2 || k.TimedOut || k.Members != 300 || k.Cut != 300 || k.Rejoined != 300 || k.Back != 300 {
+			t.Errorf("kill: node %d, timed out %v, %d members on the node, %d cut off, %d back in, %d chatting again; want node 2, all 300",
+				k.Node, k.TimedOut, k.Members, k.Cut, k.Rejoined, k.Back)
+		}
+		if k.RetryErrors != 0 || k.BackP50S <= 0 || k.BackMaxS < k.BackP50S || k.RejoinLost != 0 {
+			t.Errorf("kill: %d attempts refused other than as full or failed (first: %s), chatting again after %.1f s (p50) and %.1f s (max), %d lines lost once back; want none refused, times, nothing lost",
+				k.RetryErrors, k.FirstRetryErr, k.BackP50S, k.BackMaxS, k.RejoinLost)
 		}
 		for i, s := range k.PresenceS {
 			if i != k.Node && s <= 0 {
@@ -210,6 +225,15 @@ func TestClusterFlags(t *testing.T) {
 		{[]string{"--dial-parallel", "0"}, "--dial-parallel"},
 		{[]string{"--procs", "300"}, "--procs"},
 		{[]string{"--nodes", "2", "--members", "2", "--procs", "5"}, "--procs"},
+		{[]string{"--spare", "-2"}, "--spare"},
+		{[]string{"--spare", "17"}, "--spare"},
+		{[]string{"--nodes", "60", "--spare", "5"}, "--spare"},
+		{[]string{"--nodes", "64"}, "--spare"}, // and the spare the kill brings
+		{[]string{"--nodes", "64", "--kill=false"}, ""},
+		{[]string{"--spare", "0"}, ""},
+		{[]string{"--headroom", "-1"}, "--headroom"},
+		{[]string{"--headroom", "101"}, "--headroom"},
+		{[]string{"--headroom", "NaN"}, "--headroom"},
 	} {
 		fs, c, _, _ := newClusterFlags(&bytes.Buffer{})
 		if err := fs.Parse(tt.args); err != nil {
@@ -228,6 +252,16 @@ func TestClusterFlags(t *testing.T) {
 	if err := c.check(); err != nil || c.procs != c.nodes {
 		t.Errorf("default --procs is %d (%v), want one per node (%d)", c.procs, err, c.nodes)
 	}
+	// The issue's run: 5 nodes of 19,000 and a spare, each refusing past
+	// 19,476, under the 20,000 open files a process may hold here.
+	if c.spare != 1 || c.maxClients() != 19476 {
+		t.Errorf("default --spare %d, --max-clients %d; want 1 and 19,000 + a sender + 2.5%%", c.spare, c.maxClients())
+	}
+	fs, c, _, _ = newClusterFlags(&bytes.Buffer{})
+	fs.Parse([]string{"--kill=false", "--members", "100", "--headroom", "50"})
+	if err := c.check(); err != nil || c.spare != 0 || c.maxClients() != 151 {
+		t.Errorf("--kill=false: --spare %d (%v), --max-clients %d; want no spare, 100 + 1 + 50", c.spare, err, c.maxClients())
+	}
 }
 
 // A load process refuses what its parent should never send, with an
@@ -243,6 +277,8 @@ func TestLoadProcessRefusesBadInput(t *testing.T) {
 		{"not JSON", "hello\n", "decode spec"},
 		{"no members", `{"nodes":[{"tcp":"127.0.0.1:1","ws":"ws://127.0.0.1:1/ws"}],"n":0,"senders":1}` + "\n", "spec"},
 		{"no nodes", `{"n":5,"senders":1}` + "\n", "spec"},
+		{"more holders than nodes", `{"nodes":[{"tcp":"127.0.0.1:1","ws":"ws://127.0.0.1:1/ws"}],"holders":2,"n":1,"senders":1}` + "\n", "spec"},
+		{"negative holders", `{"nodes":[{"tcp":"127.0.0.1:1","ws":"ws://127.0.0.1:1/ws"}],"holders":-1,"n":1,"senders":1}` + "\n", "spec"},
 		{"not loopback", `{"nodes":[{"tcp":"192.0.2.1:1","ws":"ws://127.0.0.1:1/ws"}],"n":1,"senders":1}` + "\n", "loopback"},
 		{"unknown command", spec + "\n" + `{"cmd":"explode"}` + "\n", "unknown command"},
 		{"wrong sent counts", spec + "\n" + `{"cmd":"report","sent":[1,2]}` + "\n", "sent counts"},
