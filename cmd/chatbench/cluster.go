@@ -388,7 +388,7 @@ func countersOf(srv []*serverProc) []nodeCounters {
 type killReport struct {
 	Node        int       `json:"node"`
 	Members     int       `json:"members"`          // the load processes held on the killed node
-	Forgot      []int     `json:"forgot"`           // "member of a lost node forgotten" in each node's log
+	Forgot      []int     `json:"forgot"`           // members the "node lost" lines of each node's log counted
 	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again (0: never)
 	Cut         int       `json:"cut"`
 	Rejoined    int       `json:"rejoined"`
