@@ -183,6 +183,7 @@ func (d *dialer) netDialer(src netip.Addr) *net.Dialer {
 	nd := &net.Dialer{Timeout: d.connectTimeout}
 	if src.IsValid() {
 		nd.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+		nd.Control = bindNoPort
 	}
 	return nd
 }
