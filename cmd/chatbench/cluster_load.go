@@ -331,6 +331,11 @@ func (l *loadProc) run(m *member, c benchConn) {
 	retry := 0 // back-off steps taken since it was last in
 	for {
 		why := l.session(m, c, buf, in)
+		// Closed now, not by the collector: a connection the server cut
+		// keeps its descriptor until it is, and the killed node's 3,800
+		// a process, on top of the members it holds, ran it out of them
+		// ("too many open files" for the members coming back).
+		c.close()
 		m.mu.Lock()
 		m.conn = nil
 		node := m.node
