@@ -389,7 +389,8 @@ type killReport struct {
 	Node        int       `json:"node"`
 	Members     int       `json:"members"`          // the load processes held on the killed node
 	Forgot      []int     `json:"forgot"`           // members the "node lost" lines of each node's log counted
-	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again (0: never)
+	ForgotS     []float64 `json:"forgot_s"`         // when each node had forgotten every member of the killed node (0: never)
+	PresenceS   []float64 `json:"presence_clean_s"` // when each node's room size was right again, every member back (0: never)
 	Cut         int       `json:"cut"`
 	Rejoined    int       `json:"rejoined"`
 	Back        int       `json:"back"`
@@ -751,7 +752,7 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 	cfg := p.run.cfg
 	victim := len(p.talkers) - 1
 	// The members the load processes hold there: its sender leaves first.
-	kr := &killReport{Node: victim, Members: nodeMembers[victim] - 1, Forgot: make([]int, len(p.srv)), PresenceS: make([]float64, len(p.srv)), Shown: make([]int64, len(p.srv)), Expected: make([]int64, len(p.srv))}
+	kr := &killReport{Node: victim, Members: nodeMembers[victim] - 1, Forgot: make([]int, len(p.srv)), ForgotS: make([]float64, len(p.srv)), PresenceS: make([]float64, len(p.srv)), Shown: make([]int64, len(p.srv)), Expected: make([]int64, len(p.srv))}
 	if _, err := p.loads.report(p.senders, true, 0); err != nil { // the histogram afresh
 		return nil, err
 	}
@@ -802,6 +803,9 @@ func (p *phase) killOne(ctx context.Context, nodeMembers []int) (*killReport, er
 			}
 			var last int64
 			kr.Forgot[i], last = s.forgottenOf(victimID)
+			if kr.ForgotS[i] == 0 && kr.Forgot[i] >= kr.Members {
+				kr.ForgotS[i] = float64(last-killed.UnixNano()) / 1e9
+			}
 			ls := p.senders[i]
 			ask, at, size := ls.askNs.Load(), ls.sizeNs.Load(), ls.roomSize.Load()
 			settled := rep.Rejoined == rep.Cut && ask > max(killed.UnixNano(), rep.LastRejoinNs+int64(time.Second))

@@ -49,17 +49,20 @@ func (r *clusterReport) writeTables(w io.Writer) {
 	}
 	if k := r.Kill; k != nil {
 		fmt.Fprintf(w, "\n**Node %d killed (SIGKILL) with %s members, the others chatting on**\n\n", k.Node, num(int64(k.Members)))
-		fmt.Fprintln(w, "| node | its members forgotten | the last after | /rooms showed then | members there | connections refused | cut off as slow |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| node | its members forgotten | all forgotten after | /rooms right again after | /rooms showed then | members there | connections refused | cut off as slow |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		for i, f := range k.Forgot {
 			if i == k.Node {
 				continue
 			}
-			clean := "not within the wait"
+			forgot, clean := "not within the wait", "not within the wait"
+			if k.ForgotS[i] > 0 {
+				forgot = fmt.Sprintf("%.1f s", k.ForgotS[i])
+			}
 			if k.PresenceS[i] > 0 {
 				clean = fmt.Sprintf("%.1f s", k.PresenceS[i])
 			}
-			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s |\n", nodeName(i, r.Nodes), num(int64(f)), clean, num(k.Shown[i]), num(k.Expected[i]),
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", nodeName(i, r.Nodes), num(int64(f)), forgot, clean, num(k.Shown[i]), num(k.Expected[i]),
 				num(k.Counters[i].Rejected), num(k.Counters[i].SlowCut))
 		}
 		fmt.Fprintln(w)

@@ -65,6 +65,13 @@ func TestClusterRun(t *testing.T) {
 			t.Errorf("kill: %d attempts refused other than as full or failed (first: %s), chatting again after %.1f s (p50) and %.1f s (max), %d lines lost once back; want none refused, times, nothing lost",
 				k.RetryErrors, k.FirstRetryErr, k.BackP50S, k.BackMaxS, k.RejoinLost)
 		}
+		for i, s := range k.ForgotS {
+			// Within the presence TTL (15 s), a sweep (1 s) and the
+			// time the log line takes to be read.
+			if i != k.Node && (s <= 0 || s > 20) {
+				t.Errorf("kill: node %d had forgotten the killed node's %d members %.1f s after (%d forgotten), want within 20 s", i, k.Members, s, k.Forgot[i])
+			}
+		}
 		for i, s := range k.PresenceS {
 			if i != k.Node && s <= 0 {
 				t.Errorf("kill: node %d showed %d members in the room at the end, %d there", i, k.Shown[i], k.Expected[i])
