@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"math"
 	"net/http"
@@ -191,6 +192,12 @@ func runClusterCmd(ctx context.Context, args []string, std stdio) int {
 	}
 	log := newLogger(std.err, v)
 	if *load {
+		// net/http logs, on the standard logger, each "server full" 503
+		// a node sends before the WebSocket handshake's request is out
+		// ("Unsolicited response received on idle HTTP channel"): the
+		// load counts those refusals itself, and hundreds of such lines
+		// buried the run's own. This process is a load process alone.
+		stdlog.SetOutput(io.Discard)
 		raiseFileLimit()
 		if err := runLoad(ctx, std.in, std.out, log); err != nil {
 			return fail(ctx, std, "cluster", err)
