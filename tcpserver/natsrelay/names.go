@@ -472,6 +472,15 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 		if del {
 			err := kv.Delete(ctx, key, jetstream.LastRevision(delRev))
 			if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+				// To be tried again: the bucket keeps the entry for
+				// NameAge, and its member shows while this node beats.
+				n.mu.Lock()
+				if _, kept := n.owned[key]; !kept {
+					if _, newer := n.deletes[key]; !newer {
+						n.deletes[key] = delRev
+					}
+				}
+				n.mu.Unlock()
 				return fmt.Errorf("delete %q: %w", key, err)
 			}
 		}
