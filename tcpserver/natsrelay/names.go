@@ -60,9 +60,10 @@ type names struct {
 	byRoom    map[string]map[string]string // room -> folded name -> name: live nodes' members
 	perNode   map[string]int               // how many of remote each node has
 	nodes     map[string]*otherNode        // other nodes known by a heartbeat or an entry
-	// selfSeen is when this node's own heartbeat last came back through
-	// the watch. While it is older than PresenceTTL, the bucket or the
-	// watch is stuck, and no other node's silence means it is gone.
+	// selfSeen is when the latest of this node's own heartbeats to come
+	// back through the watch was written. While it is older than
+	// PresenceTTL, the bucket or the watch is stuck or behind, and no
+	// other node's silence means it is gone.
 	selfSeen  time.Time
 	watchedAt time.Time // when the watch started
 
@@ -700,8 +701,11 @@ func (n *names) applyBeat(e jetstream.KeyValueEntry) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if b.Node == n.r.cfg.NodeID {
-		if recent {
-			n.selfSeen = now
+		// When it was written, not when it came: a watch running
+		// behind hands over every heartbeat late, this node's own too,
+		// and no other node's silence may count for more than its own.
+		if at.After(n.selfSeen) {
+			n.selfSeen = at
 		}
 		return
 	}

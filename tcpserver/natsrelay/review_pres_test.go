@@ -3,6 +3,7 @@ package natsrelay
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -46,5 +47,54 @@ func TestAFailedDeleteIsTriedAgain(t *testing.T) {
 	}
 	if _, err := s.kv.Get(context.Background(), "bob"); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("bob's entry is still in the bucket after the retry: %v", err)
+	}
+}
+
+// beatSeen is a heartbeat as the watch hands it over.
+type beatSeen struct {
+	jetstream.KeyValueEntry // nil: only the methods below are called
+	key                     string
+	value                   []byte
+	created                 time.Time
+}
+
+func (e beatSeen) Key() string                     { return e.key }
+func (e beatSeen) Value() []byte                   { return e.value }
+func (e beatSeen) Created() time.Time              { return e.created }
+func (e beatSeen) Operation() jetstream.KeyValueOp { return jetstream.KeyValuePut }
+func (e beatSeen) Revision() uint64                { return 1 }
+
+// TestALaggingWatchJudgesNobody: when the watch hands over heartbeats
+// late, this node's own among them, no other node is taken for dead for
+// a silence that is only the watch's lag. (This node's own heartbeat
+// counted as seen when it arrived, not when it was written, so a watch
+// 14 s behind took every other node for dead a second later.)
+func TestALaggingWatchJudgesNobody(t *testing.T) {
+	const ttl = 15 * time.Second
+	r, err := New(Config{URL: "nats://127.0.0.1:1", NodeID: "a", PresenceTTL: ttl, Secret: []byte(testSecret)}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	beat := func(node string, at time.Time) beatSeen {
+		key := beatKey(node)
+		return beatSeen{key: key, created: at,
+			value: r.seal.seal(nil, purposeBeat, key, beatEntry{Node: node, Time: at.UnixNano()}.encode())}
+	}
+	now := time.Now()
+	written := now.Add(-14 * time.Second) // a's and b's, handed over now
+	r.names.apply(beat("a", written))
+	r.names.apply(beat("b", written))
+	if !r.names.isLive("b") {
+		t.Fatal("b's heartbeat of 14 s ago, within the TTL, did not make it live")
+	}
+	r.names.sweep(now.Add(2 * time.Second))
+	if !r.names.isLive("b") {
+		t.Fatal("b taken for dead for a silence a's own heartbeat shows too")
+	}
+	// Once a's own heartbeat comes back on time, b's silence counts.
+	r.names.apply(beat("a", now.Add(2*time.Second)))
+	r.names.sweep(now.Add(2 * time.Second))
+	if r.names.isLive("b") {
+		t.Fatal("b, silent for 16 s while a's own heartbeat came back, still live")
 	}
 }
