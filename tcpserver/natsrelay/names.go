@@ -636,10 +636,14 @@ func (n *names) apply(e jetstream.KeyValueEntry) {
 	n.forgetLocked(key)
 	if o, ok := n.owned[key]; ok {
 		// One of ours. Deleted, overwritten with what we cannot
-		// verify, or not what we last wrote: put ours back now. (A
-		// valid entry of another node is a claim made while the link
-		// was down; the writer sorts that out on its next round.)
-		if !valid || entry.Node == self && !entry.sameAs(nameEntry{Node: self, Name: o.name, Room: o.room}) {
+		// verify or with the entry of a node that is gone (a replay:
+		// it holds nothing, and would leave our member out of
+		// everyone's presence and its name free), or not what we last
+		// wrote: put ours back now. (A valid entry of a live node is a
+		// claim made while the link was down; the writer sorts that
+		// out on its next round.)
+		if !valid || entry.Node == self && !entry.sameAs(nameEntry{Node: self, Name: o.name, Room: o.room}) ||
+			entry.Node != self && !n.liveLocked(entry.Node) {
 			n.dirty[key] = true
 			n.poke()
 		}

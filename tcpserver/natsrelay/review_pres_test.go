@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"chatbridge/tcpserver"
 )
 
 // failingDeletes is a bucket whose deletes fail, as they do when the
@@ -96,5 +98,47 @@ func TestALaggingWatchJudgesNobody(t *testing.T) {
 	r.names.sweep(now.Add(2 * time.Second))
 	if r.names.isLive("b") {
 		t.Fatal("b, silent for 16 s while a's own heartbeat came back, still live")
+	}
+}
+
+// TestAReplayedEntryOfAGoneNodeIsPutRight: a rogue without the secret
+// that puts back the sealed entry a node now gone wrote for a name, over
+// the entry of the live node that holds the name now, neither hides that
+// member from the cluster nor frees the name: its node writes its entry
+// back at once. (It left the replay there until its next refresh,
+// NameAge/3 later; meanwhile the member showed nowhere else and a member
+// of another node could take the name, since a gone node's entry holds
+// nothing. Entries are believed for NameAge, half an hour, so any entry
+// of that time will do.)
+func TestAReplayedEntryOfAGoneNodeIsPutRight(t *testing.T) {
+	ns := startNATS(t)
+	const ttl = 2 * time.Second
+	a := startNode(t, ns.url(), "a", ttl)
+	b := startNode(t, ns.url(), "b", ttl)
+	g := newGhost(t, ns.url(), "gone") // it never beats
+	g.member("bob", "lobby")
+	captured, err := g.kv.Get(context.Background(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.relay.ClaimName(context.Background(), "bob", "lobby"); err != nil {
+		t.Fatalf("bob, held by a node that never beat, not free: %v", err)
+	}
+	waitFor(t, "b to show a's bob", func() bool { _, n := b.relay.RemoteMembers("lobby", 1); return n == 1 })
+
+	if _, err := g.kv.Put(context.Background(), "bob", captured.Value()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to put its entry for bob back", func() bool {
+		e, err := g.kv.Get(context.Background(), "bob")
+		if err != nil {
+			return false
+		}
+		entry, _, err := a.relay.readEntry("bob", e.Value(), time.Now())
+		return err == nil && entry.Node == "a"
+	})
+	waitFor(t, "b to show a's bob again", func() bool { _, n := b.relay.RemoteMembers("lobby", 1); return n == 1 })
+	if err := b.relay.ClaimName(context.Background(), "bob", "lobby"); !errors.Is(err, tcpserver.ErrNameTaken) {
+		t.Fatalf("b took bob, a's member's name, after a replay: %v", err)
 	}
 }
