@@ -272,6 +272,11 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 				return tcpserver.ErrNameTaken
 			}
 			rev, err = s.kv.Update(ctx, key, val, e.Revision())
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				// Deleted in between, as this node deletes the entries
+				// it wrote before a restart: a new claim decides.
+				rev, err = s.kv.Create(ctx, key, val)
+			}
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return tcpserver.ErrNameTaken // someone else wrote it in between
