@@ -66,6 +66,10 @@ type names struct {
 	// other node's silence means it is gone.
 	selfSeen  time.Time
 	watchedAt time.Time // when the watch started
+	// loaded is whether the watch has handed over what the bucket held
+	// when it started. Until it has, no other node's heartbeat is
+	// known, and an entry of any of them may be a live node's.
+	loaded bool
 
 	wake     chan struct{} // the writer has work
 	writeLog rateLimit     // "names not written", at most every few seconds
@@ -137,18 +141,31 @@ func (r *Relay) readEntry(key string, b []byte, now time.Time) (nameEntry, ignor
 
 // holder returns the node that holds the name stored as key, by what the
 // bucket says in b: "" if nobody does, for all this node can verify, or
-// if the node that wrote it is gone.
+// if the node that wrote it is gone. While the view is not loaded, any
+// other node counts as live.
 func (r *Relay) holder(key string, b []byte) string {
 	e, why, err := r.readEntry(key, b, time.Now())
 	if err != nil {
 		r.ignore(why, "bucket key "+key, err)
 		return ""
 	}
-	if e.Node != r.cfg.NodeID && !r.names.isLive(e.Node) {
+	if e.Node != r.cfg.NodeID && !r.names.mayHold(e.Node) {
 		return ""
 	}
 	return e.Node
 }
+
+// mayHold reports whether the other node called node may hold names: it
+// beats, or this node cannot tell yet.
+func (n *names) mayHold(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.loaded || n.liveLocked(node)
+}
+
+// errNotLoaded puts off a write until the view is loaded: whether the
+// node of an entry in the way is gone cannot be told before.
+var errNotLoaded = errors.New("other nodes' heartbeats not read yet")
 
 // readBeat opens and decodes the heartbeat stored under key. An old one is
 // not an error: it is the last of a node that is gone.
@@ -507,6 +524,12 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 			if gerr != nil {
 				return fmt.Errorf("read %q: %w", key, gerr)
 			}
+			n.mu.Lock()
+			loaded := n.loaded
+			n.mu.Unlock()
+			if !loaded { // not to give up a name for a node that may be gone
+				return fmt.Errorf("write %q: %w", key, errNotLoaded)
+			}
 			if other := n.r.holder(key, e.Value()); other != "" && other != n.r.cfg.NodeID {
 				n.r.log.Warn("name taken on another node while the link was down; both keep it until one leaves",
 					"name", want.name, "other", other)
@@ -570,6 +593,9 @@ func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 					return
 				}
 				if e == nil { // the initial values are in
+					n.mu.Lock()
+					n.loaded = true
+					n.mu.Unlock()
 					if loaded != nil {
 						close(loaded)
 						loaded = nil
@@ -602,6 +628,7 @@ func (n *names) forgetRemote() {
 	clear(n.byRoom)
 	clear(n.perNode)
 	clear(n.nodes)
+	n.loaded = false
 	n.selfSeen = time.Time{}
 	n.mu.Unlock()
 }

@@ -177,3 +177,31 @@ func TestARestartedNodeGivesItsMembersTheirNames(t *testing.T) {
 		t.Fatalf("%d of %d members refused their own names on the restarted node", k, members)
 	}
 }
+
+// TestAClaimWhileTheViewReloadsTakesNoLiveNodesName: between the link
+// coming back and the watch handing over what the bucket holds, this
+// node knows no other node's heartbeat; a claim then of a name a live
+// node holds is refused, not taken as if that node were gone.
+// (Every other node counted as dead in that window, which at 95,000
+// members lasts a while, so a member could take a name another node's
+// member had.)
+func TestAClaimWhileTheViewReloadsTakesNoLiveNodesName(t *testing.T) {
+	ns := startNATS(t)
+	a := startNode(t, ns.url(), "a", 2*time.Second)
+	b := startNode(t, ns.url(), "b", 2*time.Second)
+	if err := b.relay.ClaimName(context.Background(), "bob", "lobby"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to show b's bob", func() bool { _, n := a.relay.RemoteMembers("lobby", 1); return n == 1 })
+
+	// a as startWatch leaves it until the initial values are in.
+	n := &a.relay.names
+	n.stopWatch()
+	n.forgetRemote()
+	n.mu.Lock()
+	n.lastKnown = nil
+	n.mu.Unlock()
+	if err := a.relay.ClaimName(context.Background(), "bob", "lobby"); !errors.Is(err, tcpserver.ErrNameTaken) {
+		t.Fatalf("a took bob, held by live b, before it knew who was live: %v", err)
+	}
+}
