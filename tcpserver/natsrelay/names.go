@@ -60,11 +60,16 @@ type names struct {
 	byRoom    map[string]map[string]string // room -> folded name -> name: live nodes' members
 	perNode   map[string]int               // how many of remote each node has
 	nodes     map[string]*otherNode        // other nodes known by a heartbeat or an entry
-	// selfSeen is when this node's own heartbeat last came back through
-	// the watch. While it is older than PresenceTTL, the bucket or the
-	// watch is stuck, and no other node's silence means it is gone.
+	// selfSeen is when the latest of this node's own heartbeats to come
+	// back through the watch was written. While it is older than
+	// PresenceTTL, the bucket or the watch is stuck or behind, and no
+	// other node's silence means it is gone.
 	selfSeen  time.Time
 	watchedAt time.Time // when the watch started
+	// loaded is whether the watch has handed over what the bucket held
+	// when it started. Until it has, no other node's heartbeat is
+	// known, and an entry of any of them may be a live node's.
+	loaded bool
 
 	wake     chan struct{} // the writer has work
 	writeLog rateLimit     // "names not written", at most every few seconds
@@ -136,18 +141,31 @@ func (r *Relay) readEntry(key string, b []byte, now time.Time) (nameEntry, ignor
 
 // holder returns the node that holds the name stored as key, by what the
 // bucket says in b: "" if nobody does, for all this node can verify, or
-// if the node that wrote it is gone.
+// if the node that wrote it is gone. While the view is not loaded, any
+// other node counts as live.
 func (r *Relay) holder(key string, b []byte) string {
 	e, why, err := r.readEntry(key, b, time.Now())
 	if err != nil {
 		r.ignore(why, "bucket key "+key, err)
 		return ""
 	}
-	if e.Node != r.cfg.NodeID && !r.names.isLive(e.Node) {
+	if e.Node != r.cfg.NodeID && !r.names.mayHold(e.Node) {
 		return ""
 	}
 	return e.Node
 }
+
+// mayHold reports whether the other node called node may hold names: it
+// beats, or this node cannot tell yet.
+func (n *names) mayHold(node string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.loaded || n.liveLocked(node)
+}
+
+// errNotLoaded puts off a write until the view is loaded: whether the
+// node of an entry in the way is gone cannot be told before.
+var errNotLoaded = errors.New("other nodes' heartbeats not read yet")
 
 // readBeat opens and decodes the heartbeat stored under key. An old one is
 // not an error: it is the last of a node that is gone.
@@ -271,6 +289,11 @@ func (r *Relay) ClaimName(ctx context.Context, name, room string) error {
 				return tcpserver.ErrNameTaken
 			}
 			rev, err = s.kv.Update(ctx, key, val, e.Revision())
+			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+				// Deleted in between, as this node deletes the entries
+				// it wrote before a restart: a new claim decides.
+				rev, err = s.kv.Create(ctx, key, val)
+			}
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return tcpserver.ErrNameTaken // someone else wrote it in between
@@ -472,6 +495,15 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 		if del {
 			err := kv.Delete(ctx, key, jetstream.LastRevision(delRev))
 			if err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !errors.Is(err, jetstream.ErrKeyExists) {
+				// To be tried again: the bucket keeps the entry for
+				// NameAge, and its member shows while this node beats.
+				n.mu.Lock()
+				if _, kept := n.owned[key]; !kept {
+					if _, newer := n.deletes[key]; !newer {
+						n.deletes[key] = delRev
+					}
+				}
+				n.mu.Unlock()
 				return fmt.Errorf("delete %q: %w", key, err)
 			}
 		}
@@ -491,6 +523,12 @@ func (n *names) write(ctx context.Context, kv jetstream.KeyValue, key string) er
 			e, gerr := kv.Get(ctx, key)
 			if gerr != nil {
 				return fmt.Errorf("read %q: %w", key, gerr)
+			}
+			n.mu.Lock()
+			loaded := n.loaded
+			n.mu.Unlock()
+			if !loaded { // not to give up a name for a node that may be gone
+				return fmt.Errorf("write %q: %w", key, errNotLoaded)
 			}
 			if other := n.r.holder(key, e.Value()); other != "" && other != n.r.cfg.NodeID {
 				n.r.log.Warn("name taken on another node while the link was down; both keep it until one leaves",
@@ -555,6 +593,9 @@ func (n *names) startWatch(ctx context.Context, kv jetstream.KeyValue) error {
 					return
 				}
 				if e == nil { // the initial values are in
+					n.mu.Lock()
+					n.loaded = true
+					n.mu.Unlock()
 					if loaded != nil {
 						close(loaded)
 						loaded = nil
@@ -587,6 +628,7 @@ func (n *names) forgetRemote() {
 	clear(n.byRoom)
 	clear(n.perNode)
 	clear(n.nodes)
+	n.loaded = false
 	n.selfSeen = time.Time{}
 	n.mu.Unlock()
 }
@@ -626,10 +668,14 @@ func (n *names) apply(e jetstream.KeyValueEntry) {
 	n.forgetLocked(key)
 	if o, ok := n.owned[key]; ok {
 		// One of ours. Deleted, overwritten with what we cannot
-		// verify, or not what we last wrote: put ours back now. (A
-		// valid entry of another node is a claim made while the link
-		// was down; the writer sorts that out on its next round.)
-		if !valid || entry.Node == self && !entry.sameAs(nameEntry{Node: self, Name: o.name, Room: o.room}) {
+		// verify or with the entry of a node that is gone (a replay:
+		// it holds nothing, and would leave our member out of
+		// everyone's presence and its name free), or not what we last
+		// wrote: put ours back now. (A valid entry of a live node is a
+		// claim made while the link was down; the writer sorts that
+		// out on its next round.)
+		if !valid || entry.Node == self && !entry.sameAs(nameEntry{Node: self, Name: o.name, Room: o.room}) ||
+			entry.Node != self && !n.liveLocked(entry.Node) {
 			n.dirty[key] = true
 			n.poke()
 		}
@@ -691,8 +737,11 @@ func (n *names) applyBeat(e jetstream.KeyValueEntry) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if b.Node == n.r.cfg.NodeID {
-		if recent {
-			n.selfSeen = now
+		// When it was written, not when it came: a watch running
+		// behind hands over every heartbeat late, this node's own too,
+		// and no other node's silence may count for more than its own.
+		if at.After(n.selfSeen) {
+			n.selfSeen = at
 		}
 		return
 	}
