@@ -104,8 +104,12 @@ func writeHold(w io.Writer, title string, h *holdReport, holders int) {
 	fmt.Fprintln(w, "| process | members | RSS before → after (KiB) | KiB per member | /rooms shows | others' members forgotten as lost |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")
 	for i := range h.NodeMembers {
-		fmt.Fprintf(w, "| %s | %s | %s → %s | %.2f | %s | %s |\n", nodeName(i, holders), num(int64(h.NodeMembers[i])),
-			num(h.NodeRSSBefore[i]), num(h.NodeRSSAfter[i]), h.KiBPerMember[i], num(h.RoomShown[i]), num(int64(h.Forgot[i])))
+		per := "" // a spare holds its sender alone: its RSS is the node's, not a member's
+		if i < holders {
+			per = fmt.Sprintf("%.2f", h.KiBPerMember[i])
+		}
+		fmt.Fprintf(w, "| %s | %s | %s → %s | %s | %s | %s |\n", nodeName(i, holders), num(int64(h.NodeMembers[i])),
+			num(h.NodeRSSBefore[i]), num(h.NodeRSSAfter[i]), per, num(h.RoomShown[i]), num(int64(h.Forgot[i])))
 	}
 	for i, rss := range h.NATSRSS {
 		fmt.Fprintf(w, "| nats-server %d | | %s | | | |\n", i, num(rss))

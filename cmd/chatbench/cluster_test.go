@@ -352,3 +352,19 @@ func TestHasFlag(t *testing.T) {
 		t.Error("the flag was found in a --help without it, or of no program")
 	}
 }
+
+// A spare's row of the hold table gives no memory per member: it holds
+// its sender alone, and its RSS over one member read as 39,000 KiB each.
+func TestHoldTableGivesASpareNoMemoryPerMember(t *testing.T) {
+	h := &holdReport{NodeMembers: []int{101, 1}, NodeRSSBefore: []int64{1000, 1000}, NodeRSSAfter: []int64{1800, 40000},
+		KiBPerMember: []float64{8, 39000}, RoomShown: []int64{102, 102}, Forgot: []int{0, 0}}
+	var b strings.Builder
+	writeHold(&b, "Hold", h, 1)
+	out := b.String()
+	if !strings.Contains(out, "| node 0 | 101 | 1,000 → 1,800 | 8.00 |") {
+		t.Errorf("the holding node's row: %s", out)
+	}
+	if !strings.Contains(out, "| node 1 (spare) | 1 | 1,000 → 40,000 |  |") || strings.Contains(out, "39000") {
+		t.Errorf("the spare's row: %s", out)
+	}
+}
