@@ -314,31 +314,14 @@ type nodeCounters struct {
 
 // connectProgress logs how many members the nodes have, every interval,
 // while the load processes connect, until stop is called.
-func connectProgress(ctx context.Context, srv []*serverProc, total int, every time.Duration, log *slog.Logger) (stop func()) {
-	if every <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-			var in int64
-			for _, c := range countersOf(srv) {
-				in += c.Clients
-			}
-			log.Info("connecting", "members_in", in, "of", total)
+func connectProgress(ctx context.Context, srv []*serverProc, total int, interval time.Duration, log *slog.Logger) (stop func()) {
+	return every(ctx, interval, func() {
+		var in int64
+		for _, c := range countersOf(srv) {
+			in += c.Clients
 		}
+		log.Info("connecting", "members_in", in, "of", total)
 	})
-	return func() { close(done); wg.Wait() }
 }
 
 // scrapeCounters reads a node's counters; zero if it cannot be asked.

@@ -593,37 +593,20 @@ func (f *fanoutRun) closeAll() {
 // startProgress logs a line every cfg.progress until the returned stop is
 // called; stop waits for the reporter to end.
 func (f *fanoutRun) startProgress(ctx context.Context, t0 time.Time) (stop func()) {
-	if f.cfg.progress <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(f.cfg.progress)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-			var sent int64
-			for _, s := range f.senders {
-				sent += s.sent.Load()
-			}
-			alive := 0
-			for _, rc := range f.receivers {
-				if rc.alive.Load() {
-					alive++
-				}
-			}
-			f.log.Info("progress", "elapsed", time.Since(t0).Round(time.Second), "sent", sent,
-				"deliveries", f.deliveries.Load(), "receivers_alive", alive)
+	return every(ctx, f.cfg.progress, func() {
+		var sent int64
+		for _, s := range f.senders {
+			sent += s.sent.Load()
 		}
+		alive := 0
+		for _, rc := range f.receivers {
+			if rc.alive.Load() {
+				alive++
+			}
+		}
+		f.log.Info("progress", "elapsed", time.Since(t0).Round(time.Second), "sent", sent,
+			"deliveries", f.deliveries.Load(), "receivers_alive", alive)
 	})
-	return func() { close(done); wg.Wait() }
 }
 
 // report sums up the run. Call it only after closeAll: it reads state the

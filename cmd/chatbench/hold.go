@@ -178,28 +178,8 @@ func runHold(ctx context.Context, cfg holdConfig, log *slog.Logger) (*result, er
 	return r, nil
 }
 
-func startHoldProgress(ctx context.Context, log *slog.Logger, every time.Duration, n int, alive *atomic.Int64) (stop func()) {
-	if every <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				log.Info("progress", "open", alive.Load(), "of", n)
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
-	var once sync.Once
-	return func() { once.Do(func() { close(done); wg.Wait() }) }
+func startHoldProgress(ctx context.Context, log *slog.Logger, interval time.Duration, n int, alive *atomic.Int64) (stop func()) {
+	return every(ctx, interval, func() { log.Info("progress", "open", alive.Load(), "of", n) })
 }
 
 func errString(err error) string {
