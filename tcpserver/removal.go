@@ -148,17 +148,7 @@ func (m *Moderation) deleteCmd(c *Client, arg string) {
 		c.errorf("%s", usage)
 		return
 	}
-	room := c.room.name
-	lines, err := m.hub.findLines(room, match, 1)
-	if err != nil && len(lines) == 0 {
-		c.errorf("the lines of %s could not be read: %v", room, err)
-		return
-	}
-	if len(lines) == 0 {
-		c.errorf("%s among the last %d lines of %s", what, maxRemoveScan, room)
-		return
-	}
-	m.removeLines(c, "delete", room, lines)
+	m.removeMatching(c, "delete", match, 1, what)
 }
 
 // purge is /purge NAME: every line of NAME's the room keeps goes.
@@ -171,17 +161,24 @@ func (m *Moderation) purge(c *Client, arg string) {
 		c.errorf("%v", err)
 		return
 	}
+	m.removeMatching(c, "purge", func(ev *Event) bool { return strings.EqualFold(ev.From, arg) }, maxPurge, "no line by "+arg)
+}
+
+// removeMatching removes up to limit of the lines of c's room that match,
+// or tells c that none did (none says what was looked for) or that the
+// room's lines could not be read.
+func (m *Moderation) removeMatching(c *Client, action string, match func(*Event) bool, limit int, none string) {
 	room := c.room.name
-	lines, err := m.hub.findLines(room, func(ev *Event) bool { return strings.EqualFold(ev.From, arg) }, maxPurge)
+	lines, err := m.hub.findLines(room, match, limit)
 	if err != nil && len(lines) == 0 {
 		c.errorf("the lines of %s could not be read: %v", room, err)
 		return
 	}
 	if len(lines) == 0 {
-		c.errorf("no line by %s among the last %d lines of %s", arg, maxRemoveScan, room)
+		c.errorf("%s among the last %d lines of %s", none, maxRemoveScan, room)
 		return
 	}
-	m.removeLines(c, "purge", room, lines)
+	m.removeLines(c, action, room, lines)
 }
 
 // removeLines takes lines, all by one member, out of room everywhere.
