@@ -58,12 +58,10 @@ func (r *Relay) Remove(ctx context.Context, room string, keys ...tcpserver.LineK
 	}
 	mac := r.seal.newHash()
 	ri := r.index.get(room)
-	select {
-	case ri.lock <- struct{}{}:
-		defer func() { <-ri.lock }()
-	case <-ctx.Done():
-		return fmt.Errorf("remove lines of %s: %w", room, ctx.Err())
+	if err := ri.take(ctx, "remove lines of "+room); err != nil {
+		return err
 	}
+	defer ri.release()
 	if err := r.update(ctx, ri, 100, mac); err != nil {
 		return err
 	}

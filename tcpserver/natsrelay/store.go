@@ -63,6 +63,19 @@ type roomIndex struct {
 	size              int           // len(entries) as counted in lineIndex.lines
 }
 
+// take waits for ri's lock until ctx ends; what is the error's context.
+// The caller releases it with release.
+func (ri *roomIndex) take(ctx context.Context, what string) error {
+	select {
+	case ri.lock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
+}
+
+func (ri *roomIndex) release() { <-ri.lock }
+
 // lineIndex is the indexes of the rooms the relay was asked about.
 type lineIndex struct {
 	max int // lines kept in all indexes together
@@ -352,12 +365,10 @@ func (r *Relay) Lines(ctx context.Context, room string, before tcpserver.LineKey
 	}
 	mac := r.seal.newHash()
 	ri := r.index.get(room)
-	select {
-	case ri.lock <- struct{}{}:
-		defer func() { <-ri.lock }()
-	case <-ctx.Done():
-		return nil, false, fmt.Errorf("history of %s: %w", room, ctx.Err())
+	if err := ri.take(ctx, "history of "+room); err != nil {
+		return nil, false, err
 	}
+	defer ri.release()
 	// Lines gone from the stream meanwhile (trimmed, or removed by
 	// another node) are forgotten and the page read again: each pass
 	// forgets some, so passes end; maxPasses bounds them for a reader
