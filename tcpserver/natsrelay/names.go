@@ -120,12 +120,18 @@ func (r *Relay) sealEntry(key, name, room string) []byte {
 	return r.seal.seal(nil, purposeName, key, e.encode())
 }
 
+// openEntry checks the seal of the names bucket's value b under key, for
+// purpose, and returns what it seals.
+func (r *Relay) openEntry(purpose, key string, b []byte) ([]byte, error) {
+	if len(b) > maxEntry {
+		return nil, fmt.Errorf("%d bytes, more than an entry", len(b))
+	}
+	return r.seal.open(nil, purpose, key, b)
+}
+
 // readEntry opens and decodes the entry stored under key.
 func (r *Relay) readEntry(key string, b []byte, now time.Time) (nameEntry, ignored, error) {
-	if len(b) > maxEntry {
-		return nameEntry{}, ignoredUnverified, fmt.Errorf("%d bytes, more than an entry", len(b))
-	}
-	payload, err := r.seal.open(nil, purposeName, key, b)
+	payload, err := r.openEntry(purposeName, key, b)
 	if err != nil {
 		return nameEntry{}, ignoredUnverified, err
 	}
@@ -170,10 +176,7 @@ var errNotLoaded = errors.New("other nodes' heartbeats not read yet")
 // readBeat opens and decodes the heartbeat stored under key. An old one is
 // not an error: it is the last of a node that is gone.
 func (r *Relay) readBeat(key string, b []byte, now time.Time) (beatEntry, ignored, error) {
-	if len(b) > maxEntry {
-		return beatEntry{}, ignoredUnverified, fmt.Errorf("%d bytes, more than an entry", len(b))
-	}
-	payload, err := r.seal.open(nil, purposeBeat, key, b)
+	payload, err := r.openEntry(purposeBeat, key, b)
 	if err != nil {
 		return beatEntry{}, ignoredUnverified, err
 	}
