@@ -98,24 +98,7 @@ func newClusterFlags(out io.Writer) (*flag.FlagSet, *clusterConfig, *flagValues,
 	fs.IntVar(&c.perSource, "per-source", 0, "members per source address before 127.0.0.2, 127.0.0.3, ... (0 = 90% of the ephemeral port range)")
 	fs.DurationVar(&c.connectTimeout, "connect-timeout", 10*time.Second, "limit for one connection attempt, handshake included")
 	fs.BoolVar(load, "load", false, "internal: run as a load process")
-	fs.Usage = func() {
-		fmt.Fprintf(out, "cluster: start NATS, --nodes chatbridge nodes and load processes on loopback; one room of\n"+
-			"--nodes x --members members: hold, chat at --rate, a node killed, and one node alone.\n\nUsage: chatbench cluster [flags]\n\nFlags:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name == "load" {
-				return
-			}
-			typ, usage := flag.UnquoteUsage(f)
-			line := "  --" + f.Name
-			if typ != "" {
-				line += " " + typ
-			}
-			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "-1" && f.DefValue != "false" && f.DefValue != "0s" {
-				usage += fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(out, "%-30s %s\n", line, usage)
-		})
-	}
+	fs.Usage = func() { printUsage(fs, out, "cluster") }
 	return fs, c, v, load
 }
 

@@ -53,7 +53,7 @@ type flagValues struct {
 }
 
 // isHidden reports the flags internal to --procs, left out of the usage text.
-func isHidden(name string) bool { return name == "child" || name == "slot-offset" }
+func isHidden(name string) bool { return name == "child" || name == "slot-offset" || name == "load" }
 
 func description(cmd string) string {
 	switch cmd {
@@ -66,6 +66,9 @@ func description(cmd string) string {
 	case "ceiling":
 		return "ceiling: serve as the thinnest Go TCP broadcaster (each read's complete lines to\n" +
 			"every other connection), the reference for deliveries per server CPU-second."
+	case "cluster":
+		return "cluster: start NATS, --nodes chatbridge nodes and load processes on loopback; one room of\n" +
+			"--nodes x --members members: hold, chat at --rate, a node killed, and one node alone."
 	}
 	return ""
 }
@@ -136,7 +139,8 @@ func printUsage(fs *flag.FlagSet, out io.Writer, name string) {
 		if typ != "" {
 			line += " " + typ
 		}
-		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" && f.DefValue != "0s" {
+		// -1 is a default the flag's usage tells in words.
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "-1" && f.DefValue != "false" && f.DefValue != "0s" {
 			usage += fmt.Sprintf(" (default %s)", f.DefValue)
 		}
 		usage = strings.ReplaceAll(usage, "\n", "\n"+strings.Repeat(" ", 31))
