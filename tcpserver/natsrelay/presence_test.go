@@ -146,6 +146,24 @@ func TestHeartbeatDecidesPresence(t *testing.T) {
 		t.Fatalf("a shows %d members of a node that never beat", n)
 	}
 
+	// Heartbeats nobody with the secret wrote raise nobody: unsealed,
+	// sealed with another secret, or sealed as a name entry. (A bigger
+	// value than an entry the bucket itself refuses.)
+	wrong, err := newSealer([]byte("not the cluster secret, though long"), "chatbridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := beatKey("ghost")
+	payload := beatEntry{Node: "ghost", Time: time.Now().UnixNano()}.encode()
+	before := a.relay.unverified.Load()
+	for _, b := range [][]byte{payload, wrong.seal(nil, purposeBeat, key, payload), g.seal.seal(nil, purposeName, key, payload)} {
+		g.put(b)
+	}
+	waitFor(t, "a to ignore the rogue heartbeats", func() bool { return a.relay.unverified.Load() >= before+3 })
+	if n := shown(); n != 0 {
+		t.Fatalf("a rogue heartbeat brought %d members to presence", n)
+	}
+
 	first := g.beat(time.Now())
 	waitFor(t, "a to show the ghost's members", func() bool { return shown() == 2 })
 	bob.ask("/who", " in lobby: ", "*** 3 in lobby: bob, g1, g2")
